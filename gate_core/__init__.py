@@ -1,0 +1,112 @@
+"""Gatehouse core: policy-driven human approval gates with a tamper-evident audit trail.
+
+The public API is exactly ``__all__``; everything in ``gate_core._*`` is private.
+"""
+
+from __future__ import annotations
+
+from gate_core._audit import Checkpoint, CheckpointSigner, Event, VerifyReport, control_ids, verify_chain
+from gate_core._directory import Directory
+from gate_core._errors import (
+    AlreadyDecided,
+    ApprovalNotUsable,
+    AuditError,
+    ConfigError,
+    DecisionRefused,
+    DirectoryError,
+    DuplicateDecision,
+    GateExpired,
+    GatehouseError,
+    GateNotFound,
+    IdempotencyConflict,
+    NotAnApprover,
+    NotFound,
+    NotTheRequester,
+    PolicyError,
+    RequestRefused,
+    SelfApprovalRefused,
+    ServicePrincipalRefused,
+    StoreError,
+    StoreUnavailable,
+    SubmitterNotAllowed,
+    UnknownPrincipal,
+)
+from gate_core._gatekeeper import Gatekeeper, principal_may_decide
+from gate_core._home import Settings, init_home, open_gatekeeper
+from gate_core._models import (
+    Actor,
+    AuthMethod,
+    DatasetRef,
+    Decision,
+    Gate,
+    GateRequest,
+    GateStatus,
+    LastReview,
+    Principal,
+    PrincipalKind,
+    RunContext,
+    Verdict,
+)
+from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate, load_policy, parse_policy
+from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
+from gate_core._store import SqlStore
+
+__all__ = [
+    "Actor",
+    "AlreadyDecided",
+    "ApprovalNotUsable",
+    "AuditError",
+    "AuthMethod",
+    "Checkpoint",
+    "CheckpointSigner",
+    "Clock",
+    "ConfigError",
+    "DatasetRef",
+    "Decision",
+    "DecisionRefused",
+    "Directory",
+    "DirectoryError",
+    "DuplicateDecision",
+    "Event",
+    "Gate",
+    "GateExpired",
+    "GateFilter",
+    "GateNotFound",
+    "GateRequest",
+    "GateStatus",
+    "GateStore",
+    "GatehouseError",
+    "Gatekeeper",
+    "IdempotencyConflict",
+    "LastReview",
+    "NotAnApprover",
+    "NotFound",
+    "NotTheRequester",
+    "Outcome",
+    "Policy",
+    "PolicyDecision",
+    "PolicyError",
+    "Principal",
+    "PrincipalKind",
+    "RequestRefused",
+    "RunContext",
+    "SelfApprovalRefused",
+    "ServicePrincipalRefused",
+    "Settings",
+    "SqlStore",
+    "StoreError",
+    "StoreUnavailable",
+    "SubmitterNotAllowed",
+    "SystemClock",
+    "UnknownPrincipal",
+    "Verdict",
+    "VerifyReport",
+    "control_ids",
+    "evaluate",
+    "init_home",
+    "load_policy",
+    "open_gatekeeper",
+    "parse_policy",
+    "principal_may_decide",
+    "verify_chain",
+]

@@ -1,0 +1,448 @@
+"""The tamper-evident audit trail: hash chain, signed checkpoints, verification, control ids.
+
+Each entry's ``body`` is the canonical JSON of ``{seq, at, event, actor, gate, payload}`` and
+
+    hash(n) = SHA-256( hash(n-1) + "\\n" + body(n) ),   hash(0) = 64 × "0"
+
+so editing, deleting, inserting or reordering any entry breaks every later hash. A checkpoint
+signs ``(size, head hash, time)`` with an Ed25519 key kept outside the database; a log cut back
+behind a checkpoint, or rewritten wholesale into a self-consistent forgery, no longer matches a
+signed checkpoint, which anyone holding the public key can check.
+
+Bodies never hold dataset contents or secrets: requests are recorded by name, tag and hash, and
+parameters whose names look like credentials are replaced by a marker (the binding hash still
+covers their real values).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gate_core._errors import AuditError
+from gate_core._models import Actor, canonical_json
+
+GENESIS_HASH = "0" * 64
+CHECKPOINT_DOMAIN = "gatehouse-audit-checkpoint/v1"
+
+_SECRET_NAME = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth)", re.I)
+REDACTED = "[redacted]"
+
+
+class Event:
+    """Audit event names. Stable: exports and control mappings key on them."""
+
+    GATE_REQUESTED = "gate.requested"
+    POLICY_EVALUATED = "policy.evaluated"
+    DECISION_RECORDED = "decision.recorded"
+    DECISION_REFUSED = "decision.refused"
+    GATE_APPROVED = "gate.approved"
+    GATE_REJECTED = "gate.rejected"
+    GATE_EXPIRED = "gate.expired"
+    GATE_CANCELLED = "gate.cancelled"
+    GATE_CONSUMED = "gate.consumed"
+    POLICY_LOADED = "policy.loaded"
+    DIRECTORY_LOADED = "directory.loaded"
+    TOKEN_CREATED = "token.created"
+    TOKEN_REVOKED = "token.revoked"
+
+
+# Which controls each event evidences. Every entry also evidences the log's own integrity
+# (NIST AU-9 protection of audit information, AU-10 non-repudiation), added by control_ids().
+CONTROL_IDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    Event.GATE_REQUESTED: {"soc2": ("CC8.1",), "iso27001": ("A.8.32",), "nist80053": ("CM-3",)},
+    Event.POLICY_EVALUATED: {"soc2": ("CC6.1",), "iso27001": ("A.5.15",), "nist80053": ("AC-3", "AC-6")},
+    Event.DECISION_RECORDED: {
+        "soc2": ("CC6.3", "CC8.1"),
+        "iso27001": ("A.5.18", "A.8.32"),
+        "nist80053": ("AC-6", "CM-3"),
+    },
+    Event.DECISION_REFUSED: {
+        "soc2": ("CC6.1", "CC6.3"),
+        "iso27001": ("A.5.15",),
+        "nist80053": ("AC-5", "AC-6"),
+    },
+    Event.GATE_APPROVED: {"soc2": ("CC8.1",), "iso27001": ("A.8.32",), "nist80053": ("CM-3",)},
+    Event.GATE_REJECTED: {"soc2": ("CC8.1",), "iso27001": ("A.8.32",), "nist80053": ("CM-3",)},
+    Event.GATE_EXPIRED: {"soc2": ("CC8.1",), "iso27001": ("A.8.32",), "nist80053": ("CM-3",)},
+    Event.GATE_CANCELLED: {"soc2": ("CC8.1",), "iso27001": ("A.8.32",), "nist80053": ("CM-3",)},
+    Event.GATE_CONSUMED: {"soc2": ("CC8.1",), "iso27001": ("A.8.32",), "nist80053": ("CM-3", "CM-5")},
+    Event.POLICY_LOADED: {"soc2": ("CC6.1", "CC8.1"), "iso27001": ("A.5.15",), "nist80053": ("AC-3", "CM-3")},
+    Event.DIRECTORY_LOADED: {
+        "soc2": ("CC6.2", "CC6.3"),
+        "iso27001": ("A.5.16", "A.5.18"),
+        "nist80053": ("AC-2",),
+    },
+    Event.TOKEN_CREATED: {"soc2": ("CC6.1", "CC6.2"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
+    Event.TOKEN_REVOKED: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
+}
+_ALWAYS = {"nist80053": ("AU-9", "AU-10")}
+
+
+def control_ids(event: str) -> dict[str, tuple[str, ...]]:
+    mapped = CONTROL_IDS.get(event, {})
+    out: dict[str, tuple[str, ...]] = {}
+    for framework in ("soc2", "iso27001", "nist80053"):
+        out[framework] = tuple(mapped.get(framework, ())) + _ALWAYS.get(framework, ())
+    return out
+
+
+def redact_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace values whose key names look like credentials, at any depth."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: (REDACTED if _SECRET_NAME.search(str(k)) else walk(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return dict(walk(parameters))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditDraft:
+    """An event to append; the store assigns its sequence number and chains it."""
+
+    event: str
+    at: datetime
+    actor: Actor
+    gate_id: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    at: datetime
+    event: str
+    actor: str
+    gate_id: str | None
+    body: str
+    prev_hash: str
+    hash: str
+
+    def decoded(self) -> dict[str, Any]:
+        return dict(json.loads(self.body))
+
+
+def entry_body(seq: int, draft: AuditDraft) -> str:
+    return canonical_json(
+        {
+            "seq": seq,
+            "at": draft.at.isoformat(),
+            "event": draft.event,
+            "actor": draft.actor.model_dump(mode="json"),
+            "gate": draft.gate_id,
+            "payload": draft.payload,
+        }
+    )
+
+
+def chain_hash(prev_hash: str, body: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def chain(prev_seq: int, prev_hash: str, drafts: Iterable[AuditDraft]) -> list[AuditEntry]:
+    entries = []
+    for offset, draft in enumerate(drafts, start=1):
+        seq = prev_seq + offset
+        body = entry_body(seq, draft)
+        digest = chain_hash(prev_hash, body)
+        entries.append(
+            AuditEntry(
+                seq, draft.at, draft.event, draft.actor.principal_id, draft.gate_id, body, prev_hash, digest
+            )
+        )
+        prev_hash = digest
+    return entries
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    size: int
+    head_hash: str
+    at: datetime
+    key_id: str
+    signature: str  # hex
+
+    def message(self) -> bytes:
+        return checkpoint_message(self.size, self.head_hash, self.at)
+
+    def to_json(self) -> str:
+        return canonical_json(
+            {
+                "size": self.size,
+                "head_hash": self.head_hash,
+                "at": self.at.isoformat(),
+                "key_id": self.key_id,
+                "signature": self.signature,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Checkpoint:
+        data = json.loads(text)
+        return cls(
+            int(data["size"]),
+            data["head_hash"],
+            datetime.fromisoformat(data["at"]),
+            data["key_id"],
+            data["signature"],
+        )
+
+
+def checkpoint_message(size: int, head_hash: str, at: datetime) -> bytes:
+    return f"{CHECKPOINT_DOMAIN}\n{size}\n{head_hash}\n{at.isoformat()}\n".encode()
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class CheckpointSigner:
+    """Signs checkpoints with an Ed25519 key stored as PEM files outside the database."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = key_id(self.public_key)
+
+    @classmethod
+    def generate(cls, private_path: Path, public_path: Path) -> CheckpointSigner:
+        key = Ed25519PrivateKey.generate()
+        private_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        private_path.chmod(0o600)
+        public_path.write_bytes(public_pem(key.public_key()))
+        return cls(key)
+
+    @classmethod
+    def load(cls, private_path: Path) -> CheckpointSigner:
+        try:
+            key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"cannot load the audit signing key {private_path}: {exc}") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise AuditError(f"{private_path} is not an Ed25519 private key")
+        return cls(key)
+
+    def sign(self, size: int, head_hash: str, at: datetime) -> Checkpoint:
+        signature = self._key.sign(checkpoint_message(size, head_hash, at)).hex()
+        return Checkpoint(size, head_hash, at, self.key_id, signature)
+
+
+def public_pem(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise AuditError(f"cannot load the audit public key {path}: {exc}") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise AuditError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def signature_valid(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> bool:
+    try:
+        public_key.verify(bytes.fromhex(checkpoint.signature), checkpoint.message())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    ok: bool
+    entries: int
+    head_hash: str
+    checkpoints_checked: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+    def summary(self) -> str:
+        if self.ok:
+            return (
+                f"audit log intact: {self.entries} entries, head {self.head_hash[:16]}…, "
+                f"{self.checkpoints_checked} signed checkpoint(s) verified"
+            )
+        return f"audit log TAMPERED at entry {self.first_bad_seq}: {self.problem}"
+
+
+_ROW_FIELDS = ("seq", "event", "gate")
+
+
+def verify_chain(
+    rows: Iterable[tuple[int, str, str | None, str, str, str]],
+    checkpoints: Iterable[Checkpoint],
+    public_key: Ed25519PublicKey | None,
+) -> VerifyReport:
+    """Verify rows ``(seq, event, gate_id, body, prev_hash, hash)`` in seq order against checkpoints.
+
+    Names the first bad sequence number. Checkpoints are checked for their signature and against
+    the chain: a checkpoint larger than the log means the tail was cut; one whose head hash
+    differs from the recomputed hash at its size means the log was rewritten.
+    """
+    marks = list(checkpoints)
+    wanted = {c.size for c in marks}
+    hash_at: dict[int, str] = {0: GENESIS_HASH}
+    expected_seq = 1
+    prev = GENESIS_HASH
+    sha256 = hashlib.sha256
+    loads = json.loads
+    for seq, event, gate_id, body, prev_hash, digest in rows:
+        if seq != expected_seq:
+            missing = expected_seq if seq > expected_seq else seq
+            return VerifyReport(
+                False, expected_seq - 1, prev, 0, missing, f"expected entry {expected_seq}, found {seq}"
+            )
+        if prev_hash != prev:
+            return VerifyReport(
+                False, seq - 1, prev, 0, seq, "previous-hash link does not match the entry before it"
+            )
+        if sha256(f"{prev}\n{body}".encode()).hexdigest() != digest:
+            return VerifyReport(
+                False, seq - 1, prev, 0, seq, "content does not match its hash (entry edited)"
+            )
+        try:
+            decoded = loads(body)
+        except ValueError:
+            return VerifyReport(False, seq - 1, prev, 0, seq, "entry body is not JSON")
+        if (decoded.get("seq"), decoded.get("event"), decoded.get("gate")) != (seq, event, gate_id):
+            return VerifyReport(False, seq - 1, prev, 0, seq, "indexed columns disagree with the hashed body")
+        prev = digest
+        if seq in wanted:
+            hash_at[seq] = digest
+        expected_seq += 1
+    size = expected_seq - 1
+    checked = 0
+    if public_key is not None and size and not marks:
+        return VerifyReport(
+            False, size, prev, 0, 1, "no signed checkpoint covers this log (checkpoints deleted?)"
+        )
+    for mark in sorted(marks, key=lambda c: c.size):
+        if public_key is None:
+            break
+        if not signature_valid(mark, public_key):
+            return VerifyReport(
+                False,
+                size,
+                prev,
+                checked,
+                min(mark.size, size + 1) or 1,
+                f"checkpoint at size {mark.size} has an invalid signature (forged or signed by another key)",
+            )
+        if mark.size > size:
+            return VerifyReport(
+                False,
+                size,
+                prev,
+                checked,
+                size + 1,
+                f"log has {size} entries but a signed checkpoint covers {mark.size}: entries {size + 1}…{mark.size} were removed",
+            )
+        if hash_at.get(mark.size) != mark.head_hash:
+            return VerifyReport(
+                False,
+                size,
+                prev,
+                checked,
+                mark.size or 1,
+                f"entry {mark.size} does not match the signed checkpoint (log rewritten)",
+            )
+        checked += 1
+    return VerifyReport(True, size, prev, checked)
+
+
+# ---------------------------------------------------------------- export
+
+EXPORT_COLUMNS = (
+    "seq",
+    "at",
+    "event",
+    "actor",
+    "gate",
+    "soc2",
+    "iso27001",
+    "nist80053",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+
+
+def export_record(entry: AuditEntry) -> dict[str, Any]:
+    """One exported event: the hashed body, its chain links and the controls it evidences."""
+    body = entry.decoded()
+    return {
+        "seq": entry.seq,
+        "at": body["at"],
+        "event": entry.event,
+        "actor": body["actor"],
+        "gate": entry.gate_id,
+        "payload": body["payload"],
+        "controls": {k: list(v) for k, v in control_ids(entry.event).items()},
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def export_jsonl(entries: Iterable[AuditEntry], out: Any) -> int:
+    count = 0
+    for entry in entries:
+        out.write(canonical_json(export_record(entry)) + "\n")
+        count += 1
+    return count
+
+
+def export_csv(entries: Iterable[AuditEntry], out: Any) -> int:
+
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for entry in entries:
+        record = export_record(entry)
+        actor = record["actor"]
+        writer.writerow(
+            [
+                record["seq"],
+                record["at"],
+                record["event"],
+                f"{actor['principal_id']} ({actor['via']})",
+                record["gate"] or "",
+                " ".join(record["controls"]["soc2"]),
+                " ".join(record["controls"]["iso27001"]),
+                " ".join(record["controls"]["nist80053"]),
+                canonical_json(record["payload"]),
+                record["prev_hash"],
+                record["hash"],
+            ]
+        )
+        count += 1
+    return count

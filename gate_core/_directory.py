@@ -1,0 +1,115 @@
+"""The directory: who exists, their e-mail, groups and kind. Loaded from a YAML file.
+
+    principals:
+      - id: alice
+        email: alice@example.com
+        display_name: Alice Liddell
+        groups: [data-engineering]
+        aliases: [alice.l]          # other names the same principal signs in with (OS user, SSO login)
+      - id: etl-bot
+        kind: service
+
+An identity presented by any channel (OS user, token, OIDC subject/e-mail, Slack e-mail) resolves
+to exactly one principal here or is refused — there is no implicit principal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gate_core._errors import DirectoryError, UnknownPrincipal
+from gate_core._models import Principal, PrincipalKind, canonical_json, sha256_hex
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._@+-]+$")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    display_name: str = ""
+    groups: list[str] = []
+    kind: PrincipalKind = PrincipalKind.HUMAN
+    aliases: list[str] = []
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    principals: list[_Entry]
+
+
+class Directory:
+    """An immutable lookup of principals by id, alias or e-mail."""
+
+    def __init__(self, principals: Iterable[Principal], aliases: dict[str, str] | None = None) -> None:
+        self._by_id: dict[str, Principal] = {}
+        self._by_email: dict[str, Principal] = {}
+        for principal in principals:
+            if principal.id in self._by_id:
+                raise DirectoryError(f"principal id {principal.id!r} appears twice")
+            self._by_id[principal.id] = principal
+            if principal.email:
+                self._by_email.setdefault(principal.email.lower(), principal)
+        self._aliases = dict(aliases or {})
+        for alias, target in self._aliases.items():
+            if target not in self._by_id:
+                raise DirectoryError(f"alias {alias!r} points at unknown principal {target!r}")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Directory:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DirectoryError(f"{path}: cannot read directory file: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise DirectoryError(f"{path}: not valid YAML: {exc}") from exc
+        try:
+            parsed = _File.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise DirectoryError(f"{path}: {where}: {first['msg']}") from exc
+        principals = [
+            Principal(
+                id=e.id,
+                email=e.email,
+                display_name=e.display_name,
+                groups=frozenset(e.groups),
+                kind=e.kind,
+            )
+            for e in parsed.principals
+        ]
+        aliases = {alias: e.id for e in parsed.principals for alias in e.aliases}
+        return cls(principals, aliases)
+
+    def __iter__(self) -> Iterator[Principal]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def content_hash(self) -> str:
+        rows = [p.model_dump(mode="json") for p in sorted(self, key=lambda p: p.id)]
+        return sha256_hex(canonical_json({"principals": rows, "aliases": self._aliases}))
+
+    def get(self, principal_id: str) -> Principal:
+        principal = self._by_id.get(principal_id) or self._by_id.get(self._aliases.get(principal_id, ""))
+        if principal is None:
+            raise UnknownPrincipal(principal_id)
+        return principal
+
+    def find(self, principal_id: str) -> Principal | None:
+        try:
+            return self.get(principal_id)
+        except UnknownPrincipal:
+            return None
+
+    def by_email(self, email: str) -> Principal:
+        principal = self._by_email.get(email.strip().lower())
+        if principal is None:
+            raise UnknownPrincipal(email, "e-mail")
+        return principal

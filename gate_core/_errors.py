@@ -1,0 +1,154 @@
+"""Every error Gatehouse raises, in one tree.
+
+    GatehouseError
+    ├── ConfigError                 a policy, directory or settings file is unusable
+    │   ├── PolicyError             names the file and the path of the bad field
+    │   └── DirectoryError
+    ├── NotFound
+    │   ├── GateNotFound
+    │   └── UnknownPrincipal        an identity that maps to no directory principal
+    ├── RequestRefused              a gate could not be opened as asked
+    │   ├── IdempotencyConflict     the key already names a gate for a different payload
+    │   └── SubmitterNotAllowed     a principal that may not open gates (or act for someone)
+    ├── DecisionRefused             an approve/reject/cancel/consume that the rules forbid
+    │   ├── SelfApprovalRefused     the requester (same id or same email) tried to decide
+    │   ├── ServicePrincipalRefused service accounts never decide
+    │   ├── NotAnApprover           not in the rule's approver or break-glass groups
+    │   ├── DuplicateDecision       this person already decided this gate
+    │   ├── AlreadyDecided          the gate left PENDING: "already approved by bob at …"
+    │   ├── GateExpired             the decision deadline passed; the step must not run
+    │   ├── NotTheRequester         cancel by someone who did not open the gate
+    │   └── ApprovalNotUsable       consume refused: not approved, expired or a different payload
+    ├── StoreError
+    │   └── StoreUnavailable        database unreachable or locked — callers must fail closed
+    └── AuditError                  the audit log cannot be written, read or checkpointed
+
+Every error carries a one-line ``str()`` meant for a human (the CLI prints exactly that) and a
+stable ``code`` for machines (the HTTP API maps it to a problem type and status).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class GatehouseError(Exception):
+    """Base class. ``code`` is stable; the message is for people."""
+
+    code = "gatehouse_error"
+
+
+class ConfigError(GatehouseError):
+    code = "config_error"
+
+
+class PolicyError(ConfigError):
+    code = "policy_invalid"
+
+    def __init__(self, source: str, field_path: str, problem: str) -> None:
+        self.source = source
+        self.field_path = field_path
+        self.problem = problem
+        where = f"{source}: {field_path}" if field_path else source
+        super().__init__(f"{where}: {problem}")
+
+
+class DirectoryError(ConfigError):
+    code = "directory_invalid"
+
+
+class NotFound(GatehouseError):
+    code = "not_found"
+
+
+class GateNotFound(NotFound):
+    code = "gate_not_found"
+
+    def __init__(self, gate_id: str) -> None:
+        self.gate_id = gate_id
+        super().__init__(f"no gate with id {gate_id!r}")
+
+
+class UnknownPrincipal(NotFound):
+    code = "unknown_principal"
+
+    def __init__(self, identity: str, how: str = "") -> None:
+        self.identity = identity
+        suffix = f" (identified by {how})" if how else ""
+        super().__init__(f"{identity!r} is not a principal in the directory{suffix}")
+
+
+class RequestRefused(GatehouseError):
+    code = "request_refused"
+
+
+class IdempotencyConflict(RequestRefused):
+    code = "idempotency_conflict"
+
+    def __init__(self, key: str, gate_id: str) -> None:
+        self.key = key
+        self.gate_id = gate_id
+        super().__init__(
+            f"idempotency key {key!r} already belongs to gate {gate_id} for a different action, "
+            "parameters or datasets; a different payload needs a new key"
+        )
+
+
+class SubmitterNotAllowed(RequestRefused):
+    code = "submitter_not_allowed"
+
+
+class DecisionRefused(GatehouseError):
+    code = "decision_refused"
+
+
+class SelfApprovalRefused(DecisionRefused):
+    code = "self_approval"
+
+
+class ServicePrincipalRefused(DecisionRefused):
+    code = "service_principal"
+
+
+class NotAnApprover(DecisionRefused):
+    code = "not_an_approver"
+
+
+class DuplicateDecision(DecisionRefused):
+    code = "duplicate_decision"
+
+
+class AlreadyDecided(DecisionRefused):
+    code = "already_decided"
+
+    def __init__(self, status: str, by: tuple[str, ...], at: datetime | None) -> None:
+        self.status = status
+        self.by = by
+        self.at = at
+        who = " and ".join(by) if by else "policy"
+        when = f" at {at.isoformat(timespec='seconds')}" if at else ""
+        super().__init__(f"already {status.lower()} by {who}{when}")
+
+
+class GateExpired(DecisionRefused):
+    code = "gate_expired"
+
+
+class NotTheRequester(DecisionRefused):
+    code = "not_the_requester"
+
+
+class ApprovalNotUsable(DecisionRefused):
+    code = "approval_not_usable"
+
+
+class StoreError(GatehouseError):
+    code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    code = "store_unavailable"
+
+
+class AuditError(GatehouseError):
+    code = "audit_error"

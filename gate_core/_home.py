@@ -1,0 +1,115 @@
+"""Settings from the environment and the ``$GATEHOUSE_HOME`` data directory.
+
+$GATEHOUSE_HOME (default ~/.gatehouse)
+├── gatehouse.db          SQLite store (unless GATEHOUSE_DATABASE_URL names another database)
+├── policy.yaml           GATEHOUSE_POLICY overrides
+├── directory.yaml        GATEHOUSE_DIRECTORY overrides
+├── audit-signing.key     Ed25519 private key for checkpoints (0600)
+├── audit-signing.pub     its public key: give this to whoever verifies the trail
+└── audit-checkpoints.jsonl   every signed checkpoint, a witness kept outside the database
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gate_core._audit import CheckpointSigner
+from gate_core._directory import Directory
+from gate_core._errors import ConfigError
+from gate_core._gatekeeper import Gatekeeper
+from gate_core._policy import load_policy
+from gate_core._ports import Clock
+from gate_core._store import SqlStore
+
+MINIMAL_POLICY = """\
+# Gatehouse policy. See `gatehouse init --example` for a commented example.
+version: 1
+rules: []
+default:
+  outcome: require
+  approvers: {groups: [data-governance], count: 1}
+  expiry: 24h
+"""
+MINIMAL_DIRECTORY = """\
+# Gatehouse directory: add your principals here (see `gatehouse init --example`).
+principals: []
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    database_url: str
+    policy_path: Path
+    directory_path: Path
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.home / "audit-signing.key"
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.home / "audit-signing.pub"
+
+    @property
+    def witness_path(self) -> Path:
+        return self.home / "audit-checkpoints.jsonl"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("GATEHOUSE_HOME") or Path.home() / ".gatehouse").expanduser()
+        return cls(
+            home=home,
+            database_url=env.get("GATEHOUSE_DATABASE_URL") or f"sqlite:///{home / 'gatehouse.db'}",
+            policy_path=Path(env.get("GATEHOUSE_POLICY") or home / "policy.yaml"),
+            directory_path=Path(env.get("GATEHOUSE_DIRECTORY") or home / "directory.yaml"),
+        )
+
+
+def init_home(settings: Settings, *, example: bool = False, force: bool = False) -> list[Path]:
+    """Create the data directory, key pair, policy and directory files, and the database.
+    Existing files are kept unless ``force``; returns the files written."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.chmod(0o700)
+    written: list[Path] = []
+    for path, example_name, minimal in (
+        (settings.policy_path, "policy.yaml", MINIMAL_POLICY),
+        (settings.directory_path, "directory.yaml", MINIMAL_DIRECTORY),
+    ):
+        if path.exists() and not force:
+            continue
+        text = (
+            resources.files("gate_core.examples").joinpath(example_name).read_text("utf-8")
+            if example
+            else minimal
+        )
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    if not settings.signing_key_path.exists():
+        CheckpointSigner.generate(settings.signing_key_path, settings.public_key_path)
+        written += [settings.signing_key_path, settings.public_key_path]
+    gatekeeper = open_gatekeeper(settings)
+    gatekeeper.store.close()
+    return written
+
+
+def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: bool = True) -> Gatekeeper:
+    """Build the core from settings: load and validate policy and directory, open the store,
+    and audit the configuration in force if it changed."""
+    if not settings.home.exists():
+        raise ConfigError(
+            f"{settings.home} does not exist; run `gatehouse init` (or `gatehouse init --example`) first"
+        )
+    policy = load_policy(settings.policy_path)
+    directory = Directory.load(settings.directory_path)
+    signer = CheckpointSigner.load(settings.signing_key_path) if settings.signing_key_path.exists() else None
+    store = SqlStore.open(settings.database_url, migrate=migrate)
+    gatekeeper = Gatekeeper(
+        store, directory, policy, clock=clock, signer=signer, witness_path=settings.witness_path
+    )
+    gatekeeper.record_configuration(settings.policy_path.read_text(encoding="utf-8"))
+    return gatekeeper

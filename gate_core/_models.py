@@ -1,0 +1,243 @@
+"""The typed payloads of the gate domain: what a gate asks, who asks, who decides.
+
+All are frozen pydantic models so that they serialise identically everywhere they cross a boundary
+(store, audit, HTTP, orchestrator adapters) and cannot be mutated behind the store's back.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, UTF-8 kept as is.
+
+    Used for every hash Gatehouse computes (binding hash, policy hash, audit chain), so that the
+    same content always hashes the same on any machine and database.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class PrincipalKind(enum.StrEnum):
+    HUMAN = "human"
+    SERVICE = "service"
+
+
+class AuthMethod(enum.StrEnum):
+    """How an acting identity was established; recorded with every audited action."""
+
+    LOCAL_OS_USER = "local-os-user"
+    API_TOKEN = "api-token"
+    OIDC = "oidc"
+    PROXY_HEADER = "proxy-header"
+    SLACK = "slack"
+    CONSOLE_LOCAL = "console-local"
+    SYSTEM = "system"
+
+
+class Principal(_Frozen):
+    id: str = Field(min_length=1, max_length=200)
+    email: str | None = None
+    display_name: str = ""
+    groups: frozenset[str] = frozenset()
+    kind: PrincipalKind = PrincipalKind.HUMAN
+
+    @property
+    def identity_keys(self) -> tuple[str, ...]:
+        keys = [f"id:{self.id}"]
+        if self.email:
+            keys.append(self.person_key)
+        return tuple(keys)
+
+    @property
+    def person_key(self) -> str:
+        """One key per real person: the e-mail when known (so the same mailbox under two ids is
+        one person), otherwise the id. Quorum and self-approval are decided on this key."""
+        return f"email:{self.email.strip().lower()}" if self.email else f"id:{self.id}"
+
+    def is_same_person(self, other: Principal) -> bool:
+        return self.id == other.id or self.person_key == other.person_key
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.id
+
+
+class Actor(_Frozen):
+    """A principal at the moment it acted, and how we know it was them."""
+
+    principal_id: str
+    via: AuthMethod
+    email: str | None = None
+
+
+SYSTEM_ACTOR = Actor(principal_id="gatehouse", via=AuthMethod.SYSTEM)
+
+_NAMESPACE_WITH_SCHEME = re.compile(r"^(?P<ns>[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)/(?P<name>.+)$")
+
+
+class DatasetRef(_Frozen):
+    """A dataset in OpenLineage naming (namespace + name) with its classification tags."""
+
+    namespace: str = Field(min_length=1, max_length=500)
+    name: str = Field(min_length=1, max_length=1000)
+    tags: frozenset[str] = frozenset()
+
+    @field_validator("tags")
+    @classmethod
+    def _normalise_tags(cls, tags: frozenset[str]) -> frozenset[str]:
+        return frozenset(t.strip().lower() for t in tags if t.strip())
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> DatasetRef:
+        """Parse ``NAMESPACE/NAME[#tag,tag]``.
+
+        A namespace with a URI scheme (``postgres://db:5432/public.customers``) ends at the first
+        slash after the authority; otherwise at the first slash (``warehouse/customers``).
+        """
+        spec, _, tag_text = text.partition("#")
+        match = _NAMESPACE_WITH_SCHEME.match(spec)
+        if match:
+            namespace, name = match["ns"], match["name"]
+        else:
+            namespace, _, name = spec.partition("/")
+        if not namespace or not name:
+            raise ValueError(f"dataset {text!r} is not NAMESPACE/NAME[#tag,tag]")
+        tags = frozenset(t for t in tag_text.split(",") if t.strip())
+        return cls(namespace=namespace, name=name, tags=tags)
+
+    def __str__(self) -> str:
+        tags = f"#{','.join(sorted(self.tags))}" if self.tags else ""
+        return f"{self.qualified_name}{tags}"
+
+
+class RunContext(_Frozen):
+    """Where a request comes from. Outside any orchestrator it is ``local``."""
+
+    orchestrator: str = "local"
+    pipeline: str = ""
+    run_id: str = ""
+    task_id: str = ""
+    try_number: int = 1
+    url: str | None = None
+
+
+class GateRequest(_Frozen):
+    """What a step asks permission for. Everything in ``binding`` is what the approval is bound to."""
+
+    action: str = Field(min_length=1, max_length=100)
+    target: str = Field(default="", max_length=1000)
+    datasets: tuple[DatasetRef, ...] = ()
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    environment: str = Field(default="", max_length=100)
+    requester: str = Field(min_length=1, max_length=200, description="principal id of the person asking")
+    run: RunContext = Field(default_factory=RunContext)
+    idempotency_key: str | None = Field(default=None, max_length=500)
+    reason: str = Field(default="", max_length=4000)
+
+    def binding(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "environment": self.environment,
+            "parameters": self.parameters,
+            "datasets": sorted(d.qualified_name for d in self.datasets),
+        }
+
+    def binding_hash(self) -> str:
+        """SHA-256 of exactly what the approval covers: a different payload needs a new gate."""
+        return sha256_hex(canonical_json(self.binding()))
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return frozenset().union(*(d.tags for d in self.datasets)) if self.datasets else frozenset()
+
+
+class GateStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    CONSUMED = "CONSUMED"
+
+    @property
+    def is_open(self) -> bool:
+        return self is GateStatus.PENDING
+
+
+class Verdict(enum.StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class Decision(_Frozen):
+    principal_id: str
+    email: str | None
+    display_name: str
+    verdict: Verdict
+    comment: str = ""
+    at: datetime
+    via: AuthMethod
+    break_glass: bool = False
+
+
+class LastReview(_Frozen):
+    """When this action on this target was last decided by a person, for the approver's context."""
+
+    gate_id: str
+    status: GateStatus
+    decided_at: datetime
+    decided_by: tuple[str, ...]
+
+
+class Gate(_Frozen):
+    id: str
+    status: GateStatus
+    request: GateRequest
+    submitted_by: str
+    requester_identities: tuple[str, ...] = Field(
+        description="id: and email: keys of the requester and submitter when the gate opened; none may decide"
+    )
+    binding_hash: str
+    policy_hash: str
+    rule: str
+    matched_rules: tuple[str, ...]
+    explanation: str
+    required_approvals: int
+    approver_groups: tuple[str, ...]
+    break_glass_groups: tuple[str, ...]
+    notify: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None = None
+    decided_by: tuple[str, ...] = ()
+    consumed_at: datetime | None = None
+    decisions: tuple[Decision, ...] = ()
+    last_review: LastReview | None = None
+
+    @property
+    def approvals(self) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if d.verdict is Verdict.APPROVE)
+
+    def approvals_missing(self) -> int:
+        return max(0, self.required_approvals - len(self.approvals))

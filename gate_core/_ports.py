@@ -1,0 +1,92 @@
+"""The ports of the gate core: what it needs from the outside world, as protocols.
+
+    Gatekeeper ──uses──► GateStore   (SQLAlchemy adapter: SqlStore, SQLite or PostgreSQL)
+               ──uses──► Clock       (SystemClock; tests use gate_core.testing.ManualClock)
+               ──uses──► Directory   (principals from a file; identity adapters resolve to it)
+
+A store runs each ``mutate`` as one atomic unit: lock the gate, let the core judge it, write the
+outcome and its audit entries, commit — or write nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gate_core._audit import AuditDraft, AuditEntry, Checkpoint
+from gate_core._errors import GatehouseError
+from gate_core._models import Decision, Gate, GateStatus, LastReview
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """What the core decided to do to one gate, for the store to apply atomically.
+
+    ``status`` moves the gate (compare-and-set from the status it was read in); ``raise_after``
+    is raised once the rest is committed — so a refused decision is audited, yet still refused.
+    """
+
+    events: Sequence[AuditDraft] = ()
+    status: GateStatus | None = None
+    decided_at: datetime | None = None
+    decided_by: tuple[str, ...] | None = None
+    consumed_at: datetime | None = None
+    decision: Decision | None = None
+    person_key: str | None = None
+    raise_after: GatehouseError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GateFilter:
+    status: GateStatus | None = None
+    action: str | None = None
+    dataset: str | None = None
+    requester: str | None = None
+    limit: int = 200
+    ids: tuple[str, ...] = field(default=())
+
+
+class GateStore(Protocol):
+    def create_gate(self, gate: Gate, events: Sequence[AuditDraft]) -> tuple[Gate, bool]:
+        """Insert a gate with its audit entries, or return the gate its idempotency key already
+        names (``created`` False) — never a second gate for one key."""
+        ...
+
+    def mutate(self, gate_id: str, change: Callable[[Gate], Mutation]) -> Gate: ...
+
+    def get_gate(self, gate_id: str) -> Gate: ...
+
+    def list_gates(self, query: GateFilter) -> list[Gate]: ...
+
+    def due_for_expiry(self, now: datetime, limit: int = 500) -> list[str]: ...
+
+    def last_review(self, action: str, target: str) -> LastReview | None: ...
+
+    def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEntry]: ...
+
+    def audit_head(self) -> tuple[int, str]: ...
+
+    def audit_rows(self) -> Iterator[tuple[int, str, str | None, str, str, str]]: ...
+
+    def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]: ...
+
+    def checkpoints(self) -> list[Checkpoint]: ...
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
+        """Remember a policy or directory version; False when this exact version was seen before."""
+        ...
+
+    def close(self) -> None: ...

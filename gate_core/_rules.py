@@ -1,0 +1,84 @@
+"""Who may decide a gate, and what their decision does. Pure functions over immutable values.
+
+The rules, in the order they are checked (the first that applies answers):
+1. a gate that has left PENDING answers "already <status> by <who> at <when>" and changes nothing;
+2. a gate past its deadline is expired: its step must not run;
+3. service principals never decide;
+4. the requester — the same id, or the same e-mail under another id — never decides their own gate;
+   there is no admin bypass;
+5. only members of the rule's approver groups, or of its break-glass groups, decide;
+6. one person counts once: a second decision by the same person is refused;
+7. any allowed reject is final; approvals complete when the distinct approvers reach the rule's
+   count, or at once when the approver acts through a break-glass group (flagged in the audit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gate_core._errors import (
+    AlreadyDecided,
+    DuplicateDecision,
+    GateExpired,
+    NotAnApprover,
+    SelfApprovalRefused,
+    ServicePrincipalRefused,
+)
+from gate_core._models import Gate, GateStatus, Principal, PrincipalKind, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEffect:
+    """What an accepted decision does to its gate."""
+
+    new_status: GateStatus
+    break_glass: bool
+    approvals_after: int
+
+
+def is_expired(gate: Gate, now: datetime) -> bool:
+    return gate.status is GateStatus.PENDING and now >= gate.expires_at
+
+
+def refuse_if_closed(gate: Gate, now: datetime) -> None:
+    if gate.status is not GateStatus.PENDING:
+        raise AlreadyDecided(gate.status.value, gate.decided_by, gate.decided_at)
+    if is_expired(gate, now):
+        raise GateExpired(f"gate {gate.id} expired at {gate.expires_at.isoformat(timespec='seconds')}")
+
+
+def is_requester(gate: Gate, principal: Principal) -> bool:
+    return bool(set(principal.identity_keys) & set(gate.requester_identities))
+
+
+def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: datetime) -> DecisionEffect:
+    """Accept a decision and say what it does, or raise the DecisionRefused that explains why not."""
+    refuse_if_closed(gate, now)
+    if principal.kind is not PrincipalKind.HUMAN:
+        raise ServicePrincipalRefused(
+            f"{principal.id} is a service principal; service principals never decide"
+        )
+    if is_requester(gate, principal):
+        raise SelfApprovalRefused(f"{principal.id}: you requested this gate; someone else must decide it")
+    in_approvers = bool(principal.groups & set(gate.approver_groups))
+    in_break_glass = bool(principal.groups & set(gate.break_glass_groups))
+    if not (in_approvers or in_break_glass):
+        allowed = " or ".join(gate.approver_groups) or "nobody"
+        raise NotAnApprover(f"{principal.id} is not in an approver group of this gate (needs {allowed})")
+    for earlier in gate.decisions:
+        if earlier.principal_id == principal.id or (
+            earlier.email and principal.email and earlier.email.lower() == principal.email.lower()
+        ):
+            raise DuplicateDecision(
+                f"{principal.id} already decided ({earlier.verdict.value}) at "
+                f"{earlier.at.isoformat(timespec='seconds')}; one person counts once"
+            )
+    if verdict is Verdict.REJECT:
+        return DecisionEffect(GateStatus.REJECTED, break_glass=False, approvals_after=len(gate.approvals))
+    approvals_after = len(gate.approvals) + 1
+    if approvals_after >= gate.required_approvals:
+        return DecisionEffect(GateStatus.APPROVED, break_glass=False, approvals_after=approvals_after)
+    if in_break_glass:
+        return DecisionEffect(GateStatus.APPROVED, break_glass=True, approvals_after=approvals_after)
+    return DecisionEffect(GateStatus.PENDING, break_glass=False, approvals_after=approvals_after)

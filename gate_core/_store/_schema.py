@@ -1,0 +1,157 @@
+"""Tables of the gate store. Migrations in ``migrations/`` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive text; we restore the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+gates = Table(
+    "gh_gates",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("idempotency_key", String(500), unique=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("action", String(100), nullable=False, index=True),
+    Column("target", String(1000), nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("requester", String(200), nullable=False, index=True),
+    Column("submitted_by", String(200), nullable=False),
+    Column("binding_hash", String(64), nullable=False),
+    Column("policy_hash", String(64), nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("required_approvals", Integer, nullable=False),
+    Column("request", Text, nullable=False, doc="canonical JSON of the GateRequest"),
+    Column(
+        "context", Text, nullable=False, doc="canonical JSON: rules, explanation, groups, notify, identities"
+    ),
+    Column("created_at", UtcDateTime, nullable=False, index=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime),
+    Column("decided_by", Text, nullable=False, default="[]"),
+    Column("consumed_at", UtcDateTime),
+    Index("ix_gh_gates_pending_expiry", "status", "expires_at"),
+    Index("ix_gh_gates_action_target", "action", "target", "decided_at"),
+)
+
+gate_datasets = Table(
+    "gh_gate_datasets",
+    metadata,
+    Column("gate_id", String(32), ForeignKey("gh_gates.id"), primary_key=True),
+    Column("qualified_name", String(1600), primary_key=True),
+    Index("ix_gh_gate_datasets_name", "qualified_name"),
+)
+
+decisions = Table(
+    "gh_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("gate_id", String(32), ForeignKey("gh_gates.id"), nullable=False, index=True),
+    Column("principal_id", String(200), nullable=False),
+    Column("person_key", String(400), nullable=False),
+    Column("email", String(320)),
+    Column("display_name", String(200), nullable=False),
+    Column("verdict", String(8), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("via", String(32), nullable=False),
+    Column("break_glass", Boolean, nullable=False),
+    # The database itself refuses a second decision by one person: quorum can never double-count.
+    UniqueConstraint("gate_id", "person_key", name="uq_gh_decisions_person"),
+    UniqueConstraint("gate_id", "principal_id", name="uq_gh_decisions_principal"),
+)
+
+audit_log = Table(
+    "gh_audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("event", String(64), nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("gate_id", String(32), index=True),
+    Column("body", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row: the chain's head. Locking it serialises appends across processes and replicas.
+audit_head = Table(
+    "gh_audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "gh_audit_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("size", BigInteger, nullable=False, index=True),
+    Column("head_hash", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+# Every policy and directory version that was ever in force, so an audit entry's policy hash can
+# be resolved to the exact rules that applied.
+config_versions = Table(
+    "gh_config_versions",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("hash", String(64), primary_key=True),
+    Column("source", String(1000), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("loaded_at", UtcDateTime, nullable=False),
+)
+
+# Append-only enforcement, installed by the migrations. SQLite: triggers; PostgreSQL: a trigger
+# function that also refuses TRUNCATE.
+APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints")

@@ -1,0 +1,513 @@
+"""SqlStore: the GateStore port on SQLAlchemy 2 Core, for SQLite (embedded) and PostgreSQL.
+
+Concurrency: every write is one transaction. PostgreSQL locks the gate row (``FOR UPDATE``) and,
+last and briefly, the audit head row, so two replicas deciding one gate serialise on the gate and
+all writers serialise only for the few statements that extend the chain. SQLite takes its single
+write lock up front (``BEGIN IMMEDIATE``) and waits up to ``busy_timeout`` for it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, and_, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, chain
+from gate_core._errors import GateNotFound, StoreError, StoreUnavailable
+from gate_core._models import (
+    Decision,
+    Gate,
+    GateRequest,
+    GateStatus,
+    LastReview,
+    canonical_json,
+)
+from gate_core._ports import GateFilter, Mutation
+from gate_core._store import _migrate
+from gate_core._store._schema import (
+    audit_checkpoints,
+    audit_head,
+    audit_log,
+    config_versions,
+    decisions,
+    gate_datasets,
+    gates,
+)
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people paste (``postgresql://``, ``postgres://``) and use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_store_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(
+            url,
+            connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Hand transaction control to SQLAlchemy's "begin" event below (pysqlite's own BEGIN
+            # is deferred, which lets two writers deadlock on lock upgrade).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in _RETRYABLE_SQLSTATES
+
+
+def _unavailable(exc: DBAPIError) -> StoreUnavailable:
+    first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return StoreUnavailable(f"database unavailable: {first_line}")
+
+
+class SqlStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> SqlStore:
+        engine = create_store_engine(url)
+        store = cls(engine)
+        if migrate:
+            try:
+                _migrate.upgrade(engine)
+            except OperationalError as exc:
+                raise _unavailable(exc) from exc
+        return store
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except IntegrityError:
+            raise
+        except OperationalError as exc:
+            if _is_retryable(exc):
+                raise
+            raise _unavailable(exc) from exc
+        except DBAPIError as exc:
+            if _is_retryable(exc):
+                raise
+            if exc.connection_invalidated:
+                raise _unavailable(exc) from exc
+            raise StoreError(f"database error: {str(exc.orig).strip().splitlines()[0]}") from exc
+
+    def _retrying(self, work: Callable[[], Any], attempts: int = 5) -> Any:
+        for attempt in range(attempts):
+            try:
+                return work()
+            except DBAPIError as exc:
+                if not _is_retryable(exc) or attempt == attempts - 1:
+                    if _is_retryable(exc):
+                        raise StoreUnavailable("database kept aborting the transaction (contention)") from exc
+                    raise
+                time.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except DBAPIError as exc:
+            raise _unavailable(exc) from exc
+
+    # ------------------------------------------------------------ gates
+
+    def create_gate(self, gate: Gate, events: Sequence[AuditDraft]) -> tuple[Gate, bool]:
+        key = gate.request.idempotency_key
+
+        def work() -> tuple[Gate, bool]:
+            with self._begin() as conn:
+                if key is not None:
+                    existing = self._gate_by_key(conn, key)
+                    if existing is not None:
+                        return existing, False
+                conn.execute(insert(gates), _gate_row(gate))
+                if gate.request.datasets:
+                    names = {d.qualified_name for d in gate.request.datasets}
+                    conn.execute(
+                        insert(gate_datasets), [{"gate_id": gate.id, "qualified_name": n} for n in names]
+                    )
+                self._append(conn, events)
+                return gate, True
+
+        try:
+            result: tuple[Gate, bool] = self._retrying(work)
+        except IntegrityError:
+            # Another process inserted the same idempotency key between our check and insert.
+            if key is None:
+                raise
+            with self._read() as conn:
+                existing = self._gate_by_key(conn, key)
+            if existing is None:
+                raise
+            return existing, False
+        return result
+
+    def mutate(self, gate_id: str, change: Callable[[Gate], Mutation]) -> Gate:
+        def work() -> tuple[Gate, Mutation]:
+            with self._begin() as conn:
+                gate = self._load(conn, gate_id, lock=True)
+                mutation = change(gate)
+                if mutation.decision is not None:
+                    conn.execute(insert(decisions), _decision_row(gate.id, mutation))
+                values: dict[str, Any] = {}
+                if mutation.status is not None and mutation.status is not gate.status:
+                    values["status"] = mutation.status.value
+                if mutation.decided_at is not None:
+                    values["decided_at"] = mutation.decided_at
+                if mutation.decided_by is not None:
+                    values["decided_by"] = canonical_json(list(mutation.decided_by))
+                if mutation.consumed_at is not None:
+                    values["consumed_at"] = mutation.consumed_at
+                if values:
+                    result = conn.execute(
+                        update(gates)
+                        .where(and_(gates.c.id == gate.id, gates.c.status == gate.status.value))
+                        .values(**values)
+                    )
+                    if result.rowcount != 1:  # row lock makes this unreachable; kept as the CAS guard
+                        raise StoreError(f"gate {gate.id} changed underneath a locked update")
+                self._append(conn, mutation.events)
+                updated = self._load(conn, gate_id, lock=False) if (values or mutation.decision) else gate
+                return updated, mutation
+
+        updated, mutation = self._retrying(work)
+        if mutation.raise_after is not None:
+            raise mutation.raise_after
+        return updated  # type: ignore[no-any-return]
+
+    def get_gate(self, gate_id: str) -> Gate:
+        with self._read() as conn:
+            return self._load(conn, gate_id, lock=False)
+
+    def list_gates(self, query: GateFilter) -> list[Gate]:
+        stmt = select(gates).order_by(gates.c.created_at.desc()).limit(query.limit)
+        if query.status is not None:
+            stmt = stmt.where(gates.c.status == query.status.value)
+        if query.action:
+            stmt = stmt.where(gates.c.action == query.action)
+        if query.requester:
+            stmt = stmt.where(gates.c.requester == query.requester)
+        if query.ids:
+            stmt = stmt.where(gates.c.id.in_(query.ids))
+        if query.dataset:
+            stmt = stmt.where(
+                gates.c.id.in_(
+                    select(gate_datasets.c.gate_id).where(gate_datasets.c.qualified_name == query.dataset)
+                )
+            )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+            by_gate = self._decisions_for(conn, [r.id for r in rows])
+        return [_gate_from_row(r, by_gate.get(r.id, ())) for r in rows]
+
+    def due_for_expiry(self, now: datetime, limit: int = 500) -> list[str]:
+        stmt = (
+            select(gates.c.id)
+            .where(and_(gates.c.status == GateStatus.PENDING.value, gates.c.expires_at <= now))
+            .order_by(gates.c.expires_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def last_review(self, action: str, target: str) -> LastReview | None:
+        stmt = (
+            select(gates.c.id, gates.c.status, gates.c.decided_at, gates.c.decided_by)
+            .where(
+                and_(
+                    gates.c.action == action,
+                    gates.c.target == target,
+                    gates.c.decided_at.is_not(None),
+                    gates.c.decided_by != "[]",
+                )
+            )
+            .order_by(gates.c.decided_at.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return LastReview(
+            gate_id=row.id,
+            status=GateStatus(row.status),
+            decided_at=row.decided_at,
+            decided_by=tuple(json.loads(row.decided_by)),
+        )
+
+    def _gate_by_key(self, conn: Connection, key: str) -> Gate | None:
+        gate_id = conn.execute(select(gates.c.id).where(gates.c.idempotency_key == key)).scalar()
+        return None if gate_id is None else self._load(conn, gate_id, lock=False)
+
+    def _load(self, conn: Connection, gate_id: str, *, lock: bool) -> Gate:
+        stmt = select(gates).where(gates.c.id == gate_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise GateNotFound(gate_id)
+        return _gate_from_row(row, self._decisions_for(conn, [gate_id]).get(gate_id, ()))
+
+    @staticmethod
+    def _decisions_for(conn: Connection, gate_ids: Sequence[str]) -> dict[str, tuple[Decision, ...]]:
+        if not gate_ids:
+            return {}
+        rows = conn.execute(
+            select(decisions).where(decisions.c.gate_id.in_(gate_ids)).order_by(decisions.c.id)
+        ).all()
+        out: dict[str, list[Decision]] = {}
+        for r in rows:
+            out.setdefault(r.gate_id, []).append(
+                Decision(
+                    principal_id=r.principal_id,
+                    email=r.email,
+                    display_name=r.display_name,
+                    verdict=r.verdict,
+                    comment=r.comment,
+                    at=r.at,
+                    via=r.via,
+                    break_glass=r.break_glass,
+                )
+            )
+        return {k: tuple(v) for k, v in out.items()}
+
+    # ------------------------------------------------------------ audit
+
+    def _append(self, conn: Connection, events: Sequence[AuditDraft]) -> list[AuditEntry]:
+        if not events:
+            return []
+        head = conn.execute(
+            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+        ).one()
+        entries = chain(head.seq, head.hash, events)
+        conn.execute(
+            insert(audit_log),
+            [
+                {
+                    "seq": e.seq,
+                    "at": e.at,
+                    "event": e.event,
+                    "actor": e.actor,
+                    "gate_id": e.gate_id,
+                    "body": e.body,
+                    "prev_hash": e.prev_hash,
+                    "hash": e.hash,
+                }
+                for e in entries
+            ],
+        )
+        conn.execute(
+            update(audit_head).where(audit_head.c.id == 1).values(seq=entries[-1].seq, hash=entries[-1].hash)
+        )
+        return entries
+
+    def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEntry]:
+        def work() -> list[AuditEntry]:
+            with self._begin() as conn:
+                return self._append(conn, events)
+
+        return self._retrying(work)  # type: ignore[no-any-return]
+
+    def audit_head(self) -> tuple[int, str]:
+        with self._read() as conn:
+            row = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+        return int(row.seq), str(row.hash)
+
+    def audit_rows(self, batch: int = 20_000) -> Iterator[tuple[int, str, str | None, str, str, str]]:
+        """Every entry in seq order, streamed in keyset pages (constant memory on any backend)."""
+        cols = (
+            audit_log.c.seq,
+            audit_log.c.event,
+            audit_log.c.gate_id,
+            audit_log.c.body,
+            audit_log.c.prev_hash,
+            audit_log.c.hash,
+        )
+        after = -1
+        with self._read() as conn:
+            while True:
+                rows = conn.execute(
+                    select(*cols).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(batch)
+                ).all()
+                if not rows:
+                    return
+                yield from (tuple(r) for r in rows)  # type: ignore[misc]
+                after = rows[-1][0]
+
+    def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:
+        with self._read() as conn:
+            result = conn.execute(
+                select(audit_log).where(audit_log.c.seq > after_seq).order_by(audit_log.c.seq)
+            )
+            for r in result:
+                yield AuditEntry(r.seq, r.at, r.event, r.actor, r.gate_id, r.body, r.prev_hash, r.hash)
+
+    def audit_count(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self._read() as conn:
+            rows = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.id)).all()
+        return [Checkpoint(r.size, r.head_hash, r.at, r.key_id, r.signature) for r in rows]
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                insert(audit_checkpoints),
+                {
+                    "size": checkpoint.size,
+                    "head_hash": checkpoint.head_hash,
+                    "at": checkpoint.at,
+                    "key_id": checkpoint.key_id,
+                    "signature": checkpoint.signature,
+                },
+            )
+
+    def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
+        key = and_(config_versions.c.kind == kind, config_versions.c.hash == content_hash)
+        with self._read() as conn:
+            if conn.execute(select(config_versions.c.hash).where(key)).first():
+                return False
+        try:
+            with self._begin() as conn:
+                conn.execute(
+                    insert(config_versions),
+                    {
+                        "kind": kind,
+                        "hash": content_hash,
+                        "source": source,
+                        "content": content,
+                        "loaded_at": at,
+                    },
+                )
+        except IntegrityError:
+            return False  # another process recorded the same policy a moment ago
+        return True
+
+
+def _gate_row(gate: Gate) -> dict[str, Any]:
+    req = gate.request
+    return {
+        "id": gate.id,
+        "idempotency_key": req.idempotency_key,
+        "status": gate.status.value,
+        "action": req.action,
+        "target": req.target,
+        "environment": req.environment,
+        "requester": req.requester,
+        "submitted_by": gate.submitted_by,
+        "binding_hash": gate.binding_hash,
+        "policy_hash": gate.policy_hash,
+        "rule": gate.rule,
+        "required_approvals": gate.required_approvals,
+        "request": canonical_json(req.model_dump(mode="json")),
+        "context": canonical_json(
+            {
+                "matched_rules": list(gate.matched_rules),
+                "explanation": gate.explanation,
+                "approver_groups": list(gate.approver_groups),
+                "break_glass_groups": list(gate.break_glass_groups),
+                "notify": list(gate.notify),
+                "requester_identities": list(gate.requester_identities),
+                "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
+            }
+        ),
+        "created_at": gate.created_at,
+        "expires_at": gate.expires_at,
+        "decided_at": gate.decided_at,
+        "decided_by": canonical_json(list(gate.decided_by)),
+        "consumed_at": gate.consumed_at,
+    }
+
+
+def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
+    context = json.loads(row.context)
+    return Gate(
+        id=row.id,
+        status=GateStatus(row.status),
+        request=GateRequest.model_validate_json(row.request),
+        submitted_by=row.submitted_by,
+        requester_identities=tuple(context["requester_identities"]),
+        binding_hash=row.binding_hash,
+        policy_hash=row.policy_hash,
+        rule=row.rule,
+        matched_rules=tuple(context["matched_rules"]),
+        explanation=context["explanation"],
+        required_approvals=row.required_approvals,
+        approver_groups=tuple(context["approver_groups"]),
+        break_glass_groups=tuple(context["break_glass_groups"]),
+        notify=tuple(context["notify"]),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        decided_at=row.decided_at,
+        decided_by=tuple(json.loads(row.decided_by)),
+        consumed_at=row.consumed_at,
+        decisions=tuple(gate_decisions),
+        last_review=LastReview.model_validate(context["last_review"]) if context["last_review"] else None,
+    )
+
+
+def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
+    decision = mutation.decision
+    assert decision is not None and mutation.person_key is not None
+    return {
+        "gate_id": gate_id,
+        "principal_id": decision.principal_id,
+        "person_key": mutation.person_key,
+        "email": decision.email,
+        "display_name": decision.display_name,
+        "verdict": decision.verdict.value,
+        "comment": decision.comment,
+        "at": decision.at,
+        "via": decision.via.value,
+        "break_glass": decision.break_glass,
+    }

@@ -1,0 +1,364 @@
+"""The ``gatehouse`` command.
+
+Exit codes: 0 ok · 1 refused, not found or a failed check · 2 usage error.
+In local mode the CLI talks to the store directly and acts as the operating-system user
+(``$USER``), who must be a principal (or alias) in the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from gate_core._audit import Checkpoint, export_csv, export_jsonl, load_public_key, verify_chain
+from gate_core._errors import GatehouseError
+from gate_core._gatekeeper import Gatekeeper
+from gate_core._home import Settings, init_home, open_gatekeeper
+from gate_core._models import Actor, AuthMethod, DatasetRef, Gate, GateRequest, GateStatus, RunContext
+from gate_core._ports import GateFilter
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"gatehouse: {message}", err=True)
+    sys.exit(code)
+
+
+def _clean_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Every known failure is one line on stderr and exit 1 — never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except GatehouseError as exc:
+            _fail(str(exc))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            _fail(f"invalid {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _gatekeeper() -> Gatekeeper:
+    return open_gatekeeper(Settings.from_env())
+
+
+def _local_actor(gatekeeper: Gatekeeper) -> Actor:
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    if not user:
+        _fail("cannot tell who you are: $USER is not set")
+    principal = gatekeeper.directory.find(user)
+    if principal is None:
+        _fail(f"{user!r} is not a principal in the directory (identified by operating-system user $USER)")
+    assert principal is not None
+    return Actor(principal_id=principal.id, via=AuthMethod.LOCAL_OS_USER, email=principal.email)
+
+
+def _gate_json(gate: Gate) -> dict[str, Any]:
+    return gate.model_dump(mode="json")
+
+
+def _describe(gate: Gate) -> str:
+    req = gate.request
+    lines = [
+        f"gate {gate.id}: {gate.status.value}",
+        f"  action      {req.action}"
+        + (f" on {req.target}" if req.target else "")
+        + (f" in {req.environment}" if req.environment else ""),
+        f"  requester   {req.requester}"
+        + (f" (submitted by {gate.submitted_by})" if gate.submitted_by != req.requester else ""),
+    ]
+    if req.datasets:
+        lines.append("  datasets    " + ", ".join(str(d) for d in req.datasets))
+    if req.reason:
+        lines.append(f"  reason      {req.reason}")
+    lines.append(f"  policy      {gate.explanation}")
+    lines.append(
+        f"  approvals   {len(gate.approvals)}/{gate.required_approvals} from "
+        f"{' or '.join(gate.approver_groups) or '-'}; expires {gate.expires_at.isoformat(timespec='seconds')}"
+    )
+    for d in gate.decisions:
+        flag = " [BREAK-GLASS]" if d.break_glass else ""
+        comment = f": {d.comment}" if d.comment else ""
+        lines.append(
+            f"  {d.verdict.value:<11} by {d.principal_id} via {d.via.value} at "
+            f"{d.at.isoformat(timespec='seconds')}{flag}{comment}"
+        )
+    if gate.last_review:
+        lr = gate.last_review
+        lines.append(
+            f"  last review {lr.status.value.lower()} by {', '.join(lr.decided_by)} at "
+            f"{lr.decided_at.isoformat(timespec='seconds')} (gate {lr.gate_id})"
+        )
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gatehouse")
+def main() -> None:
+    """Gatehouse: human approval gates and a tamper-evident audit trail for data pipelines."""
+
+
+@main.command()
+@click.option("--example", is_flag=True, help="Write the commented example policy and directory.")
+@click.option("--force", is_flag=True, help="Overwrite existing policy and directory files.")
+@_clean_errors
+def init(example: bool, force: bool) -> None:
+    """Create $GATEHOUSE_HOME: database, signing key, policy and directory."""
+    settings = Settings.from_env()
+    written = init_home(settings, example=example, force=force)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"gatehouse home ready at {settings.home}")
+
+
+def _parse_param(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def _parse_datasets(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[DatasetRef, ...]:
+    try:
+        return tuple(DatasetRef.parse(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command()
+@click.option(
+    "--action", required=True, help="export, redeploy, role_escalation, billing_change, infra_change, …"
+)
+@click.option("--target", default="", help="What the action applies to (a bucket, a model, a role).")
+@click.option("--dataset", "datasets", multiple=True, callback=_parse_datasets, metavar="NS/NAME[#tag,tag]")
+@click.option("--env", "environment", default="", help="Environment, e.g. prod.")
+@click.option("--reason", default="", help="Why the step needs to run.")
+@click.option("--param", "parameters", multiple=True, callback=_parse_param, metavar="KEY=VALUE")
+@click.option(
+    "--for", "requester", default=None, help="Requester, when a service principal acts for a person."
+)
+@click.option(
+    "--idempotency-key", default=None, help="Returns the existing gate for this key instead of a new one."
+)
+@_clean_errors
+def request(
+    action: str,
+    target: str,
+    datasets: tuple[DatasetRef, ...],
+    environment: str,
+    reason: str,
+    parameters: dict[str, Any],
+    requester: str | None,
+    idempotency_key: str | None,
+) -> None:
+    """Open a gate. Prints the gate id as the last line of stdout."""
+    gatekeeper = _gatekeeper()
+    actor = _local_actor(gatekeeper)
+    gate = gatekeeper.open(
+        GateRequest(
+            action=action,
+            target=target,
+            datasets=datasets,
+            parameters=parameters,
+            environment=environment,
+            requester=requester or actor.principal_id,
+            run=RunContext(orchestrator="local", pipeline="cli"),
+            idempotency_key=idempotency_key,
+            reason=reason,
+        ),
+        submitted_by=actor,
+    )
+    click.echo(_describe(gate))
+    click.echo(gate.id)
+
+
+@main.command(name="list")
+@click.option("--status", type=click.Choice([s.value for s in GateStatus], case_sensitive=False))
+@click.option("--action", default=None)
+@click.option("--dataset", default=None, metavar="NS/NAME")
+@click.option("--limit", default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of gates.")
+@_clean_errors
+def list_gates(
+    status: str | None, action: str | None, dataset: str | None, limit: int, as_json: bool
+) -> None:
+    """List gates, newest first."""
+    gatekeeper = _gatekeeper()
+    gates = gatekeeper.list(
+        GateFilter(
+            status=GateStatus(status.upper()) if status else None, action=action, dataset=dataset, limit=limit
+        )
+    )
+    if as_json:
+        click.echo(json.dumps([_gate_json(g) for g in gates], indent=2))
+        return
+    if not gates:
+        click.echo("no gates")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "status", "action", "target", "requester", "approvals", "rule", "created")
+    for g in gates:
+        table.add_row(
+            g.id,
+            g.status.value,
+            g.request.action,
+            g.request.target,
+            g.request.requester,
+            f"{len(g.approvals)}/{g.required_approvals}",
+            g.rule,
+            g.created_at.isoformat(timespec="seconds"),
+        )
+    Console(width=160).print(table)
+
+
+@main.command()
+@click.argument("gate_id")
+@click.option("--json", "as_json", is_flag=True)
+@_clean_errors
+def show(gate_id: str, as_json: bool) -> None:
+    """Show one gate with its context and decisions."""
+    gate = _gatekeeper().get(gate_id)
+    click.echo(json.dumps(_gate_json(gate), indent=2) if as_json else _describe(gate))
+
+
+@main.command()
+@click.argument("gate_id")
+@click.option("--comment", default="")
+@_clean_errors
+def approve(gate_id: str, comment: str) -> None:
+    """Approve a gate as the current user."""
+    gatekeeper = _gatekeeper()
+    gate = gatekeeper.approve(gate_id, actor=_local_actor(gatekeeper), comment=comment)
+    missing = gate.approvals_missing()
+    click.echo(_describe(gate))
+    if gate.status is GateStatus.PENDING:
+        click.echo(f"recorded; {missing} more distinct approval(s) needed")
+
+
+@main.command()
+@click.argument("gate_id")
+@click.option("--reason", required=True)
+@_clean_errors
+def reject(gate_id: str, reason: str) -> None:
+    """Reject a gate as the current user (final)."""
+    gatekeeper = _gatekeeper()
+    click.echo(_describe(gatekeeper.reject(gate_id, actor=_local_actor(gatekeeper), reason=reason)))
+
+
+@main.command()
+@click.argument("gate_id")
+@click.option("--reason", default="")
+@_clean_errors
+def cancel(gate_id: str, reason: str) -> None:
+    """Withdraw your own pending gate."""
+    gatekeeper = _gatekeeper()
+    click.echo(_describe(gatekeeper.cancel(gate_id, actor=_local_actor(gatekeeper), reason=reason)))
+
+
+@main.group()
+def audit() -> None:
+    """Verify and export the audit trail."""
+
+
+def _witness_checkpoints(path: Path) -> list[Checkpoint]:
+    if not path.exists():
+        return []
+    marks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                marks.append(Checkpoint.from_json(line))
+            except (ValueError, KeyError) as exc:
+                _fail(f"{path}:{number}: unreadable checkpoint ({exc})")
+    return marks
+
+
+@audit.command()
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify with this public key (default: $GATEHOUSE_HOME/audit-signing.pub).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@_clean_errors
+def verify(public_key: Path | None, as_json: bool) -> None:
+    """Recompute the hash chain and check every signed checkpoint. Exit 1 names the first bad entry."""
+    settings = Settings.from_env()
+    gatekeeper = open_gatekeeper(settings)
+    key_path = public_key or settings.public_key_path
+    key = load_public_key(key_path) if key_path.exists() else None
+    marks = gatekeeper.store.checkpoints() + _witness_checkpoints(settings.witness_path)
+    report = verify_chain(gatekeeper.store.audit_rows(), marks, key)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "head_hash": report.head_hash,
+                    "checkpoints_checked": report.checkpoints_checked,
+                    "first_bad_seq": report.first_bad_seq,
+                    "problem": report.problem,
+                }
+            )
+        )
+    else:
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@audit.command(name="export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@click.option("--since-seq", default=0, help="Only entries after this sequence number.")
+@_clean_errors
+def export(fmt: str, output: Path | None, since_seq: int) -> None:
+    """Write every audit event with its SOC 2, ISO 27001:2022 and NIST 800-53 control ids."""
+    gatekeeper = _gatekeeper()
+    writer = export_jsonl if fmt == "jsonl" else export_csv
+    entries = gatekeeper.store.audit_entries(after_seq=since_seq)
+    if output is None:
+        writer(entries, sys.stdout)
+        return
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        count = writer(entries, handle)
+    click.echo(f"wrote {count} events to {output}", err=True)
+
+
+@audit.command(name="checkpoint")
+@_clean_errors
+def checkpoint_cmd() -> None:
+    """Sign the current head of the log now."""
+    mark = _gatekeeper().checkpoint()
+    if mark is None:
+        _fail("no signing key in $GATEHOUSE_HOME; run `gatehouse init`")
+    assert mark is not None
+    click.echo(f"checkpoint: {mark.size} entries, head {mark.head_hash}, key {mark.key_id}")
+
+
+if __name__ == "__main__":
+    main()

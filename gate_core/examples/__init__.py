@@ -1,0 +1,1 @@
+"""Example policy and directory written by ``gatehouse init --example``."""
