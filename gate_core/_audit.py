@@ -365,7 +365,8 @@ def verify_chain(
                 prev,
                 checked,
                 size + 1,
-                f"log has {size} entries but a signed checkpoint covers {mark.size}: entries {size + 1}…{mark.size} were removed",
+                f"log has {size} entries but a signed checkpoint covers {mark.size}: "
+                f"entries {size + 1}…{mark.size} were removed",
             )
         if hash_at.get(mark.size) != mark.head_hash:
             return VerifyReport(

@@ -61,24 +61,26 @@ class Directory:
     def load(cls, path: str | Path) -> Directory:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise DirectoryError(f"{path}: cannot read directory file: {exc.strerror or exc}") from exc
+        return cls.parse(text, source=str(path))
+
+    @classmethod
+    def parse(cls, text: str, *, source: str = "<string>") -> Directory:
+        try:
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise DirectoryError(f"{path}: not valid YAML: {exc}") from exc
+            raise DirectoryError(f"{source}: not valid YAML: {exc}") from exc
         try:
             parsed = _File.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise DirectoryError(f"{path}: {where}: {first['msg']}") from exc
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise DirectoryError(f"{source}: {where}: {first['msg']}") from exc
         principals = [
             Principal(
-                id=e.id,
-                email=e.email,
-                display_name=e.display_name,
-                groups=frozenset(e.groups),
-                kind=e.kind,
+                id=e.id, email=e.email, display_name=e.display_name, groups=frozenset(e.groups), kind=e.kind
             )
             for e in parsed.principals
         ]

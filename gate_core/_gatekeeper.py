@@ -49,6 +49,10 @@ from gate_core._rules import is_expired, is_requester, judge_decision, refuse_if
 log = logging.getLogger("gatehouse")
 
 
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
 def _request_record(request: GateRequest) -> dict[str, Any]:
     """The request as the audit trail records it: names, tags and hashes — never secrets."""
     data = request.model_dump(mode="json")
@@ -121,7 +125,8 @@ class Gatekeeper:
         requester = self.directory.get(request.requester)
         if not submitter.is_same_person(requester) and submitter.kind is not PrincipalKind.SERVICE:
             raise SubmitterNotAllowed(
-                f"{submitter.id} may not open a gate on behalf of {requester.id}; only service principals act for others"
+                f"{submitter.id} may not open a gate on behalf of {requester.id}; "
+                "only service principals act for others"
             )
         binding_hash = request.binding_hash()
         now = self.clock.now()
@@ -195,7 +200,9 @@ class Gatekeeper:
     # ------------------------------------------------------------ deciding
 
     def decide(self, gate_id: str, *, actor: Actor, verdict: Verdict, comment: str = "") -> Gate:
-        """Record one person's decision. Raises a DecisionRefused subclass, audited, when the rules forbid it."""
+        """Record one person's decision.
+
+        Raises the DecisionRefused subclass that explains a refusal; refusals are audited too."""
         principal = self.directory.get(actor.principal_id)
         actor = actor.model_copy(update={"email": principal.email})
 
@@ -206,7 +213,7 @@ class Gatekeeper:
                     gate,
                     now,
                     raise_after=GateExpired(
-                        f"gate {gate.id} expired at {gate.expires_at.isoformat(timespec='seconds')}; its step must not run"
+                        f"gate {gate.id} expired at {_when(gate.expires_at)}; its step must not run"
                     ),
                 )
             try:
@@ -253,7 +260,7 @@ class Gatekeeper:
             if effect.new_status is GateStatus.PENDING:
                 return Mutation(events=events, decision=decision, person_key=principal.person_key)
             deciders = (
-                tuple(d.principal_id for d in gate.approvals) + (principal.id,)
+                (*(d.principal_id for d in gate.approvals), principal.id)
                 if effect.new_status is GateStatus.APPROVED
                 else (principal.id,)
             )
@@ -296,7 +303,7 @@ class Gatekeeper:
             refuse_if_closed(gate, now)
             if not is_requester(gate, principal):
                 raise NotTheRequester(
-                    f"{principal.id} did not request gate {gate.id}; only its requester or submitter may cancel it"
+                    f"{principal.id} did not request gate {gate.id}; only its requester may cancel it"
                 )
             return Mutation(
                 events=[AuditDraft(Event.GATE_CANCELLED, now, actor, gate.id, {"reason": reason})],
@@ -321,12 +328,10 @@ class Gatekeeper:
                     f"gate {gate.id} is {gate.status.value}, not APPROVED; the step must not run"
                 )
             if now >= gate.expires_at:
-                raise ApprovalNotUsable(
-                    f"the approval of gate {gate.id} expired at {gate.expires_at.isoformat(timespec='seconds')}"
-                )
+                raise ApprovalNotUsable(f"the approval of gate {gate.id} expired at {_when(gate.expires_at)}")
             if binding_hash != gate.binding_hash:
                 raise ApprovalNotUsable(
-                    f"gate {gate.id} approved a different action, parameters or datasets; a new gate is needed"
+                    f"gate {gate.id} was approved for other action, parameters or datasets; open a new gate"
                 )
             return Mutation(
                 events=[

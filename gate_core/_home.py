@@ -45,6 +45,7 @@ class Settings:
     database_url: str
     policy_path: Path
     directory_path: Path
+    db_timeout_s: float = 30.0
 
     @property
     def signing_key_path(self) -> Path:
@@ -67,6 +68,7 @@ class Settings:
             database_url=env.get("GATEHOUSE_DATABASE_URL") or f"sqlite:///{home / 'gatehouse.db'}",
             policy_path=Path(env.get("GATEHOUSE_POLICY") or home / "policy.yaml"),
             directory_path=Path(env.get("GATEHOUSE_DIRECTORY") or home / "directory.yaml"),
+            db_timeout_s=float(env.get("GATEHOUSE_DB_TIMEOUT") or 30.0),
         )
 
 
@@ -107,7 +109,7 @@ def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: 
     policy = load_policy(settings.policy_path)
     directory = Directory.load(settings.directory_path)
     signer = CheckpointSigner.load(settings.signing_key_path) if settings.signing_key_path.exists() else None
-    store = SqlStore.open(settings.database_url, migrate=migrate)
+    store = SqlStore.open(settings.database_url, migrate=migrate, timeout_s=settings.db_timeout_s)
     gatekeeper = Gatekeeper(
         store, directory, policy, clock=clock, signer=signer, witness_path=settings.witness_path
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -77,11 +78,13 @@ class _OutcomeSpec(_Strict):
     @model_validator(mode="after")
     def _approvers_iff_require(self) -> _OutcomeSpec:
         if self.outcome is Outcome.REQUIRE and self.approvers is None:
-            raise ValueError("outcome 'require' needs 'approvers' (groups and count)")
+            raise ValueError("approvers: outcome 'require' needs 'approvers' (groups and count)")
         if self.outcome is not Outcome.REQUIRE and self.approvers is not None:
-            raise ValueError(f"outcome {self.outcome.value!r} takes no 'approvers'; did you mean 'require'?")
+            raise ValueError(
+                f"approvers: outcome {self.outcome.value!r} takes no 'approvers'; did you mean 'require'?"
+            )
         if self.reminder is not None and self.reminder >= self.expiry:
-            raise ValueError("'reminder' must come before 'expiry'")
+            raise ValueError("reminder: 'reminder' must come before 'expiry'")
         return self
 
 
@@ -92,7 +95,7 @@ class Rule(_OutcomeSpec):
 
 
 class DefaultOutcome(_OutcomeSpec):
-    outcome: Literal[Outcome.REQUIRE, Outcome.DENY] = Outcome.REQUIRE  # type: ignore[assignment]
+    outcome: Literal[Outcome.REQUIRE, Outcome.DENY] = Outcome.REQUIRE
 
 
 class Policy(_Strict):
@@ -133,6 +136,7 @@ class PolicyDecision(_Strict):
 
 
 DEFAULT_RULE_NAME = "default"
+_NAMED_FIELD = re.compile(r"^(?P<field>[a-z_][a-z0-9_.]*): (?P<problem>.+)$", re.S)
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -158,11 +162,14 @@ def parse_policy(text: str, *, source: str = "<string>") -> Policy:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
+        location = [str(p) for p in first["loc"]]
         message = first["msg"].removeprefix("Value error, ")
-        if message.startswith("rules.") and ": " in message:  # raised by a whole-policy validator
-            path, message = message.split(": ", 1)
-        raise PolicyError(source, path, message) from exc
+        # Cross-field validators name their field as "field: problem"; fold it into the path.
+        named = _NAMED_FIELD.match(message)
+        if named:
+            location.append(named["field"])
+            message = named["problem"]
+        raise PolicyError(source, ".".join(location), message) from exc
     return policy.model_copy(update={"source": source, "content_hash": sha256_hex(text)})
 
 

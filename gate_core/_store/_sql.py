@@ -53,14 +53,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_store_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+def create_store_engine(url: str, *, timeout_s: float = 30.0) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         engine = create_engine(
             url,
-            connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            connect_args={"timeout": timeout_s, "check_same_thread": False},
             poolclass=StaticPool if memory else None,
         )
 
@@ -74,7 +74,7 @@ def create_store_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -82,7 +82,13 @@ def create_store_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"connect_timeout": max(1, int(timeout_s))},
+    )
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
@@ -100,8 +106,8 @@ class SqlStore:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> SqlStore:
-        engine = create_store_engine(url)
+    def open(cls, url: str, *, migrate: bool = True, timeout_s: float = 30.0) -> SqlStore:
+        engine = create_store_engine(url, timeout_s=timeout_s)
         store = cls(engine)
         if migrate:
             try:
@@ -379,7 +385,7 @@ class SqlStore:
                 ).all()
                 if not rows:
                     return
-                yield from (tuple(r) for r in rows)  # type: ignore[misc]
+                yield from (tuple(r) for r in rows)
                 after = rows[-1][0]
 
     def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:
@@ -498,7 +504,8 @@ def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
 
 def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
     decision = mutation.decision
-    assert decision is not None and mutation.person_key is not None
+    assert decision is not None
+    assert mutation.person_key is not None
     return {
         "gate_id": gate_id,
         "principal_id": decision.principal_id,

@@ -42,7 +42,8 @@ def _append_only(table: str) -> None:
         for verb in ("UPDATE", "DELETE"):
             op.execute(
                 f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, 'gatehouse: {verb} on {table} refused: the audit trail is append-only'); END"
+                f"BEGIN SELECT RAISE(ABORT, 'gatehouse: {verb} on {table} refused: "
+                "the audit trail is append-only'); END"
             )
 
 

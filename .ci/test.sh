@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, and every test on SQLite and PostgreSQL.
+# PostgreSQL is required: if it is down we try to start the local cluster, then fail loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.ci/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+export GATEHOUSE_TEST_POSTGRES_URL="${GATEHOUSE_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/test}"
+
+pg_up() { python -c "import psycopg,os; psycopg.connect(os.environ['GATEHOUSE_TEST_POSTGRES_URL'], connect_timeout=3).close()" 2>/dev/null; }
+if ! pg_up; then
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        echo "==> PostgreSQL is down; starting the local cluster"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+        for _ in $(seq 1 20); do pg_up && break; sleep 0.5; done
+    fi
+    if ! pg_up; then
+        echo "gatehouse: FAIL: PostgreSQL is required at $GATEHOUSE_TEST_POSTGRES_URL and is not reachable." >&2
+        echo "           start it: pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start" >&2
+        exit 1
+    fi
+fi
+
+echo "==> ruff"
+ruff check .
+ruff format --check .
+echo "==> mypy (strict)"
+mypy
+echo "==> pytest (SQLite + PostgreSQL)"
+exec pytest -n 2 --dist loadfile "$@"

@@ -1,0 +1,95 @@
+"""Shared fixtures. Every store test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is required, never skipped: without it the suite errors with how to start it.
+Each test gets a fresh database cloned from a migrated template (one template per xdist worker).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine
+
+from gate_core import SqlStore
+from gate_core._store._migrate import upgrade
+
+POSTGRES_URL = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+START_HINT = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    admin_url: str
+    template: str
+
+    def url_for(self, database: str) -> str:
+        base, _, _ = self.admin_url.rpartition("/")
+        return f"{base}/{database}"
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.admin_url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(worker_id: str) -> Iterator[PostgresServer]:
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is required at {POSTGRES_URL} and is not reachable ({exc}); {START_HINT}",
+            pytrace=False,
+        )
+    template = f"gh_template_{worker_id}_{uuid.uuid4().hex[:6]}"
+    server = PostgresServer(POSTGRES_URL, template)
+    with server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{template}"')
+    engine = create_engine(server.url_for(template).replace("postgresql://", "postgresql+psycopg://"))
+    upgrade(engine)
+    engine.dispose()
+    yield server
+    with server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, worker_id: str) -> Iterator[str]:
+    name = f"gh_test_{worker_id}_{os.getpid()}_{next(_counter)}"
+    with postgres_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_server.template}"')
+    yield postgres_server.url_for(name)
+    with postgres_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh, empty gate database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'gatehouse.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    store = SqlStore.open(database_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """xdist's worker id, or "main" without xdist (so the suite also runs without the plugin)."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "main"
