@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -414,22 +415,27 @@ def export_record(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def export_jsonl(entries: Iterable[AuditEntry], out: Any) -> int:
-    count = 0
+def jsonl_lines(entries: Iterable[AuditEntry]) -> Iterator[str]:
     for entry in entries:
-        out.write(canonical_json(export_record(entry)) + "\n")
-        count += 1
-    return count
+        yield canonical_json(export_record(entry)) + "\n"
 
 
-def export_csv(entries: Iterable[AuditEntry], out: Any) -> int:
+def csv_lines(entries: Iterable[AuditEntry]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
 
-    writer = csv.writer(out)
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
     writer.writerow(EXPORT_COLUMNS)
-    count = 0
+    yield flush()
     for entry in entries:
         record = export_record(entry)
         actor = record["actor"]
+        controls = record["controls"]
         writer.writerow(
             [
                 record["seq"],
@@ -437,13 +443,28 @@ def export_csv(entries: Iterable[AuditEntry], out: Any) -> int:
                 record["event"],
                 f"{actor['principal_id']} ({actor['via']})",
                 record["gate"] or "",
-                " ".join(record["controls"]["soc2"]),
-                " ".join(record["controls"]["iso27001"]),
-                " ".join(record["controls"]["nist80053"]),
+                " ".join(controls["soc2"]),
+                " ".join(controls["iso27001"]),
+                " ".join(controls["nist80053"]),
                 canonical_json(record["payload"]),
                 record["prev_hash"],
                 record["hash"],
             ]
         )
+        yield flush()
+
+
+def export_jsonl(entries: Iterable[AuditEntry], out: TextIO) -> int:
+    return _write(jsonl_lines(entries), out)
+
+
+def export_csv(entries: Iterable[AuditEntry], out: TextIO) -> int:
+    return _write(csv_lines(entries), out) - 1  # minus the header row
+
+
+def _write(lines: Iterator[str], out: TextIO) -> int:
+    count = 0
+    for line in lines:
+        out.write(line)
         count += 1
     return count

@@ -19,6 +19,8 @@
     │   ├── GateExpired             the decision deadline passed; the step must not run
     │   ├── NotTheRequester         cancel by someone who did not open the gate
     │   └── ApprovalNotUsable       consume refused: not approved, expired or a different payload
+    ├── AuthenticationFailed        missing, malformed, forged, expired or revoked credentials
+    ├── PermissionDenied            authenticated, but not allowed this operation (token scope)
     ├── StoreError
     │   └── StoreUnavailable        database unreachable or locked — callers must fail closed
     └── AuditError                  the audit log cannot be written, read or checkpointed
@@ -140,6 +142,14 @@ class NotTheRequester(DecisionRefused):
 
 class ApprovalNotUsable(DecisionRefused):
     code = "approval_not_usable"
+
+
+class AuthenticationFailed(GatehouseError):
+    code = "unauthenticated"
+
+
+class PermissionDenied(GatehouseError):
+    code = "permission_denied"
 
 
 class StoreError(GatehouseError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from gate_core._directory import Directory
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
+    AuthenticationFailed,
     DecisionRefused,
     GateExpired,
     IdempotencyConflict,
@@ -45,6 +46,7 @@ from gate_core._models import (
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateStore, Mutation, SystemClock
 from gate_core._rules import is_expired, is_requester, judge_decision, refuse_if_closed
+from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
 
 log = logging.getLogger("gatehouse")
 
@@ -121,6 +123,10 @@ class Gatekeeper:
 
     def open(self, request: GateRequest, *, submitted_by: Actor) -> Gate:
         """Open a gate (or return the one its idempotency key already names)."""
+        return self.open_or_find(request, submitted_by=submitted_by)[0]
+
+    def open_or_find(self, request: GateRequest, *, submitted_by: Actor) -> tuple[Gate, bool]:
+        """Like ``open``, also saying whether the gate is new (False: found by idempotency key)."""
         submitter = self.directory.get(submitted_by.principal_id)
         requester = self.directory.get(request.requester)
         if not submitter.is_same_person(requester) and submitter.kind is not PrincipalKind.SERVICE:
@@ -155,6 +161,7 @@ class Gatekeeper:
             notify=decision.notify,
             created_at=now,
             expires_at=now + decision.expiry,
+            remind_at=now + decision.reminder if decision.reminder and status is GateStatus.PENDING else None,
             decided_at=decided_at,
             last_review=self.store.last_review(request.action, request.target),
         )
@@ -193,9 +200,9 @@ class Gatekeeper:
         if not created and stored.binding_hash != binding_hash:
             raise IdempotencyConflict(request.idempotency_key or "", stored.id)
         if not created:
-            return self.get(stored.id)  # a retried step finds its gate, expired if its time has passed
+            return self.get(stored.id), False  # a retried step finds its gate, expired if its time has passed
         self._maybe_checkpoint()
-        return stored
+        return stored, True
 
     # ------------------------------------------------------------ deciding
 
@@ -404,6 +411,68 @@ class Gatekeeper:
     def list(self, query: GateFilter | None = None) -> list[Gate]:
         self.expire_due()
         return self.store.list_gates(query or GateFilter())
+
+    # ------------------------------------------------------------ API tokens
+
+    def create_token(
+        self,
+        principal_id: str,
+        scope: Scope,
+        *,
+        created_by: Actor,
+        description: str = "",
+        expires_in: timedelta | None = None,
+    ) -> tuple[ApiToken, str]:
+        """Create a token; returns it with the one-time secret string. Only the hash is stored."""
+        principal = self.directory.get(principal_id)
+        now = self.clock.now()
+        token_id, secret, token_string = new_token()
+        token = ApiToken(
+            id=token_id,
+            principal_id=principal.id,
+            scope=scope,
+            description=description,
+            created_at=now,
+            created_by=created_by.principal_id,
+            expires_at=now + expires_in if expires_in else None,
+        )
+        payload = {
+            "token_id": token_id,
+            "principal": principal.id,
+            "scope": scope.value,
+            "kind": principal.kind.value,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        }
+        self.store.add_token(
+            token, hash_secret(secret), [AuditDraft(Event.TOKEN_CREATED, now, created_by, None, payload)]
+        )
+        self._maybe_checkpoint()
+        return token, token_string
+
+    def revoke_token(self, token_id: str, *, actor: Actor) -> bool:
+        now = self.clock.now()
+        revoked = self.store.revoke_token(
+            token_id, now, [AuditDraft(Event.TOKEN_REVOKED, now, actor, None, {"token_id": token_id})]
+        )
+        if revoked:
+            self._maybe_checkpoint()
+        return revoked
+
+    def authenticate_token(self, token_string: str) -> tuple[Principal, ApiToken]:
+        """The principal behind a bearer token, or AuthenticationFailed (never says which part was wrong)."""
+        parts = split_token(token_string)
+        found = self.store.get_token(parts[0]) if parts else None
+        if parts is None or found is None or not secret_matches(parts[1], found[1]):
+            raise AuthenticationFailed("invalid API token")
+        token, _ = found
+        if not token.usable_at(self.clock.now()):
+            raise AuthenticationFailed("API token expired or revoked")
+        principal = self.directory.find(token.principal_id)
+        if principal is None:
+            raise AuthenticationFailed(
+                f"API token's principal {token.principal_id!r} is no longer in the directory"
+            )
+        return principal, token
 
     # ------------------------------------------------------------ audit
 

@@ -229,6 +229,7 @@ class Gate(_Frozen):
     notify: tuple[str, ...]
     created_at: datetime
     expires_at: datetime
+    remind_at: datetime | None = None
     decided_at: datetime | None = None
     decided_by: tuple[str, ...] = ()
     consumed_at: datetime | None = None

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict
+
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint
 from gate_core._errors import GatehouseError
 from gate_core._models import Decision, Gate, GateStatus, LastReview
+from gate_core._tokens import ApiToken
 
 
 class Clock(Protocol):
@@ -57,6 +60,19 @@ class GateFilter:
     ids: tuple[str, ...] = field(default=())
 
 
+class NotificationRef(BaseModel):
+    """Where a gate's request was posted, so the message can be updated with the outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gate_id: str
+    target: str
+    channel: str
+    message_ref: str
+    kind: str
+    sent_at: datetime
+
+
 class GateStore(Protocol):
     def create_gate(self, gate: Gate, events: Sequence[AuditDraft]) -> tuple[Gate, bool]:
         """Insert a gate with its audit entries, or return the gate its idempotency key already
@@ -73,6 +89,8 @@ class GateStore(Protocol):
 
     def last_review(self, action: str, target: str) -> LastReview | None: ...
 
+    def claim_reminders(self, now: datetime, limit: int = 100) -> list[str]: ...
+
     def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEntry]: ...
 
     def audit_head(self) -> tuple[int, str]: ...
@@ -88,5 +106,17 @@ class GateStore(Protocol):
     def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
         """Remember a policy or directory version; False when this exact version was seen before."""
         ...
+
+    def add_token(self, token: ApiToken, secret_hash: str, events: Sequence[AuditDraft]) -> None: ...
+
+    def get_token(self, token_id: str) -> tuple[ApiToken, str] | None: ...
+
+    def list_tokens(self) -> list[ApiToken]: ...
+
+    def revoke_token(self, token_id: str, at: datetime, events: Sequence[AuditDraft]) -> bool: ...
+
+    def add_notification(self, ref: NotificationRef) -> None: ...
+
+    def notifications_for(self, gate_id: str) -> list[NotificationRef]: ...
 
     def close(self) -> None: ...

@@ -24,6 +24,7 @@ from gate_core._gatekeeper import Gatekeeper
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, AuthMethod, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
+from gate_core._tokens import Scope
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -358,6 +359,90 @@ def checkpoint_cmd() -> None:
         _fail("no signing key in $GATEHOUSE_HOME; run `gatehouse init`")
     assert mark is not None
     click.echo(f"checkpoint: {mark.size} entries, head {mark.head_hash}, key {mark.key_id}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"])
+)
+@_clean_errors
+def serve(host: str, port: int, log_level: str) -> None:
+    """Run the gate service: REST API, Slack endpoint and web console."""
+    import uvicorn
+
+    from gate_core.service import ServiceConfig, create_app
+
+    settings = Settings.from_env()
+    gatekeeper = open_gatekeeper(settings)
+    config = ServiceConfig.load(settings.home)
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    local_signin = config.console.local_signin if config.console.local_signin is not None else loopback
+    app = create_app(gatekeeper, config, local_signin=local_signin)
+    click.echo(
+        f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke API tokens (stored hashed; shown once)."""
+
+
+@token.command(name="create")
+@click.option("--principal", required=True, help="Directory principal the token acts as.")
+@click.option("--scope", type=click.Choice([s.value for s in Scope]), default="request", show_default=True)
+@click.option("--description", default="")
+@click.option("--expires", "expires", default=None, help="Lifetime, e.g. 90d (default: no expiry).")
+@_clean_errors
+def token_create(principal: str, scope: str, description: str, expires: str | None) -> None:
+    """Create a token. The token is printed once, as the last line of stdout."""
+    from gate_core._durations import parse_duration
+
+    gatekeeper = _gatekeeper()
+    try:
+        lifetime = parse_duration(expires) if expires else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from exc
+    created, secret = gatekeeper.create_token(
+        principal,
+        Scope(scope),
+        created_by=_local_actor(gatekeeper),
+        description=description,
+        expires_in=lifetime,
+    )
+    kind = gatekeeper.directory.get(principal).kind.value
+    click.echo(
+        f"token {created.id} for {created.principal_id} ({kind}), scope {created.scope.value}"
+        + (f", expires {created.expires_at.isoformat(timespec='seconds')}" if created.expires_at else "")
+    )
+    click.echo("store it now: it cannot be shown again")
+    click.echo(secret)
+
+
+@token.command(name="list")
+@_clean_errors
+def token_list() -> None:
+    """List tokens (never their secrets)."""
+    for t in _gatekeeper().store.list_tokens():
+        state = "revoked" if t.revoked_at else "active"
+        click.echo(
+            f"{t.id}  {t.principal_id:<16} {t.scope.value:<8} {state:<8} created {t.created_at:%Y-%m-%d} "
+            f"by {t.created_by}  {t.description}"
+        )
+
+
+@token.command(name="revoke")
+@click.argument("token_id")
+@_clean_errors
+def token_revoke(token_id: str) -> None:
+    """Revoke a token at once."""
+    gatekeeper = _gatekeeper()
+    if not gatekeeper.revoke_token(token_id, actor=_local_actor(gatekeeper)):
+        _fail(f"no active token with id {token_id!r}")
+    click.echo(f"revoked {token_id}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0001_gate_store"
+HEAD = "0002_api_tokens"
 VERSION_TABLE = "gh_alembic_version"
 _LOCK_ID = 0x6761746568  # pg_advisory_xact_lock key: "gateh"
 

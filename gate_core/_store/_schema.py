@@ -76,7 +76,10 @@ gates = Table(
     Column("decided_at", UtcDateTime),
     Column("decided_by", Text, nullable=False, default="[]"),
     Column("consumed_at", UtcDateTime),
+    Column("remind_at", UtcDateTime),
+    Column("reminded_at", UtcDateTime, doc="set once, by whichever replica sends the reminder"),
     Index("ix_gh_gates_pending_expiry", "status", "expires_at"),
+    Index("ix_gh_gates_reminder", "status", "remind_at"),
     Index("ix_gh_gates_action_target", "action", "target", "decided_at"),
 )
 
@@ -155,3 +158,30 @@ config_versions = Table(
 # Append-only enforcement, installed by the migrations. SQLite: triggers; PostgreSQL: a trigger
 # function that also refuses TRUNCATE.
 APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints")
+
+api_tokens = Table(
+    "gh_api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("principal_id", String(200), nullable=False, index=True),
+    Column("scope", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, doc="SHA-256 of the secret; the secret is shown once"),
+    Column("description", String(500), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+)
+
+# Where each gate's request was posted (a Slack channel + message ts, …) so it can be updated.
+notifications = Table(
+    "gh_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("gate_id", String(32), ForeignKey("gh_gates.id"), nullable=False, index=True),
+    Column("target", String(300), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("message_ref", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sent_at", UtcDateTime, nullable=False),
+)

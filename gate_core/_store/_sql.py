@@ -30,9 +30,10 @@ from gate_core._models import (
     LastReview,
     canonical_json,
 )
-from gate_core._ports import GateFilter, Mutation
+from gate_core._ports import GateFilter, Mutation, NotificationRef
 from gate_core._store import _migrate
 from gate_core._store._schema import (
+    api_tokens,
     audit_checkpoints,
     audit_head,
     audit_log,
@@ -40,9 +41,12 @@ from gate_core._store._schema import (
     decisions,
     gate_datasets,
     gates,
+    notifications,
 )
+from gate_core._tokens import ApiToken
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+CHANGE_CHANNEL = "gatehouse_gate_changed"  # PostgreSQL NOTIFY channel: payload is the gate id
 
 
 def normalise_url(url: str) -> str:
@@ -175,6 +179,8 @@ class SqlStore:
                     if existing is not None:
                         return existing, False
                 conn.execute(insert(gates), _gate_row(gate))
+                if not gate.status.is_open:
+                    self._announce(conn, gate.id)
                 if gate.request.datasets:
                     names = {d.qualified_name for d in gate.request.datasets}
                     conn.execute(
@@ -220,6 +226,8 @@ class SqlStore:
                     )
                     if result.rowcount != 1:  # row lock makes this unreachable; kept as the CAS guard
                         raise StoreError(f"gate {gate.id} changed underneath a locked update")
+                    if "status" in values:
+                        self._announce(conn, gate.id)
                 self._append(conn, mutation.events)
                 updated = self._load(conn, gate_id, lock=False) if (values or mutation.decision) else gate
                 return updated, mutation
@@ -228,6 +236,13 @@ class SqlStore:
         if mutation.raise_after is not None:
             raise mutation.raise_after
         return updated  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _announce(conn: Connection, gate_id: str) -> None:
+        """Tell every replica listening on PostgreSQL that this gate changed; delivered at commit,
+        so a waiter never sees a change that was rolled back."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_notify(CHANGE_CHANNEL, gate_id)))
 
     def get_gate(self, gate_id: str) -> Gate:
         with self._read() as conn:
@@ -263,6 +278,28 @@ class SqlStore:
         )
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
+
+    def claim_reminders(self, now: datetime, limit: int = 100) -> list[str]:
+        """Pending gates whose reminder is due, each claimed by exactly one caller (CAS on reminded_at)."""
+        due = and_(
+            gates.c.status == GateStatus.PENDING.value,
+            gates.c.remind_at <= now,
+            gates.c.reminded_at.is_(None),
+            gates.c.expires_at > now,
+        )
+        with self._read() as conn:
+            candidates = list(conn.execute(select(gates.c.id).where(due).limit(limit)).scalars())
+        claimed = []
+        for gate_id in candidates:
+            with self._begin() as conn:
+                result = conn.execute(
+                    update(gates)
+                    .where(and_(gates.c.id == gate_id, gates.c.reminded_at.is_(None)))
+                    .values(reminded_at=now)
+                )
+                if result.rowcount == 1:
+                    claimed.append(gate_id)
+        return claimed
 
     def last_review(self, action: str, target: str) -> LastReview | None:
         stmt = (
@@ -439,6 +476,57 @@ class SqlStore:
             return False  # another process recorded the same policy a moment ago
         return True
 
+    # ------------------------------------------------------------ API tokens
+
+    def add_token(self, token: ApiToken, secret_hash: str, events: Sequence[AuditDraft]) -> None:
+        with self._begin() as conn:
+            conn.execute(insert(api_tokens), {**token.model_dump(), "secret_hash": secret_hash})
+            self._append(conn, events)
+
+    def get_token(self, token_id: str) -> tuple[ApiToken, str] | None:
+        with self._read() as conn:
+            row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).first()
+        if row is None:
+            return None
+        data = row._asdict()
+        secret_hash = data.pop("secret_hash")
+        return ApiToken.model_validate(data), secret_hash
+
+    def list_tokens(self) -> list[ApiToken]:
+        with self._read() as conn:
+            rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at)).all()
+        return [
+            ApiToken.model_validate({k: v for k, v in r._asdict().items() if k != "secret_hash"})
+            for r in rows
+        ]
+
+    def revoke_token(self, token_id: str, at: datetime, events: Sequence[AuditDraft]) -> bool:
+        with self._begin() as conn:
+            result = conn.execute(
+                update(api_tokens)
+                .where(and_(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None)))
+                .values(revoked_at=at)
+            )
+            if result.rowcount != 1:
+                return False
+            self._append(conn, events)
+            return True
+
+    # ------------------------------------------------------------ notification references
+
+    def add_notification(self, ref: NotificationRef) -> None:
+        with self._begin() as conn:
+            conn.execute(insert(notifications), ref.model_dump())
+
+    def notifications_for(self, gate_id: str) -> list[NotificationRef]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(notifications).where(notifications.c.gate_id == gate_id).order_by(notifications.c.id)
+            ).all()
+        return [
+            NotificationRef.model_validate({k: v for k, v in r._asdict().items() if k != "id"}) for r in rows
+        ]
+
 
 def _gate_row(gate: Gate) -> dict[str, Any]:
     req = gate.request
@@ -469,6 +557,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
         ),
         "created_at": gate.created_at,
         "expires_at": gate.expires_at,
+        "remind_at": gate.remind_at,
         "decided_at": gate.decided_at,
         "decided_by": canonical_json(list(gate.decided_by)),
         "consumed_at": gate.consumed_at,
@@ -494,6 +583,7 @@ def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         notify=tuple(context["notify"]),
         created_at=row.created_at,
         expires_at=row.expires_at,
+        remind_at=row.remind_at,
         decided_at=row.decided_at,
         decided_by=tuple(json.loads(row.decided_by)),
         consumed_at=row.consumed_at,

@@ -1,0 +1,9 @@
+"""The gate service: REST API, Slack and Teams approvals, the web console (``gatehouse serve``)."""
+
+from __future__ import annotations
+
+from gate_core.service._app import create_app
+from gate_core.service._config import ServiceConfig
+from gate_core.service._notify import NotificationHub, Notifier
+
+__all__ = ["NotificationHub", "Notifier", "ServiceConfig", "create_app"]

@@ -1,0 +1,249 @@
+"""The REST API under /v1: the one boundary pipelines cross."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from gate_core._audit import csv_lines, jsonl_lines
+from gate_core._errors import GateNotFound
+from gate_core._models import Gate, GateRequest, GateStatus, Verdict
+from gate_core._ports import GateFilter
+from gate_core._tokens import Scope
+from gate_core.service._auth import Identity
+from gate_core.service._state import ServiceState, identity, state_of
+
+router = APIRouter(prefix="/v1")
+Caller = Annotated[Identity, Depends(identity)]
+GateId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenGate(GateRequest):
+    """A gate request; ``requester`` defaults to the caller (a service token names the person it acts for)."""
+
+    requester: str | None = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+
+
+class DecisionIn(_Body):
+    decision: Verdict
+    comment: str = Field(default="", max_length=4000)
+
+
+class CancelIn(_Body):
+    reason: str = Field(default="", max_length=4000)
+
+
+class ConsumeIn(_Body):
+    binding_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    try_number: int = Field(default=1, ge=1, le=10_000)
+
+
+class WaitManyIn(_Body):
+    ids: list[GateId] = Field(min_length=1, max_length=10_000)
+    timeout: float = Field(default=30.0, ge=0, le=600)
+
+
+class WaitManyOut(BaseModel):
+    changed: list[Gate]
+    pending: list[str]
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    entries: int
+    head_hash: str
+    checkpoints_checked: int
+    first_bad_seq: int | None
+    problem: str
+
+
+class Me(BaseModel):
+    principal_id: str
+    email: str | None
+    display_name: str
+    groups: list[str]
+    kind: str
+    via: str
+    scope: str
+
+
+@router.get("/me", response_model=Me, tags=["identity"])
+def me(caller: Caller) -> Me:
+    p = caller.principal
+    return Me(
+        principal_id=p.id,
+        email=p.email,
+        display_name=p.label,
+        groups=sorted(p.groups),
+        kind=p.kind.value,
+        via=caller.via.value,
+        scope=caller.scope.value,
+    )
+
+
+@router.post("/gates", response_model=Gate, tags=["gates"])
+def open_gate(body: OpenGate, caller: Caller, request: Request) -> Gate:
+    """Open a gate, or return the one its idempotency key already names."""
+    caller.require(Scope.REQUEST)
+    state = state_of(request)
+    gate_request = GateRequest.model_validate(
+        {**body.model_dump(), "requester": body.requester or caller.principal.id}
+    )
+    gate, created = state.gatekeeper.open_or_find(gate_request, submitted_by=caller.actor)
+    if created:
+        state.hub.gate_opened(gate)
+    return gate
+
+
+@router.get("/gates", response_model=list[Gate], tags=["gates"])
+def list_gates(
+    caller: Caller,
+    request: Request,
+    status: GateStatus | None = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    dataset: Annotated[str | None, Query(max_length=1600, description="NAMESPACE/NAME")] = None,
+    requester: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[Gate]:
+    return state_of(request).gatekeeper.list(
+        GateFilter(status=status, action=action, dataset=dataset, requester=requester, limit=limit)
+    )
+
+
+@router.get("/gates/{gate_id}", response_model=Gate, tags=["gates"])
+def get_gate(gate_id: GateId, caller: Caller, request: Request) -> Gate:
+    return state_of(request).gatekeeper.get(gate_id)
+
+
+@router.post(
+    "/gates/{gate_id}/decisions",
+    response_model=Gate,
+    tags=["gates"],
+    responses={
+        403: {"description": "self-approval, service principal, not an approver"},
+        409: {"description": "already decided (by whom and when), expired, or duplicate"},
+    },
+)
+def decide(gate_id: GateId, body: DecisionIn, caller: Caller, request: Request) -> Gate:
+    caller.require(Scope.DECIDE)
+    state = state_of(request)
+    gate = state.gatekeeper.decide(gate_id, actor=caller.actor, verdict=body.decision, comment=body.comment)
+    state.changed(gate)
+    return gate
+
+
+@router.post("/gates/{gate_id}/cancel", response_model=Gate, tags=["gates"])
+def cancel(gate_id: GateId, body: CancelIn, caller: Caller, request: Request) -> Gate:
+    caller.require(Scope.REQUEST)
+    state = state_of(request)
+    gate = state.gatekeeper.cancel(gate_id, actor=caller.actor, reason=body.reason)
+    state.changed(gate)
+    return gate
+
+
+@router.post("/gates/{gate_id}/consume", response_model=Gate, tags=["gates"])
+def consume(gate_id: GateId, body: ConsumeIn, caller: Caller, request: Request) -> Gate:
+    caller.require(Scope.REQUEST)
+    state = state_of(request)
+    gate = state.gatekeeper.consume(
+        gate_id, actor=caller.actor, binding_hash=body.binding_hash, try_number=body.try_number
+    )
+    state.bus.publish(gate.id)
+    return gate
+
+
+@router.get("/gates/{gate_id}/wait", response_model=Gate, tags=["waiting"])
+async def wait_one(
+    gate_id: GateId, caller: Caller, request: Request, timeout: Annotated[float, Query(ge=0, le=600)] = 30.0
+) -> Gate:
+    """Long-poll: returns the moment the gate leaves PENDING, or after ``timeout`` seconds still PENDING."""
+    state = state_of(request)
+    result = await _wait(state, [gate_id], min(timeout, state.config.max_wait_s))
+    if not result.changed and not result.pending:
+        raise GateNotFound(gate_id)
+    if result.changed:
+        return result.changed[0]
+    return await run_in_threadpool(state.gatekeeper.get, gate_id)
+
+
+@router.post("/gates/wait", response_model=WaitManyOut, tags=["waiting"])
+async def wait_many(body: WaitManyIn, caller: Caller, request: Request) -> WaitManyOut:
+    """Long-poll many gates at once: returns as soon as any has left PENDING (with all that have),
+    or after ``timeout`` with none. Unknown ids are ignored."""
+    state = state_of(request)
+    return await _wait(state, body.ids, min(body.timeout, state.config.max_wait_s))
+
+
+async def _wait(state: ServiceState, ids: list[str], timeout: float) -> WaitManyOut:
+    deadline = time.monotonic() + timeout
+    gatekeeper = state.gatekeeper
+    with state.bus.subscribe(ids) as subscription:  # subscribe first: no change slips between read and wait
+        while True:
+            gates = await run_in_threadpool(
+                gatekeeper.store.list_gates, GateFilter(ids=tuple(ids), limit=len(ids))
+            )
+            now = gatekeeper.clock.now()
+            overdue = [g.id for g in gates if g.status.is_open and now >= g.expires_at]
+            if overdue:
+                for gate_id in overdue:
+                    await run_in_threadpool(gatekeeper.get, gate_id)  # expires it, audited
+                gates = await run_in_threadpool(
+                    gatekeeper.store.list_gates, GateFilter(ids=tuple(ids), limit=len(ids))
+                )
+            changed = [g for g in gates if not g.status.is_open]
+            remaining = deadline - time.monotonic()
+            if changed or remaining <= 0:
+                return WaitManyOut(changed=changed, pending=[g.id for g in gates if g.status.is_open])
+            soonest_expiry = min((g.expires_at for g in gates), default=None)
+            if soonest_expiry is not None:
+                remaining = min(remaining, max(0.05, (soonest_expiry - now).total_seconds()))
+            subscription.rearm()
+            await subscription.wait(remaining)
+            await asyncio.sleep(0)
+
+
+@router.get("/audit/verify", response_model=VerifyOut, tags=["audit"])
+def audit_verify(caller: Caller, request: Request) -> VerifyOut:
+    report = state_of(request).gatekeeper.verify_audit()
+    return VerifyOut(
+        ok=report.ok,
+        entries=report.entries,
+        head_hash=report.head_hash,
+        checkpoints_checked=report.checkpoints_checked,
+        first_bad_seq=report.first_bad_seq,
+        problem=report.problem,
+    )
+
+
+@router.get(
+    "/audit/export",
+    tags=["audit"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
+def audit_export(
+    caller: Caller,
+    request: Request,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    since_seq: Annotated[int, Query(ge=0)] = 0,
+) -> StreamingResponse:
+    """Every audit event with its SOC 2, ISO 27001:2022 and NIST 800-53 control ids (admin scope)."""
+    caller.require(Scope.ADMIN)
+    entries = state_of(request).gatekeeper.store.audit_entries(after_seq=since_seq)
+    lines = jsonl_lines(entries) if format == "jsonl" else csv_lines(entries)
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv"
+    return StreamingResponse(
+        lines,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="gatehouse-audit.{format}"'},
+    )

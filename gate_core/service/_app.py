@@ -1,0 +1,120 @@
+"""The gate service as an ASGI app: REST API, Slack endpoint, console, all on one core.
+
+Background duties, run by every replica (all are idempotent, so replicas never conflict):
+- a PostgreSQL LISTEN thread that wakes local waiters when another replica changes a gate;
+- a sweeper that expires overdue gates, sends due reminders (each claimed by one replica) and
+  signs a checkpoint when the audit head has moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from gate_core._errors import GatehouseError
+from gate_core._gatekeeper import Gatekeeper
+from gate_core._store._sql import CHANGE_CHANNEL, SqlStore
+from gate_core.service import _api, _problems
+from gate_core.service._auth import Authenticator
+from gate_core.service._bus import ChangeBus, PgChangeListener
+from gate_core.service._config import ServiceConfig
+from gate_core.service._notify import NotificationHub, Notifier
+from gate_core.service._state import ServiceState
+
+log = logging.getLogger("gatehouse.service")
+
+
+def build_notifiers(config: ServiceConfig) -> dict[str, Notifier]:
+    """One notifier per configured channel, keyed by notify-target prefix."""
+    notifiers: dict[str, Notifier] = {}
+    # notifiers: each channel module registers itself here when configured
+    return notifiers
+
+
+def _sweep_once(state: ServiceState, checkpointed: list[int]) -> None:
+    gatekeeper = state.gatekeeper
+    for gate in gatekeeper.expire_due():
+        state.changed(gate)
+    for gate_id in gatekeeper.store.claim_reminders(gatekeeper.clock.now()):
+        state.hub.remind(gatekeeper.store.get_gate(gate_id))
+    size, _ = gatekeeper.store.audit_head()
+    if size != checkpointed[0] and gatekeeper.signer is not None:
+        gatekeeper.checkpoint()
+        checkpointed[0] = size
+
+
+async def _sweeper(state: ServiceState) -> None:
+    checkpointed = [-1]
+    while True:
+        try:
+            await run_in_threadpool(_sweep_once, state, checkpointed)
+        except GatehouseError as exc:  # database away: keep sweeping once it is back
+            log.warning("sweep skipped: %s", exc)
+        await asyncio.sleep(state.config.sweep_interval_s)
+
+
+def create_app(
+    gatekeeper: Gatekeeper,
+    config: ServiceConfig | None = None,
+    *,
+    notifiers: Mapping[str, Notifier] | None = None,
+    local_signin: bool = False,
+) -> FastAPI:
+    config = config or ServiceConfig()
+    state = ServiceState(
+        gatekeeper=gatekeeper,
+        config=config,
+        bus=ChangeBus(),
+        hub=NotificationHub(gatekeeper, build_notifiers(config) if notifiers is None else notifiers),
+        auth=Authenticator(gatekeeper, config.oidc, config.proxy),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        listener = None
+        store = gatekeeper.store
+        if isinstance(store, SqlStore) and store.dialect == "postgresql":
+            dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            listener = PgChangeListener(dsn, CHANGE_CHANNEL, state.bus.publish)
+            listener.start()
+            await run_in_threadpool(listener.connected.wait, 10)
+        sweeper = asyncio.create_task(_sweeper(state))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if listener is not None:
+                listener.stop()
+            state.hub.close()
+
+    app = FastAPI(
+        title="Gatehouse",
+        version="0.1.0",
+        summary="Human approval gates for data pipelines",
+        lifespan=lifespan,
+    )
+    app.state.gatehouse = state
+    app.state.local_signin = local_signin
+    _problems.install(app)
+    app.add_middleware(_problems.BodyLimit, limit=config.max_body_bytes)
+    app.include_router(_api.router)
+    # routers: each channel module mounts its endpoints here
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> JSONResponse:
+        try:
+            size, _ = gatekeeper.store.audit_head()
+        except GatehouseError as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "audit_entries": size, "waiting_gates": state.bus.waiting_gates})
+
+    return app

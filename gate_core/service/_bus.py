@@ -1,0 +1,120 @@
+"""Waking waiters when gates change.
+
+    decision in this process ──► ChangeBus.publish(gate_id) ──► every asyncio waiter on that gate
+    decision on another replica ─► NOTIFY gatehouse_gate_changed ─► PgChangeListener ─► publish
+
+``publish`` is thread-safe (decisions run in worker threads); waiting is asyncio. A waiter
+registers *before* it reads the gate, so a change between the read and the wait is never missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+log = logging.getLogger("gatehouse.service")
+
+
+class Subscription:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+        self.woken_by: set[str] = set()
+
+    def _wake(self, gate_id: str) -> None:
+        self.woken_by.add(gate_id)
+        self._event.set()
+
+    def wake_threadsafe(self, gate_id: str) -> None:
+        self._loop.call_soon_threadsafe(self._wake, gate_id)
+
+    async def wait(self, timeout: float) -> bool:
+        """True when woken, False on timeout."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def rearm(self) -> None:
+        self._event.clear()
+        self.woken_by.clear()
+
+
+class ChangeBus:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[Subscription]] = {}
+        self.published = 0
+
+    @contextmanager
+    def subscribe(self, gate_ids: Iterable[str]) -> Iterator[Subscription]:
+        subscription = Subscription(asyncio.get_running_loop())
+        ids = list(dict.fromkeys(gate_ids))
+        with self._lock:
+            for gate_id in ids:
+                self._waiters.setdefault(gate_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            with self._lock:
+                for gate_id in ids:
+                    waiting = self._waiters.get(gate_id)
+                    if waiting is not None:
+                        waiting.discard(subscription)
+                        if not waiting:
+                            del self._waiters[gate_id]
+
+    def publish(self, gate_id: str) -> None:
+        with self._lock:
+            self.published += 1
+            waiting = list(self._waiters.get(gate_id, ()))
+        for subscription in waiting:
+            try:
+                subscription.wake_threadsafe(gate_id)
+            except RuntimeError:  # the waiter's loop has closed (shutdown); nothing to wake
+                continue
+
+    @property
+    def waiting_gates(self) -> int:
+        with self._lock:
+            return len(self._waiters)
+
+
+class PgChangeListener(threading.Thread):
+    """LISTENs on PostgreSQL and republishes every change on the local bus. Reconnects with
+    backoff if the database goes away (waiters meanwhile fall back to their timeout re-read)."""
+
+    def __init__(self, dsn: str, channel: str, publish: Callable[[str], None]) -> None:
+        super().__init__(name="gatehouse-pg-listener", daemon=True)
+        self._dsn = dsn
+        self._channel = channel
+        self._publish = publish
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f'LISTEN "{self._channel}"')
+                    self.connected.set()
+                    backoff = 0.2
+                    while not self._stop.is_set():
+                        for notice in conn.notifies(timeout=0.5):
+                            self._publish(notice.payload)
+            except psycopg.Error as exc:
+                self.connected.clear()
+                log.warning("change listener lost PostgreSQL (%s); retrying in %.1fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)

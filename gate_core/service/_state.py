@@ -1,0 +1,40 @@
+"""What every route needs, built once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from gate_core._gatekeeper import Gatekeeper
+from gate_core._models import Gate
+from gate_core.service._auth import Authenticator, Identity
+from gate_core.service._bus import ChangeBus
+from gate_core.service._config import ServiceConfig
+from gate_core.service._notify import NotificationHub
+
+
+@dataclass
+class ServiceState:
+    gatekeeper: Gatekeeper
+    config: ServiceConfig
+    bus: ChangeBus
+    hub: NotificationHub
+    auth: Authenticator
+
+    def changed(self, gate: Gate) -> None:
+        """After any transition: wake local waiters now (other replicas hear NOTIFY), update messages."""
+        self.bus.publish(gate.id)
+        self.hub.gate_changed(gate)
+
+
+def state_of(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.gatehouse
+    return state
+
+
+async def identity(request: Request) -> Identity:
+    """FastAPI dependency: the verified caller (401 otherwise)."""
+    state = state_of(request)
+    return await run_in_threadpool(state.auth.identify, request)
