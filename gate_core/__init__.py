@@ -6,11 +6,13 @@ The public API is exactly ``__all__``; everything in ``gate_core._*`` is private
 from __future__ import annotations
 
 from gate_core._audit import Checkpoint, CheckpointSigner, Event, VerifyReport, control_ids, verify_chain
+from gate_core._client import GateClient, HttpGateClient, LocalGateClient, WaitResult
 from gate_core._directory import Directory
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
     AuditError,
+    AuthenticationFailed,
     ConfigError,
     DecisionRefused,
     DirectoryError,
@@ -22,10 +24,12 @@ from gate_core._errors import (
     NotAnApprover,
     NotFound,
     NotTheRequester,
+    PermissionDenied,
     PolicyError,
     RequestRefused,
     SelfApprovalRefused,
     ServicePrincipalRefused,
+    ServiceUnavailable,
     StoreError,
     StoreUnavailable,
     SubmitterNotAllowed,
@@ -50,6 +54,7 @@ from gate_core._models import (
 from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate, load_policy, parse_policy
 from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
 from gate_core._store import SqlStore
+from gate_core._tokens import Scope
 
 __all__ = [
     "Actor",
@@ -57,6 +62,7 @@ __all__ = [
     "ApprovalNotUsable",
     "AuditError",
     "AuthMethod",
+    "AuthenticationFailed",
     "Checkpoint",
     "CheckpointSigner",
     "Clock",
@@ -69,6 +75,7 @@ __all__ = [
     "DuplicateDecision",
     "Event",
     "Gate",
+    "GateClient",
     "GateExpired",
     "GateFilter",
     "GateNotFound",
@@ -77,12 +84,15 @@ __all__ = [
     "GateStore",
     "GatehouseError",
     "Gatekeeper",
+    "HttpGateClient",
     "IdempotencyConflict",
     "LastReview",
+    "LocalGateClient",
     "NotAnApprover",
     "NotFound",
     "NotTheRequester",
     "Outcome",
+    "PermissionDenied",
     "Policy",
     "PolicyDecision",
     "PolicyError",
@@ -90,8 +100,10 @@ __all__ = [
     "PrincipalKind",
     "RequestRefused",
     "RunContext",
+    "Scope",
     "SelfApprovalRefused",
     "ServicePrincipalRefused",
+    "ServiceUnavailable",
     "Settings",
     "SqlStore",
     "StoreError",
@@ -101,6 +113,7 @@ __all__ = [
     "UnknownPrincipal",
     "Verdict",
     "VerifyReport",
+    "WaitResult",
     "control_ids",
     "evaluate",
     "init_home",

@@ -23,6 +23,7 @@
     ├── PermissionDenied            authenticated, but not allowed this operation (token scope)
     ├── StoreError
     │   └── StoreUnavailable        database unreachable or locked — callers must fail closed
+    ├── ServiceUnavailable          the gate service cannot be reached (client side) — fail closed
     └── AuditError                  the audit log cannot be written, read or checkpointed
 
 Every error carries a one-line ``str()`` meant for a human (the CLI prints exactly that) and a
@@ -158,6 +159,10 @@ class StoreError(GatehouseError):
 
 class StoreUnavailable(StoreError):
     code = "store_unavailable"
+
+
+class ServiceUnavailable(GatehouseError):
+    code = "service_unavailable"
 
 
 class AuditError(GatehouseError):

@@ -33,6 +33,12 @@ EXPECTED = {
     "evaluate",
     "load_policy",
     "parse_policy",
+    # clients: the one interface orchestrator adapters use
+    "GateClient",
+    "HttpGateClient",
+    "LocalGateClient",
+    "WaitResult",
+    "Scope",
     # application service, ports and adapters
     "Gatekeeper",
     "GateFilter",
@@ -74,6 +80,9 @@ EXPECTED = {
     "StoreError",
     "StoreUnavailable",
     "AuditError",
+    "AuthenticationFailed",
+    "PermissionDenied",
+    "ServiceUnavailable",
 }
 
 

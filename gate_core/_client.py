@@ -1,0 +1,270 @@
+"""GateClient: the one interface orchestrator adapters use, over HTTP or in-process.
+
+    HttpGateClient   the gate service's REST API (httpx; sync calls plus async waits for
+                     Airflow triggers); holds an API token, never database credentials
+    LocalGateClient  a Gatekeeper in this process (single-process use, tests)
+
+Both raise the same GatehouseError subclasses (HTTP problems are mapped back by their ``code``)
+and pass one contract suite (tests/gate_core/test_client_contract.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from gate_core import _errors
+from gate_core._errors import GatehouseError, ServiceUnavailable
+from gate_core._gatekeeper import Gatekeeper
+from gate_core._models import Actor, Gate, GateRequest, GateStatus, Verdict
+from gate_core._ports import GateFilter
+
+
+class WaitResult(BaseModel):
+    changed: list[Gate]
+    pending: list[str]
+
+
+class GateClient(Protocol):
+    def open(self, request: GateRequest) -> Gate: ...
+
+    def get(self, gate_id: str) -> Gate: ...
+
+    def wait(self, gate_id: str, timeout: float) -> Gate:
+        """Block until the gate leaves PENDING or ``timeout`` seconds pass; return it either way."""
+        ...
+
+    def wait_many(self, gate_ids: Sequence[str], timeout: float) -> WaitResult: ...
+
+    async def await_many(self, gate_ids: Sequence[str], timeout: float) -> WaitResult: ...
+
+    def decide(self, gate_id: str, verdict: Verdict, comment: str = "") -> Gate: ...
+
+    def cancel(self, gate_id: str, reason: str = "") -> Gate: ...
+
+    def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate: ...
+
+    def close(self) -> None: ...
+
+
+def _error_classes() -> dict[str, type[GatehouseError]]:
+    found: dict[str, type[GatehouseError]] = {}
+    stack: list[type[GatehouseError]] = [GatehouseError]
+    while stack:
+        cls = stack.pop()
+        found[cls.code] = cls
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+_ERRORS = _error_classes()
+
+
+def error_from_problem(status: int, body: dict[str, Any]) -> GatehouseError:
+    """Rebuild the core's exception from a problem+json body, so callers catch the same types."""
+    cls = _ERRORS.get(str(body.get("code")), GatehouseError)
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
+    error = cls.__new__(cls)
+    Exception.__init__(error, detail)
+    if isinstance(error, _errors.AlreadyDecided):
+        error.status = str(body.get("gate_status", ""))
+        error.by = tuple(body.get("decided_by") or ())
+        at = body.get("decided_at")
+        error.at = datetime.fromisoformat(at) if at else None
+    return error
+
+
+_GATES = TypeAdapter(list[Gate])
+
+
+class HttpGateClient:
+    """The gate service over HTTP. Retries connection failures and 503s with backoff, then
+    raises ServiceUnavailable: a gate never passes because the service could not be asked."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0, retries: int = 4) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": "gatehouse-client/0.1"}
+        self._timeout = timeout
+        self._retries = retries
+        self._sync: httpx.Client | None = None
+        self._async: httpx.AsyncClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def http(self) -> httpx.Client:
+        with self._lock:
+            if self._sync is None:
+                self._sync = httpx.Client(
+                    base_url=self.base_url, headers=self._headers, timeout=self._timeout
+                )
+            return self._sync
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._async is None:
+            self._async = httpx.AsyncClient(
+                base_url=self.base_url, headers=self._headers, timeout=self._timeout
+            )
+        return self._async
+
+    @staticmethod
+    def _check(response: httpx.Response) -> Any:
+        if response.is_success:
+            return response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"detail": response.text[:200]}
+        raise error_from_problem(response.status_code, body if isinstance(body, dict) else {})
+
+    def _request(self, method: str, path: str, *, read_timeout: float | None = None, **kwargs: Any) -> Any:
+        timeout = httpx.Timeout(self._timeout, read=read_timeout) if read_timeout else None
+        for attempt in range(self._retries + 1):
+            try:
+                response = self.http.request(
+                    method, path, timeout=timeout or httpx.USE_CLIENT_DEFAULT, **kwargs
+                )
+            except httpx.TransportError as exc:
+                if attempt == self._retries:
+                    raise ServiceUnavailable(f"gate service at {self.base_url} unreachable: {exc}") from exc
+            else:
+                if response.status_code != 503 or attempt == self._retries:
+                    return self._check(response)
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    async def _arequest(
+        self, method: str, path: str, *, read_timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        timeout = httpx.Timeout(self._timeout, read=read_timeout) if read_timeout else None
+        client = self._async_client()
+        for attempt in range(self._retries + 1):
+            try:
+                response = await client.request(
+                    method, path, timeout=timeout or httpx.USE_CLIENT_DEFAULT, **kwargs
+                )
+            except httpx.TransportError as exc:
+                if attempt == self._retries:
+                    raise ServiceUnavailable(f"gate service at {self.base_url} unreachable: {exc}") from exc
+            else:
+                if response.status_code != 503 or attempt == self._retries:
+                    return self._check(response)
+            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    def open(self, request: GateRequest) -> Gate:
+        return Gate.model_validate(self._request("POST", "/v1/gates", json=request.model_dump(mode="json")))
+
+    def get(self, gate_id: str) -> Gate:
+        return Gate.model_validate(self._request("GET", f"/v1/gates/{gate_id}"))
+
+    def list(self, **filters: str | int) -> list[Gate]:
+        return _GATES.validate_python(self._request("GET", "/v1/gates", params=filters))
+
+    def wait(self, gate_id: str, timeout: float) -> Gate:
+        return Gate.model_validate(
+            self._request(
+                "GET", f"/v1/gates/{gate_id}/wait", params={"timeout": timeout}, read_timeout=timeout + 15
+            )
+        )
+
+    def wait_many(self, gate_ids: Sequence[str], timeout: float) -> WaitResult:
+        body = {"ids": list(gate_ids), "timeout": timeout}
+        return WaitResult.model_validate(
+            self._request("POST", "/v1/gates/wait", json=body, read_timeout=timeout + 15)
+        )
+
+    async def await_many(self, gate_ids: Sequence[str], timeout: float) -> WaitResult:
+        body = {"ids": list(gate_ids), "timeout": timeout}
+        data = await self._arequest("POST", "/v1/gates/wait", json=body, read_timeout=timeout + 15)
+        return WaitResult.model_validate(data)
+
+    def decide(self, gate_id: str, verdict: Verdict, comment: str = "") -> Gate:
+        body = {"decision": verdict.value, "comment": comment}
+        return Gate.model_validate(self._request("POST", f"/v1/gates/{gate_id}/decisions", json=body))
+
+    def cancel(self, gate_id: str, reason: str = "") -> Gate:
+        return Gate.model_validate(
+            self._request("POST", f"/v1/gates/{gate_id}/cancel", json={"reason": reason})
+        )
+
+    def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate:
+        body = {"binding_hash": binding_hash, "try_number": try_number}
+        return Gate.model_validate(self._request("POST", f"/v1/gates/{gate_id}/consume", json=body))
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+        if self._async is not None:
+            try:
+                asyncio.get_running_loop().create_task(self._async.aclose())
+            except RuntimeError:
+                asyncio.run(self._async.aclose())
+
+
+class LocalGateClient:
+    """A Gatekeeper in this process, acting as ``actor``. Waits poll the store (``poll_s``) and
+    wake at once for decisions made through this client."""
+
+    def __init__(self, gatekeeper: Gatekeeper, actor: Actor, *, poll_s: float = 0.1) -> None:
+        self.gatekeeper = gatekeeper
+        self.actor = actor
+        self.poll_s = poll_s
+        self._changed = threading.Condition()
+
+    def _notify(self, gate: Gate) -> Gate:
+        with self._changed:
+            self._changed.notify_all()
+        return gate
+
+    def open(self, request: GateRequest) -> Gate:
+        return self.gatekeeper.open(request, submitted_by=self.actor)
+
+    def get(self, gate_id: str) -> Gate:
+        return self.gatekeeper.get(gate_id)
+
+    def wait(self, gate_id: str, timeout: float) -> Gate:
+        result = self.wait_many([gate_id], timeout)
+        return result.changed[0] if result.changed else self.gatekeeper.get(gate_id)
+
+    def wait_many(self, gate_ids: Sequence[str], timeout: float) -> WaitResult:
+        deadline = time.monotonic() + timeout
+        ids = tuple(dict.fromkeys(gate_ids))
+        while True:
+            gates = [
+                self.gatekeeper.get(g.id)
+                for g in self.gatekeeper.store.list_gates(GateFilter(ids=ids, limit=len(ids)))
+            ]
+            changed = [g for g in gates if g.status is not GateStatus.PENDING]
+            remaining = deadline - time.monotonic()
+            if changed or remaining <= 0:
+                return WaitResult(
+                    changed=changed, pending=[g.id for g in gates if g.status is GateStatus.PENDING]
+                )
+            with self._changed:
+                self._changed.wait(min(self.poll_s, remaining))
+
+    async def await_many(self, gate_ids: Sequence[str], timeout: float) -> WaitResult:
+        return await asyncio.to_thread(self.wait_many, gate_ids, timeout)
+
+    def decide(self, gate_id: str, verdict: Verdict, comment: str = "") -> Gate:
+        return self._notify(
+            self.gatekeeper.decide(gate_id, actor=self.actor, verdict=verdict, comment=comment)
+        )
+
+    def cancel(self, gate_id: str, reason: str = "") -> Gate:
+        return self._notify(self.gatekeeper.cancel(gate_id, actor=self.actor, reason=reason))
+
+    def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate:
+        return self.gatekeeper.consume(
+            gate_id, actor=self.actor, binding_hash=binding_hash, try_number=try_number
+        )
+
+    def close(self) -> None:
+        """The gatekeeper belongs to the caller; nothing to release."""
