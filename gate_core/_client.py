@@ -95,6 +95,7 @@ class HttpGateClient:
         self._retries = retries
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
 
     @property
@@ -198,14 +199,18 @@ class HttpGateClient:
         body = {"binding_hash": binding_hash, "try_number": try_number}
         return Gate.model_validate(self._request("POST", f"/v1/gates/{gate_id}/consume", json=body))
 
+    async def aclose(self) -> None:
+        """Close the async connections (call from the loop that used them)."""
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
     def close(self) -> None:
+        """Close the sync connections; async ones die with their event loop (or use ``aclose``)."""
         if self._sync is not None:
             self._sync.close()
-        if self._async is not None:
-            try:
-                asyncio.get_running_loop().create_task(self._async.aclose())
-            except RuntimeError:
-                asyncio.run(self._async.aclose())
+            self._sync = None
+        self._async = None
 
 
 class LocalGateClient:
