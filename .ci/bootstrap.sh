@@ -30,3 +30,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     UV_COMPILE_BYTECODE=1 VIRTUAL_ENV="$PWD/.venv" .venv/bin/uv pip install --quiet -e '.[all,dev]'
     echo "$want" >"$stamp"
 fi
+

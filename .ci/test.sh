@@ -21,6 +21,20 @@ if ! pg_up; then
     fi
 fi
 
+# The console's acceptance test drives Debian's Chromium through Playwright. Never
+# `playwright install`: that downloads a browser; the system package is the one we test with.
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing Chromium for the console's browser test (apt-get install chromium)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq chromium
+    else
+        echo "gatehouse: /usr/bin/chromium is missing; the console's browser test needs it." >&2
+        echo "           install it as root: apt-get update && apt-get install -y chromium" >&2
+        exit 1
+    fi
+fi
+
 echo "==> ruff"
 ruff check .
 ruff format --check .

@@ -4,6 +4,7 @@
     ├── ConfigError                 a policy, directory or settings file is unusable
     │   ├── PolicyError             names the file and the path of the bad field
     │   └── DirectoryError
+    ├── InvalidInput                text no store can keep (NUL, lone surrogates), bad filters
     ├── NotFound
     │   ├── GateNotFound
     │   └── UnknownPrincipal        an identity that maps to no directory principal
@@ -58,6 +59,10 @@ class PolicyError(ConfigError):
 
 class DirectoryError(ConfigError):
     code = "directory_invalid"
+
+
+class InvalidInput(GatehouseError):
+    code = "invalid_input"
 
 
 class NotFound(GatehouseError):

@@ -28,6 +28,7 @@ from gate_core._errors import (
     DecisionRefused,
     GateExpired,
     IdempotencyConflict,
+    InvalidInput,
     NotTheRequester,
     SubmitterNotAllowed,
 )
@@ -42,6 +43,7 @@ from gate_core._models import (
     Principal,
     PrincipalKind,
     Verdict,
+    check_text,
 )
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateStore, Mutation, SystemClock
@@ -49,6 +51,13 @@ from gate_core._rules import is_expired, is_requester, judge_decision, refuse_if
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
 
 log = logging.getLogger("gatehouse")
+
+
+def _storable(value: Any, what: str) -> None:
+    try:
+        check_text(value, what)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def _when(moment: datetime) -> str:
@@ -206,11 +215,25 @@ class Gatekeeper:
 
     # ------------------------------------------------------------ deciding
 
-    def decide(self, gate_id: str, *, actor: Actor, verdict: Verdict, comment: str = "") -> Gate:
+    def decide(
+        self,
+        gate_id: str,
+        *,
+        actor: Actor,
+        verdict: Verdict,
+        comment: str = "",
+        principal: Principal | None = None,
+    ) -> Gate:
         """Record one person's decision.
 
-        Raises the DecisionRefused subclass that explains a refusal; refusals are audited too."""
-        principal = self.directory.get(actor.principal_id)
+        ``principal`` is the identity an adapter has already verified (an OIDC token's person with
+        the IdP's groups); without it the actor is looked up in the directory. Either way the same
+        rules apply. Raises the DecisionRefused subclass that explains a refusal (audited too)."""
+        _storable(comment, "comment")
+        if principal is None:
+            principal = self.directory.get(actor.principal_id)
+        elif principal.id != actor.principal_id:
+            raise ValueError("the verified principal and the acting principal must be the same")
         actor = actor.model_copy(update={"email": principal.email})
 
         def change(gate: Gate) -> Mutation:
@@ -301,6 +324,7 @@ class Gatekeeper:
 
     def cancel(self, gate_id: str, *, actor: Actor, reason: str = "") -> Gate:
         """The requester (or submitting pipeline) withdraws a pending gate."""
+        _storable(reason, "reason")
         principal = self.directory.get(actor.principal_id)
 
         def change(gate: Gate) -> Mutation:
@@ -409,8 +433,10 @@ class Gatekeeper:
         return gate
 
     def list(self, query: GateFilter | None = None) -> list[Gate]:
+        query = query or GateFilter()
+        _storable([query.action, query.dataset, query.requester, *query.ids], "filter")
         self.expire_due()
-        return self.store.list_gates(query or GateFilter())
+        return self.store.list_gates(query)
 
     # ------------------------------------------------------------ API tokens
 

@@ -13,11 +13,30 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def check_text(value: Any, where: str = "") -> None:
+    """Refuse text no store can keep faithfully: NUL characters (PostgreSQL text cannot hold
+    them) and lone surrogates (not encodable as UTF-8, so not hashable). Walks nested JSON."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where or 'text'} must not contain NUL (\\x00) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where or 'text'} is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, where)
+            check_text(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_text(item, where)
 
 
 def canonical_json(value: Any) -> str:
@@ -153,6 +172,12 @@ class GateRequest(_Frozen):
     run: RunContext = Field(default_factory=RunContext)
     idempotency_key: str | None = Field(default=None, max_length=500)
     reason: str = Field(default="", max_length=4000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        check_text(data)
+        return data
 
     def binding(self) -> dict[str, Any]:
         return {

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from gate_core._audit import csv_lines, jsonl_lines
 from gate_core._errors import GateNotFound
-from gate_core._models import Gate, GateRequest, GateStatus, Verdict
+from gate_core._models import Gate, GateRequest, GateStatus, Verdict, check_text
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
 from gate_core.service._auth import Identity
@@ -26,6 +27,12 @@ GateId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        check_text(data)
+        return data
 
 
 class OpenGate(GateRequest):
@@ -137,7 +144,9 @@ def get_gate(gate_id: GateId, caller: Caller, request: Request) -> Gate:
 def decide(gate_id: GateId, body: DecisionIn, caller: Caller, request: Request) -> Gate:
     caller.require(Scope.DECIDE)
     state = state_of(request)
-    gate = state.gatekeeper.decide(gate_id, actor=caller.actor, verdict=body.decision, comment=body.comment)
+    gate = state.gatekeeper.decide(
+        gate_id, actor=caller.actor, verdict=body.decision, comment=body.comment, principal=caller.principal
+    )
     state.changed(gate)
     return gate
 
@@ -170,7 +179,7 @@ async def wait_one(
     state = state_of(request)
     result = await _wait(state, [gate_id], min(timeout, state.config.max_wait_s))
     if not result.changed and not result.pending:
-        raise GateNotFound(gate_id)
+        raise GateNotFound(gate_id)  # answered at once: _wait never parks on ids it cannot find
     if result.changed:
         return result.changed[0]
     return await run_in_threadpool(state.gatekeeper.get, gate_id)
@@ -202,7 +211,7 @@ async def _wait(state: ServiceState, ids: list[str], timeout: float) -> WaitMany
                 )
             changed = [g for g in gates if not g.status.is_open]
             remaining = deadline - time.monotonic()
-            if changed or remaining <= 0:
+            if changed or remaining <= 0 or not gates:
                 return WaitManyOut(changed=changed, pending=[g.id for g in gates if g.status.is_open])
             soonest_expiry = min((g.expires_at for g in gates), default=None)
             if soonest_expiry is not None:
@@ -235,12 +244,16 @@ def audit_export(
     caller: Caller,
     request: Request,
     format: Literal["jsonl", "csv"] = "jsonl",
-    since_seq: Annotated[int, Query(ge=0)] = 0,
+    since_seq: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> StreamingResponse:
     """Every audit event with its SOC 2, ISO 27001:2022 and NIST 800-53 control ids (admin scope)."""
     caller.require(Scope.ADMIN)
+    # Run the query before the response starts: a database error must be a 503 problem, not a
+    # stream that breaks off after a 200.
     entries = state_of(request).gatekeeper.store.audit_entries(after_seq=since_seq)
-    lines = jsonl_lines(entries) if format == "jsonl" else csv_lines(entries)
+    first = next(entries, None)
+    rows = itertools.chain([first] if first is not None else [], entries)
+    lines = jsonl_lines(rows) if format == "jsonl" else csv_lines(rows)
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     return StreamingResponse(
         lines,

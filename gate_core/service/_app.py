@@ -21,20 +21,26 @@ from starlette.concurrency import run_in_threadpool
 from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._store._sql import CHANGE_CHANNEL, SqlStore
-from gate_core.service import _api, _problems
+from gate_core.service import _api, _console, _problems
 from gate_core.service._auth import Authenticator
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
 from gate_core.service._notify import NotificationHub, Notifier
+from gate_core.service._slack import slack_notifiers, slack_router
 from gate_core.service._state import ServiceState
+from gate_core.service._teams import TeamsNotifier
+from gate_core.service._webhook import WebhookNotifier
 
 log = logging.getLogger("gatehouse.service")
 
 
-def build_notifiers(config: ServiceConfig) -> dict[str, Notifier]:
+def build_notifiers(config: ServiceConfig, gatekeeper: Gatekeeper) -> dict[str, Notifier]:
     """One notifier per configured channel, keyed by notify-target prefix."""
-    notifiers: dict[str, Notifier] = {}
-    # notifiers: each channel module registers itself here when configured
+    notifiers: dict[str, Notifier] = dict(slack_notifiers(config, gatekeeper))
+    if config.teams:
+        notifiers["teams"] = TeamsNotifier(config.teams, public_url=config.public_url)
+    if config.webhooks:
+        notifiers["webhook"] = WebhookNotifier(config.webhooks, public_url=config.public_url)
     return notifiers
 
 
@@ -72,7 +78,9 @@ def create_app(
         gatekeeper=gatekeeper,
         config=config,
         bus=ChangeBus(),
-        hub=NotificationHub(gatekeeper, build_notifiers(config) if notifiers is None else notifiers),
+        hub=NotificationHub(
+            gatekeeper, build_notifiers(config, gatekeeper) if notifiers is None else notifiers
+        ),
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
     )
 
@@ -107,7 +115,8 @@ def create_app(
     _problems.install(app)
     app.add_middleware(_problems.BodyLimit, limit=config.max_body_bytes)
     app.include_router(_api.router)
-    # routers: each channel module mounts its endpoints here
+    app.include_router(slack_router(state))
+    _console.install(app, state)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> JSONResponse:

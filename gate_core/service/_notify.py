@@ -14,7 +14,9 @@ delays or fails the API call that opened or decided the gate; failures are logge
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
@@ -43,6 +45,14 @@ def split_target(target: str) -> tuple[str, str]:
 
 
 class NotificationHub:
+    """Delivers on a small thread pool, in order per gate.
+
+    Everything about one gate (its request card, outcome updates, reminders) goes through that
+    gate's queue, so an outcome can never overtake the card it updates. After a card is posted
+    and its reference stored, the hub re-reads the gate: a decision taken meanwhile (here or on
+    another replica, whose update found no stored reference) is shown at once.
+    """
+
     def __init__(
         self,
         gatekeeper: Gatekeeper,
@@ -57,12 +67,37 @@ class NotificationHub:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gatehouse-notify")
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Callable[[], None]]] = {}
         self._pending: set[Future[None]] = set()
 
-    def _submit(self, job: Callable[[], None]) -> None:
-        future = self._pool.submit(job)
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
+    def deliver(self, key: str, what: str, call: Callable[[], None]) -> None:
+        """Run ``call`` in the background after everything queued under ``key``, with retries."""
+        job = partial(self._retrying, what, call)
+        with self._lock:
+            queue = self._queues.setdefault(key, deque())
+            queue.append(job)
+            if len(queue) > 1:
+                return  # the worker draining this key will get to it
+            future = self._pool.submit(self._drain_key, key)
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def _drain_key(self, key: str) -> None:
+        while True:
+            with self._lock:
+                job = self._queues[key][0]
+            job()
+            with self._lock:
+                queue = self._queues[key]
+                queue.popleft()
+                if not queue:
+                    del self._queues[key]
+                    return
 
     def _retrying(self, what: str, call: Callable[[], None]) -> None:
         for attempt in range(1, self.attempts + 1):
@@ -75,41 +110,41 @@ class NotificationHub:
                     return
                 time.sleep(self.backoff_s * attempt)
 
-    def _deliver(self, what: str, call: Callable[[], None]) -> None:
-        self._submit(partial(self._retrying, what, call))
-
     def gate_opened(self, gate: Gate) -> None:
         if not gate.status.is_open:
             return
         for target in gate.notify:
             notifier = self._notifier_for(target, gate)
             if notifier is not None:
-                self._deliver(
-                    f"notify {target} of {gate.id}", partial(self._post_request, notifier, gate, target)
-                )
+                post = partial(self._post_request, notifier, gate, target)
+                self.deliver(gate.id, f"notify {target} of {gate.id}", post)
 
     def _post_request(self, notifier: Notifier, gate: Gate, target: str) -> None:
         ref = notifier.post_request(gate, target)
-        if ref is not None:
-            self.gatekeeper.store.add_notification(ref)
+        if ref is None:
+            return
+        self.gatekeeper.store.add_notification(ref)
+        latest = self.gatekeeper.store.get_gate(gate.id)
+        if (latest.status, len(latest.decisions)) != (gate.status, len(gate.decisions)):
+            notifier.post_outcome(latest, ref)
 
     def gate_changed(self, gate: Gate) -> None:
         if self.notifiers:
-            self._submit(partial(self._update_all, gate))
+            self.deliver(gate.id, f"update messages of {gate.id}", partial(self._update_all, gate))
 
     def _update_all(self, gate: Gate) -> None:
         for ref in self.gatekeeper.store.notifications_for(gate.id):
             notifier = self.notifiers.get(ref.kind)
             if notifier is not None:
-                self._retrying(
-                    f"update {ref.target} for {gate.id}", partial(notifier.post_outcome, gate, ref)
-                )
+                update = partial(notifier.post_outcome, gate, ref)
+                self._retrying(f"update {ref.target} for {gate.id}", update)
 
     def remind(self, gate: Gate) -> None:
         for target in gate.notify:
             notifier = self._notifier_for(target, gate)
             if notifier is not None:
-                self._deliver(f"remind {target} of {gate.id}", partial(notifier.post_reminder, gate, target))
+                remind = partial(notifier.post_reminder, gate, target)
+                self.deliver(gate.id, f"remind {target} of {gate.id}", remind)
 
     def _notifier_for(self, target: str, gate: Gate) -> Notifier | None:
         notifier = self.notifiers.get(split_target(target)[0])
@@ -118,8 +153,14 @@ class NotificationHub:
         return notifier
 
     def drain(self, timeout: float = 10.0) -> None:
-        """Wait for queued deliveries (tests and shutdown)."""
-        wait(list(self._pending), timeout=timeout)
+        """Wait until every queued delivery has run (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return
+            wait(pending, timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         self.drain()

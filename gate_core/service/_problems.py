@@ -24,6 +24,7 @@ PROBLEM = "application/problem+json"
 _STATUS: list[tuple[type[e.GatehouseError], int]] = [
     (e.AuthenticationFailed, 401),
     (e.PermissionDenied, 403),
+    (e.InvalidInput, 422),
     (e.UnknownPrincipal, 422),
     (e.NotFound, 404),
     (e.AlreadyDecided, 409),

@@ -67,6 +67,7 @@ EXPECTED = {
     "UnknownPrincipal",
     "RequestRefused",
     "IdempotencyConflict",
+    "InvalidInput",
     "SubmitterNotAllowed",
     "DecisionRefused",
     "SelfApprovalRefused",

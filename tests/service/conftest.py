@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,6 +61,11 @@ class Service:
     settings: Settings
     gatekeeper: Gatekeeper
     tokens: dict[str, str] = field(default_factory=dict)
+    app: Any = None
+
+    def drain(self) -> None:
+        """Wait for the app's background notification deliveries."""
+        self.app.state.gatehouse.hub.drain()
 
     def client(self, who: str) -> httpx.Client:
         return httpx.Client(
@@ -110,10 +116,11 @@ def service_factory(service_settings: Settings) -> Iterator[Callable[..., Servic
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         config = config or ServiceConfig(public_url=base_url, sweep_interval_s=0.2)
-        server = ThreadServer(create_app(gatekeeper, config, **app_kwargs), port).__enter__()  # type: ignore[arg-type]
+        app = create_app(gatekeeper, config, **app_kwargs)  # type: ignore[arg-type]
+        server = ThreadServer(app, port).__enter__()
         started.append((server, gatekeeper))
         wait_healthy(base_url)
-        return Service(base_url, service_settings, gatekeeper, make_tokens(gatekeeper))
+        return Service(base_url, service_settings, gatekeeper, make_tokens(gatekeeper), app)
 
     yield start
     for server, gatekeeper in started:

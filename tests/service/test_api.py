@@ -274,3 +274,28 @@ def test_openapi_and_health(service: Service) -> None:
         "/v1/audit/export",
     } <= set(spec["paths"])
     assert httpx.get(f"{service.base_url}/healthz").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "params"),
+    [
+        ("/v1/gates", {**PII_EXPORT, "reason": "nul\u0000here"}, None),
+        ("/v1/gates", {**PII_EXPORT, "parameters": {"k\u0000": 1}}, None),
+        ("/v1/gates", None, {"action": "exp\u0000ort"}),
+    ],
+)
+def test_text_no_store_can_keep_is_422(service: Service, path: str, payload: Any, params: Any) -> None:
+    with service.client("bot") as bot:
+        response = bot.post(path, json=payload) if payload else bot.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.json()["detail"]
+
+
+def test_nul_in_a_decision_comment_is_422_and_changes_nothing(service: Service) -> None:
+    gate_id = open_gate(service)["id"]
+    with service.client("bob") as bob:
+        response = bob.post(
+            f"/v1/gates/{gate_id}/decisions", json={"decision": "approve", "comment": "a\u0000b"}
+        )
+    assert response.status_code == 422
+    assert service.gatekeeper.get(gate_id).status.value == "PENDING"

@@ -1,0 +1,742 @@
+"""Slack: approval cards with Approve/Reject buttons, and the signed endpoint their clicks call.
+
+    gate opened  ─► hub ─► SlackNotifier.post_request  ─► chat.postMessage (Block Kit card) ─► ref stored
+    gate changed ─► hub ─► SlackNotifier.post_outcome  ─► chat.update (outcome; buttons gone once closed)
+    reminder due ─► hub ─► SlackNotifier.post_reminder ─► reply in the card's thread
+
+    click ─► POST /v1/slack/interactions ─► signature (v0 HMAC, 5-minute window) + replay check
+          ─► Slack user id ─► users.info e-mail (cached) ─► directory principal ─► Gatekeeper.decide
+          ─► refused: ephemeral reply to that user via response_url     accepted: state.changed(gate)
+
+Slack is one more way in, never a second rule book: every decision goes through Gatekeeper.decide,
+so self-approval, approver groups, quorum and "already decided" are the core's answers, audited the
+same way as on every other path. Who clicked is established by the Slack profile e-mail (scope
+``users:read.email``) matched against the directory; a Slack user without an e-mail, or with one the
+directory does not know, decides nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
+from starlette.concurrency import run_in_threadpool
+
+from gate_core._errors import DecisionRefused, NotFound, UnknownPrincipal
+from gate_core._gatekeeper import Gatekeeper, principal_may_decide
+from gate_core._models import (
+    Actor,
+    AuthMethod,
+    Decision,
+    Gate,
+    GateRequest,
+    GateStatus,
+    LastReview,
+    Principal,
+    RunContext,
+    Verdict,
+)
+from gate_core._ports import NotificationRef
+from gate_core.service._config import ServiceConfig, SlackConfig
+from gate_core.service._notify import Notifier, split_target
+from gate_core.service._problems import problem
+from gate_core.service._state import ServiceState
+
+log = logging.getLogger("gatehouse.slack")
+
+ACTION_APPROVE = "gatehouse_approve"
+ACTION_REJECT = "gatehouse_reject"
+REJECT_CALLBACK = "gatehouse_reject_reason"
+REASON_BLOCK = "gatehouse_reason"
+REASON_ACTION = "reason"
+SIGNATURE_WINDOW_S = 300  # Slack's own rule (and SignatureVerifier's): older requests are refused
+REASON_MAX = 4000  # the REST API's limit on a decision comment
+
+_GATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{1,30}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{1,30}$")
+_PARTIAL_ENTITY = re.compile(r"&[a-z]*$")
+
+# ---------------------------------------------------------------- mrkdwn text
+
+
+def _escape(text: str) -> str:
+    """Requesters write reasons, targets and names: escaped, they cannot ping @channel or forge links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _fit(mrkdwn: str, limit: int) -> str:
+    """Clip to a Block Kit length limit without cutting an escaped ``&entity;`` in two."""
+    if len(mrkdwn) <= limit:
+        return mrkdwn
+    return _PARTIAL_ENTITY.sub("", mrkdwn[: limit - 1]) + "…"
+
+
+def _code(text: str, limit: int = 300) -> str:
+    # a backtick inside would end the code span early
+    return "`" + _fit(_escape(text), limit).replace("`", "'") + "`" if text else "—"
+
+
+def _when(moment: datetime) -> str:
+    """A Slack date token: every reader sees their own time zone; the ISO time is the fallback."""
+    fallback = moment.isoformat(timespec="seconds")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def _link(url: str, label: str) -> str:
+    """A link only for plain http(s) URLs; anything else is shown as text, never made clickable."""
+    if not url.startswith(("https://", "http://")) or any(c in url for c in "<>| \n\t"):
+        return _code(url)
+    return f"<{url.replace('&', '&amp;')}|{_escape(label)}>"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+# ---------------------------------------------------------------- the card
+
+
+_HEADLINE = {
+    GateStatus.PENDING: "Approval needed",
+    GateStatus.APPROVED: "✅ Approved",
+    GateStatus.REJECTED: "❌ Rejected",
+    GateStatus.EXPIRED: "⌛ Expired",
+    GateStatus.CANCELLED: "🚫 Cancelled",
+    GateStatus.CONSUMED: "✅ Approved, step ran",
+}
+
+
+def approvals_line(gate: Gate) -> str:
+    """``0/2 approvals from data-governance or ml-leads``."""
+    groups = " or ".join(gate.approver_groups) or "nobody"
+    line = f"{len(gate.approvals)}/{gate.required_approvals} approvals from {groups}"
+    if gate.break_glass_groups:
+        line += f" (break-glass: {' or '.join(gate.break_glass_groups)})"
+    return line
+
+
+def _headline(gate: Gate) -> str:
+    text = f"{_HEADLINE[gate.status]}: {gate.request.action} {gate.request.target}".strip()
+    return text if len(text) <= 150 else text[:149] + "…"
+
+
+def _requester_field(gate: Gate, requester: Principal | None) -> str:
+    request_by = gate.request.requester
+    who = f"{_escape(requester.label)} ({_code(request_by)})" if requester else _code(request_by)
+    if gate.submitted_by != request_by:
+        who += f"\nsubmitted by {_code(gate.submitted_by)}"
+    return f"*Requested by*\n{who}"
+
+
+def _datasets_text(request: GateRequest, shown: int = 10) -> str:
+    if not request.datasets:
+        return "*Datasets*\nnone declared"
+    lines = []
+    for dataset in request.datasets[:shown]:
+        tags = ", ".join(f"*{_escape(t)}*" for t in sorted(dataset.tags)) or "no tags"
+        lines.append(f"• {_code(dataset.qualified_name, 200)} — {tags}")
+    if len(request.datasets) > shown:
+        lines.append(f"… and {len(request.datasets) - shown} more")
+    return _fit("*Datasets*\n" + "\n".join(lines), 3000)
+
+
+def _run_text(run: RunContext, console_url: str) -> str:
+    parts = [f"Run: {_escape(run.orchestrator)}"]
+    for label, value in (("pipeline", run.pipeline), ("run", run.run_id), ("task", run.task_id)):
+        if value:
+            parts.append(f"{label} {_code(value, 200)}")
+    if run.task_id:
+        parts.append(f"try {run.try_number}")
+    if run.url:
+        parts.append(_link(run.url, "open run"))
+    parts.append(_link(console_url, "Open in Gatehouse console"))
+    return " · ".join(parts)
+
+
+def _last_review_text(review: LastReview | None) -> str:
+    if review is None:
+        return "Last review of this action on this target: never reviewed before"
+    who = ", ".join(review.decided_by) or "policy"
+    return (
+        f"Last review of this action on this target: {review.status.value} by {_escape(who)} "
+        f"at {_when(review.decided_at)} (gate {_code(review.gate_id)})"
+    )
+
+
+def _decision_line(decision: Decision) -> str:
+    verb = "Approved" if decision.verdict is Verdict.APPROVE else "Rejected"
+    line = (
+        f"• *{verb}* by {_escape(decision.display_name)} ({_code(decision.principal_id)}) "
+        f"via {decision.via.value} at {_when(decision.at)}"
+    )
+    if decision.comment:
+        line += f" — “{_fit(_escape(decision.comment), 300)}”"
+    if decision.break_glass:
+        line += " :rotating_light: *BREAK-GLASS*: approved alone, review required"
+    return line
+
+
+def status_text(gate: Gate) -> str:
+    """What happened so far: the outcome (who, when) and every decision with its comment."""
+    if gate.status is GateStatus.PENDING:
+        headline = f"Still pending: {approvals_line(gate)}"
+    else:
+        who = ", ".join(gate.decided_by)
+        headline = gate.status.value if gate.status is not GateStatus.CONSUMED else "APPROVED (step ran)"
+        if who and gate.status is not GateStatus.EXPIRED:
+            headline += f" by {_escape(who)}"
+        if gate.decided_at is not None:
+            headline += f" at {_when(gate.decided_at)}"
+    lines = [f"*{headline}*", *(_decision_line(d) for d in gate.decisions)]
+    return _fit("\n".join(lines), 3000)
+
+
+def card_blocks(gate: Gate, *, console_url: str, requester: Principal | None) -> list[Block]:
+    """The whole card for the gate as it is now; posting and updating both render it, so an
+    updated card never disagrees with the original about the context."""
+    request = gate.request
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=_headline(gate))),
+        SectionBlock(
+            fields=[
+                MarkdownTextObject(text=_requester_field(gate, requester)),
+                MarkdownTextObject(text=f"*Action*\n{_code(request.action)}"),
+                MarkdownTextObject(text=f"*Target*\n{_code(request.target, 1000)}"),
+                MarkdownTextObject(text=f"*Environment*\n{_code(request.environment)}"),
+            ]
+        ),
+        SectionBlock(text=MarkdownTextObject(text=_datasets_text(request))),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=_fit(f"*Rule* {_code(gate.rule)}\n{_escape(gate.explanation)}", 3000)
+            )
+        ),
+        SectionBlock(
+            text=MarkdownTextObject(text=_fit(f"*Reason*\n{_escape(request.reason) or 'none given'}", 3000))
+        ),
+        ContextBlock(elements=[MarkdownTextObject(text=_fit(_run_text(request.run, console_url), 3000))]),
+        ContextBlock(elements=[MarkdownTextObject(text=_last_review_text(gate.last_review))]),
+        SectionBlock(
+            fields=[
+                MarkdownTextObject(text=f"*Approvals*\n{approvals_line(gate)}"),
+                MarkdownTextObject(text=f"*Expires*\n{_when(gate.expires_at)}"),
+            ]
+        ),
+    ]
+    if gate.decisions or not gate.status.is_open:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=status_text(gate))))
+    if gate.status.is_open:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(text="Approve", action_id=ACTION_APPROVE, value=gate.id, style="primary"),
+                    ButtonElement(text="Reject", action_id=ACTION_REJECT, value=gate.id, style="danger"),
+                ]
+            )
+        )
+    return blocks
+
+
+def fallback_text(gate: Gate) -> str:
+    """The ``text`` shown in notifications and by clients that cannot render blocks."""
+    request = gate.request
+    what = f"{request.action} {request.target}".strip()
+    return _escape(
+        f"{_HEADLINE[gate.status]}: {request.requester} asks to {what} "
+        f"(rule {gate.rule}; {approvals_line(gate)}) — gate {gate.id}"
+    )
+
+
+def reminder_text(gate: Gate) -> str:
+    missing = gate.approvals_missing()
+    return (
+        f":alarm_clock: Reminder: gate {_code(gate.id)} still needs {_plural(missing, 'approval')} "
+        f"({approvals_line(gate)}); it expires at {_when(gate.expires_at)}."
+    )
+
+
+def reject_modal(gate: Gate) -> View:
+    request = gate.request
+    return View(
+        type="modal",
+        callback_id=REJECT_CALLBACK,
+        private_metadata=gate.id,
+        title=PlainTextObject(text="Reject gate"),
+        submit=PlainTextObject(text="Reject"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=_fit(
+                        f"Reject {_code(request.action)} {_code(request.target)} requested by "
+                        f"{_code(request.requester)} (gate {_code(gate.id)})?",
+                        3000,
+                    )
+                )
+            ),
+            InputBlock(
+                block_id=REASON_BLOCK,
+                label=PlainTextObject(text="Reason"),
+                hint=PlainTextObject(text="Recorded in the audit trail and shown to the requester."),
+                element=PlainTextInputElement(action_id=REASON_ACTION, multiline=True, max_length=REASON_MAX),
+            ),
+        ],
+    )
+
+
+def slack_channel(target: str) -> str | None:
+    """The chat.postMessage channel for a notify target: ``slack:#name`` and ``slack:C0123`` as
+    they are, ``slack:@U0123`` → ``U0123`` (Slack posts that to the bot's DM with the user)."""
+    kind, address = split_target(target)
+    if kind != "slack":
+        return None
+    if address.startswith("@"):
+        return address[1:] if _USER_ID.match(address[1:]) else None
+    if address.startswith("#") and len(address) > 1:
+        return address
+    return address if _CHANNEL_ID.match(address) else None
+
+
+# ---------------------------------------------------------------- notifier
+
+
+class SlackNotifier:
+    """Posts, updates and threads reminders under approval cards (the hub's Notifier port)."""
+
+    kind = "slack"
+
+    def __init__(
+        self, config: SlackConfig, public_url: str, gatekeeper: Gatekeeper, *, client: WebClient | None = None
+    ) -> None:
+        self.client = client or WebClient(
+            token=config.bot_token.get_secret_value(), base_url=config.api_url, timeout=10
+        )
+        self.public_url = public_url.rstrip("/")
+        # display names, the latest gate and stored card references (updates, threaded reminders)
+        self._gatekeeper = gatekeeper
+        # Updates from two replicas (or a retry) may overlap: each re-reads the gate under the
+        # card's lock, so the last update always shows the latest state.
+        self._card_locks = tuple(threading.Lock() for _ in range(32))
+
+    def console_url(self, gate: Gate) -> str:
+        return f"{self.public_url}/console/gates/{gate.id}"
+
+    def _requester(self, gate: Gate) -> Principal | None:
+        return self._gatekeeper.directory.find(gate.request.requester)
+
+    def _post_card(self, channel: str, gate: Gate) -> tuple[str, str]:
+        response = self.client.chat_postMessage(
+            channel=channel,
+            text=fallback_text(gate),
+            blocks=card_blocks(gate, console_url=self.console_url(gate), requester=self._requester(gate)),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(response["channel"]), str(response["ts"])
+
+    def post_request(self, gate: Gate, target: str) -> NotificationRef | None:
+        channel = slack_channel(target)
+        if channel is None:
+            log.warning("gate %s: %r is not a Slack channel (#name, C0123) or user (@U0123)", gate.id, target)
+            return None
+        channel_id, ts = self._post_card(channel, gate)
+        return NotificationRef(
+            gate_id=gate.id,
+            target=target,
+            channel=channel_id,  # chat.update needs the id Slack answered with, never "#name"
+            message_ref=ts,
+            kind=self.kind,
+            sent_at=datetime.now(UTC),
+        )
+
+    def post_outcome(self, gate: Gate, ref: NotificationRef) -> None:
+        with self._card_locks[hash((ref.channel, ref.message_ref)) % len(self._card_locks)]:
+            latest = self._gatekeeper.store.get_gate(gate.id)
+            self.client.chat_update(
+                channel=ref.channel,
+                ts=ref.message_ref,
+                text=fallback_text(latest),
+                blocks=card_blocks(
+                    latest, console_url=self.console_url(latest), requester=self._requester(latest)
+                ),
+            )
+
+    def post_reminder(self, gate: Gate, target: str) -> None:
+        if not gate.status.is_open:
+            return
+        refs = self._gatekeeper.store.notifications_for(gate.id)
+        card = next((r for r in refs if r.kind == self.kind and r.target == target), None)
+        if card is not None:
+            self.client.chat_postMessage(
+                channel=card.channel, thread_ts=card.message_ref, text=reminder_text(gate)
+            )
+            return
+        channel = slack_channel(target)  # the card never made it: remind in the open rather than not at all
+        if channel is not None:
+            self.client.chat_postMessage(channel=channel, text=reminder_text(gate))
+
+
+def slack_notifiers(config: ServiceConfig, gatekeeper: Gatekeeper) -> dict[str, Notifier]:
+    """``{"slack": SlackNotifier}`` when Slack is configured, else nothing."""
+    if config.slack is None:
+        return {}
+    return {"slack": SlackNotifier(config.slack, config.public_url, gatekeeper)}
+
+
+# ---------------------------------------------------------------- who clicked
+
+
+class _Refused(Exception):
+    """A click that changes nothing; the (plain-text) message goes back to the person who clicked."""
+
+
+class ReplayGuard:
+    """Refuses a (timestamp, signature) pair already seen while it could still verify.
+
+    Per process: behind a load balancer a replay sent to another replica passes this check, but
+    the core still answers it "already decided" or "one person counts once" — a replayed click
+    never counts twice. Bounded: past ``capacity`` the oldest entries go first."""
+
+    def __init__(self, window_s: float = SIGNATURE_WINDOW_S, capacity: int = 100_000) -> None:
+        self.window_s = window_s
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_sighting(self, timestamp: str, signature: str, now: float) -> bool:
+        key = (timestamp, signature)
+        with self._lock:
+            while self._seen and next(iter(self._seen.values())) < now:
+                self._seen.popitem(last=False)
+            if key in self._seen:
+                return False
+            # valid until its own timestamp leaves the window (a future-dated one stays valid longer)
+            self._seen[key] = int(timestamp) + self.window_s
+            if len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+            return True
+
+
+class SlackEmails:
+    """Slack user id → profile e-mail through ``users.info``, cached for a few minutes: without the
+    cache every click costs one more Web API call inside Slack's 3-second answer window."""
+
+    def __init__(self, client: WebClient, *, ttl_s: float = 300.0, capacity: int = 10_000) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.capacity = capacity
+        self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def email_of(self, user_id: str) -> str:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(user_id)
+            if cached is not None and cached[1] > now:
+                return cached[0]
+        email = self._lookup(user_id)
+        with self._lock:
+            self._cache[user_id] = (email, now + self.ttl_s)
+            self._cache.move_to_end(user_id)
+            if len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return email
+
+    def _lookup(self, user_id: str) -> str:
+        try:
+            response = self.client.users_info(user=user_id)
+        except SlackApiError as exc:
+            raise _Refused(
+                f"Slack could not tell Gatehouse who you are ({exc.response.get('error')}); "
+                "nothing was recorded."
+            ) from exc
+        except (SlackClientError, OSError) as exc:
+            raise _Refused(
+                "Gatehouse could not reach Slack to check who you are; nothing was recorded."
+            ) from exc
+        user = response.get("user") or {}
+        email = (user.get("profile") or {}).get("email") if isinstance(user, dict) else None
+        if not isinstance(email, str) or not email:
+            raise _Refused(
+                "Your Slack profile has no e-mail address Gatehouse can read, so it cannot tell who you "
+                "are; nothing was recorded."
+            )
+        return email
+
+
+# ---------------------------------------------------------------- interaction payloads
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _User(_Payload):
+    id: str = Field(min_length=1, max_length=64)
+
+
+class _Action(_Payload):
+    action_id: str
+    value: str = ""
+
+
+class BlockActions(_Payload):
+    type: Literal["block_actions"]
+    user: _User
+    actions: list[_Action] = Field(min_length=1)
+    response_url: str = Field(pattern=r"^https?://")
+    trigger_id: str = ""
+
+
+class _Input(_Payload):
+    value: str | None = None
+
+
+class _ViewState(_Payload):
+    values: dict[str, dict[str, _Input]] = {}
+
+
+class _View(_Payload):
+    callback_id: str = ""
+    private_metadata: str = ""
+    state: _ViewState = _ViewState()
+
+
+class ViewSubmission(_Payload):
+    type: Literal["view_submission"]
+    user: _User
+    view: _View
+
+
+Interaction = BlockActions | ViewSubmission
+_KINDS: Mapping[str, type[BlockActions] | type[ViewSubmission]] = {
+    "block_actions": BlockActions,
+    "view_submission": ViewSubmission,
+}
+
+
+class MalformedPayload(ValueError):
+    pass
+
+
+def parse_interaction(body: bytes) -> Interaction | None:
+    """The payload of a signed request; None for kinds Gatehouse does not handle."""
+    fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    if len(fields.get("payload", [])) != 1:
+        raise MalformedPayload("expected exactly one form field 'payload'")
+    try:
+        data = json.loads(fields["payload"][0])
+    except json.JSONDecodeError as exc:
+        raise MalformedPayload("'payload' is not JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise MalformedPayload("'payload' has no 'type'")
+    model = _KINDS.get(data["type"])
+    if model is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MalformedPayload(f"{data['type']} payload: {where}: {first['msg']}") from exc
+
+
+def _gate_id(text: str) -> str:
+    if not _GATE_ID.match(text):
+        raise MalformedPayload(f"{text[:60]!r} is not a gate id")
+    return text
+
+
+def _post_ephemeral(response_url: str, text: str) -> None:
+    response = WebhookClient(response_url, timeout=5).send(
+        text=text, response_type="ephemeral", replace_original=False
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"response_url answered {response.status_code}: {response.body[:200]}")
+
+
+# ---------------------------------------------------------------- the endpoint
+
+
+class SlackInteractions:
+    """Verifies, parses and acts on Slack interactivity requests for one app."""
+
+    def __init__(self, state: ServiceState, config: SlackConfig) -> None:
+        self.state = state
+        self.verifier = SignatureVerifier(config.signing_secret.get_secret_value())
+        self.replays = ReplayGuard()
+        # short timeout: these calls happen while Slack waits (3 s) for our answer
+        self.client = WebClient(token=config.bot_token.get_secret_value(), base_url=config.api_url, timeout=2)
+        self.emails = SlackEmails(self.client)
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        refusal = self.authenticate(body, request.headers)
+        if refusal is not None:
+            log.warning("slack interaction refused: %s", refusal)
+            return problem(401, "Slack signature refused", refusal, "slack_signature_invalid")
+        try:
+            interaction = parse_interaction(body)
+            if interaction is None:
+                return Response(status_code=200)  # a kind we do not handle: acknowledge, do nothing
+            answer = await run_in_threadpool(self.dispatch, interaction)
+        except MalformedPayload as exc:
+            return problem(400, "Malformed Slack payload", str(exc), "slack_payload_malformed")
+        return JSONResponse(answer) if answer is not None else Response(status_code=200)
+
+    def authenticate(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """Why the request is not a fresh, genuine Slack request — or None when it is."""
+        timestamp = headers.get("x-slack-request-timestamp")
+        signature = headers.get("x-slack-signature")
+        if not timestamp or not signature:
+            return "X-Slack-Request-Timestamp and X-Slack-Signature are required"
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return "X-Slack-Request-Timestamp is not a Unix time"
+        now = time.time()  # the clock SignatureVerifier checks the window with
+        if abs(now - int(timestamp)) > SIGNATURE_WINDOW_S:
+            return "X-Slack-Request-Timestamp is outside the 5-minute window"
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "the body is not UTF-8"
+        if not self.verifier.is_valid(body, timestamp, signature):
+            return "X-Slack-Signature does not match the body"
+        if not self.replays.first_sighting(timestamp, signature, now):
+            return "this exact signed request was already received (replay)"
+        return None
+
+    def dispatch(self, interaction: Interaction) -> dict[str, Any] | None:
+        """Act on one interaction (in a worker thread); returns the JSON answer Slack expects, if any."""
+        if isinstance(interaction, BlockActions):
+            self.on_button(interaction)
+            return None
+        return self.on_view_submission(interaction)
+
+    def on_button(self, payload: BlockActions) -> None:
+        action = next((a for a in payload.actions if a.action_id in (ACTION_APPROVE, ACTION_REJECT)), None)
+        if action is None:
+            return  # some other button (none of ours): nothing to do
+        gate_id = _gate_id(action.value)
+        try:
+            principal = self.principal_of(payload.user.id)
+            if action.action_id == ACTION_APPROVE:
+                self.decide(gate_id, principal, Verdict.APPROVE, "")
+            else:
+                self.open_reject_modal(gate_id, principal, payload.trigger_id)
+        except _Refused as refusal:
+            self.reply_ephemeral(payload.response_url, f":no_entry_sign: {_escape(str(refusal))}")
+
+    def on_view_submission(self, payload: ViewSubmission) -> dict[str, Any] | None:
+        view = payload.view
+        if view.callback_id != REJECT_CALLBACK:
+            return None
+        gate_id = _gate_id(view.private_metadata)
+        field = view.state.values.get(REASON_BLOCK, {}).get(REASON_ACTION)
+        if field is None:
+            raise MalformedPayload(f"view_submission payload: no {REASON_BLOCK}.{REASON_ACTION} input")
+        reason = (field.value or "").strip()
+        try:
+            if not reason:
+                raise _Refused("A reason is required: it goes into the audit trail and to the requester.")
+            if len(reason) > REASON_MAX:
+                raise _Refused(f"Keep the reason under {REASON_MAX} characters.")
+            self.decide(gate_id, self.principal_of(payload.user.id), Verdict.REJECT, reason)
+        except _Refused as refusal:
+            return {"response_action": "errors", "errors": {REASON_BLOCK: str(refusal)}}
+        return None
+
+    def principal_of(self, slack_user_id: str) -> Principal:
+        email = self.emails.email_of(slack_user_id)
+        try:
+            return self.state.gatekeeper.directory.by_email(email)
+        except UnknownPrincipal as exc:
+            log.warning("slack user %s (%s) is not in the directory", slack_user_id, email)
+            raise _Refused(
+                f"Your Slack e-mail {email} is not in the Gatehouse directory, so you cannot "
+                "decide gates; nothing was recorded."
+            ) from exc
+
+    def decide(self, gate_id: str, principal: Principal, verdict: Verdict, comment: str) -> Gate:
+        actor = Actor(principal_id=principal.id, via=AuthMethod.SLACK, email=principal.email)
+        try:
+            gate = self.state.gatekeeper.decide(gate_id, actor=actor, verdict=verdict, comment=comment)
+        except (DecisionRefused, NotFound) as refusal:
+            raise _Refused(f"{refusal} (gate {gate_id}; nothing changed)") from refusal
+        self.state.changed(gate)  # wakes waiters now; the card update goes to the hub's pool
+        return gate
+
+    def open_reject_modal(self, gate_id: str, principal: Principal, trigger_id: str) -> None:
+        """Ask for a reason — but refuse at once anyone the core would refuse, rather than after
+        they typed one. The rejection itself is decided (and audited) on submit."""
+        gatekeeper = self.state.gatekeeper
+        try:
+            gate = gatekeeper.get(gate_id)
+        except NotFound as exc:
+            raise _Refused(f"{exc}; nothing changed") from exc
+        why_not = principal_may_decide(gate, principal, gatekeeper.clock.now())
+        if why_not is not None:
+            raise _Refused(f"{why_not} (gate {gate_id}; nothing changed)")
+        if not trigger_id:
+            raise MalformedPayload("block_actions payload: trigger_id is required to open the reject dialog")
+        try:
+            self.client.views_open(trigger_id=trigger_id, view=reject_modal(gate))
+        except (SlackClientError, OSError) as exc:
+            log.warning("views.open for gate %s failed: %s", gate_id, exc)
+            raise _Refused(
+                "Slack would not open the reject dialog in time; please click Reject again."
+            ) from exc
+
+    def reply_ephemeral(self, response_url: str, text: str) -> None:
+        """Only the person who clicked sees it. Sent from the hub's pool: it is not part of the
+        answer Slack waits for, and a slow response_url must not hold that answer up."""
+        self.state.hub.deliver(
+            response_url, "slack ephemeral reply", partial(_post_ephemeral, response_url, text)
+        )
+
+
+def slack_router(state: ServiceState) -> APIRouter:
+    """``POST /v1/slack/interactions`` for this app (404 when Slack is not configured)."""
+    interactions = SlackInteractions(state, state.config.slack) if state.config.slack else None
+    router = APIRouter(prefix="/v1/slack", tags=["slack"])
+
+    @router.post(
+        "/interactions",
+        responses={401: {"description": "missing, forged, stale or replayed signature"}},
+    )
+    async def slack_interactions(request: Request) -> Response:
+        """Slack interactivity (Request URL of the Slack app): Approve/Reject clicks and the reject dialog."""
+        if interactions is None:
+            return problem(404, "Slack is not configured", "slack is not configured", "slack_not_configured")
+        return await interactions.handle(request)
+
+    return router
