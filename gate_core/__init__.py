@@ -36,7 +36,7 @@ from gate_core._errors import (
     SubmitterNotAllowed,
     UnknownPrincipal,
 )
-from gate_core._gatekeeper import Gatekeeper, principal_may_decide
+from gate_core._gatekeeper import DecisionRequest, Gatekeeper, principal_may_decide
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import (
     Actor,
@@ -71,6 +71,7 @@ __all__ = [
     "DatasetRef",
     "Decision",
     "DecisionRefused",
+    "DecisionRequest",
     "Directory",
     "DirectoryError",
     "DuplicateDecision",

@@ -6,7 +6,8 @@ writes the same audit trail.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from gate_core._errors import (
     AuthenticationFailed,
     DecisionRefused,
     GateExpired,
+    GatehouseError,
     IdempotencyConflict,
     InvalidInput,
     NotTheRequester,
@@ -51,6 +53,17 @@ from gate_core._rules import is_expired, is_requester, judge_decision, refuse_if
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
 
 log = logging.getLogger("gatehouse")
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    """One person's decision on one gate, as ``Gatekeeper.decide_many`` takes it."""
+
+    gate_id: str
+    actor: Actor
+    verdict: Verdict
+    comment: str = ""
+    principal: Principal | None = None  # already verified by an identity adapter, else the directory
 
 
 def _storable(value: Any, what: str) -> None:
@@ -90,7 +103,7 @@ class Gatekeeper:
         self.signer = signer
         self.witness_path = witness_path
         self.checkpoint_every = checkpoint_every
-        self._last_checkpoint_size: int | None = None
+        self._checkpointed_at: int | None = None  # store.appended when this process last signed
 
     # ------------------------------------------------------------ configuration events
 
@@ -172,7 +185,6 @@ class Gatekeeper:
             expires_at=now + decision.expiry,
             remind_at=now + decision.reminder if decision.reminder and status is GateStatus.PENDING else None,
             decided_at=decided_at,
-            last_review=self.store.last_review(request.action, request.target),
         )
         actor = submitted_by.model_copy(update={"email": submitter.email})
         events = [
@@ -229,12 +241,36 @@ class Gatekeeper:
         ``principal`` is the identity an adapter has already verified (an OIDC token's person with
         the IdP's groups); without it the actor is looked up in the directory. Either way the same
         rules apply. Raises the DecisionRefused subclass that explains a refusal (audited too)."""
-        _storable(comment, "comment")
-        if principal is None:
-            principal = self.directory.get(actor.principal_id)
-        elif principal.id != actor.principal_id:
+        [result] = self.decide_many([DecisionRequest(gate_id, actor, verdict, comment, principal)])
+        if isinstance(result, GatehouseError):
+            raise result
+        return result
+
+    def decide_many(self, requests: Sequence[DecisionRequest]) -> list[Gate | GatehouseError]:
+        """Decide many gates in one transaction (group commit); one result per request, in order:
+        the gate as that decision left it, or the error that refused it. Same rules, same audit
+        entries as ``decide``; only the database work is shared."""
+        results: list[Gate | GatehouseError | None] = [None] * len(requests)
+        changes: list[tuple[str, Callable[[Gate], Mutation]]] = []
+        positions: list[int] = []
+        for index, request in enumerate(requests):
+            try:
+                changes.append((request.gate_id, self._decision_change(request)))
+                positions.append(index)
+            except GatehouseError as refused:
+                results[index] = refused
+        for index, outcome in zip(positions, self.store.mutate_many(changes), strict=True):
+            results[index] = outcome
+        self._maybe_checkpoint()
+        return [r for r in results if r is not None]
+
+    def _decision_change(self, request: DecisionRequest) -> Callable[[Gate], Mutation]:
+        _storable(request.comment, "comment")
+        principal = request.principal or self.directory.get(request.actor.principal_id)
+        if principal.id != request.actor.principal_id:
             raise ValueError("the verified principal and the acting principal must be the same")
-        actor = actor.model_copy(update={"email": principal.email})
+        actor = request.actor.model_copy(update={"email": principal.email})
+        verdict, comment = request.verdict, request.comment
 
         def change(gate: Gate) -> Mutation:
             now = self.clock.now()
@@ -310,9 +346,7 @@ class Gatekeeper:
                 person_key=principal.person_key,
             )
 
-        gate = self.store.mutate(gate_id, change)
-        self._maybe_checkpoint()
-        return gate
+        return change
 
     def approve(self, gate_id: str, *, actor: Actor, comment: str = "") -> Gate:
         return self.decide(gate_id, actor=actor, verdict=Verdict.APPROVE, comment=comment)
@@ -512,17 +546,21 @@ class Gatekeeper:
         if self.witness_path is not None:
             with self.witness_path.open("a", encoding="utf-8") as witness:
                 witness.write(checkpoint.to_json() + "\n")
-        self._last_checkpoint_size = size
+        self._checkpointed_at = self.store.appended
         return checkpoint
 
     def _maybe_checkpoint(self) -> None:
+        """Sign when the log has none yet, then after every ``checkpoint_every`` entries this
+        process appended (counted in memory: no read on the hot path). The service's sweeper
+        also signs whenever the head moved, so no tail stays unsigned for long."""
         if self.signer is None:
             return
-        if self._last_checkpoint_size is None:
-            marks = self.store.checkpoints()
-            self._last_checkpoint_size = max((c.size for c in marks), default=-1)
-        size, _ = self.store.audit_head()
-        if self._last_checkpoint_size < 0 or size - self._last_checkpoint_size >= self.checkpoint_every:
+        if self._checkpointed_at is None:
+            if not self.store.checkpoints():
+                self.checkpoint()
+                return
+            self._checkpointed_at = 0
+        if self.store.appended - self._checkpointed_at >= self.checkpoint_every:
             self.checkpoint()
 
     def verify_audit(self, extra_checkpoints: Iterable[Checkpoint] = ()) -> VerifyReport:

@@ -74,12 +74,20 @@ class NotificationRef(BaseModel):
 
 
 class GateStore(Protocol):
+    appended: int  # audit entries appended through this store object (drives checkpoint cadence)
+
     def create_gate(self, gate: Gate, events: Sequence[AuditDraft]) -> tuple[Gate, bool]:
         """Insert a gate with its audit entries, or return the gate its idempotency key already
         names (``created`` False) — never a second gate for one key."""
         ...
 
     def mutate(self, gate_id: str, change: Callable[[Gate], Mutation]) -> Gate: ...
+
+    def mutate_many(
+        self, changes: Sequence[tuple[str, Callable[[Gate], Mutation]]]
+    ) -> list[Gate | GatehouseError]:
+        """Many changes in one atomic unit (group commit), each judged after the ones before it."""
+        ...
 
     def get_gate(self, gate_id: str) -> Gate: ...
 

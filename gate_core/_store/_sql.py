@@ -15,13 +15,26 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, chain
-from gate_core._errors import GateNotFound, StoreError, StoreUnavailable
+from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable
 from gate_core._models import (
     Decision,
     Gate,
@@ -86,9 +99,10 @@ def create_store_engine(url: str, *, timeout_s: float = 30.0) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # No pool pre-ping (a round trip per transaction): a transaction that meets a dead pooled
+    # connection is retried whole instead (see _is_retryable).
     return create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         connect_args={"connect_timeout": max(1, int(timeout_s))},
@@ -96,8 +110,10 @@ def create_store_engine(url: str, *, timeout_s: float = 30.0) -> Engine:
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
+    """Aborted by contention, or the pooled connection had died (server restart): the whole
+    transaction was rolled back, so running it again is safe."""
     sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in _RETRYABLE_SQLSTATES
+    return sqlstate in _RETRYABLE_SQLSTATES or bool(exc.connection_invalidated)
 
 
 def _unavailable(exc: DBAPIError) -> StoreUnavailable:
@@ -108,6 +124,7 @@ def _unavailable(exc: DBAPIError) -> StoreUnavailable:
 class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.appended = 0  # audit entries this store has appended (the core's checkpoint cadence)
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, timeout_s: float = 30.0) -> SqlStore:
@@ -143,8 +160,6 @@ class SqlStore:
         except DBAPIError as exc:
             if _is_retryable(exc):
                 raise
-            if exc.connection_invalidated:
-                raise _unavailable(exc) from exc
             raise StoreError(f"database error: {str(exc.orig).strip().splitlines()[0]}") from exc
 
     def _retrying(self, work: Callable[[], Any], attempts: int = 5) -> Any:
@@ -153,6 +168,8 @@ class SqlStore:
                 return work()
             except DBAPIError as exc:
                 if not _is_retryable(exc) or attempt == attempts - 1:
+                    if exc.connection_invalidated:
+                        raise _unavailable(exc) from exc
                     if _is_retryable(exc):
                         raise StoreUnavailable("database kept aborting the transaction (contention)") from exc
                     raise
@@ -178,16 +195,17 @@ class SqlStore:
                     existing = self._gate_by_key(conn, key)
                     if existing is not None:
                         return existing, False
-                conn.execute(insert(gates), _gate_row(gate))
-                if not gate.status.is_open:
-                    self._announce(conn, gate.id)
+                new = gate.model_copy(update={"last_review": self._last_review(conn, gate.request)})
+                conn.execute(insert(gates), _gate_row(new))
+                if not new.status.is_open:
+                    self._announce(conn, [new.id])
                 if gate.request.datasets:
                     names = {d.qualified_name for d in gate.request.datasets}
                     conn.execute(
                         insert(gate_datasets), [{"gate_id": gate.id, "qualified_name": n} for n in names]
                     )
                 self._append(conn, events)
-                return gate, True
+                return new, True
 
         try:
             result: tuple[Gate, bool] = self._retrying(work)
@@ -203,46 +221,92 @@ class SqlStore:
         return result
 
     def mutate(self, gate_id: str, change: Callable[[Gate], Mutation]) -> Gate:
-        def work() -> tuple[Gate, Mutation]:
-            with self._begin() as conn:
-                gate = self._load(conn, gate_id, lock=True)
-                mutation = change(gate)
-                if mutation.decision is not None:
-                    conn.execute(insert(decisions), _decision_row(gate.id, mutation))
-                values: dict[str, Any] = {}
-                if mutation.status is not None and mutation.status is not gate.status:
-                    values["status"] = mutation.status.value
-                if mutation.decided_at is not None:
-                    values["decided_at"] = mutation.decided_at
-                if mutation.decided_by is not None:
-                    values["decided_by"] = canonical_json(list(mutation.decided_by))
-                if mutation.consumed_at is not None:
-                    values["consumed_at"] = mutation.consumed_at
-                if values:
-                    result = conn.execute(
-                        update(gates)
-                        .where(and_(gates.c.id == gate.id, gates.c.status == gate.status.value))
-                        .values(**values)
-                    )
-                    if result.rowcount != 1:  # row lock makes this unreachable; kept as the CAS guard
-                        raise StoreError(f"gate {gate.id} changed underneath a locked update")
-                    if "status" in values:
-                        self._announce(conn, gate.id)
-                self._append(conn, mutation.events)
-                updated = self._load(conn, gate_id, lock=False) if (values or mutation.decision) else gate
-                return updated, mutation
+        [result] = self.mutate_many([(gate_id, change)])
+        if isinstance(result, GatehouseError):
+            raise result
+        return result
 
-        updated, mutation = self._retrying(work)
-        if mutation.raise_after is not None:
-            raise mutation.raise_after
-        return updated  # type: ignore[no-any-return]
+    def mutate_many(
+        self, changes: Sequence[tuple[str, Callable[[Gate], Mutation]]]
+    ) -> list[Gate | GatehouseError]:
+        """Apply many changes in ONE transaction (group commit): gates locked in id order (so
+        concurrent batches cannot deadlock), each change judged against the gate as the earlier
+        changes in the batch left it, then one multi-row write of decisions, gate updates and
+        audit entries — one lock of the chain head and one commit for the whole batch.
+
+        A change that raises a GatehouseError writes nothing and its error is returned in its
+        place; a Mutation's ``raise_after`` is written (audited) and then returned in its place."""
+
+        def work() -> list[Gate | GatehouseError]:
+            with self._begin() as conn:
+                current = self._load_many(conn, sorted({gate_id for gate_id, _ in changes}), lock=True)
+                locked_status = {gate_id: gate.status for gate_id, gate in current.items()}
+                results: list[Gate | GatehouseError] = []
+                decision_rows: list[dict[str, Any]] = []
+                gate_values: dict[str, dict[str, Any]] = {}
+                drafts: list[AuditDraft] = []
+                for gate_id, change in changes:
+                    gate = current.get(gate_id)
+                    if gate is None:
+                        results.append(GateNotFound(gate_id))
+                        continue
+                    try:
+                        mutation = change(gate)
+                    except GatehouseError as refused:
+                        results.append(refused)
+                        continue
+                    if mutation.decision is not None:
+                        decision_rows.append(_decision_row(gate_id, mutation))
+                    gate_values.setdefault(gate_id, {}).update(_gate_values(gate, mutation))
+                    drafts.extend(mutation.events)
+                    current[gate_id] = _applied(gate, mutation)
+                    results.append(mutation.raise_after or current[gate_id])
+                if decision_rows:
+                    conn.execute(insert(decisions), decision_rows)
+                self._update_gates(conn, gate_values, locked_status)
+                self._append(conn, drafts)
+                return results
+
+        results: list[Gate | GatehouseError] = self._retrying(work)
+        return results
+
+    def _update_gates(
+        self, conn: Connection, gate_values: dict[str, dict[str, Any]], locked_status: dict[str, GateStatus]
+    ) -> None:
+        """Compare-and-set each changed gate on the status it was locked in, grouped so that rows
+        with the same columns go in one executemany."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for gate_id, values in gate_values.items():
+            if values:
+                row = {f"new_{k}": v for k, v in values.items()}
+                row |= {"b_id": gate_id, "b_status": locked_status[gate_id].value}
+                by_columns.setdefault(tuple(sorted(values)), []).append(row)
+        changed_status: list[str] = []
+        for columns, rows in by_columns.items():
+            stmt = (
+                update(gates)
+                .where(and_(gates.c.id == bindparam("b_id"), gates.c.status == bindparam("b_status")))
+                .values({c: bindparam(f"new_{c}") for c in columns})
+            )
+            result = conn.execute(stmt, rows)
+            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):
+                raise StoreError(
+                    "a gate changed underneath a locked update"
+                )  # row locks make this unreachable
+            if "status" in columns:
+                changed_status += [r["b_id"] for r in rows]
+        if changed_status:
+            self._announce(conn, changed_status)
 
     @staticmethod
-    def _announce(conn: Connection, gate_id: str) -> None:
-        """Tell every replica listening on PostgreSQL that this gate changed; delivered at commit,
-        so a waiter never sees a change that was rolled back."""
+    def _announce(conn: Connection, gate_ids: Sequence[str]) -> None:
+        """Tell every replica listening on PostgreSQL that these gates changed; delivered at
+        commit, so a waiter never sees a change that was rolled back."""
         if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_notify(CHANGE_CHANNEL, gate_id)))
+            conn.execute(
+                text("SELECT pg_notify(:channel, gate_id) FROM unnest(CAST(:ids AS text[])) AS gate_id"),
+                {"channel": CHANGE_CHANNEL, "ids": list(gate_ids)},
+            )
 
     def get_gate(self, gate_id: str) -> Gate:
         with self._read() as conn:
@@ -302,12 +366,18 @@ class SqlStore:
         return claimed
 
     def last_review(self, action: str, target: str) -> LastReview | None:
+        with self._read() as conn:
+            return self._last_review(conn, GateRequest(action=action, target=target, requester="-"))
+
+    @staticmethod
+    def _last_review(conn: Connection, request: GateRequest) -> LastReview | None:
+        """When this action on this target was last decided by people (not by policy)."""
         stmt = (
             select(gates.c.id, gates.c.status, gates.c.decided_at, gates.c.decided_by)
             .where(
                 and_(
-                    gates.c.action == action,
-                    gates.c.target == target,
+                    gates.c.action == request.action,
+                    gates.c.target == request.target,
                     gates.c.decided_at.is_not(None),
                     gates.c.decided_by != "[]",
                 )
@@ -315,8 +385,7 @@ class SqlStore:
             .order_by(gates.c.decided_at.desc())
             .limit(1)
         )
-        with self._read() as conn:
-            row = conn.execute(stmt).first()
+        row = conn.execute(stmt).first()
         if row is None:
             return None
         return LastReview(
@@ -331,13 +400,18 @@ class SqlStore:
         return None if gate_id is None else self._load(conn, gate_id, lock=False)
 
     def _load(self, conn: Connection, gate_id: str, *, lock: bool) -> Gate:
-        stmt = select(gates).where(gates.c.id == gate_id)
+        gate = self._load_many(conn, [gate_id], lock=lock).get(gate_id)
+        if gate is None:
+            raise GateNotFound(gate_id)
+        return gate
+
+    def _load_many(self, conn: Connection, gate_ids: Sequence[str], *, lock: bool) -> dict[str, Gate]:
+        stmt = select(gates).where(gates.c.id.in_(gate_ids)).order_by(gates.c.id)
         if lock:
             stmt = stmt.with_for_update()
-        row = conn.execute(stmt).first()
-        if row is None:
-            raise GateNotFound(gate_id)
-        return _gate_from_row(row, self._decisions_for(conn, [gate_id]).get(gate_id, ()))
+        rows = conn.execute(stmt).all()
+        by_gate = self._decisions_for(conn, [r.id for r in rows])
+        return {r.id: _gate_from_row(r, by_gate.get(r.id, ())) for r in rows}
 
     @staticmethod
     def _decisions_for(conn: Connection, gate_ids: Sequence[str]) -> dict[str, tuple[Decision, ...]]:
@@ -390,6 +464,7 @@ class SqlStore:
         conn.execute(
             update(audit_head).where(audit_head.c.id == 1).values(seq=entries[-1].seq, hash=entries[-1].hash)
         )
+        self.appended += len(entries)
         return entries
 
     def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEntry]:
@@ -590,6 +665,36 @@ def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         decisions=tuple(gate_decisions),
         last_review=LastReview.model_validate(context["last_review"]) if context["last_review"] else None,
     )
+
+
+def _gate_values(gate: Gate, mutation: Mutation) -> dict[str, Any]:
+    """The columns a mutation changes."""
+    values: dict[str, Any] = {}
+    if mutation.status is not None and mutation.status is not gate.status:
+        values["status"] = mutation.status.value
+    if mutation.decided_at is not None:
+        values["decided_at"] = mutation.decided_at
+    if mutation.decided_by is not None:
+        values["decided_by"] = canonical_json(list(mutation.decided_by))
+    if mutation.consumed_at is not None:
+        values["consumed_at"] = mutation.consumed_at
+    return values
+
+
+def _applied(gate: Gate, mutation: Mutation) -> Gate:
+    """The gate as the mutation leaves it — what a re-read inside the transaction would return."""
+    changes: dict[str, Any] = {}
+    if mutation.status is not None:
+        changes["status"] = mutation.status
+    if mutation.decided_at is not None:
+        changes["decided_at"] = mutation.decided_at
+    if mutation.decided_by is not None:
+        changes["decided_by"] = mutation.decided_by
+    if mutation.consumed_at is not None:
+        changes["consumed_at"] = mutation.consumed_at
+    if mutation.decision is not None:
+        changes["decisions"] = (*gate.decisions, mutation.decision)
+    return gate.model_copy(update=changes) if changes else gate
 
 
 def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:

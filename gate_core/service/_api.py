@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gate_core._audit import csv_lines, jsonl_lines
 from gate_core._errors import GateNotFound
+from gate_core._gatekeeper import DecisionRequest
 from gate_core._models import Gate, GateRequest, GateStatus, Verdict, check_text
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
@@ -141,11 +142,11 @@ def get_gate(gate_id: GateId, caller: Caller, request: Request) -> Gate:
         409: {"description": "already decided (by whom and when), expired, or duplicate"},
     },
 )
-def decide(gate_id: GateId, body: DecisionIn, caller: Caller, request: Request) -> Gate:
+async def decide(gate_id: GateId, body: DecisionIn, caller: Caller, request: Request) -> Gate:
     caller.require(Scope.DECIDE)
     state = state_of(request)
-    gate = state.gatekeeper.decide(
-        gate_id, actor=caller.actor, verdict=body.decision, comment=body.comment, principal=caller.principal
+    gate = await state.decisions.decide(
+        DecisionRequest(gate_id, caller.actor, body.decision, body.comment, caller.principal)
     )
     state.changed(gate)
     return gate

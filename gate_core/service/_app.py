@@ -23,6 +23,7 @@ from gate_core._gatekeeper import Gatekeeper
 from gate_core._store._sql import CHANGE_CHANNEL, SqlStore
 from gate_core.service import _api, _console, _problems
 from gate_core.service._auth import Authenticator
+from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
 from gate_core.service._notify import NotificationHub, Notifier
@@ -82,6 +83,7 @@ def create_app(
             gatekeeper, build_notifiers(config, gatekeeper) if notifiers is None else notifiers
         ),
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
+        decisions=DecisionBatcher(gatekeeper),
     )
 
     @asynccontextmanager
@@ -102,6 +104,7 @@ def create_app(
                 await sweeper
             if listener is not None:
                 listener.stop()
+            await state.decisions.close()
             state.hub.close()
 
     app = FastAPI(

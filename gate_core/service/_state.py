@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Gate
 from gate_core.service._auth import Authenticator, Identity
+from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus
 from gate_core.service._config import ServiceConfig
 from gate_core.service._notify import NotificationHub
@@ -22,6 +23,7 @@ class ServiceState:
     bus: ChangeBus
     hub: NotificationHub
     auth: Authenticator
+    decisions: DecisionBatcher
 
     def changed(self, gate: Gate) -> None:
         """After any transition: wake local waiters now (other replicas hear NOTIFY), update messages."""

@@ -276,3 +276,36 @@ def test_every_audit_entry_verifies_and_is_checkpointed(gatekeeper: Gatekeeper) 
 
 def test_service_principal_kind_is_from_the_directory_not_the_caller() -> None:
     assert example_directory().get("etl-bot").kind is PrincipalKind.SERVICE
+
+
+def test_decide_many_judges_each_decision_after_the_ones_before_it(gatekeeper: Gatekeeper) -> None:
+    from gate_core import DecisionRequest, Verdict
+
+    redeploy = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    export = gatekeeper.open(pii_export(), submitted_by=actor("alice"))
+    results = gatekeeper.decide_many(
+        [
+            DecisionRequest(redeploy.id, actor("bob"), Verdict.APPROVE),
+            DecisionRequest(redeploy.id, actor("bob"), Verdict.APPROVE),  # same person again, same batch
+            DecisionRequest(export.id, actor("alice"), Verdict.APPROVE),  # requester
+            DecisionRequest("gNOPE", actor("bob"), Verdict.APPROVE),
+            DecisionRequest(redeploy.id, actor("dave"), Verdict.APPROVE),  # completes the quorum
+            DecisionRequest(export.id, actor("carol"), Verdict.APPROVE),
+            DecisionRequest(redeploy.id, actor("carol"), Verdict.APPROVE),  # too late
+        ]
+    )
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == [
+        "Gate",
+        "DuplicateDecision",
+        "SelfApprovalRefused",
+        "GateNotFound",
+        "Gate",
+        "Gate",
+        "AlreadyDecided",
+    ]
+    assert gatekeeper.get(redeploy.id).decided_by == ("bob", "dave")
+    assert gatekeeper.get(export.id).status is GateStatus.APPROVED
+    recorded = [e for e in gatekeeper.store.audit_entries() if e.event == Event.DECISION_RECORDED]
+    assert len(recorded) == 3
+    assert gatekeeper.verify_audit().ok

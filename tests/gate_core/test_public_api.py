@@ -41,6 +41,7 @@ EXPECTED = {
     "Scope",
     # application service, ports and adapters
     "Gatekeeper",
+    "DecisionRequest",
     "GateFilter",
     "GateStore",
     "Clock",

@@ -126,7 +126,7 @@ def test_oidc_directory_person_gains_token_groups(oidc_service: Service, jwks: J
         ),
         lambda j: jwt.encode(
             {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60},
-            "secret",
+            "a-shared-secret-of-at-least-32-bytes!!",
             algorithm="HS256",
             headers={"kid": "k1"},
         ),
