@@ -296,7 +296,29 @@ class VerifyReport:
         return f"audit log TAMPERED at entry {self.first_bad_seq}: {self.problem}"
 
 
-_ROW_FIELDS = ("seq", "event", "gate")
+def _columns_match(body: str, seq: int, event: str, gate_id: str | None) -> bool:
+    """Do the indexed columns agree with the hashed body? Checked by position in the canonical
+    layout ``{"actor":{…},"at":"…","event":…,"gate":…,"payload":{…},"seq":N}`` instead of parsing
+    a million bodies: JSON strings cannot hold an unescaped quote, so the first ``},"at":"`` ends
+    the actor object, and event, gate and payload must follow the timestamp exactly."""
+    if not body.endswith(f',"seq":{seq}}}'):
+        return False
+    at_value = body.find('},"at":"')
+    if at_value < 0:
+        return False
+    at_end = body.find('"', at_value + 8)
+    gate_json = "null" if gate_id is None else json.dumps(gate_id)
+    return body.startswith(f',"event":{json.dumps(event)},"gate":{gate_json},"payload":', at_end + 1)
+
+
+def _column_problem(body: str, seq: int, event: str, gate_id: str | None) -> str:
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return "entry body is not JSON"
+    if (decoded.get("seq"), decoded.get("event"), decoded.get("gate")) != (seq, event, gate_id):
+        return "indexed columns disagree with the hashed body"
+    return "entry body is not in canonical form"
 
 
 def verify_chain(
@@ -316,7 +338,6 @@ def verify_chain(
     expected_seq = 1
     prev = GENESIS_HASH
     sha256 = hashlib.sha256
-    loads = json.loads
     for seq, event, gate_id, body, prev_hash, digest in rows:
         if seq != expected_seq:
             missing = expected_seq if seq > expected_seq else seq
@@ -331,12 +352,8 @@ def verify_chain(
             return VerifyReport(
                 False, seq - 1, prev, 0, seq, "content does not match its hash (entry edited)"
             )
-        try:
-            decoded = loads(body)
-        except ValueError:
-            return VerifyReport(False, seq - 1, prev, 0, seq, "entry body is not JSON")
-        if (decoded.get("seq"), decoded.get("event"), decoded.get("gate")) != (seq, event, gate_id):
-            return VerifyReport(False, seq - 1, prev, 0, seq, "indexed columns disagree with the hashed body")
+        if not _columns_match(body, seq, event, gate_id):
+            return VerifyReport(False, seq - 1, prev, 0, seq, _column_problem(body, seq, event, gate_id))
         prev = digest
         if seq in wanted:
             hash_at[seq] = digest

@@ -9,12 +9,14 @@ write lock up front (``BEGIN IMMEDIATE``) and waits up to ``busy_timeout`` for i
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Connection,
     Engine,
@@ -480,25 +482,31 @@ class SqlStore:
         return int(row.seq), str(row.hash)
 
     def audit_rows(self, batch: int = 20_000) -> Iterator[tuple[int, str, str | None, str, str, str]]:
-        """Every entry in seq order, streamed in keyset pages (constant memory on any backend)."""
-        cols = (
-            audit_log.c.seq,
-            audit_log.c.event,
-            audit_log.c.gate_id,
-            audit_log.c.body,
-            audit_log.c.prev_hash,
-            audit_log.c.hash,
-        )
-        after = -1
-        with self._read() as conn:
-            while True:
-                rows = conn.execute(
-                    select(*cols).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(batch)
-                ).all()
-                if not rows:
-                    return
-                yield from (tuple(r) for r in rows)
-                after = rows[-1][0]
+        """Every entry ``(seq, event, gate_id, body, prev_hash, hash)`` in seq order, streamed.
+
+        Verification reads the whole log, so this bypasses SQLAlchemy's Row objects (most of the
+        cost at a million entries) and streams plain DBAPI tuples: a server-side cursor on
+        PostgreSQL, a plain cursor on SQLite — constant memory either way."""
+        sql = "SELECT seq, event, gate_id, body, prev_hash, hash FROM gh_audit_log ORDER BY seq"
+        try:
+            with self.engine.connect() as conn:
+                dbapi: Any = conn.connection.dbapi_connection
+                if conn.dialect.name == "postgresql":
+                    cursor = dbapi.cursor(name="gh_audit_rows")
+                    cursor.itersize = batch
+                else:
+                    cursor = dbapi.cursor()
+                    cursor.arraysize = batch
+                try:
+                    cursor.execute(sql)
+                    while rows := cursor.fetchmany(batch):
+                        yield from rows
+                finally:
+                    cursor.close()
+        except DBAPIError as exc:
+            raise _unavailable(exc) from exc
+        except (psycopg.Error, sqlite3.Error) as exc:  # raw cursors: the driver's own errors
+            raise StoreUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
 
     def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:
         with self._read() as conn:

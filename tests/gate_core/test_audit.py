@@ -134,7 +134,10 @@ def test_inserted_row_is_detected(gatekeeper: Gatekeeper) -> None:
     )
     report = gatekeeper.verify_audit()
     assert not report.ok
-    assert report.first_bad_seq == 4, report.summary()
+    # the forged entry links correctly but is not in canonical form: caught at itself
+    assert (report.first_bad_seq, report.problem) == (3, "entry body is not in canonical form"), (
+        report.summary()
+    )
     assert gatekeeper.store.audit_count() == size + 1
 
 
@@ -228,3 +231,47 @@ def test_tampering_is_reported_once_not_per_following_entry(gatekeeper: Gatekeep
     edit_payload(gatekeeper, 3)
     summary = gatekeeper.verify_audit().summary()
     assert summary.startswith("audit log TAMPERED at entry 3:")
+
+
+def test_a_canonical_forgery_linked_in_is_caught_where_the_chain_breaks(gatekeeper: Gatekeeper) -> None:
+    """A forged entry in canonical form links to the entry before it, so the break shows at the
+    entry after it (the one whose previous-hash no longer matches)."""
+    from gate_core._audit import AuditDraft, entry_body
+    from gate_core._models import Actor, AuthMethod
+
+    fill(gatekeeper)
+    entry = next(e for e in gatekeeper.store.audit_entries() if e.seq == 2)
+    forged = entry_body(
+        3, AuditDraft("decision.recorded", entry.at, Actor(principal_id="mallory", via=AuthMethod.SLACK))
+    )
+    tamper(gatekeeper, "UPDATE gh_audit_log SET seq = seq + 1000 WHERE seq >= 3")
+    tamper(gatekeeper, "UPDATE gh_audit_log SET seq = seq - 999 WHERE seq >= 1003")
+    tamper(
+        gatekeeper,
+        "INSERT INTO gh_audit_log (seq, at, event, actor, gate_id, body, prev_hash, hash) "
+        "VALUES (3, :at, 'decision.recorded', 'mallory', NULL, :body, :prev, :hash)",
+        at=entry.at.replace(tzinfo=None) if gatekeeper.store.dialect == "sqlite" else entry.at,
+        body=forged,
+        prev=entry.hash,
+        hash=chain_hash(entry.hash, forged),
+    )
+    report = gatekeeper.verify_audit()
+    assert (report.ok, report.first_bad_seq) == (False, 4)
+    assert "previous-hash link" in report.problem
+
+
+def test_index_columns_pointing_into_the_payload_are_caught(gatekeeper: Gatekeeper) -> None:
+    """A payload may itself contain "event"/"gate" keys; the check is positional, so a column
+    rewritten to match a nested value is still a mismatch."""
+    gate = gatekeeper.open(
+        pii_export(parameters={"event": "gate.cancelled", "gate": None, "payload": {}}),
+        submitted_by=actor("alice"),
+    )
+    gatekeeper.checkpoint()
+    seq = next(e.seq for e in gatekeeper.store.audit_entries() if e.gate_id == gate.id)
+    tamper(
+        gatekeeper, "UPDATE gh_audit_log SET event = 'gate.cancelled', gate_id = NULL WHERE seq = :s", s=seq
+    )
+    report = gatekeeper.verify_audit()
+    assert (report.ok, report.first_bad_seq) == (False, seq)
+    assert report.problem == "indexed columns disagree with the hashed body"
