@@ -145,41 +145,50 @@ class ServerProcess:
             self.process.wait(timeout=10)
 
 
+def launch_server(settings: Settings, log: Path, extra_env: dict[str, str] | None = None) -> ServerProcess:
+    """Start `gatehouse serve` on a free port for ``settings`` and wait until it is healthy."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "GATEHOUSE_HOME": str(settings.home),
+        "GATEHOUSE_DATABASE_URL": settings.database_url,
+        **(extra_env or {}),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gate_core.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        wait_healthy(server.base_url, timeout=60)
+    except AssertionError:
+        server.kill()
+        raise AssertionError(log.read_text()) from None
+    return server
+
+
+def stop_server(server: ServerProcess) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 @pytest.fixture
 def start_server(service_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Launch `gatehouse serve` subprocesses sharing the test's home and database."""
     processes: list[ServerProcess] = []
 
     def start(extra_env: dict[str, str] | None = None) -> ServerProcess:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
-        env = {
-            **os.environ,
-            "GATEHOUSE_HOME": str(service_settings.home),
-            "GATEHOUSE_DATABASE_URL": service_settings.database_url,
-            **(extra_env or {}),
-        }
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "gate_core.cli", "serve", "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        server = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
+        server = launch_server(service_settings, tmp_path / f"serve-{len(processes)}.log", extra_env)
         processes.append(server)
-        try:
-            wait_healthy(server.base_url, timeout=60)
-        except AssertionError:
-            server.kill()
-            raise AssertionError(log.read_text()) from None
         return server
 
     yield start
     for server in processes:
-        if server.process.poll() is None:
-            server.process.terminate()
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop_server(server)
