@@ -17,6 +17,7 @@ import pytest
 
 from gate_core import Settings, init_home
 from tests.reliability._postgres import PrivatePostgres, create_private_postgres
+from tests.service.conftest import service, service_factory, service_settings  # noqa: F401 - shared fixtures
 
 RESULTS = Path(__file__).resolve().parents[2] / ".gatehouse-dev" / "reliability"
 Report = Callable[..., None]

@@ -145,9 +145,11 @@ class ServerProcess:
             self.process.wait(timeout=10)
 
 
-def launch_server(settings: Settings, log: Path, extra_env: dict[str, str] | None = None) -> ServerProcess:
-    """Start `gatehouse serve` on a free port for ``settings`` and wait until it is healthy."""
-    port = free_port()
+def launch_server(
+    settings: Settings, log: Path, extra_env: dict[str, str] | None = None, *, port: int | None = None
+) -> ServerProcess:
+    """Start `gatehouse serve` for ``settings`` (on ``port``, or a free one) and wait until healthy."""
+    port = port or free_port()
     env = {
         **os.environ,
         "GATEHOUSE_HOME": str(settings.home),
