@@ -7,10 +7,13 @@ Each test gets a fresh database cloned from a migrated template (one template pe
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -93,3 +96,25 @@ def worker_id(request: pytest.FixtureRequest) -> str:
     """xdist's worker id, or "main" without xdist (so the suite also runs without the plugin)."""
     workerinput = getattr(request.config, "workerinput", None)
     return str(workerinput["workerid"]) if workerinput else "main"
+
+
+RESULTS = Path(__file__).resolve().parents[1] / ".gatehouse-dev" / "reliability"
+Report = Callable[..., None]
+
+
+@pytest.fixture(scope="session")
+def report(worker_id: str, testrun_uid: str) -> Iterator[Report]:
+    """Record the figure behind a guarantee: ``report(name, value, unit, target)``.
+
+    Written per worker as ``.gatehouse-dev/reliability/figures-<run>-<worker>.json``;
+    ``python -m tests.reliability.render`` turns the newest run's figures into docs/guarantees.md."""
+    figures: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, value: float | int | str, unit: str = "", target: str = "") -> None:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        figures[name] = {"value": value, "unit": unit, "target": target, "test": test}
+
+    yield record
+    if figures:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"figures-{testrun_uid}-{worker_id}.json").write_text(json.dumps(figures, indent=2))
