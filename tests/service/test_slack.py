@@ -29,6 +29,7 @@ from gate_core.service._slack import (
     REASON_BLOCK,
     REJECT_CALLBACK,
 )
+from tests.conftest import Report
 from tests.service.conftest import Service
 from tests.service.slack_standin import (
     SlackCall,
@@ -582,3 +583,36 @@ def test_reminder_is_one_reply_in_each_cards_thread(start_rig: Callable[..., Sla
         [channel_card.answer["channel"], dm_card.answer["channel"]]
     )
     assert rig.gate(gate_id).status is GateStatus.EXPIRED
+
+
+def test_hostile_signatures_are_never_accepted(rig: SlackRig, report: Report) -> None:
+    """Every way a Slack request can be forged or replayed, counted: 0 accepted, 0 changes."""
+    gate_id = rig.open_gate()["id"]
+    payload = block_actions(
+        user="U0BOB", action_id=ACTION_APPROVE, value=gate_id, response_url=rig.slack.response_url()
+    )
+    body, headers = signed_interaction(payload, SIGNING_SECRET)
+    forged_body, forged_headers = signed_interaction(payload, "not-the-signing-secret")
+    stale_body, stale_headers = signed_interaction(payload, SIGNING_SECRET, timestamp=int(time.time()) - 301)
+    attempts = [
+        (forged_body, forged_headers),
+        (body.replace(b"U0BOB", b"U0DAVE"), headers),
+        (stale_body, stale_headers),
+        (body, {**headers, "X-Slack-Request-Timestamp": "12e9"}),
+        (body, {k: v for k, v in headers.items() if k != "X-Slack-Signature"}),
+        (body, {k: v for k, v in headers.items() if k != "X-Slack-Request-Timestamp"}),
+        (body, {**headers, "X-Slack-Signature": "v0=" + "0" * 64}),
+    ]
+    audit_before = rig.audit_size()
+    accepted = sum(rig.post(b, h).status_code != 401 for b, h in attempts)
+    assert rig.post(body, headers).status_code == 200  # the genuine click
+    accepted += rig.post(body, headers).status_code != 401  # ...and its exact replay
+    assert accepted == 0
+    assert len(rig.gate(gate_id).decisions) == 1
+    assert rig.audit_size() > audit_before  # only the genuine click was recorded
+    report(
+        "Hostile input: forged, tampered, stale, unsigned or replayed Slack requests accepted (8 kinds)",
+        accepted,
+        "accepted",
+        "0",
+    )
