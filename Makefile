@@ -1,14 +1,17 @@
 # The two commands a newcomer needs (see README.md). Everything else is in .ci/.
-.PHONY: demo test bench
+.PHONY: demo test bench quickstart
 
-demo:  ## set everything up and run the main job on the embedded default (SQLite)
+demo:  ## set everything up and run the main job: Airflow, Prefect and Dagster stop at gates on SQLite
 	@.ci/bootstrap.sh
-	@.venv/bin/python -m examples.quickstart
+	@.venv/bin/python -m examples.main_job $(if $(AUTO_APPROVE),--auto-approve-as $(AUTO_APPROVE),)
 
 test:  ## set everything up and run the whole test suite (needs the local PostgreSQL)
 	@.ci/test.sh
 
-bench:  ## run the benchmarks and print their figures
+bench:  ## run every benchmark and write docs/benchmarks.md, the plots and the README table
 	@.ci/bootstrap.sh
-	@.venv/bin/python -m bench.audit_verify
-	@.venv/bin/python -m bench.gate_throughput
+	@.venv/bin/python -m bench
+
+quickstart:  ## the CLI walk-through only: gates, refusals, quorum, the audit trail
+	@.ci/bootstrap.sh
+	@.venv/bin/python -m examples.quickstart
