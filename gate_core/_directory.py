@@ -99,7 +99,11 @@ class Directory:
         return sha256_hex(canonical_json({"principals": rows, "aliases": self._aliases}))
 
     def get(self, principal_id: str) -> Principal:
+        """By id, alias or — since orchestrators often name people by mailbox (Dagster+'s
+        launching user, an SSO login) — by e-mail."""
         principal = self._by_id.get(principal_id) or self._by_id.get(self._aliases.get(principal_id, ""))
+        if principal is None and "@" in principal_id:
+            principal = self._by_email.get(principal_id.strip().lower())
         if principal is None:
             raise UnknownPrincipal(principal_id)
         return principal

@@ -6,7 +6,8 @@ writes the same audit trail.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,6 +54,9 @@ from gate_core._rules import is_expired, is_requester, judge_decision, refuse_if
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
 
 log = logging.getLogger("gatehouse")
+_EXTENSION_EVENT = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
+# Extensions append under their own area ("lineage."), never the core's ("gate.", "decision."…).
+_CORE_AREAS = frozenset(v.split(".")[0] for k, v in vars(Event).items() if k.isupper())
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,8 @@ class Gatekeeper:
                 f"{submitter.id} may not open a gate on behalf of {requester.id}; "
                 "only service principals act for others"
             )
+        if request.requester != requester.id:  # named by alias or e-mail: record the directory's id
+            request = request.model_copy(update={"requester": requester.id})
         binding_hash = request.binding_hash()
         now = self.clock.now()
         decision = evaluate(request, requester, self.policy)
@@ -186,7 +192,7 @@ class Gatekeeper:
             remind_at=now + decision.reminder if decision.reminder and status is GateStatus.PENDING else None,
             decided_at=decided_at,
         )
-        actor = submitted_by.model_copy(update={"email": submitter.email})
+        actor = submitted_by.model_copy(update={"principal_id": submitter.id, "email": submitter.email})
         events = [
             AuditDraft(
                 Event.GATE_REQUESTED,
@@ -266,10 +272,11 @@ class Gatekeeper:
 
     def _decision_change(self, request: DecisionRequest) -> Callable[[Gate], Mutation]:
         _storable(request.comment, "comment")
-        principal = request.principal or self.directory.get(request.actor.principal_id)
-        if principal.id != request.actor.principal_id:
+        if request.principal is not None and request.principal.id != request.actor.principal_id:
             raise ValueError("the verified principal and the acting principal must be the same")
-        actor = request.actor.model_copy(update={"email": principal.email})
+        principal = request.principal or self.directory.get(request.actor.principal_id)
+        # the audit names the directory's id even when the actor came by alias or e-mail
+        actor = request.actor.model_copy(update={"principal_id": principal.id, "email": principal.email})
         verdict, comment = request.verdict, request.comment
 
         def change(gate: Gate) -> Mutation:
@@ -535,6 +542,22 @@ class Gatekeeper:
         return principal, token
 
     # ------------------------------------------------------------ audit
+
+    def record_event(
+        self, event: str, *, actor: Actor, payload: Mapping[str, Any], gate_id: str | None = None
+    ) -> None:
+        """Append an extension's event (e.g. ``lineage.retention_purged``) to the audit trail,
+        chained and checkpointed like the core's own. The core's areas are refused, so no
+        caller can forge a gate's history; the payload must be JSON and must not hold secrets
+        or contents (it is hashed into the chain and exported as is)."""
+        if not _EXTENSION_EVENT.match(event) or event.split(".")[0] in _CORE_AREAS:
+            raise InvalidInput(
+                f"audit event {event!r} must be 'area.name' in lower case, in an area that is not "
+                f"the core's own ({', '.join(sorted(_CORE_AREAS))})"
+            )
+        _storable(dict(payload), "audit payload")
+        self.store.append_audit([AuditDraft(event, self.clock.now(), actor, gate_id, dict(payload))])
+        self._maybe_checkpoint()
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the current head. Also appended to the witness file, outside the database."""

@@ -309,3 +309,11 @@ def test_decide_many_judges_each_decision_after_the_ones_before_it(gatekeeper: G
     recorded = [e for e in gatekeeper.store.audit_entries() if e.event == Event.DECISION_RECORDED]
     assert len(recorded) == 3
     assert gatekeeper.verify_audit().ok
+
+
+def test_a_principal_can_be_named_by_email(gatekeeper: Gatekeeper) -> None:
+    gate = gatekeeper.open(pii_export(requester="Alice@Example.com"), submitted_by=actor("etl-bot"))
+    assert gate.request.requester == "alice"
+    with pytest.raises(SelfApprovalRefused):
+        gatekeeper.approve(gate.id, actor=actor("alice"))
+    assert gatekeeper.approve(gate.id, actor=actor("bob@example.com")).decided_by == ("bob",)
