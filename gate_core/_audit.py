@@ -307,8 +307,14 @@ def _columns_match(body: str, seq: int, event: str, gate_id: str | None) -> bool
     if at_value < 0:
         return False
     at_end = body.find('"', at_value + 8)
-    gate_json = "null" if gate_id is None else json.dumps(gate_id)
-    return body.startswith(f',"event":{json.dumps(event)},"gate":{gate_json},"payload":', at_end + 1)
+    gate_json = "null" if gate_id is None else _json_string(gate_id)
+    return body.startswith(f',"event":{_json_string(event)},"gate":{gate_json},"payload":', at_end + 1)
+
+
+def _json_string(text: str) -> str:
+    """``text`` as canonical_json writes it: json.dumps escapes non-ASCII where canonical bodies
+    keep it, so it is the same only for ASCII — which is also where it is fast."""
+    return json.dumps(text) if text.isascii() else canonical_json(text)
 
 
 def _column_problem(body: str, seq: int, event: str, gate_id: str | None) -> str:

@@ -275,3 +275,17 @@ def test_index_columns_pointing_into_the_payload_are_caught(gatekeeper: Gatekeep
     report = gatekeeper.verify_audit()
     assert (report.ok, report.first_bad_seq) == (False, seq)
     assert report.problem == "indexed columns disagree with the hashed body"
+
+
+def test_honest_entries_with_non_ascii_names_verify(gatekeeper: Gatekeeper) -> None:
+    """Canonical bodies keep non-ASCII as is; the positional check must compare the same way."""
+    from gate_core import Actor, AuthMethod
+
+    gatekeeper.record_event(
+        "lineage.note",
+        actor=Actor(principal_id="bob", via=AuthMethod.API_TOKEN),
+        payload={"text": "café ✓"},
+        gate_id="café-7",
+    )
+    gatekeeper.checkpoint()
+    assert gatekeeper.verify_audit().ok
