@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -383,7 +384,11 @@ def serve(host: str, port: int, log_level: str) -> None:
     click.echo(
         f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+    # Keep idle connections longer than clients do (httpx: 5 s), so a client never sends on a
+    # connection the server is closing at that very moment (a ReadError under steady load).
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=65
+    )
 
 
 @main.group()
@@ -444,6 +449,23 @@ def token_revoke(token_id: str) -> None:
         _fail(f"no active token with id {token_id!r}")
     click.echo(f"revoked {token_id}")
 
+
+def _load_plugins() -> None:
+    """Commands registered under the ``gatehouse.cli`` entry point group (e.g. ``gatehouse
+    lineage``). A plugin that fails to load costs one line on stderr, never the core's commands."""
+    for plugin in entry_points(group="gatehouse.cli"):
+        try:
+            command = plugin.load()
+        except Exception as exc:
+            click.echo(f"gatehouse: plugin {plugin.name!r} not loaded: {type(exc).__name__}: {exc}", err=True)
+            continue
+        if isinstance(command, click.Command):
+            main.add_command(command)
+        else:
+            click.echo(f"gatehouse: plugin {plugin.name!r} is not a click command; ignored", err=True)
+
+
+_load_plugins()
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -65,6 +66,19 @@ async def _sweeper(state: ServiceState) -> None:
         except GatehouseError as exc:  # database away: keep sweeping once it is back
             log.warning("sweep skipped: %s", exc)
         await asyncio.sleep(state.config.sweep_interval_s)
+
+
+def install_plugins(app: FastAPI, state: ServiceState) -> None:
+    """Extensions (e.g. lineage) registered under the ``gatehouse.service`` entry point group add
+    their routes with ``install(app, state)``. One that cannot even be imported is logged and
+    skipped; one that fails while installing stops the service, as a bad config would."""
+    for plugin in entry_points(group="gatehouse.service"):
+        try:
+            install = plugin.load()
+        except Exception as exc:  # a broken extension must not take the gates down with it
+            log.error("service plugin %r not loaded: %s: %s", plugin.name, type(exc).__name__, exc)
+            continue
+        install(app, state)
 
 
 def create_app(
@@ -120,6 +134,7 @@ def create_app(
     app.include_router(_api.router)
     app.include_router(slack_router(state))
     _console.install(app, state)
+    install_plugins(app, state)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> JSONResponse:

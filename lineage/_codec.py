@@ -1,0 +1,95 @@
+"""Access events ⇄ table rows. Columns are stored as JSON text of names, types and tags only —
+there is no field a value could travel in."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gate_core import DatasetRef, RunContext
+from lineage._models import AccessEvent, ColumnInfo, Operation
+from lineage._schema import events
+
+EVENT_COLUMNS = tuple(c.name for c in events.columns)
+TAG_COLUMNS = ("event_id", "tag", "operation", "at")
+# PostgreSQL types for binary COPY, column for column (varchar shares text's binary format).
+EVENT_PG_TYPES = tuple(
+    {"at": "timestamptz", "row_count": "int8", "bytes": "int8", "try_number": "int4"}.get(c, "text")
+    for c in EVENT_COLUMNS
+)
+TAG_PG_TYPES = ("text", "text", "text", "timestamptz")
+Row = tuple[Any, ...]
+
+
+_schemas: dict[tuple[ColumnInfo, ...], str] = {}
+
+
+def columns_json(columns: tuple[ColumnInfo, ...]) -> str:
+    """The columns as stored. Remembered per schema: a batch repeats a handful of schemas, and
+    hashing frozen columns costs far less than encoding them again."""
+    text = _schemas.get(columns)
+    if text is None:
+        if len(_schemas) >= 4096:  # bounded: a stream of ever-new schemas never grows it further
+            _schemas.clear()
+        text = _schemas[columns] = json.dumps(
+            [{"name": c.name, "type": c.type, "tags": sorted(c.tags)} for c in columns]
+        )
+    return text
+
+
+def event_values(e: AccessEvent) -> tuple[Any, ...]:
+    """One events row, in ``EVENT_COLUMNS`` order (COPY takes tuples; SQLite gets dicts)."""
+    run, ds = e.run, e.dataset
+    return (
+        e.id,
+        e.at,
+        ds.qualified_name,
+        ds.namespace,
+        ds.name,
+        json.dumps(sorted(ds.tags)) if ds.tags else "[]",
+        e.operation.value,
+        columns_json(e.columns),
+        e.row_count,
+        e.bytes,
+        e.fingerprint,
+        run.orchestrator,
+        run.pipeline,
+        run.run_id,
+        run.task_id,
+        run.try_number,
+        run.url,
+        e.actor,
+        e.submitted_by,
+        e.gate_id,
+    )
+
+
+def tag_values(e: AccessEvent) -> list[tuple[Any, ...]]:
+    op = e.operation.value
+    return [(e.id, tag, op, e.at) for tag in e.tags]
+
+
+def event_from_row(row: Any) -> AccessEvent:
+    return AccessEvent(
+        id=row.id,
+        at=row.at,
+        dataset=DatasetRef(
+            namespace=row.namespace, name=row.name, tags=frozenset(json.loads(row.dataset_tags))
+        ),
+        operation=Operation(row.operation),
+        columns=tuple(ColumnInfo(**c) for c in json.loads(row.columns)),
+        row_count=row.row_count,
+        bytes=row.bytes,
+        fingerprint=row.fingerprint,
+        run=RunContext(
+            orchestrator=row.orchestrator,
+            pipeline=row.pipeline,
+            run_id=row.run_id,
+            task_id=row.task_id,
+            try_number=row.try_number,
+            url=row.run_url,
+        ),
+        actor=row.actor,
+        gate_id=row.gate_id,
+        submitted_by=row.submitted_by,
+    )

@@ -1,0 +1,135 @@
+"""Lineage tables, in the gate store's database (prefix ``gh_lineage_``). The migrations in
+``_migrations/`` create exactly these (a test compares them).
+
+    gh_lineage_events       one narrow row per access; names, types, counts, hashes — no values
+    gh_lineage_event_tags   (event, tag) with the event's operation and time copied in, so
+                            "exports of pii since T" is one index range scan on both backends
+    gh_lineage_edges        dataset → dataset, derived from runs (what a task read is upstream of
+                            what it wrote or exported); a small table, so a depth-5 graph is a
+                            recursive CTE over a few index lookups, however many events there are
+    gh_lineage_purge        empty except inside a retention purge's own transaction: the
+                            append-only triggers let DELETE through only for rows older than the
+                            cutoff written there (nothing else ever sees the row: it is removed
+                            before commit)
+
+Events and tags are append-only (triggers refuse UPDATE, DELETE outside a purge, and TRUNCATE on
+PostgreSQL). Edges are a derived index and are upserted (last_seen_at moves forward).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+MAX_DATASET_BYTES = 1200  # two of these fit one PostgreSQL btree entry (edges' primary key)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive text; the zone is restored)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+events = Table(
+    "gh_lineage_events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("dataset", String(1600), nullable=False, doc="qualified name NAMESPACE/NAME"),
+    Column("namespace", String(500), nullable=False),
+    Column("name", String(1000), nullable=False),
+    Column("dataset_tags", Text, nullable=False, doc="JSON list of the dataset's own tags"),
+    Column("operation", String(16), nullable=False),
+    Column("columns", Text, nullable=False, doc="JSON [{name, type, tags}] — never values"),
+    Column("row_count", BigInteger),
+    Column("bytes", BigInteger),
+    Column("fingerprint", String(140)),
+    Column("orchestrator", String(100), nullable=False),
+    Column("pipeline", String(500), nullable=False),
+    Column("run_id", String(500), nullable=False),
+    Column("task_id", String(500), nullable=False),
+    Column("try_number", Integer, nullable=False),
+    Column("run_url", String(2000)),
+    Column("actor", String(200), nullable=False),
+    Column("submitted_by", String(200)),
+    Column("gate_id", String(40)),
+    Index("ix_gh_lineage_events_dataset_at", "dataset", "at"),
+    Index("ix_gh_lineage_events_run", "run_id", "orchestrator"),
+    # Partial: most accesses run under no gate, and they need no entry in this index.
+    Index(
+        "ix_gh_lineage_events_gate_id",
+        "gate_id",
+        postgresql_where=text("gate_id IS NOT NULL"),
+        sqlite_where=text("gate_id IS NOT NULL"),
+    ),
+    # Also the retention purge's index (one range per operation): no separate index on time.
+    Index("ix_gh_lineage_events_operation_at", "operation", "at"),
+)
+
+event_tags = Table(
+    "gh_lineage_event_tags",
+    metadata,
+    Column("event_id", String(40), nullable=False),
+    Column("tag", String(100), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("event_id", "tag"),
+    Index("ix_gh_lineage_event_tags_tag", "tag", "operation", "at"),
+)
+
+edges = Table(
+    "gh_lineage_edges",
+    metadata,
+    Column("upstream", String(1600), nullable=False),
+    Column("downstream", String(1600), nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("upstream", "downstream"),
+    Index("ix_gh_lineage_edges_downstream", "downstream", "upstream"),
+    Index("ix_gh_lineage_edges_last_seen_at", "last_seen_at"),
+)
+
+purge = Table(
+    "gh_lineage_purge",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("cutoff", UtcDateTime, nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("gh_lineage_events", "gh_lineage_event_tags")

@@ -1,0 +1,181 @@
+"""The lineage REST API under /v1/lineage, plugged into the gate service (entry point
+``gatehouse.service``): the four governance queries and batch ingest.
+
+    GET  /v1/lineage/accessed?dataset=&since=&limit=        AccessRows
+    GET  /v1/lineage/runs/{run_id}?orchestrator=&limit=     AccessRows
+    GET  /v1/lineage/gates/{gate_id}?limit=                 AccessRows
+    GET  /v1/lineage/exports?tag=&since=&limit=             AccessRows
+    GET  /v1/lineage/graph?dataset=&direction=&depth=       LineageGraph
+    POST /v1/lineage/events   {"events": [...]}             {"recorded": n}   (scope: request)
+
+Answers are the very objects ``gatehouse lineage … --format json`` prints. Every caller is
+identified by the service's own ``identity`` dependency. On ingest the actor is the caller; only
+a service principal may name another actor (the person it runs for, who must be in the
+directory), and the event then also records the service as ``submitted_by``. The server applies
+its own catalog too, so a pipeline cannot under-declare tags.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from gate_core import PermissionDenied, PrincipalKind, Scope, SqlStore, UnknownPrincipal
+from gate_core.service._auth import Identity
+from gate_core.service._state import ServiceState, identity
+from lineage._catalog import Catalog
+from lineage._errors import LineageInputError
+from lineage._models import AccessEvent, check_storable
+from lineage._queries import AccessRows, Direction, LineageGraph
+from lineage._store import LineageStore
+from lineage._time import parse_since
+
+log = logging.getLogger("gatehouse.lineage")
+router = APIRouter(prefix="/v1/lineage", tags=["lineage"])
+Caller = Annotated[Identity, Depends(identity)]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+Since = Annotated[str | None, Query(max_length=64, description="30d, 2026-10-01 or an ISO time")]
+DatasetParam = Annotated[str, Query(min_length=3, max_length=1600, description="NAMESPACE/NAME")]
+MAX_BATCH = 5_000
+
+
+class EventIn(AccessEvent):
+    """An access event as a client sends it: ``actor`` defaults to the caller."""
+
+    actor: str | None = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+
+
+class EventsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Recorded(BaseModel):
+    recorded: int = Field(description="events new to the store (a repeated event id is recorded once)")
+
+
+def _text(*values: str | None) -> None:
+    """Query text must be storable text (no NUL, no lone surrogates): a clean 422, not a 5xx."""
+    try:
+        check_storable([v for v in values if v is not None])
+    except ValueError as exc:
+        raise LineageInputError(str(exc)) from None
+
+
+def _since(value: str | None) -> datetime | None:
+    _text(value)
+    return None if value is None else parse_since(value)
+
+
+def _store(request: Request) -> LineageStore:
+    store: LineageStore = request.app.state.gatehouse_lineage
+    return store
+
+
+@router.get("/accessed", response_model=AccessRows)
+def accessed(
+    caller: Caller, request: Request, dataset: DatasetParam, since: Since = None, limit: Limit = 1000
+) -> Any:
+    """Who accessed a dataset, newest first: by whom, in which run, how, under which approval."""
+    _text(dataset)
+    return _store(request).accessed(dataset, since=_since(since), limit=limit)
+
+
+@router.get("/runs/{run_id}", response_model=AccessRows)
+def run(
+    caller: Caller,
+    request: Request,
+    run_id: Annotated[str, Path(min_length=1, max_length=500)],
+    orchestrator: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Limit = 1000,
+) -> Any:
+    """Everything one run touched, in order."""
+    _text(run_id, orchestrator)
+    return _store(request).run(run_id, orchestrator=orchestrator, limit=limit)
+
+
+@router.get("/gates/{gate_id}", response_model=AccessRows)
+def gate(
+    caller: Caller,
+    request: Request,
+    gate_id: Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
+    limit: Limit = 1000,
+) -> Any:
+    """Everything done under one gate's approval, in order."""
+    return _store(request).gate(gate_id, limit=limit)
+
+
+@router.get("/exports", response_model=AccessRows)
+def exports(
+    caller: Caller,
+    request: Request,
+    tag: Annotated[str, Query(min_length=1, max_length=100)],
+    since: Since = None,
+    limit: Limit = 1000,
+) -> Any:
+    """Exports of datasets carrying a tag (on the dataset or any column), newest first."""
+    _text(tag)
+    return _store(request).exports(tag, since=_since(since), limit=limit)
+
+
+@router.get("/graph", response_model=LineageGraph)
+def graph(
+    caller: Caller,
+    request: Request,
+    dataset: DatasetParam,
+    direction: Direction = "both",
+    depth: Annotated[int, Query(ge=1, le=10)] = 3,
+) -> Any:
+    """Datasets upstream and/or downstream of a dataset, up to ``depth`` hops."""
+    _text(dataset)
+    return _store(request).graph(dataset, direction=direction, depth=depth)
+
+
+@router.post("/events", response_model=Recorded)
+def record_events(body: EventsIn, caller: Caller, request: Request) -> Recorded:
+    """Record a batch of access events (scope ``request``). Idempotent per event id."""
+    caller.require(Scope.REQUEST)
+    state: ServiceState = request.app.state.gatehouse
+    catalog: Catalog = request.app.state.gatehouse_lineage_catalog
+    me = caller.principal
+    accepted = []
+    for item in body.events:
+        actor = item.actor or me.id
+        if actor != me.id:
+            if me.kind is not PrincipalKind.SERVICE:
+                raise PermissionDenied(f"{me.id} may record lineage only as themselves, not as {actor!r}")
+            if state.gatekeeper.directory.find(actor) is None:
+                raise UnknownPrincipal(actor, "the actor a service token named")
+        classified = catalog.classify(item.dataset, item.columns)
+        fields = item.model_dump(exclude={"actor", "submitted_by", "dataset", "columns"})
+        accepted.append(
+            AccessEvent.model_validate(
+                {
+                    **fields,
+                    "dataset": classified.dataset,
+                    "columns": classified.columns,
+                    "actor": actor,
+                    "submitted_by": me.id if actor != me.id else None,
+                }
+            )
+        )
+    return Recorded(recorded=_store(request).record_many(accepted))
+
+
+def install(app: FastAPI, state: ServiceState) -> None:
+    """The ``gatehouse.service`` entry point: routes, the store on the gate store's engine, the
+    catalog, and the console page."""
+    if not isinstance(state.gatekeeper.store, SqlStore):
+        log.warning("lineage not installed: it needs the SQL gate store")
+        return
+    app.state.gatehouse_lineage = LineageStore.for_gate_store(state.gatekeeper.store)
+    app.state.gatehouse_lineage_catalog = Catalog.from_settings()
+    app.include_router(router)
+    from lineage._console import install_page
+
+    install_page(app)
