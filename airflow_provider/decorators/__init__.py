@@ -1,0 +1,1 @@
+"""``@gated`` / ``@task.gated``: TaskFlow functions behind a gate."""

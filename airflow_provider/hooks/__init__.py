@@ -1,0 +1,1 @@
+"""The ``gatehouse`` connection type: GatehouseHook."""

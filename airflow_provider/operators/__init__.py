@@ -1,0 +1,1 @@
+"""GateOperator and the BaseGateOperator every gated task builds on."""

@@ -1,0 +1,1 @@
+"""GateSensor: wait for a gate opened elsewhere."""

@@ -1,0 +1,1 @@
+"""GateTrigger, its typed GateEvent payload, and the waiter all gate triggers share."""

@@ -1,0 +1,250 @@
+"""Decision → downstream task running, in one Airflow install: Gatehouse vs Airflow's own approval.
+
+Every sample is one DAG run of ``[gate] → downstream`` under ``dag.test()`` (deferral and triggers
+in-process), all in one long-lived Airflow process, alternating between the systems so both see
+the same machine load:
+
+  gatehouse   GateOperator (deferred to GateTrigger and its shared long-poll) against a real
+              `gatehouse serve`; answered the way its users answer it — bob's
+              ``POST /v1/gates/{id}/decisions``, which the console and the Slack button call.
+  airflow     Airflow 3.3's own ApprovalOperator (AWAITING_INPUT, no trigger); answered the way its
+              users answer it — ``PATCH …/taskInstances/gate/-1/hitlDetails`` on a real
+              `airflow api-server` sharing the metadata database (what the Required Actions UI calls).
+
+The clock starts when the decision's HTTP response arrives (the decision is committed) and stops
+when the downstream task's Python starts (it writes ``time.time()``; one machine, one clock). A
+decision is sent only once the gate is really waiting (Gatehouse: the trigger's long-poll is open
+at the service; Airflow: the task is AWAITING_INPUT/DEFERRED), after a random 0–0.5 s.
+
+On Airflow 3.1/3.2 the same ApprovalOperator deferred to HITLTrigger, which polls every 5 s; that
+path cannot run under 3.3's ``dag.test()`` (its in-process supervisor does not answer the trigger's
+GetHITLDetail request), so it is not measured here.
+
+    python -m bench.airflow_resume                   # 20 samples each
+    python -m bench.airflow_resume --quick           # 5 each
+    python -m bench.airflow_resume --workdir /tmp/x  # keep the logs (runner, services) there
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench._airflow import AirflowApi, DagRunner, GateService, Job, airflow_home, stop, wait_until
+from bench._common import (
+    Figure,
+    at_least,
+    at_most,
+    info,
+    percentile,
+    print_figures,
+    warn_if_busy,
+    write_result,
+)
+
+NAME = "airflow_resume"
+TARGET_P50_S = 0.25
+TARGET_RATIO = 10.0
+RUN_TIMEOUT_S = 600.0
+
+DAG_FILE = "gatehouse_bench_dags.py"
+DAG_TEXT = '''\
+"""Benchmark DAGs (bench/airflow_resume.py): [gate] -> downstream, the gate chosen by BENCH_KIND."""
+import json
+import os
+import time
+from datetime import datetime
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, task
+
+from airflow_provider import GateOperator
+
+KIND = os.environ.get("BENCH_KIND", "")
+
+
+@task
+def downstream():
+    started = time.time()
+    with open(os.environ["BENCH_OUT"], "a", encoding="utf-8") as out:
+        out.write(json.dumps({"downstream_started": started}) + "\\n")
+
+
+if KIND:
+    with DAG("bench_" + KIND.replace("-", "_").replace(".", ""), schedule=None,
+             start_date=datetime(2026, 1, 1), default_args={"owner": "alice"}) as dag:
+        if KIND == "gatehouse":
+            gate = GateOperator(task_id="gate", action="export", target="s3://exports/bench.csv",
+                                datasets=["warehouse/customers#pii"], reason="benchmark")
+        else:
+            gate = ApprovalOperator(task_id="gate", subject="Export customers?", body="benchmark")
+        gate >> downstream()
+'''
+
+
+def dag_id(kind: str) -> str:
+    return "bench_" + kind.replace("-", "_").replace(".", "")
+
+
+class Bench:
+    """The gate service, Airflow's API server and the dag.test() runner; ``close`` stops all."""
+
+    def __init__(self, root: Path, stack: ExitStack) -> None:
+        self.root = root
+        self.service = GateService.start(root / "service")
+        stack.callback(stop, self.service.process)
+        self.env = airflow_home(root, {DAG_FILE: DAG_TEXT})
+        self.api = AirflowApi.start(self.env, root / "api-server.log")
+        stack.callback(stop, self.api.process)
+        runner_env = self.env | {
+            "GATEHOUSE_URL": self.service.base_url,
+            "GATEHOUSE_TOKEN": self.service.tokens["etl-bot"],
+        }
+        self.runner = DagRunner(runner_env, root)
+        stack.callback(self.runner.close)
+        self.when = datetime(2026, 1, 1, tzinfo=UTC)
+        self.bob = self.service.client("bob")
+        self.bot = self.service.client("etl-bot")
+        self.airflow = self.api.client()
+        self.job: Job | None = None
+
+    def sample(self, kind: str) -> float:
+        """One DAG run: the seconds from the decision's response to the downstream task starting."""
+        self.when += timedelta(minutes=1)  # a new logical date: a new run id, so a new gate
+        run_id = f"manual__{self.when.isoformat()}"
+        job = self.runner.submit(DAG_FILE, dag_id(kind), self.when, BENCH_KIND=kind)
+        self.job = job
+        decide = self._gatehouse(run_id) if kind == "gatehouse" else self._airflow(kind, run_id)
+        time.sleep(random.uniform(0.0, 0.5))
+        decided_at = decide()
+        result = job.wait(RUN_TIMEOUT_S, self.runner)
+        if result["states"] != {"gate": "success", "downstream": "success"}:
+            raise SystemExit(f"benchmark invalid: {kind} run ended {result['states']}")
+        [record] = job.records_now()
+        return float(record["downstream_started"]) - decided_at
+
+    def _alive(self, check: Callable[[], Any]) -> Callable[[], Any]:
+        """``check``, failing at once if the DAG run already ended (it should be waiting)."""
+
+        def checked() -> Any:
+            if self.job is not None and self.job.result.exists():
+                raise SystemExit(f"benchmark: the DAG run ended early: {self.job.wait(1, self.runner)}")
+            return check()
+
+        return checked
+
+    def _gatehouse(self, run_id: str) -> Callable[[], float]:
+        def pending() -> str | None:
+            for gate in self.bot.get("/v1/gates", params={"status": "PENDING"}).json():
+                if run_id in (gate["request"].get("idempotency_key") or ""):
+                    return str(gate["id"])
+            return None
+
+        gate_id = wait_until("gate", self._alive(pending), RUN_TIMEOUT_S, 0.1)
+        wait_until("the trigger's long-poll", lambda: self.service.waiting_gates() >= 1, RUN_TIMEOUT_S, 0.05)
+
+        def approve() -> float:
+            response = self.bob.post(f"/v1/gates/{gate_id}/decisions", json={"decision": "approve"})
+            decided_at = time.time()
+            if response.status_code != 200 or response.json()["status"] != "APPROVED":
+                raise SystemExit(f"benchmark invalid: approving {gate_id} answered {response.status_code}")
+            return decided_at
+
+        return approve
+
+    def _airflow(self, kind: str, run_id: str) -> Callable[[], float]:
+        path = AirflowApi.ti_path(dag_id(kind), run_id, "gate")
+        parked = {"awaiting_input", "deferred"}
+
+        def waiting() -> bool:
+            response = self.airflow.get(path)
+            return response.is_success and response.json().get("state") in parked
+
+        wait_until(f"{kind} task awaiting input", self._alive(waiting), RUN_TIMEOUT_S, 0.1)
+
+        def approve() -> float:
+            response = self.airflow.patch(
+                f"{path}/-1/hitlDetails", json={"chosen_options": ["Approve"], "params_input": {}}
+            )
+            decided_at = time.time()
+            if response.status_code != 200:
+                raise SystemExit(
+                    f"benchmark invalid: Airflow answered {response.status_code}: {response.text[:300]}"
+                )
+            return decided_at
+
+        return approve
+
+
+def summary(label: str, samples: Sequence[float]) -> list[Figure]:
+    return [
+        info(f"{label}: decision → downstream p50", percentile(samples, 50), "s"),
+        info(f"{label}: decision → downstream p99", percentile(samples, 99), "s"),
+    ]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.airflow_resume", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="5 samples per system")
+    parser.add_argument("--samples", type=int, help="samples per system (default 20)")
+    parser.add_argument("--workdir", type=Path, help="keep homes and logs here (default: a temp dir)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the servers and the runner
+    samples = args.samples or (5 if args.quick else 20)
+    warn_if_busy()
+    started = time.monotonic()
+    with ExitStack() as stack:
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            root = Path(tempfile.mkdtemp(prefix="gh-bench-airflow-", dir=args.workdir))
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gh-bench-airflow-")))
+        bench = Bench(root, stack)
+        print("warming up (Airflow's in-process execution API starts once)…", flush=True)
+        for kind in ("gatehouse", "airflow"):
+            bench.sample(kind)
+        measured: dict[str, list[float]] = {"gatehouse": [], "airflow": []}
+        for i in range(samples):
+            for kind in ("gatehouse", "airflow") if i % 2 == 0 else ("airflow", "gatehouse"):
+                measured[kind].append(bench.sample(kind))
+            print(
+                f"  sample {i + 1}/{samples}: gatehouse {measured['gatehouse'][-1]:.3f} s, "
+                f"airflow {measured['airflow'][-1]:.3f} s",
+                flush=True,
+            )
+    ours, anchor = measured["gatehouse"], measured["airflow"]
+    ratio = percentile(anchor, 50) / percentile(ours, 50)
+    figures = [
+        at_most("Gatehouse GateOperator: decision → downstream p50", percentile(ours, 50), "s", TARGET_P50_S),
+        info("Gatehouse GateOperator: decision → downstream p99", percentile(ours, 99), "s"),
+        *summary("Airflow 3.3 ApprovalOperator (REST API)", anchor),
+        at_least("ratio p50 (ApprovalOperator ÷ Gatehouse)", ratio, "×", TARGET_RATIO),
+        info("ratio p99 (ApprovalOperator ÷ Gatehouse)", percentile(anchor, 99) / percentile(ours, 99), "×"),
+    ]
+    print_figures("Airflow: decision → downstream task running (dag.test, same install)", figures)
+    path = write_result(
+        NAME,
+        figures,
+        {"samples": samples, "wall_s": round(time.monotonic() - started, 1)},
+        {"samples_s": {k: [round(v, 4) for v in vs] for k, vs in measured.items()}},
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
