@@ -12,11 +12,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from gate_core import SqlStore
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 POSTGRES_URL_ENV = "GATEHOUSE_BENCH_POSTGRES_URL"
@@ -33,18 +36,25 @@ LOAD_AT_START = os.getloadavg()
 
 
 class Stopwatch:
-    """Wall-clock seconds of a ``with`` block; ``seconds`` is readable once the block ends."""
+    """Wall-clock and this process's CPU seconds of a ``with`` block, readable once it ends.
+
+    CPU seconds survive a machine busy with other work, where wall-clock figures do not.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self._start = 0.0
+        self._cpu_start = 0.0
 
     def __enter__(self) -> Stopwatch:
         self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.seconds = time.perf_counter() - self._start
+        self.cpu_seconds = time.process_time() - self._cpu_start
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
@@ -169,7 +179,31 @@ def write_result(
     return path
 
 
-# ------------------------------------------------------------------ PostgreSQL scratch databases
+# ------------------------------------------------------------------ PostgreSQL
+
+
+def postgres_backends(store: SqlStore) -> list[int]:
+    """Process ids of the server backends serving this store's pool (serial use: usually one)."""
+    if store.dialect != "postgresql":
+        return []
+    with store.engine.connect() as conn:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        return [int(pid) for pid in conn.exec_driver_sql(query).scalars()]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU of local processes from /proc; None when any is unreadable (remote server)."""
+    if not pids:
+        return None
+    total = 0.0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def postgres_base_url() -> str:
