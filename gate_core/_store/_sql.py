@@ -62,6 +62,7 @@ from gate_core._tokens import ApiToken
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 CHANGE_CHANNEL = "gatehouse_gate_changed"  # PostgreSQL NOTIFY channel: payload is the gate id
+READ_ONLY = "gatehouse_read_only"  # execution option: this connection only reads
 
 
 def normalise_url(url: str) -> str:
@@ -98,7 +99,9 @@ def create_store_engine(url: str, *, timeout_s: float = 30.0) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front; readers take a WAL snapshot and never wait for it.
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     # No pool pre-ping (a round trip per transaction): a transaction that meets a dead pooled
@@ -181,7 +184,7 @@ class SqlStore:
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         try:
-            with self.engine.connect() as connection:
+            with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
                 yield connection
         except DBAPIError as exc:
             raise _unavailable(exc) from exc

@@ -125,3 +125,29 @@ def test_approve_racing_reject_has_one_outcome(race_home: Settings) -> None:
     assert len([o for o in outcomes if o[0] == "accepted"]) == 1
     events = decision_events(race_home, gate_id)
     assert events.count(Event.GATE_APPROVED) + events.count(Event.GATE_REJECTED) == 1
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """Readers take a WAL snapshot; only writers queue for SQLite's single write lock."""
+    import sqlite3
+    import time
+
+    from gate_core import SqlStore
+    from gate_core.testing import example_gatekeeper
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    gatekeeper = example_gatekeeper(database_url=url)
+    gate = gatekeeper.open(GateRequest(action="export", requester="alice"), submitted_by=actor("alice"))
+    reader = SqlStore.open(url, timeout_s=5)
+    writer = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is in the middle of a write
+    try:
+        started = time.monotonic()
+        assert reader.get_gate(gate.id).status is GateStatus.PENDING
+        assert reader.audit_head()[0] > 0
+        assert time.monotonic() - started < 1.0  # not the 5 s busy timeout
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        reader.close()
+        gatekeeper.store.close()
