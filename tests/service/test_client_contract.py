@@ -86,9 +86,14 @@ def test_wait_times_out_then_returns_on_decision(client_for: ClientFor) -> None:
     bot = client_for("bot")
     gate = bot.open(export_request())
     assert bot.wait(gate.id, timeout=0.2).status is GateStatus.PENDING
-    threading.Timer(0.3, lambda: client_for("bob").decide(gate.id, Verdict.REJECT, "no")).start()
+    bob = client_for("bob")
+    decider = threading.Timer(0.3, lambda: bob.decide(gate.id, Verdict.REJECT, "no"))
+    decider.start()
     started = time.monotonic()
     waited = bot.wait(gate.id, timeout=20)
+    # the waiter can return before the decider has read its own response: let it finish before
+    # teardown closes its client
+    decider.join(timeout=30)
     assert waited.status is GateStatus.REJECTED
     assert time.monotonic() - started < 5
 
