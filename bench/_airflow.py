@@ -13,9 +13,11 @@ and Airflow's own REST API server.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,9 +58,15 @@ def wait_until(what: str, check: Any, timeout: float, poll_s: float = 0.05) -> A
 
 
 def stop(process: subprocess.Popen[Any] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.kill()  # Airflow ignores SIGTERM; the gate service has nothing to flush
-        process.wait(timeout=30)
+    """Kill ``process`` and its process group (every process here starts its own session, so the
+    group is exactly what it forked: uvicorn workers, OpenLineage's process pool…)."""
+    if process is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(
+            process.pid, signal.SIGKILL
+        )  # Airflow ignores SIGTERM; the gate service has nothing to flush
+    process.wait(timeout=30)
 
 
 # ------------------------------------------------------------------ the gate service
@@ -71,12 +79,19 @@ class GateService:
     process: subprocess.Popen[bytes]
     log: Path
 
+    counts_file: Path | None = None
+
     @classmethod
     def start(
-        cls, root: Path, database_url: str | None = None, config: Mapping[str, Any] | None = None
+        cls,
+        root: Path,
+        database_url: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        count_statements: bool = False,
     ) -> GateService:
         """`gatehouse init --example`, tokens for etl-bot (request) and bob (decide), ``config`` as
-        service.yaml, then serve."""
+        service.yaml, then serve — with ``count_statements``, through bench._counting_serve (the
+        same app, counting the store's SQL statements)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
         env["GATEHOUSE_HOME"] = str(root / "gatehouse")
         if database_url:
@@ -97,14 +112,17 @@ class GateService:
             tokens[who] = created.stdout.strip().splitlines()[-1]
         port = free_port()
         log = root / "serve.log"
+        command = [gatehouse, "serve", "--port", str(port), "--log-level", "warning"]
+        counts_file = None
+        if count_statements:
+            counts_file = root / "statements.json"
+            env["GATEHOUSE_BENCH_COUNTS"] = str(counts_file)
+            command = [sys.executable, "-m", "bench._counting_serve", "--port", str(port)]
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [gatehouse, "serve", "--port", str(port), "--log-level", "warning"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
             )
-        service = cls(f"http://127.0.0.1:{port}", tokens, process, log)
+        service = cls(f"http://127.0.0.1:{port}", tokens, process, log, counts_file)
         try:
             wait_until(
                 "gate service", lambda: httpx.get(f"{service.base_url}/healthz", timeout=2).is_success, 90
@@ -117,6 +135,18 @@ class GateService:
     def client(self, who: str, timeout: float = 60) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def statements(self) -> dict[str, int]:
+        """The store's SQL statements so far, by kind (only with ``count_statements``)."""
+        assert self.counts_file is not None
+        before = self.counts_file.stat().st_mtime
+        wait_until(
+            "fresh statement counts",
+            lambda: self.counts_file and self.counts_file.stat().st_mtime > before,
+            10,
+        )
+        counts: dict[str, int] = json.loads(self.counts_file.read_text())
+        return counts
 
     def waiting_gates(self) -> int:
         return int(httpx.get(f"{self.base_url}/healthz", timeout=10).json()["waiting_gates"])
@@ -174,6 +204,7 @@ class AirflowApi:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -239,6 +270,7 @@ class DagRunner:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 env=env,
+                start_new_session=True,  # its own process group: close() also ends what it forked
             )
         self.dags = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
 
@@ -258,6 +290,7 @@ class DagRunner:
         return job
 
     def close(self) -> None:
+        """End the runner and everything it forked (e.g. OpenLineage's process pool)."""
         stop(self.process)
 
 

@@ -13,10 +13,11 @@ alike, a trigger row and heartbeat per trigger, and would first need 10,000 task
 into deferral (plus ``[triggerer] capacity`` raised from its default 1,000); that measures
 Airflow rather than the trigger, so it is left out.
 
-    idle     W seconds, nobody deciding: wait requests and cycles (the shared waiter's counters);
-             PostgreSQL scans of gh_gates + gh_decisions (pg_stat_user_tables, read 11 s late: the
-             statistics lag; the service's expiry sweeper is put to sleep, and what background is
-             left is measured before the triggers start and subtracted); CPU (cores), peak RSS
+    idle     3 whole poll cycles (boundary to boundary), nobody deciding: wait requests per cycle
+             (the shared waiter's counters); the store's SQL statements per cycle, counted exactly
+             by a listener on the service's engine (bench/_counting_serve.py: `gatehouse serve`
+             plus the count; its expiry sweeper put to sleep — nothing expires during the run);
+             the child's CPU (cores) and peak RSS
     resume   S random gates approved one at a time by bob through the API (random arrivals,
              ~5/s): decision response → that trigger's event in the child, p50/p99; CPU meanwhile
 
@@ -44,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-import psycopg
 
 from bench._airflow import ROOT, GateService, stop, wait_until
 from bench._common import (
@@ -63,8 +63,7 @@ TARGET_CORES = 1.0
 TARGET_RSS_MB = 500.0
 TARGET_P99_S = 2.0
 POLL_TIMEOUT_S = 25.0  # GateTrigger's default
-STATS_FLUSH_S = 11.0  # PostgreSQL 15 backends publish table statistics within 10 s of going idle
-TARGET_QUERIES_PER_CYCLE = 4.0  # two reads of the waiting set (poll start and end), each 2 queries
+TARGET_QUERIES_PER_CYCLE = 5.0  # the token's lookup + two reads of the waiting set (start, end), 2 each
 
 
 # ------------------------------------------------------------------ the triggerer (child process)
@@ -157,6 +156,7 @@ def start_child(root: Path, service: GateService, ids: list[str]) -> Child:
         text=True,
         cwd=ROOT,
         env=env,
+        start_new_session=True,  # stop() ends its process group
     )
     child = Child(process)
     threading.Thread(target=child.read, daemon=True).start()
@@ -196,24 +196,17 @@ def open_gates(root: Path, database_url: str, count: int, threads: int = 4) -> l
         return [gate_id for ids in pool.map(share, range(threads)) for gate_id in ids]
 
 
-TABLES = ("gh_gates", "gh_decisions")
-
-
-def store_scans(database_url: str) -> dict[str, int]:
-    """Scans (sequential + index) of the tables a wait cycle reads, as PostgreSQL counts them."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        rows = conn.execute(
-            "SELECT relname, coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
-            "WHERE relname = ANY(%s)",
-            (list(TABLES),),
-        ).fetchall()
-    found = {str(name): int(scans) for name, scans in rows}
-    return {table: found.get(table, 0) for table in TABLES}
-
-
-def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    return {table: after[table] - before[table] for table in TABLES}
+def next_cycle(child: Child, count: int) -> float:
+    """Wait until ``count`` more main polls have started; returns the peak RSS (MB) meanwhile."""
+    start = child.stats.get("cycles", 0)
+    deadline = time.monotonic() + count * (POLL_TIMEOUT_S + 120)
+    peak = child.rss_mb()
+    while child.stats.get("cycles", 0) < start + count:
+        if time.monotonic() > deadline:
+            raise SystemExit("benchmark: the waiter stopped cycling")
+        time.sleep(0.2)
+        peak = max(peak, child.rss_mb())
+    return peak
 
 
 def cpu_of(pid: int) -> float:
@@ -228,7 +221,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1,000 gates, 50 decisions")
     parser.add_argument("--gates", type=int, help="gates waiting (default 10,000)")
     parser.add_argument("--decisions", type=int, help="gates approved while measuring resume (default 200)")
-    parser.add_argument("--idle", type=float, help="seconds of the idle window (default 80)")
+    parser.add_argument("--cycles", type=int, help="idle poll cycles measured (default 3)")
     parser.add_argument("--triggerer", metavar="IDS_FILE", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -241,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the service, drop the db
     gates = args.gates or (1_000 if args.quick else 10_000)
     decisions = min(gates, args.decisions or (50 if args.quick else 200))
-    idle_s = args.idle or (55.0 if args.quick else 80.0)  # 2 / 3 poll cycles
+    idle_cycles = args.cycles or (2 if args.quick else 3)
     warn_if_busy()
     began = time.monotonic()
     with (
@@ -249,51 +242,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         scratch_postgres(postgres_base_url()) as url,
     ):
         root = Path(tmp)
-        # The sweeper (expiry, reminders) would query gh_gates every second; nothing expires during
-        # the run, so it sleeps and every query counted below is the waiters'.
-        service = GateService.start(root, database_url=url, config={"sweep_interval_s": 3600})
+        # The sweeper (expiry, reminders) queries the store every second; nothing expires during
+        # the run, so it sleeps and every statement counted below is the waiters'.
+        service = GateService.start(
+            root, database_url=url, config={"sweep_interval_s": 3600}, count_statements=True
+        )
         child: Child | None = None
         try:
             print(f"opening {gates:,} pending gates…", flush=True)
             opened = time.monotonic()
             ids = open_gates(root, url, gates)
             open_s = time.monotonic() - opened
-            baseline_s = min(20.0, idle_s)
-            print(
-                f"  {gates / open_s:,.0f} gates/s; the service's own background queries ({baseline_s:.0f} s)…"
-            )
-            time.sleep(STATS_FLUSH_S)
-            scans0 = store_scans(url)
-            time.sleep(baseline_s)
-            time.sleep(STATS_FLUSH_S)
-            background = {
-                t: n / (baseline_s + STATS_FLUSH_S) for t, n in delta(store_scans(url), scans0).items()
-            }
+            print(f"  {gates / open_s:,.0f} gates/s", flush=True)
 
             print(f"starting the triggerer with {gates:,} GateTriggers on one event loop…", flush=True)
             child = start_child(root, service, ids)
             wait_until("all triggers waiting", lambda: child.ready_s is not None, 600, 0.2)
-            time.sleep(2.0)  # let the first (registration) cycle settle
 
-            print(f"idle window: {idle_s:.0f} s with nobody deciding…", flush=True)
-            stats0, cpu0, scans0 = dict(child.stats), child.cpu_s(), store_scans(url)
+            print(f"idle: {idle_cycles} whole poll cycles with nobody deciding…", flush=True)
+            next_cycle(child, 1)  # measure from a cycle boundary to a cycle boundary
+            stats0, cpu0, sql0 = dict(child.stats), child.cpu_s(), service.statements()
             serve_cpu0, t0 = cpu_of(service.process.pid), time.monotonic()
-            peak_rss = child.rss_mb()
-            while time.monotonic() - t0 < idle_s:
-                time.sleep(1.0)
-                peak_rss = max(peak_rss, child.rss_mb())
+            peak_rss = next_cycle(child, idle_cycles)
             window = time.monotonic() - t0
-            stats1, cpu1 = dict(child.stats), child.cpu_s()
+            stats1, cpu1, sql1 = dict(child.stats), child.cpu_s(), service.statements()
             serve_cpu1 = cpu_of(service.process.pid)
-            time.sleep(STATS_FLUSH_S)  # the window's queries reach pg_stat_user_tables
-            scans1 = store_scans(url)
-            cycles = max(1, stats1["cycles"] - stats0["cycles"])
+            cycles = stats1["cycles"] - stats0["cycles"]
             requests = stats1["polls"] - stats0["polls"]
-            net = {
-                t: max(0.0, n - background[t] * (window + STATS_FLUSH_S))
-                for t, n in delta(scans1, scans0).items()
-            }
-            queries = sum(net.values())
+            statements = {k: n - sql0.get(k, 0) for k, n in sql1.items() if n != sql0.get(k, 0)}
+            queries = sum(statements.values())
 
             print(f"resume: approving {decisions} random gates, one at a time…", flush=True)
             chosen = random.sample(ids, decisions)
@@ -327,7 +304,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         at_most(
             "store queries per cycle (idle, all gates)", queries / cycles, "queries", TARGET_QUERIES_PER_CYCLE
         ),
-        info("  of which on gh_decisions (no background there)", net["gh_decisions"] / cycles, "queries"),
         info("cycles in the idle window", cycles, "cycles"),
         at_most("triggerer CPU, idle", (cpu1 - cpu0) / window, "cores", TARGET_CORES),
         at_most("triggerer CPU, while gates are decided", resume_cpu, "cores", TARGET_CORES),
@@ -337,14 +313,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         at_most("decision → trigger event p99", percentile(latencies, 99), "s", TARGET_P99_S),
     ]
     print_figures(f"Airflow triggerer: {gates:,} GateTriggers sharing one waiter", figures)
+    per_cycle = ", ".join(f"{k} {n / cycles:.1f}" for k, n in sorted(statements.items()))
+    print(f"  store statements per idle cycle: {per_cycle or 'none'}")
     path = write_result(
         NAME,
         figures,
-        {"gates": gates, "decisions": decisions, "idle_s": idle_s, "poll_timeout_s": POLL_TIMEOUT_S},
+        {
+            "gates": gates,
+            "decisions": decisions,
+            "idle_cycles": idle_cycles,
+            "poll_timeout_s": POLL_TIMEOUT_S,
+        },
         {
             "open_gates_per_s": round(gates / open_s, 1),
             "wall_s": round(time.monotonic() - began, 1),
             "resume_latencies_s": [round(x, 4) for x in latencies],
+            "idle_statements_per_cycle": {k: round(n / cycles, 2) for k, n in sorted(statements.items())},
+            "idle_window_s": round(window, 1),
         },
     )
     print(f"\nwrote {path}")

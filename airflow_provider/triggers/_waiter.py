@@ -4,7 +4,7 @@ A triggerer runs all its triggers as coroutines on one event loop. Each GateTrig
 gate here instead of polling on its own; the waiter keeps one batched long-poll in flight
 (``POST /v1/gates/wait`` with every waiting id — the *main* poll, one per cycle) and resolves
 each trigger's future the moment the service reports its gate left PENDING. Ten thousand
-waiting gates therefore cost one request (and one store query) per cycle, like one gate.
+waiting gates therefore cost one request (and the same few store queries) per cycle, like one gate.
 
     trigger.run() ──register(gate)──► SharedGateWaiter ──await_many(all ids, 25 s)──► gate service
                  ◄──future resolved──         (one per event loop and connection)
