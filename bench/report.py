@@ -28,7 +28,6 @@ TITLES = {
     "lineage_capture": "Lineage: DataFrame metadata capture",
     "lineage_ingest_query": "Lineage: ingest and governance queries",
     "airflow_resume": "Airflow: decision → downstream task running",
-    "airflow_triggerer_scale": "Airflow: gates waiting in one triggerer",
     "airflow_triggerer_scale@10000": "Airflow: 10,000 gates waiting in one triggerer",
     "prefect_resume": "Prefect: decision → flow running again",
     "dagster_resume": "Dagster: decision → op continues; sensor tick",
