@@ -10,47 +10,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
-from pydantic import ValidationError
 
 from gate_core._audit import Checkpoint, export_csv, export_jsonl, load_public_key, verify_chain
-from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, AuthMethod, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
+from gate_core.cli_errors import clean_errors, fail
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"gatehouse: {message}", err=True)
-    sys.exit(code)
-
-
-def _clean_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Every known failure is one line on stderr and exit 1 — never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except GatehouseError as exc:
-            _fail(str(exc))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            _fail(f"invalid {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-        raise AssertionError("unreachable")
-
-    return wrapper
 
 
 def _gatekeeper() -> Gatekeeper:
@@ -60,10 +35,10 @@ def _gatekeeper() -> Gatekeeper:
 def _local_actor(gatekeeper: Gatekeeper) -> Actor:
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
     if not user:
-        _fail("cannot tell who you are: $USER is not set")
+        fail("cannot tell who you are: $USER is not set")
     principal = gatekeeper.directory.find(user)
     if principal is None:
-        _fail(f"{user!r} is not a principal in the directory (identified by operating-system user $USER)")
+        fail(f"{user!r} is not a principal in the directory (identified by operating-system user $USER)")
     assert principal is not None
     return Actor(principal_id=principal.id, via=AuthMethod.LOCAL_OS_USER, email=principal.email)
 
@@ -116,7 +91,7 @@ def main() -> None:
 @main.command()
 @click.option("--example", is_flag=True, help="Write the commented example policy and directory.")
 @click.option("--force", is_flag=True, help="Overwrite existing policy and directory files.")
-@_clean_errors
+@clean_errors
 def init(example: bool, force: bool) -> None:
     """Create $GATEHOUSE_HOME: database, signing key, policy and directory."""
     settings = Settings.from_env()
@@ -163,7 +138,7 @@ def _parse_datasets(
 @click.option(
     "--idempotency-key", default=None, help="Returns the existing gate for this key instead of a new one."
 )
-@_clean_errors
+@clean_errors
 def request(
     action: str,
     target: str,
@@ -201,7 +176,7 @@ def request(
 @click.option("--dataset", default=None, metavar="NS/NAME")
 @click.option("--limit", default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of gates.")
-@_clean_errors
+@clean_errors
 def list_gates(
     status: str | None, action: str | None, dataset: str | None, limit: int, as_json: bool
 ) -> None:
@@ -239,7 +214,7 @@ def list_gates(
 @main.command()
 @click.argument("gate_id")
 @click.option("--json", "as_json", is_flag=True)
-@_clean_errors
+@clean_errors
 def show(gate_id: str, as_json: bool) -> None:
     """Show one gate with its context and decisions."""
     gate = _gatekeeper().get(gate_id)
@@ -249,7 +224,7 @@ def show(gate_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("gate_id")
 @click.option("--comment", default="")
-@_clean_errors
+@clean_errors
 def approve(gate_id: str, comment: str) -> None:
     """Approve a gate as the current user."""
     gatekeeper = _gatekeeper()
@@ -263,7 +238,7 @@ def approve(gate_id: str, comment: str) -> None:
 @main.command()
 @click.argument("gate_id")
 @click.option("--reason", required=True)
-@_clean_errors
+@clean_errors
 def reject(gate_id: str, reason: str) -> None:
     """Reject a gate as the current user (final)."""
     gatekeeper = _gatekeeper()
@@ -273,7 +248,7 @@ def reject(gate_id: str, reason: str) -> None:
 @main.command()
 @click.argument("gate_id")
 @click.option("--reason", default="")
-@_clean_errors
+@clean_errors
 def cancel(gate_id: str, reason: str) -> None:
     """Withdraw your own pending gate."""
     gatekeeper = _gatekeeper()
@@ -294,7 +269,7 @@ def _witness_checkpoints(path: Path) -> list[Checkpoint]:
             try:
                 marks.append(Checkpoint.from_json(line))
             except (ValueError, KeyError) as exc:
-                _fail(f"{path}:{number}: unreadable checkpoint ({exc})")
+                fail(f"{path}:{number}: unreadable checkpoint ({exc})")
     return marks
 
 
@@ -305,7 +280,7 @@ def _witness_checkpoints(path: Path) -> list[Checkpoint]:
     help="Verify with this public key (default: $GATEHOUSE_HOME/audit-signing.pub).",
 )
 @click.option("--json", "as_json", is_flag=True)
-@_clean_errors
+@clean_errors
 def verify(public_key: Path | None, as_json: bool) -> None:
     """Recompute the hash chain and check every signed checkpoint. Exit 1 names the first bad entry."""
     settings = Settings.from_env()
@@ -337,7 +312,7 @@ def verify(public_key: Path | None, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
 @click.option("--since-seq", default=0, help="Only entries after this sequence number.")
-@_clean_errors
+@clean_errors
 def export(fmt: str, output: Path | None, since_seq: int) -> None:
     """Write every audit event with its SOC 2, ISO 27001:2022 and NIST 800-53 control ids."""
     gatekeeper = _gatekeeper()
@@ -352,12 +327,12 @@ def export(fmt: str, output: Path | None, since_seq: int) -> None:
 
 
 @audit.command(name="checkpoint")
-@_clean_errors
+@clean_errors
 def checkpoint_cmd() -> None:
     """Sign the current head of the log now."""
     mark = _gatekeeper().checkpoint()
     if mark is None:
-        _fail("no signing key in $GATEHOUSE_HOME; run `gatehouse init`")
+        fail("no signing key in $GATEHOUSE_HOME; run `gatehouse init`")
     assert mark is not None
     click.echo(f"checkpoint: {mark.size} entries, head {mark.head_hash}, key {mark.key_id}")
 
@@ -368,7 +343,7 @@ def checkpoint_cmd() -> None:
 @click.option(
     "--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"])
 )
-@_clean_errors
+@clean_errors
 def serve(host: str, port: int, log_level: str) -> None:
     """Run the gate service: REST API, Slack endpoint and web console."""
     import uvicorn
@@ -401,7 +376,7 @@ def token() -> None:
 @click.option("--scope", type=click.Choice([s.value for s in Scope]), default="request", show_default=True)
 @click.option("--description", default="")
 @click.option("--expires", "expires", default=None, help="Lifetime, e.g. 90d (default: no expiry).")
-@_clean_errors
+@clean_errors
 def token_create(principal: str, scope: str, description: str, expires: str | None) -> None:
     """Create a token. The token is printed once, as the last line of stdout."""
     from gate_core._durations import parse_duration
@@ -428,7 +403,7 @@ def token_create(principal: str, scope: str, description: str, expires: str | No
 
 
 @token.command(name="list")
-@_clean_errors
+@clean_errors
 def token_list() -> None:
     """List tokens (never their secrets)."""
     for t in _gatekeeper().store.list_tokens():
@@ -441,12 +416,12 @@ def token_list() -> None:
 
 @token.command(name="revoke")
 @click.argument("token_id")
-@_clean_errors
+@clean_errors
 def token_revoke(token_id: str) -> None:
     """Revoke a token at once."""
     gatekeeper = _gatekeeper()
     if not gatekeeper.revoke_token(token_id, actor=_local_actor(gatekeeper)):
-        _fail(f"no active token with id {token_id!r}")
+        fail(f"no active token with id {token_id!r}")
     click.echo(f"revoked {token_id}")
 
 

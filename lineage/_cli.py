@@ -9,25 +9,21 @@ operating-system user (``$USER``, a directory principal) and is audited in the g
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
 from typing import ParamSpec, TypeVar
 
 import click
-from pydantic import ValidationError
 
 from gate_core import (
     Actor,
     AuthMethod,
     DatasetRef,
-    GatehouseError,
     RunContext,
     Settings,
     SqlStore,
     open_gatekeeper,
 )
+from gate_core.cli_errors import clean_errors, fail
 from lineage._errors import LineageError
 from lineage._format import FORMATS, Format, render_graph, render_rows
 from lineage._models import ColumnInfo, Operation, parse_dataset
@@ -37,28 +33,6 @@ from lineage._time import parse_duration, parse_since
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"gatehouse: {message}", err=True)
-    sys.exit(code)
-
-
-def _clean_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Every known failure is one line on stderr and exit 1 — never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except GatehouseError as exc:
-            _fail(str(exc))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            _fail(f"invalid {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-        raise AssertionError("unreachable")
-
-    return wrapper
 
 
 def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -80,7 +54,7 @@ def _dataset(_ctx: click.Context, _param: click.Parameter, value: str) -> Datase
 def _settings() -> Settings:
     settings = Settings.from_env()
     if not os.environ.get("GATEHOUSE_DATABASE_URL") and not settings.home.exists():
-        _fail(f"{settings.home} does not exist; run `gatehouse init` (or set GATEHOUSE_DATABASE_URL)")
+        fail(f"{settings.home} does not exist; run `gatehouse init` (or set GATEHOUSE_DATABASE_URL)")
     return settings
 
 
@@ -108,7 +82,7 @@ def lineage() -> None:
 @_since_opt
 @_format
 @_limit
-@_clean_errors
+@clean_errors
 def accessed(dataset: DatasetRef, since: datetime | None, fmt: Format, limit: int) -> None:
     """Who accessed DATASET: by whom, in which run, how, under which approval (newest first)."""
     click.echo(render_rows(_store().accessed(dataset, since=since, limit=limit), fmt), nl=False)
@@ -119,7 +93,7 @@ def accessed(dataset: DatasetRef, since: datetime | None, fmt: Format, limit: in
 @click.option("--orchestrator", default=None, help="airflow, prefect, dagster, local… (default: any).")
 @_format
 @_limit
-@_clean_errors
+@clean_errors
 def run(run_id: str, orchestrator: str | None, fmt: Format, limit: int) -> None:
     """Everything one run touched, in order."""
     click.echo(render_rows(_store().run(run_id, orchestrator=orchestrator, limit=limit), fmt), nl=False)
@@ -129,7 +103,7 @@ def run(run_id: str, orchestrator: str | None, fmt: Format, limit: int) -> None:
 @click.argument("gate_id")
 @_format
 @_limit
-@_clean_errors
+@clean_errors
 def gate(gate_id: str, fmt: Format, limit: int) -> None:
     """Everything done under one gate's approval, in order."""
     click.echo(render_rows(_store().gate(gate_id, limit=limit), fmt), nl=False)
@@ -140,7 +114,7 @@ def gate(gate_id: str, fmt: Format, limit: int) -> None:
 @_since_opt
 @_format
 @_limit
-@_clean_errors
+@clean_errors
 def exports(tag: str, since: datetime | None, fmt: Format, limit: int) -> None:
     """Exports of datasets tagged TAG (newest first)."""
     click.echo(render_rows(_store().exports(tag, since=since, limit=limit), fmt), nl=False)
@@ -152,7 +126,7 @@ def exports(tag: str, since: datetime | None, fmt: Format, limit: int) -> None:
 @click.option("--downstream", "direction", flag_value="downstream", help="Only where DATASET went.")
 @click.option("--depth", type=click.IntRange(1, 10), default=3, show_default=True)
 @_format
-@_clean_errors
+@clean_errors
 def graph(dataset: DatasetRef, direction: str | None, depth: int, fmt: Format) -> None:
     """Datasets upstream and downstream of DATASET (both unless --upstream or --downstream)."""
     way: Direction = (
@@ -171,7 +145,7 @@ def graph(dataset: DatasetRef, direction: str | None, depth: int, fmt: Format) -
 @click.option("--run-id", default=None, help="Tie several calls into one run (edges need a shared run).")
 @click.option("--pipeline", default="cli")
 @click.option("--task", "task_id", default="")
-@_clean_errors
+@clean_errors
 def record(
     dataset: DatasetRef,
     operation: str,
@@ -218,12 +192,12 @@ def record(
     help="Delete events older than this (e.g. 400d). Default: $GATEHOUSE_LINEAGE_RETENTION.",
 )
 @click.option("--batch-size", type=click.IntRange(100, 100_000), default=5000, show_default=True)
-@_clean_errors
+@clean_errors
 def purge(older_than: str | None, batch_size: int) -> None:
     """Apply the retention setting: delete old access events in batches (audited first)."""
     retention = older_than or os.environ.get("GATEHOUSE_LINEAGE_RETENTION")
     if not retention:
-        _fail("no retention set: pass --older-than 400d or set GATEHOUSE_LINEAGE_RETENTION", code=2)
+        fail("no retention set: pass --older-than 400d or set GATEHOUSE_LINEAGE_RETENTION", code=2)
     assert retention is not None
     try:
         cutoff = datetime.now(UTC) - parse_duration(retention)
@@ -233,10 +207,10 @@ def purge(older_than: str | None, batch_size: int) -> None:
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
     principal = gatekeeper.directory.find(user) if user else None
     if principal is None:
-        _fail(f"{user!r} is not a principal in the directory (identified by operating-system user $USER)")
+        fail(f"{user!r} is not a principal in the directory (identified by operating-system user $USER)")
     assert principal is not None
     if not isinstance(gatekeeper.store, SqlStore):
-        _fail("lineage needs the SQL gate store")
+        fail("lineage needs the SQL gate store")
     assert isinstance(gatekeeper.store, SqlStore)
     store = LineageStore.for_gate_store(gatekeeper.store)
     actor = Actor(principal_id=principal.id, via=AuthMethod.LOCAL_OS_USER, email=principal.email)

@@ -1,9 +1,8 @@
 """The console page /console/lineage: the same four questions as the CLI and REST API, for people.
 
-The console is the gate service's Starlette sub-app; this page joins it (same session, sign-in,
-CSRF token, security headers and error pages) by adding one route to it and one template
-directory to its Jinja environment, and a "Lineage" link to its navigation. Read-only: no forms
-that change anything, so no CSRF check is needed.
+The page joins the gate service's console through its public ``Console.add_page`` (same session,
+sign-in, security headers and error pages, a "Lineage" link in the navigation). Read-only: no
+forms that change anything, so no CSRF check is needed.
 """
 
 from __future__ import annotations
@@ -13,14 +12,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI
-from jinja2 import BaseLoader, ChoiceLoader, PackageLoader
-from starlette.applications import Starlette
+from jinja2 import PackageLoader
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
 
-from gate_core.service._console import PREFIX, Console
+from gate_core.service import Console, console_of
 from lineage._errors import LineageInputError
 from lineage._queries import AccessRows, LineageGraph
 from lineage._store import LineageStore
@@ -34,17 +31,6 @@ QUESTIONS = (
     ("gate", "What did gate … approve"),
     ("graph", "Upstream / downstream of dataset…"),
 )
-
-
-def _console_of(app: FastAPI) -> tuple[Starlette, Console] | None:
-    """The console mounted at /console and the Console object serving it."""
-    for route in app.router.routes:
-        if isinstance(route, Mount) and route.path == PREFIX and isinstance(route.app, Starlette):
-            for inner in route.app.routes:
-                owner = getattr(getattr(inner, "endpoint", None), "__self__", None)
-                if isinstance(owner, Console):
-                    return route.app, owner
-    return None
 
 
 class LineagePage:
@@ -68,7 +54,7 @@ class LineagePage:
         return None, self.store.graph(subject, direction=direction, depth=depth)  # type: ignore[arg-type]
 
     async def render(self, request: Request) -> Response:
-        viewer = self.console._require_viewer(request)
+        viewer = self.console.require_viewer(request)
         params = request.query_params
         form = {
             "q": params.get("q", "exports"),
@@ -92,26 +78,15 @@ class LineagePage:
             return urlencode({"q": q, "subject": subject})
 
         context: dict[str, Any] = {"questions": QUESTIONS, "form": form, "rows": rows, "graph": graph}
-        return self.console._render(
+        return self.console.render(
             request, "lineage.html", viewer, status=status, nav="lineage", error=error, link=link, **context
         )
 
 
 def install_page(app: FastAPI) -> None:
-    found = _console_of(app)
-    if found is None:
-        log.warning("lineage console page not installed: no console mounted at %s", PREFIX)
+    console = console_of(app)
+    if console is None:
+        log.warning("lineage console page not installed: the service has no console")
         return
-    console_app, console = found
-    loaders: list[BaseLoader] = [PackageLoader("lineage", "templates")]
-    if console.env.loader is not None:
-        loaders.insert(0, console.env.loader)
-    console.env.loader = ChoiceLoader(loaders)
-    links = console.env.globals.get("nav_plugins")
-    console.env.globals["nav_plugins"] = [
-        *(links if isinstance(links, list) else []),
-        {"path": "/lineage", "label": "Lineage", "key": "lineage"},
-    ]
     page = LineagePage(console, app.state.gatehouse_lineage)
-    # First, so no catch-all of the console's can shadow it.
-    console_app.router.routes.insert(0, Route("/lineage", page.render, methods=["GET"]))
+    console.add_page("/lineage", "Lineage", page.render, PackageLoader("lineage", "templates"))

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, select, text, tuple_
 
+from gate_core.sql import UtcDateTime
 from lineage._models import AccessEvent, Operation
-from lineage._schema import UtcDateTime, edges, events
+from lineage._schema import edges, events
 
 RunKey = tuple[str, str, str]  # run_id, orchestrator, task_id
 _READ = Operation.READ.value

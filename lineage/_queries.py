@@ -21,9 +21,10 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Select, column, inspect, select, table, text
 
 from gate_core import DatasetRef
+from gate_core.sql import UtcDateTime
 from lineage._errors import LineageInputError
 from lineage._models import Operation, parse_dataset
-from lineage._schema import UtcDateTime, event_tags, events
+from lineage._schema import event_tags, events
 
 Direction = Literal["upstream", "downstream", "both"]
 MAX_DEPTH = 10

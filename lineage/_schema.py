@@ -18,14 +18,9 @@ PostgreSQL). Edges are a derived index and are upserted (last_seen_at moves forw
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
-    Dialect,
     Index,
     Integer,
     MetaData,
@@ -33,9 +28,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     text,
 )
+
+from gate_core.sql import UtcDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -43,27 +39,6 @@ NAMING = {
 }
 metadata = MetaData(naming_convention=NAMING)
 MAX_DATASET_BYTES = 1200  # two of these fit one PostgreSQL btree entry (edges' primary key)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on every backend (SQLite stores naive text; the zone is restored)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 events = Table(

@@ -80,7 +80,7 @@ class LineageStore:
     def migrate(self) -> None:
         with self.db.read():  # maps an unreachable database to StoreUnavailable
             pass
-        _migrate.upgrade(self.db.engine)
+        _migrate.MIGRATIONS.upgrade(self.db.engine)
 
     @property
     def engine(self) -> Engine:

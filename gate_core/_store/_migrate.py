@@ -1,57 +1,16 @@
-"""Bring a database to the newest schema. Safe to call from many processes at once.
-
-Alembic is imported only when a database actually needs upgrading: every CLI call and service
-start checks the version with one query against ``HEAD`` (a test keeps ``HEAD`` equal to the
-newest migration).
-"""
+"""The gate store's schema history (``migrations/``); ``MIGRATIONS.upgrade(engine)`` runs on every
+store open and costs one query when the database is already at ``HEAD``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from sqlalchemy import Connection, Engine, inspect, text
-
-if TYPE_CHECKING:
-    from alembic.config import Config
+from gate_core.sql import SchemaMigrations
 
 HEAD = "0002_api_tokens"
-VERSION_TABLE = "gh_alembic_version"
-_LOCK_ID = 0x6761746568  # pg_advisory_xact_lock key: "gateh"
+VERSION_TABLE = "gh_alembic_version"  # not Airflow's or Prefect's alembic_version, should they share a DB
 
-
-def script_head() -> str | None:
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(_config()).get_current_head()
-
-
-def _config() -> Config:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", "gate_core._store:migrations")
-    return config
-
-
-def current_revision(connection: Connection) -> str | None:
-    if not inspect(connection).has_table(VERSION_TABLE):
-        return None
-    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()  # noqa: S608 - constant
-
-
-def upgrade(engine: Engine) -> None:
-    """Upgrade to head unless already there. On PostgreSQL an advisory lock stops two replicas
-    starting together from migrating at once."""
-    with engine.connect() as connection:
-        if current_revision(connection) == HEAD:
-            return
-    from alembic import command
-
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
-            if current_revision(connection) == HEAD:
-                return
-        config = _config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+MIGRATIONS = SchemaMigrations(
+    script_location="gate_core._store:migrations",
+    version_table=VERSION_TABLE,
+    head=HEAD,
+    lock_id=0x6761746568,  # "gateh"
+)

@@ -137,7 +137,7 @@ class SqlStore:
         store = cls(engine)
         if migrate:
             try:
-                _migrate.upgrade(engine)
+                _migrate.MIGRATIONS.upgrade(engine)
             except OperationalError as exc:
                 raise _unavailable(exc) from exc
         return store

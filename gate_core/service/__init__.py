@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from gate_core.service._app import create_app
 from gate_core.service._config import ServiceConfig
+from gate_core.service._console import Console, Viewer, console_of
 from gate_core.service._notify import NotificationHub, Notifier
 from gate_core.service._webhook import verify_webhook_signature
 
-__all__ = ["NotificationHub", "Notifier", "ServiceConfig", "create_app", "verify_webhook_signature"]
+__all__ = [
+    "Console",
+    "NotificationHub",
+    "Notifier",
+    "ServiceConfig",
+    "Viewer",
+    "console_of",
+    "create_app",
+    "verify_webhook_signature",
+]

@@ -23,27 +23,20 @@ REST API keeps answering problem+json, and the session cookie never reaches /v1.
 
 from __future__ import annotations
 
-import base64
-import collections
-import contextlib
-import hashlib
 import hmac
-import itertools
 import json
 import re
 import secrets
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import httpx
 from fastapi import FastAPI
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, MutableHeaders
@@ -56,7 +49,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gate_core._audit import AuditEntry, Event, VerifyReport, redact_parameters
+from gate_core._audit import VerifyReport, redact_parameters
 from gate_core._errors import (
     AuthenticationFailed,
     DecisionRefused,
@@ -68,17 +61,17 @@ from gate_core._gatekeeper import principal_may_decide
 from gate_core._models import Actor, AuthMethod, Gate, GateStatus, Principal, PrincipalKind, Verdict
 from gate_core._ports import GateFilter
 from gate_core.service._auth import principal_from_claims
-from gate_core.service._config import OidcConfig
+from gate_core.service._console_audit import AUDIT_EVENTS, AuditPage, read_audit_page
+from gate_core.service._oidc_client import OidcClient, token_groups
 from gate_core.service._problems import status_for
 from gate_core.service._state import ServiceState
 
 PREFIX = "/console"
+Endpoint = Callable[[Request], Awaitable[Response]]
 SESSION_COOKIE = "gatehouse_console"
 SESSION_MAX_AGE_S = 8 * 60 * 60  # a working day; the cookie's signature carries its age
-PAGE_SIZE = 50
 MAX_TEXT = 4000  # the same limit the REST API puts on comments
 GATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-AUDIT_EVENTS = tuple(sorted(v for k, v in vars(Event).items() if k.isupper()))
 
 
 # ---------------------------------------------------------------- who is looking
@@ -125,20 +118,6 @@ def _text(form: FormData, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def pkce_challenge(verifier: str) -> str:
-    """RFC 7636 S256: BASE64URL(SHA256(verifier)) without padding."""
-    return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
-
-
-def token_groups(claims: Mapping[str, Any], config: OidcConfig) -> list[str]:
-    raw = claims.get(config.groups_claim) or []
-    return sorted({g for g in (raw if isinstance(raw, list) else [raw]) if isinstance(g, str)})
-
-
 def safe_url(url: str | None) -> str | None:
     """Only http(s) links are rendered as links: a run URL is caller-supplied, never ``javascript:``."""
     if url and urlsplit(url).scheme in ("http", "https"):
@@ -174,187 +153,6 @@ def expires_in(gate: Gate, now: datetime) -> str:
 def _base(scope: Scope) -> str:
     """The console's URL path, behind any root path the service is served under."""
     return str(scope.get("app_root_path", scope.get("root_path", ""))) + PREFIX
-
-
-# ---------------------------------------------------------------- audit rows
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    seq: int
-    at: datetime
-    event: str
-    actor: str
-    via: str
-    gate_id: str | None
-    hash: str
-    note: str
-    flagged: bool
-
-
-def _note(event: str, payload: Mapping[str, Any]) -> str:
-    """One line a reviewer needs from the payload; the full body is in the export."""
-    if event == Event.DECISION_REFUSED:
-        return str(payload.get("message", ""))
-    if event == Event.DECISION_RECORDED:
-        comment = payload.get("comment") or ""
-        return f"{payload.get('verdict')} ({payload.get('approvals')}/{payload.get('required')}) {comment}"
-    if payload.get("break_glass"):
-        return str(payload.get("warning", "BREAK-GLASS"))
-    if event in (Event.GATE_APPROVED, Event.GATE_REJECTED, Event.GATE_CANCELLED):
-        by = payload.get("by")
-        return f"by {', '.join(by) if isinstance(by, list) else by}"
-    if event == Event.POLICY_EVALUATED:
-        return f"{payload.get('outcome')} by rule {payload.get('rule')}"
-    if event in (Event.TOKEN_CREATED, Event.TOKEN_REVOKED):
-        return " ".join(str(payload[k]) for k in ("token_id", "principal", "scope") if k in payload)
-    if event == Event.GATE_REQUESTED:
-        request = payload.get("request") or {}
-        return f"{request.get('action')} {request.get('target') or ''}".strip()
-    return ""
-
-
-def audit_row(entry: AuditEntry) -> AuditRow:
-    body = entry.decoded()
-    actor = body.get("actor") or {}
-    payload = body.get("payload") or {}
-    return AuditRow(
-        seq=entry.seq,
-        at=entry.at,
-        event=entry.event,
-        actor=str(actor.get("principal_id", entry.actor)),
-        via=str(actor.get("via", "")),
-        gate_id=entry.gate_id,
-        hash=entry.hash,
-        note=_note(entry.event, payload),
-        flagged=entry.event == Event.DECISION_REFUSED or bool(payload.get("break_glass")),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    rows: list[AuditRow]
-    total: int
-    page: int
-
-    @property
-    def has_older(self) -> bool:
-        return (self.page + 1) * PAGE_SIZE < self.total
-
-
-@contextlib.contextmanager
-def _audit_entries(state: ServiceState, after_seq: int) -> Iterator[Iterator[AuditEntry]]:
-    entries = state.gatekeeper.store.audit_entries(after_seq=after_seq)
-    try:
-        yield entries
-    finally:
-        close = getattr(entries, "close", None)
-        if callable(close):
-            close()  # a store's generator holds its read connection until closed
-
-
-def read_audit_page(state: ServiceState, page: int, event: str, gate_id: str) -> AuditPage:
-    """Newest first. Unfiltered pages read only their window of sequence numbers; a filtered page
-    scans once and keeps only the newest matches it needs (memory bounded by the page depth)."""
-    if not event and not gate_id:
-        size, _ = state.gatekeeper.store.audit_head()
-        high = size - page * PAGE_SIZE
-        low = max(0, high - PAGE_SIZE)
-        with _audit_entries(state, low) as entries:
-            window = list(itertools.islice(entries, max(0, high - low)))
-        return AuditPage([audit_row(e) for e in reversed(window)], size, page)
-    newest: collections.deque[AuditEntry] = collections.deque(maxlen=(page + 1) * PAGE_SIZE)
-    total = 0
-    with _audit_entries(state, 0) as entries:
-        for entry in entries:
-            if (not event or entry.event == event) and (not gate_id or entry.gate_id == gate_id):
-                newest.append(entry)
-                total += 1
-    ordered = list(reversed(newest))[page * PAGE_SIZE :]
-    return AuditPage([audit_row(e) for e in ordered], total, page)
-
-
-# ---------------------------------------------------------------- OIDC client side
-
-
-@dataclass(frozen=True, slots=True)
-class OidcEndpoints:
-    authorization: str
-    token: str
-
-
-class OidcClient:
-    """The authorization-code flow with PKCE. The console is a public client: ``audience`` is its
-    client id (an id_token's ``aud`` is the client id), and PKCE replaces a client secret."""
-
-    DISCOVERY_TTL_S = 300.0
-
-    def __init__(self, config: OidcConfig) -> None:
-        self.config = config
-        self._lock = threading.Lock()
-        self._endpoints: OidcEndpoints | None = None
-        self._fetched_at = 0.0
-
-    def endpoints(self) -> OidcEndpoints:
-        """From ``{issuer}/.well-known/openid-configuration``, cached for a few minutes (blocking)."""
-        with self._lock:
-            if self._endpoints is None or time.monotonic() - self._fetched_at > self.DISCOVERY_TTL_S:
-                self._endpoints = self._discover()
-                self._fetched_at = time.monotonic()
-            return self._endpoints
-
-    def _discover(self) -> OidcEndpoints:
-        url = f"{self.config.issuer.rstrip('/')}/.well-known/openid-configuration"
-        try:
-            response = httpx.get(url, timeout=5)
-            response.raise_for_status()
-            document = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise AuthenticationFailed(f"cannot read the identity provider's configuration: {exc}") from exc
-        # OpenID Connect Discovery §4.3: the document must name the issuer we trust.
-        if str(document.get("issuer", "")).rstrip("/") != self.config.issuer.rstrip("/"):
-            raise AuthenticationFailed("the identity provider's configuration names another issuer")
-        try:
-            return OidcEndpoints(str(document["authorization_endpoint"]), str(document["token_endpoint"]))
-        except KeyError as exc:
-            raise AuthenticationFailed(f"the identity provider's configuration lacks {exc}") from exc
-
-    def authorization_url(self, redirect_uri: str, state: str, nonce: str, verifier: str) -> str:
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": self.config.audience,
-                "redirect_uri": redirect_uri,
-                "scope": "openid email profile",
-                "state": state,
-                "nonce": nonce,
-                "code_challenge": pkce_challenge(verifier),
-                "code_challenge_method": "S256",
-            }
-        )
-        endpoint = self.endpoints().authorization
-        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
-
-    def exchange(self, code: str, redirect_uri: str, verifier: str) -> str:
-        """Trade the code for an id_token (blocking). The token is verified by the caller."""
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "client_id": self.config.audience,
-            "code_verifier": verifier,
-        }
-        try:
-            response = httpx.post(self.endpoints().token, data=form, timeout=10)
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise AuthenticationFailed(f"the identity provider's token endpoint failed: {exc}") from exc
-        if response.status_code != 200 or not isinstance(body, dict) or "id_token" not in body:
-            error = body.get("error") if isinstance(body, dict) else None
-            raise AuthenticationFailed(
-                f"the identity provider refused the code exchange ({error or response.status_code})"
-            )
-        return str(body["id_token"])
 
 
 # ---------------------------------------------------------------- response hardening
@@ -405,11 +203,15 @@ class Console:
             lstrip_blocks=True,
         )
         self.env.filters.update(when=when, safe_url=safe_url, short=lambda h: (h or "")[:12])
-        self.env.globals.update(expires_in=expires_in, statuses=[s.value for s in GateStatus])
+        self.nav_pages: list[dict[str, str]] = []  # pages added by plugins (add_page)
+        self.env.globals.update(
+            expires_in=expires_in, statuses=[s.value for s in GateStatus], nav_plugins=self.nav_pages
+        )
+        self._app: Starlette | None = None
 
     def asgi_app(self) -> Starlette:
         secret = self.state.config.session_secret.get_secret_value()
-        return Starlette(
+        self._app = Starlette(
             routes=[
                 Route("/", self.gates_page, methods=["GET"]),
                 Route("/gates/{gate_id}", self.gate_page, methods=["GET"]),
@@ -442,6 +244,25 @@ class Console:
                 Exception: _unexpected,
             },
         )
+        return self._app
+
+    def add_page(self, path: str, label: str, endpoint: Endpoint, templates: BaseLoader) -> None:
+        """Join a page to the console (plugins do: ``gatehouse lineage``'s page is one): a GET route
+        at ``path`` under /console, a link labelled ``label`` in the navigation, and ``templates``
+        searched after the console's own, so a page template can extend ``base.html``.
+
+        The page shares the console's session, sign-in, security headers and error pages; its
+        endpoint calls ``require_viewer`` and ``render`` like the console's own pages. GET only: a
+        form that changes something must also carry the console's CSRF check, which is not offered
+        to pages added here.
+        """
+        if self._app is None:
+            raise RuntimeError("add pages after asgi_app() has built the console")
+        self.env.loader = ChoiceLoader([loader for loader in (self.env.loader, templates) if loader])
+        key = path.strip("/")
+        self.nav_pages.append({"path": path, "label": label, "key": key})
+        # First, so that no route of the console's own can shadow it.
+        self._app.router.routes.insert(0, Route(path, endpoint, methods=["GET"]))
 
     # ------------------------------------------------------------ identity
 
@@ -486,7 +307,7 @@ class Console:
         email, name = session.get("email"), str(session.get("name", ""))
         return Principal(id=pid, email=email, display_name=name, groups=groups)
 
-    def _require_viewer(self, request: Request) -> Viewer:
+    def require_viewer(self, request: Request) -> Viewer:
         viewer = self._viewer(request)
         if viewer is None:
             # Back to this page after signing in; a form's target cannot be re-sent, so its list instead.
@@ -540,7 +361,7 @@ class Console:
 
     # ------------------------------------------------------------ rendering
 
-    def _render(
+    def render(
         self,
         request: Request,
         template: str,
@@ -581,7 +402,7 @@ class Console:
 
     def _error_page(self, request: Request, status: int, title: str, message: str) -> HTMLResponse:
         viewer = self._quiet_viewer(request) if status != 401 else None
-        return self._render(request, "error.html", viewer, status=status, title=title, message=message)
+        return self.render(request, "error.html", viewer, status=status, title=title, message=message)
 
     async def _page_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
@@ -607,7 +428,7 @@ class Console:
     # ------------------------------------------------------------ gates
 
     async def gates_page(self, request: Request) -> Response:
-        viewer = self._require_viewer(request)
+        viewer = self.require_viewer(request)
         params = request.query_params
         status_text = params.get("status", GateStatus.PENDING.value)
         if status_text not in ("any", *(s.value for s in GateStatus)):
@@ -620,7 +441,7 @@ class Console:
             dataset=dataset or None,
         )
         gates = await run_in_threadpool(self.gatekeeper.list, query)
-        return self._render(
+        return self.render(
             request,
             "gates.html",
             viewer,
@@ -638,11 +459,11 @@ class Console:
         return gate_id
 
     async def gate_page(self, request: Request) -> Response:
-        viewer = self._require_viewer(request)
+        viewer = self.require_viewer(request)
         gate = await run_in_threadpool(self.gatekeeper.get, self._gate_id(request))
         now = self.gatekeeper.clock.now()
         why_not = principal_may_decide(gate, viewer.principal, now) if gate.status.is_open else None
-        return self._render(
+        return self.render(
             request,
             "gate.html",
             viewer,
@@ -656,7 +477,7 @@ class Console:
     async def decide(self, request: Request) -> Response:
         form = await request.form()
         self._check_form(request, form)
-        viewer = self._require_viewer(request)
+        viewer = self.require_viewer(request)
         gate_id = self._gate_id(request)
         verdict_text, comment = _text(form, "verdict"), _text(form, "comment").strip()
         if verdict_text not in (Verdict.APPROVE.value, Verdict.REJECT.value):
@@ -690,7 +511,7 @@ class Console:
     # ------------------------------------------------------------ audit
 
     async def audit_page(self, request: Request) -> Response:
-        viewer = self._require_viewer(request)
+        viewer = self.require_viewer(request)
         params = request.query_params
         event = params.get("event", "")
         if event and event not in AUDIT_EVENTS:
@@ -701,7 +522,7 @@ class Console:
         page_text = params.get("page", "0")
         page = int(page_text) if page_text.isdigit() and len(page_text) < 7 else 0
         report, listing = await run_in_threadpool(self._audit, page, event, gate_id)
-        return self._render(
+        return self.render(
             request,
             "audit.html",
             viewer,
@@ -725,7 +546,7 @@ class Console:
         humans = sorted(
             (p for p in self.gatekeeper.directory if p.kind is PrincipalKind.HUMAN), key=lambda p: p.id
         )
-        return self._render(
+        return self.render(
             request,
             "login.html",
             None,
@@ -837,8 +658,15 @@ def install(app: FastAPI, state: ServiceState) -> None:
     """Mount the console at /console and send / there. Reads ``app.state.local_signin``."""
     console = Console(state, local_signin=bool(getattr(app.state, "local_signin", False)))
     app.mount(PREFIX, console.asgi_app(), name="console")
+    app.state.gatehouse_console = console
     for path in ("/", PREFIX):
         app.add_api_route(path, _to_console, methods=["GET"], include_in_schema=False)
 
 
-__all__ = ["Console", "Viewer", "install"]
+def console_of(app: FastAPI) -> Console | None:
+    """The console mounted on a gate service app (``create_app``), or None when it has none."""
+    console = getattr(app.state, "gatehouse_console", None)
+    return console if isinstance(console, Console) else None
+
+
+__all__ = ["Console", "Viewer", "console_of", "install"]

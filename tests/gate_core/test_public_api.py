@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 
 import gate_core
 from gate_core import SqlStore
-from gate_core._store._migrate import HEAD, VERSION_TABLE, script_head
+from gate_core._store._migrate import HEAD, MIGRATIONS, VERSION_TABLE
 from gate_core._store._schema import metadata
 
 EXPECTED = {
@@ -109,7 +109,7 @@ def test_every_error_is_in_the_tree_and_documented() -> None:
 
 
 def test_head_constant_matches_the_newest_migration() -> None:
-    assert script_head() == HEAD
+    assert MIGRATIONS.script_head() == HEAD
 
 
 def test_migrations_create_exactly_the_declared_schema(store: SqlStore) -> None:
@@ -123,6 +123,6 @@ def _is_dialect_noise(diff: object) -> bool:
     return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == VERSION_TABLE
 
 
-@pytest.mark.parametrize("module", ["gate_core.testing", "gate_core.cli"])
+@pytest.mark.parametrize("module", ["gate_core.testing", "gate_core.cli", "gate_core.cli_errors", "gate_core.sql"])
 def test_public_modules_import(module: str) -> None:
     __import__(module)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from lineage._schema import UtcDateTime
+from gate_core.sql import UtcDateTime
 
 revision = "0001_lineage_events"
 down_revision = None

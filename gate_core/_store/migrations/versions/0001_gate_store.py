@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gate_core._store._schema import UtcDateTime
+from gate_core.sql import UtcDateTime
 
 revision = "0001_gate_store"
 down_revision = None

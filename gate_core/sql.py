@@ -1,0 +1,96 @@
+"""SQL building blocks for packages that keep their own tables in the gate store's database.
+
+lineage is one such package: its tables live beside the gate store's, versioned by their own
+Alembic history and version table, and its timestamps behave exactly like the store's.
+
+    UtcDateTime        a column type: aware UTC datetimes in, aware UTC datetimes out, on every backend
+    SchemaMigrations   one Alembic history: ``upgrade(engine)`` brings it to head, once, even when
+                       many processes start together
+
+Alembic is imported only when a database actually needs upgrading: the usual start-up costs one
+query against ``head`` (each package keeps a test that ``head`` equals its newest migration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, DateTime, Dialect, Engine, TypeDecorator, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["SchemaMigrations", "UtcDateTime"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive text; the zone is restored)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class SchemaMigrations:
+    """One Alembic history in a shared database.
+
+    ``lock_id`` keys a PostgreSQL advisory lock, so replicas starting together migrate once; each
+    history needs its own key (and its own ``version_table``).
+    """
+
+    script_location: str  # "package:folder" or "package.module:folder"
+    version_table: str
+    head: str
+    lock_id: int
+
+    def config(self) -> Config:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", self.script_location)
+        return config
+
+    def script_head(self) -> str | None:
+        """The newest revision in the scripts (for the test that keeps ``head`` honest)."""
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self.config()).get_current_head()
+
+    def current_revision(self, connection: Connection) -> str | None:
+        if not inspect(connection).has_table(self.version_table):
+            return None
+        query = text(f"SELECT version_num FROM {self.version_table}")  # noqa: S608 - our own constant
+        return connection.execute(query).scalar()
+
+    def upgrade(self, engine: Engine) -> None:
+        """Upgrade to head unless already there; on PostgreSQL under the advisory lock."""
+        with engine.connect() as connection:
+            if self.current_revision(connection) == self.head:
+                return
+        from alembic import command
+
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.lock_id})
+                if self.current_revision(connection) == self.head:
+                    return
+            config = self.config()
+            config.attributes["connection"] = connection
+            config.attributes["version_table"] = self.version_table
+            command.upgrade(config, "head")
