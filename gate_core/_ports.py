@@ -60,6 +60,14 @@ class GateFilter:
     ids: tuple[str, ...] = field(default=())
 
 
+@dataclass(frozen=True, slots=True)
+class GateState:
+    """What a waiter needs to know of a gate each cycle — not the whole Gate (see gate_states)."""
+
+    status: GateStatus
+    expires_at: datetime
+
+
 class NotificationRef(BaseModel):
     """Where a gate's request was posted, so the message can be updated with the outcome."""
 
@@ -92,6 +100,11 @@ class GateStore(Protocol):
     def get_gate(self, gate_id: str) -> Gate: ...
 
     def list_gates(self, query: GateFilter) -> list[Gate]: ...
+
+    def gate_states(self, ids: Sequence[str]) -> dict[str, GateState]:
+        """Status and expiry of each known gate among ``ids`` (unknown ids are left out): one narrow
+        read, so a waiter holding thousands of gates does not load them whole every cycle."""
+        ...
 
     def due_for_expiry(self, now: datetime, limit: int = 500) -> list[str]: ...
 

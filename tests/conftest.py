@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from gate_core import SqlStore
-from gate_core._store._migrate import upgrade
+from gate_core._store._migrate import MIGRATIONS
 
 POSTGRES_URL = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 START_HINT = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -54,7 +54,7 @@ def postgres_server(worker_id: str) -> Iterator[PostgresServer]:
     with server.admin() as conn:
         conn.execute(f'CREATE DATABASE "{template}"')
     engine = create_engine(server.url_for(template).replace("postgresql://", "postgresql+psycopg://"))
-    upgrade(engine)
+    MIGRATIONS.upgrade(engine)
     engine.dispose()
     yield server
     with server.admin() as conn:

@@ -45,7 +45,7 @@ from gate_core._models import (
     LastReview,
     canonical_json,
 )
-from gate_core._ports import GateFilter, Mutation, NotificationRef
+from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef
 from gate_core._store import _migrate
 from gate_core._store._schema import (
     api_tokens,
@@ -60,6 +60,7 @@ from gate_core._store._schema import (
 )
 from gate_core._tokens import ApiToken
 
+_IDS_PER_QUERY = 10_000
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 CHANGE_CHANNEL = "gatehouse_gate_changed"  # PostgreSQL NOTIFY channel: payload is the gate id
 READ_ONLY = "gatehouse_read_only"  # execution option: this connection only reads
@@ -337,6 +338,18 @@ class SqlStore:
             rows = conn.execute(stmt).all()
             by_gate = self._decisions_for(conn, [r.id for r in rows])
         return [_gate_from_row(r, by_gate.get(r.id, ())) for r in rows]
+
+    def gate_states(self, ids: Sequence[str]) -> dict[str, GateState]:
+        found: dict[str, GateState] = {}
+        columns = select(gates.c.id, gates.c.status, gates.c.expires_at)
+        with self._read() as conn:
+            # In chunks: SQLite caps bound parameters per statement (32,766), PostgreSQL at 65,535.
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), _IDS_PER_QUERY):
+                chunk = unique[start : start + _IDS_PER_QUERY]
+                for row in conn.execute(columns.where(gates.c.id.in_(chunk))):
+                    found[row.id] = GateState(GateStatus(row.status), row.expires_at)
+        return found
 
     def due_for_expiry(self, now: datetime, limit: int = 500) -> list[str]:
         stmt = (

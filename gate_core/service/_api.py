@@ -195,28 +195,29 @@ async def wait_many(body: WaitManyIn, caller: Caller, request: Request) -> WaitM
 
 
 async def _wait(state: ServiceState, ids: list[str], timeout: float) -> WaitManyOut:
+    """Each cycle reads only status and expiry of the ids (a triggerer may hold 10,000 of them);
+    whole gates are loaded only for those that left PENDING, to be returned."""
     deadline = time.monotonic() + timeout
     gatekeeper = state.gatekeeper
+    store = gatekeeper.store
     with state.bus.subscribe(ids) as subscription:  # subscribe first: no change slips between read and wait
         while True:
-            gates = await run_in_threadpool(
-                gatekeeper.store.list_gates, GateFilter(ids=tuple(ids), limit=len(ids))
-            )
+            states = await run_in_threadpool(store.gate_states, ids)
             now = gatekeeper.clock.now()
-            overdue = [g.id for g in gates if g.status.is_open and now >= g.expires_at]
+            overdue = [i for i, s in states.items() if s.status.is_open and now >= s.expires_at]
             if overdue:
                 for gate_id in overdue:
                     await run_in_threadpool(gatekeeper.get, gate_id)  # expires it, audited
-                gates = await run_in_threadpool(
-                    gatekeeper.store.list_gates, GateFilter(ids=tuple(ids), limit=len(ids))
-                )
-            changed = [g for g in gates if not g.status.is_open]
+                states = await run_in_threadpool(store.gate_states, ids)
+            closed = [i for i, s in states.items() if not s.status.is_open]
             remaining = deadline - time.monotonic()
-            if changed or remaining <= 0 or not gates:
-                return WaitManyOut(changed=changed, pending=[g.id for g in gates if g.status.is_open])
-            soonest_expiry = min((g.expires_at for g in gates), default=None)
-            if soonest_expiry is not None:
-                remaining = min(remaining, max(0.05, (soonest_expiry - now).total_seconds()))
+            if closed or remaining <= 0 or not states:
+                query = GateFilter(ids=tuple(closed), limit=len(closed))
+                changed = await run_in_threadpool(store.list_gates, query) if closed else []
+                pending = [i for i, s in states.items() if s.status.is_open]
+                return WaitManyOut(changed=changed, pending=pending)
+            soonest_expiry = min(s.expires_at for s in states.values())
+            remaining = min(remaining, max(0.05, (soonest_expiry - now).total_seconds()))
             subscription.rearm()
             await subscription.wait(remaining)
             await asyncio.sleep(0)

@@ -317,3 +317,18 @@ def test_a_principal_can_be_named_by_email(gatekeeper: Gatekeeper) -> None:
     with pytest.raises(SelfApprovalRefused):
         gatekeeper.approve(gate.id, actor=actor("alice"))
     assert gatekeeper.approve(gate.id, actor=actor("bob@example.com")).decided_by == ("bob",)
+
+
+def test_gate_states_reads_status_and_expiry_of_known_ids_only(gatekeeper: Gatekeeper) -> None:
+    """What the long-poll reads every cycle: narrow, unknown ids left out, duplicates harmless, and
+    more ids than one statement may bind (the store splits them)."""
+    approved = gatekeeper.open(pii_export(reason="a"), submitted_by=actor("alice"))
+    pending = gatekeeper.open(pii_export(reason="b"), submitted_by=actor("alice"))
+    gatekeeper.approve(approved.id, actor=actor("bob"))
+    many = [f"nosuchgate{i}" for i in range(25_000)]
+    states = gatekeeper.store.gate_states([*many, pending.id, approved.id, pending.id])
+    assert set(states) == {approved.id, pending.id}
+    assert states[approved.id].status is GateStatus.APPROVED
+    assert states[pending.id].status is GateStatus.PENDING
+    assert states[pending.id].expires_at == pending.expires_at
+    assert states[pending.id].expires_at.tzinfo is not None
