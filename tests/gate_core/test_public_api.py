@@ -123,8 +123,13 @@ def _is_dialect_noise(diff: object) -> bool:
     return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == VERSION_TABLE
 
 
-PUBLIC_MODULES = ("gate_core.testing", "gate_core.cli", "gate_core.cli_errors", "gate_core.sql")
-PUBLIC_MODULES += ("gate_core.service",)
+PUBLIC_MODULES = (
+    "gate_core.testing",
+    "gate_core.cli",
+    "gate_core.cli_errors",
+    "gate_core.sql",
+    "gate_core.service",
+)
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES)
