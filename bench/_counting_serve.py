@@ -21,11 +21,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from sqlalchemy import event
 
 from gate_core import Settings, SqlStore, open_gatekeeper
 from gate_core.service import ServiceConfig, create_app
+from gate_core.service._serve import serve_app
 
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
 
@@ -64,9 +64,7 @@ def main() -> None:
 
     threading.Thread(target=publish, daemon=True).start()
     app = create_app(gatekeeper, ServiceConfig.load(settings.home), local_signin=False)
-    uvicorn.run(
-        app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, timeout_keep_alive=65
-    )
+    serve_app(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

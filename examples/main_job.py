@@ -15,6 +15,7 @@ Everything lives in .gatehouse-dev/demo and starts clean on every run; Ctrl-C st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -29,7 +30,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-HOME = ROOT / ".gatehouse-dev" / "demo"
+HOME = Path(os.environ.get("GATEHOUSE_DEMO_HOME") or ROOT / ".gatehouse-dev" / "demo")  # wiped on each run
 BIN = Path(sys.executable).parent
 DATASET = "warehouse/customers"
 
@@ -73,12 +74,17 @@ class Pipeline:
         return "finished" if code == 0 else f"FAILED (exit {code}, see {self.log})"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """End the pipeline's whole process group. Its leader may be gone while the group lives
+        on (Airflow runs under `sh -c` and ignores SIGTERM), so the group always gets SIGKILL
+        after a grace period."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # Airflow ignores SIGTERM
-                os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def free_port(preferred: int) -> int:
@@ -281,8 +287,12 @@ def main() -> None:
         for run in runs:
             run.stop()
         if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=10)
+            os.killpg(server.pid, signal.SIGTERM)  # answers open long-polls, then exits
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)  # nothing to lose: every change is committed
+                server.wait(timeout=10)
 
 
 if __name__ == "__main__":

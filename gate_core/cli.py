@@ -346,9 +346,8 @@ def checkpoint_cmd() -> None:
 @clean_errors
 def serve(host: str, port: int, log_level: str) -> None:
     """Run the gate service: REST API, Slack endpoint and web console."""
-    import uvicorn
-
     from gate_core.service import ServiceConfig, create_app
+    from gate_core.service._serve import serve_app
 
     settings = Settings.from_env()
     gatekeeper = open_gatekeeper(settings)
@@ -359,11 +358,7 @@ def serve(host: str, port: int, log_level: str) -> None:
     click.echo(
         f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
     )
-    # Keep idle connections longer than clients do (httpx: 5 s), so a client never sends on a
-    # connection the server is closing at that very moment (a ReadError under steady load).
-    uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=65
-    )
+    serve_app(app, host=host, port=port, log_level=log_level)
 
 
 @main.group()

@@ -211,7 +211,7 @@ async def _wait(state: ServiceState, ids: list[str], timeout: float) -> WaitMany
                 states = await run_in_threadpool(store.gate_states, ids)
             closed = [i for i, s in states.items() if not s.status.is_open]
             remaining = deadline - time.monotonic()
-            if closed or remaining <= 0 or not states:
+            if closed or remaining <= 0 or not states or state.bus.draining:
                 query = GateFilter(ids=tuple(closed), limit=len(closed))
                 changed = await run_in_threadpool(store.list_gates, query) if closed else []
                 pending = [i for i, s in states.items() if s.status.is_open]

@@ -52,6 +52,20 @@ class ChangeBus:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[Subscription]] = {}
         self.published = 0
+        self.draining = False  # set once, at shutdown: long-polls answer now instead of parking
+
+    def drain(self) -> None:
+        """Wake every parked waiter and make new ones answer at once, so a shutting-down server
+        is not held open by long-polls. Not from a signal handler (it takes the lock the loop may
+        hold): schedule it on the loop (``gatehouse serve`` does)."""
+        self.draining = True
+        with self._lock:
+            waiting = {sub for subs in self._waiters.values() for sub in subs}
+        for subscription in waiting:
+            try:
+                subscription.wake_threadsafe("")
+            except RuntimeError:  # the waiter's loop has closed; nothing to wake
+                continue
 
     @contextmanager
     def subscribe(self, gate_ids: Iterable[str]) -> Iterator[Subscription]:
