@@ -190,6 +190,28 @@ def final(run_id: str) -> bool:
     return state is not None and state.is_final()
 
 
+def report_losses(
+    report: Report, what: str, live: Live, runs: dict[str, str], opened: dict[str, dict[str, Any]]
+) -> tuple[dict[str, list[dict[str, Any]]], FlowRun, FlowRun]:
+    """Report gates lost, decisions lost and duplicates for the "approve" and "reject" runs (bob
+    approved one, carol rejected the other while nothing was running); returns their gates and runs."""
+    after = {kind: gates_of(live, run_id) for kind, run_id in runs.items()}
+    approved_run, rejected_run = flow_run(runs["approve"]), flow_run(runs["reject"])
+    found = {g["id"] for gates in after.values() for g in gates}
+    kept = {
+        "approve": approved_run.state is not None
+        and approved_run.state.type is StateType.COMPLETED
+        and [verdicts(g) for g in after["approve"]] == [[("bob", "approve", "aggregates only")]],
+        "reject": rejected_run.state is not None
+        and rejected_run.state.type is StateType.FAILED
+        and [verdicts(g) for g in after["reject"]] == [[("carol", "reject", REASON)]],
+    }
+    report(f"{what}: gates lost", len({g["id"] for g in opened.values()} - found), "gates", "0")
+    report(f"{what}: decisions lost", sum(not ok for ok in kept.values()), "decisions", "0")
+    report(f"{what}: duplicate gates after restart", len(found) - len(runs), "gates", "0")
+    return after, approved_run, rejected_run
+
+
 def retry(deployed: Deployed, run_id: str) -> None:
     """What a Prefect user does with a crashed run: `prefect flow-run retry` (Scheduled, forced)."""
     done = subprocess.run(
@@ -270,21 +292,8 @@ def test_kill_9_of_a_paused_flow_run_keeps_its_gate_and_the_decision_made_while_
         deployed.log_text,
     )
 
-    after = {kind: gates_of(live, run_id) for kind, run_id in runs.items()}
-    approved_run, rejected_run = flow_run(runs["approve"]), flow_run(runs["reject"])
     # the figures first, so a failing run still reports what it lost
-    found = {g["id"] for gates in after.values() for g in gates}
-    kept = {
-        "approve": approved_run.state is not None
-        and approved_run.state.type is StateType.COMPLETED
-        and [verdicts(g) for g in after["approve"]] == [[("bob", "approve", "aggregates only")]],
-        "reject": rejected_run.state is not None
-        and rejected_run.state.type is StateType.FAILED
-        and [verdicts(g) for g in after["reject"]] == [[("carol", "reject", REASON)]],
-    }
-    report(f"{PREFIX}: gates lost", len({g["id"] for g in opened.values()} - found), "gates", "0")
-    report(f"{PREFIX}: decisions lost", sum(not ok for ok in kept.values()), "decisions", "0")
-    report(f"{PREFIX}: duplicate gates after restart", len(found) - len(runs), "gates", "0")
+    after, approved_run, rejected_run = report_losses(report, PREFIX, live, runs, opened)
     report(f"{PREFIX}: kill to Crashed (worker)", round(max(crash_s), 2), "s")
     report(
         f"{PREFIX}: retry to the step after the gate (approved while dead)",
@@ -369,21 +378,8 @@ def test_kill_9_of_the_resumer_while_runs_are_suspended_loses_no_decision(
             deployed.log_text,
         )
 
-        after = {kind: gates_of(live, run_id) for kind, run_id in runs.items()}
-        approved_run, rejected_run = flow_run(runs["approve"]), flow_run(runs["reject"])
-        found = {g["id"] for gates in after.values() for g in gates}
-        kept = {
-            "approve": approved_run.state is not None
-            and approved_run.state.type is StateType.COMPLETED
-            and [verdicts(g) for g in after["approve"]] == [[("bob", "approve", "aggregates only")]],
-            "reject": rejected_run.state is not None
-            and rejected_run.state.type is StateType.FAILED
-            and [verdicts(g) for g in after["reject"]] == [[("carol", "reject", REASON)]],
-        }
         what = f"{PREFIX} (suspended, resumer killed)"
-        report(f"{what}: gates lost", len({g["id"] for g in opened.values()} - found), "gates", "0")
-        report(f"{what}: decisions lost", sum(not ok for ok in kept.values()), "decisions", "0")
-        report(f"{what}: duplicate gates after restart", len(found) - len(runs), "gates", "0")
+        after, approved_run, rejected_run = report_losses(report, what, live, runs, opened)
         report(f"{what}: resumer restart to run resumed", round(seen["resumed"] - restarted_at, 2), "s")
         report(
             f"{what}: resumer restart to the step after the gate",
