@@ -6,6 +6,7 @@ Alembic history and version table, and its timestamps behave exactly like the st
     UtcDateTime        a column type: aware UTC datetimes in, aware UTC datetimes out, on every backend
     SchemaMigrations   one Alembic history: ``upgrade(engine)`` brings it to head, once, even when
                        many processes start together
+    run_alembic_env    the whole body of such a history's ``env.py``
 
 Alembic is imported only when a database actually needs upgrading: the usual start-up costs one
 query against ``head`` (each package keeps a test that ``head`` equals its newest migration).
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, DateTime, Dialect, Engine, TypeDecorator, inspect, text
+from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, inspect, text
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["SchemaMigrations", "UtcDateTime"]
+__all__ = ["SchemaMigrations", "UtcDateTime", "run_alembic_env"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -94,3 +95,21 @@ class SchemaMigrations:
             config.attributes["connection"] = connection
             config.attributes["version_table"] = self.version_table
             command.upgrade(config, "head")
+
+
+def run_alembic_env(metadata: MetaData, owner: str) -> None:
+    """Run a ``SchemaMigrations`` history's migrations: the body of its ``env.py``. Online only,
+    on the connection and version table ``upgrade`` passes; offline SQL is not supported."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError(f"run these migrations through {owner}")
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=context.config.attributes["version_table"],
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,21 +1,8 @@
-"""Alembic environment for the gate store. Run through ``gate_core._store._migrate.MIGRATIONS``
-(a ``gate_core.sql.SchemaMigrations``), which passes a live connection and the version table in
-``config.attributes``; offline SQL generation is not supported."""
+"""Alembic environment for the gate store, run by ``gate_core._store._migrate.MIGRATIONS``."""
 
 from __future__ import annotations
 
-from alembic import context
-
 from gate_core._store._schema import metadata
+from gate_core.sql import run_alembic_env
 
-connection = context.config.attributes.get("connection")
-if connection is None:
-    raise RuntimeError("run migrations through gate_core (gatehouse init / the store opens itself)")
-context.configure(
-    connection=connection,
-    target_metadata=metadata,
-    version_table=context.config.attributes["version_table"],
-    render_as_batch=connection.dialect.name == "sqlite",
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_alembic_env(metadata, owner="gate_core (gatehouse init; the store migrates when it opens)")
