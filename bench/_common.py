@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -127,6 +128,16 @@ def print_figures(title: str, figures: Sequence[Figure]) -> None:
 
 
 # ------------------------------------------------------------------ results
+
+
+def lineage_source_digest() -> str:
+    """Which lineage code was measured: the package changes, and a figure belongs to one version."""
+    import lineage  # only the lineage benchmarks pay for importing it
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(lineage.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def machine_info() -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import statistics
 import tempfile
 import time
@@ -33,7 +32,16 @@ import numpy as np
 import pandas as pd
 
 import lineage
-from bench._common import Figure, at_most, info, percentile, print_figures, warn_if_busy, write_result
+from bench._common import (
+    Figure,
+    at_most,
+    info,
+    lineage_source_digest,
+    percentile,
+    print_figures,
+    warn_if_busy,
+    write_result,
+)
 from gate_core import RunContext
 from lineage import AccessEvent, Catalog
 
@@ -214,14 +222,6 @@ def fingerprint_by_column(df: pd.DataFrame, extra: dict[str, Any]) -> list[Figur
         figures.append(info(f"{label}: column {column} ({dtype}) with the index", fp, "s"))
     extra["fingerprint_by_column"] = per_column
     return figures
-
-
-def lineage_source_digest() -> str:
-    """Which lineage code was measured: the package changes, and a figure belongs to one version."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(lineage.__file__).parent.rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------ main

@@ -35,7 +35,6 @@ the result says so (``notes``); every figure names the event count it was measur
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import queue
@@ -47,7 +46,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +60,7 @@ from bench._common import (
     cpu_seconds,
     info,
     libpq_url,
+    lineage_source_digest,
     percentile,
     postgres_base_url,
     print_figures,
@@ -1113,14 +1112,6 @@ def query_figures(
         ]
     figures.append(info(f"upstream graph, depth {GRAPH_DEPTH}: deepest hop reached", deepest, "hops"))
     return figures
-
-
-def lineage_source_digest() -> str:
-    """Which lineage code was measured: the package changes, and a figure belongs to one version."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(lineage.__file__).parent.rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------ main
