@@ -3,8 +3,9 @@
 run          RunContext(orchestrator="airflow", pipeline=dag_id, run_id, task_id, try_number, url)
 idempotency  airflow:{dag_id}:{run_id}:{task_id}:{map_index} — no try number, so a retried
              task finds its own gate instead of opening a second one
-requester    the ``requester=`` argument, else the DAG run's triggering user, else the task
-             owner; the pipeline's token (a service principal) submits on their behalf
+requester    the DAG run's triggering user as Airflow recorded it, else the ``requester=``
+             argument, else the task owner; the pipeline's token (a service principal) submits
+             on their behalf
 datasets     ``datasets=["warehouse/customers#pii"]`` plus the task's ``inlets``/``outlets``
              (Airflow Assets: ``s3://bucket/key`` → namespace ``s3://bucket``, name ``key``)
 """
@@ -19,6 +20,7 @@ from typing import Any
 from airflow.sdk import Asset
 
 from gate_core import DatasetRef, RunContext
+from gate_core.session import RequesterClaim
 
 log = logging.getLogger("airflow_provider")
 
@@ -109,15 +111,19 @@ def idempotency_key(context: Mapping[str, Any]) -> str:
     return f"{ORCHESTRATOR}:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}"
 
 
-def requester(explicit: str | None, context: Mapping[str, Any], owner: str | None) -> str:
-    """Who is asking: ``explicit``, else the person who triggered the run, else the task owner."""
-    if explicit and explicit.strip():
-        return explicit.strip()
-    dag_run = context.get("dag_run")
-    user = getattr(dag_run, "triggering_user_name", None)
+def requester_claims(
+    explicit: str | None, context: Mapping[str, Any], owner: str | None
+) -> tuple[RequesterClaim, ...]:
+    """Who the task acts for, strongest first (``gate_core.session.resolve_requester`` picks): the
+    DAG run's triggering user as Airflow recorded it, then ``requester=`` (templated: whoever
+    triggers the run controls it), then the task's first owner."""
+    claims = []
+    user = getattr(context.get("dag_run"), "triggering_user_name", None)
     if user and user not in NOT_A_PERSON:
-        return str(user)
+        claims.append(RequesterClaim(str(user), "Airflow triggering user", recorded_by_orchestrator=True))
+    if explicit and explicit.strip():
+        claims.append(RequesterClaim(explicit, "argument requester="))
     first_owner = (owner or "").split(",")[0].strip()
-    if not first_owner:
-        raise ValueError("gatehouse: no requester: set requester=, or the DAG's owner")
-    return first_owner
+    if first_owner:
+        claims.append(RequesterClaim(first_owner, "DAG owner"))
+    return tuple(claims)

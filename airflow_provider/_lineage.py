@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider._context import TaskDatasets
 from airflow_provider.hooks.gatehouse import Credentials
-from gate_core import DatasetRef, Gate, RunContext
+from gate_core import DatasetRef, Gate, GateRequest, RunContext
+from gate_core.session import GateSession
 
 if TYPE_CHECKING:
-    from lineage import HttpSink, Operation
+    from lineage import HttpSink
 
 APPROVAL_FACET = "gatehouse_approval"
-_OPERATIONS = frozenset({"read", "write", "export", "delete"})
 
 
 def classify(ref: DatasetRef) -> DatasetRef:
@@ -37,17 +37,13 @@ def classify(ref: DatasetRef) -> DatasetRef:
     return lineage.classify(ref).dataset
 
 
-def accesses(datasets: TaskDatasets, action: str) -> list[tuple[DatasetRef, Operation]]:
+def accesses(datasets: TaskDatasets, action: str) -> list[tuple[DatasetRef, str]]:
     """Each dataset with the operation the gated step performs on it."""
-    from lineage import Operation
+    import lineage
 
-    declared = Operation(action) if action in _OPERATIONS else Operation.READ
-    written = Operation(action) if action in ("export", "delete") else Operation.WRITE
-    return [
-        *((ref, declared) for ref in datasets.declared),
-        *((ref, Operation.READ) for ref in datasets.inputs),
-        *((ref, written) for ref in datasets.outputs),
-    ]
+    return lineage.step_accesses(
+        action, declared=datasets.declared, inputs=datasets.inputs, outputs=datasets.outputs
+    )
 
 
 _sinks: dict[Credentials, HttpSink] = {}
@@ -71,37 +67,19 @@ def scope(*, run: RunContext, actor: str, gate_id: str, credentials: Credentials
     and the gate, and go to the gate service with the pipeline's token."""
     import lineage
 
-    with lineage.context(run=run, actor=actor, gate_id=gate_id, sinks=[_sink(credentials)]):
+    with lineage.GateLineage(_sink(credentials)).scope(run=run, actor=actor, gate_id=gate_id):
         yield
 
 
 def record(
-    datasets: TaskDatasets,
-    action: str,
-    *,
-    run: RunContext,
-    actor: str,
-    gate_id: str,
-    credentials: Credentials,
+    datasets: TaskDatasets, action: str, request: GateRequest, gate: Gate, *, credentials: Credentials
 ) -> int:
-    """Record the step's dataset accesses under ``gate_id``; returns how many. Raises when the
+    """Record the step's dataset accesses under ``gate``; returns how many. Raises when the
     service cannot take them, so an approved step never runs unrecorded."""
     import lineage
 
-    pairs = accesses(datasets, action)
-    if pairs:
-        with scope(run=run, actor=actor, gate_id=gate_id, credentials=credentials):
-            for ref, operation in pairs:
-                lineage.record_access(ref, operation)
-    return len(pairs)
-
-
-def approval_facet(gate: Gate) -> Any:
-    """The OpenLineage run facet describing the approval (lineage's ``approval_facet``)."""
-    # Not (yet) exported by lineage's public API; the function is lineage's own, used as is.
-    from lineage._openlineage import approval_facet as facet
-
-    return facet(gate)
+    recorder = lineage.GateLineage(_sink(credentials))
+    return GateSession.record_lineage(recorder, request, gate.id, accesses(datasets, action))
 
 
 def operator_lineage(datasets: TaskDatasets, action: str, gate: Gate | None) -> Any:
@@ -112,9 +90,11 @@ def operator_lineage(datasets: TaskDatasets, action: str, gate: Gate | None) -> 
     inputs: list[InputDataset] = []
     outputs: list[OutputDataset] = []
     for ref, operation in accesses(datasets, action):
-        if operation.value == "read":
+        if operation == "read":
             inputs.append(InputDataset(namespace=ref.namespace, name=ref.name))
         else:
             outputs.append(OutputDataset(namespace=ref.namespace, name=ref.name))
+    from lineage import approval_facet
+
     run_facets = {APPROVAL_FACET: approval_facet(gate)} if gate is not None else {}
     return OperatorLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)

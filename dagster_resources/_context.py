@@ -12,11 +12,13 @@ logical run again finds the same gate too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
 from gate_core import RunContext
+from gate_core.session import RequesterClaim, StepRun
 
 StepContext = dg.OpExecutionContext | dg.AssetExecutionContext
 
@@ -25,9 +27,9 @@ GATE_ID_TAG = "gatehouse/gate_id"  # set by approval_sensor on the runs it launc
 RUN_KEY_TAG = "gatehouse/run_key"  # optional: names the logical run for idempotency keys
 DAGSTER_RUN_KEY_TAG = "dagster/run_key"  # set by Dagster on sensor/schedule runs with a run key
 REQUESTER_TAG = "gatehouse/requester"  # set by approval_sensor: the person the gate was requested for
-# Whom the run acts for: the UI and Dagster+ tag runs with the person who launched them; a run
-# launched by approval_sensor acts for the gate's requester.
-USER_TAGS = ("dagster/user", "user", REQUESTER_TAG)
+LAUNCHED_BY_TAG = "dagster/user"  # Dagster's own record of who launched the run (UI, Dagster+)
+# Names a run's launcher may put on it themselves: claims, never stronger than Dagster's record.
+NAMED_USER_TAGS = ("user", REQUESTER_TAG)
 
 
 def op_context(context: StepContext) -> dg.OpExecutionContext:
@@ -49,7 +51,8 @@ class StepIdentity:
     partition: str | None  # the partition key, or "start...end" for a partition range
     partition_key: str | None  # the single partition key, when the run has one
     retry_number: int  # 0 on the first attempt of this step in this run
-    launched_by: str | None  # the run's launching user tag, when Dagster set one
+    launched_by: str | None  # who launched the run, as Dagster recorded it (``dagster/user``)
+    named_user: str | None  # a ``user`` / ``gatehouse/requester`` tag on the run
     launching_gate: str | None  # the gate whose approval launched this run (approval_sensor)
 
     @classmethod
@@ -81,7 +84,8 @@ class StepIdentity:
             partition=partition,
             partition_key=partition_key,
             retry_number=ctx.retry_number,
-            launched_by=next((run.tags[t] for t in USER_TAGS if run.tags.get(t)), None),
+            launched_by=run.tags.get(LAUNCHED_BY_TAG) or None,
+            named_user=next((run.tags[t] for t in NAMED_USER_TAGS if run.tags.get(t)), None),
             launching_gate=run.tags.get(GATE_ID_TAG) or None,
         )
 
@@ -99,6 +103,22 @@ class StepIdentity:
         if key:
             parts.append(key)
         return ":".join(parts)
+
+    def requester_claims(self, explicit: str | None, configured: str | None) -> list[RequesterClaim]:
+        """Who the step acts for, strongest first: Dagster's record of the launching user, then
+        ``requester=``, a user tag on the run, the resource's configured ``requester``."""
+        candidates = [
+            (self.launched_by, f"Dagster run tag {LAUNCHED_BY_TAG}", True),
+            (explicit, "argument requester=", False),
+            (self.named_user, "run tag", False),
+            (configured, "resource requester", False),
+        ]
+        return [RequesterClaim(name, source, recorded) for name, source, recorded in candidates if name]
+
+    def step_run(
+        self, claims: Sequence[RequesterClaim], dagster_url: str | None, key: str | None = None
+    ) -> StepRun:
+        return StepRun(self.run_context(dagster_url), self.idempotency_key(key), tuple(claims))
 
     def run_context(self, dagster_url: str | None) -> RunContext:
         url = f"{dagster_url.rstrip('/')}/runs/{self.run_id}" if dagster_url else None

@@ -14,7 +14,8 @@ from typing import Any
 
 import dagster as dg
 
-from gate_core import Gate, GateStatus, Verdict
+from gate_core import Gate, GateNotApproved, GateStatus
+from gate_core.session import not_approved
 
 GATE_ID = "gatehouse/gate_id"
 STATUS = "gatehouse/status"
@@ -122,32 +123,6 @@ class ApprovalDecision:
         )
 
 
-def _who(names: tuple[str, ...]) -> str:
-    return " and ".join(names)
-
-
-def refusal(gate: Gate) -> str:
-    """Why a gate did not let its step run, in one line for the run log and the UI."""
-    if gate.status is GateStatus.REJECTED:
-        rejections = [d for d in gate.decisions if d.verdict is Verdict.REJECT]
-        if not rejections:
-            return f"gate {gate.id} was refused by policy rule {gate.rule!r}: {gate.explanation}"
-        reasons = "; ".join(d.comment for d in rejections if d.comment)
-        who = _who(tuple(d.principal_id for d in rejections))
-        return f"gate {gate.id} was rejected by {who}" + (f": {reasons}" if reasons else "")
-    if gate.status is GateStatus.EXPIRED:
-        groups = ", ".join(gate.approver_groups) or "the approvers"
-        return (
-            f"gate {gate.id} expired at {gate.expires_at.isoformat(timespec='seconds')} with "
-            f"{len(gate.approvals)} of {gate.required_approvals} approvals from {groups}; "
-            "the step did not run"
-        )
-    if gate.status is GateStatus.CANCELLED:
-        who = _who(gate.decided_by) or "its requester"
-        return f"gate {gate.id} was cancelled by {who}"
-    return f"gate {gate.id} is {gate.status.value}; the step must not run"
-
-
 def failure_metadata(gate: Gate, console_url: str) -> dict[str, dg.MetadataValue]:
     entries: dict[str, dg.MetadataValue] = {
         GATE_ID: dg.MetadataValue.text(gate.id),
@@ -186,9 +161,8 @@ def outcome_observation(gate: Gate, console_url: str) -> dict[str, dg.MetadataVa
     return {EVENT: dg.MetadataValue.text(event)} | failure_metadata(gate, console_url)
 
 
-def gate_failure(gate: Gate, console_url: str) -> dg.Failure:
+def gate_failure(gate: Gate, console_url: str, refused: GateNotApproved | None = None) -> dg.Failure:
     """The step's ``Failure`` for a gate that did not approve. No step retries: a decision is
     final (a re-execution of the run finds the same gate and fails the same way)."""
-    return dg.Failure(
-        description=refusal(gate), metadata=failure_metadata(gate, console_url), allow_retries=False
-    )
+    why = refused or not_approved(gate)
+    return dg.Failure(description=str(why), metadata=failure_metadata(gate, console_url), allow_retries=False)

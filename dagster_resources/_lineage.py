@@ -56,14 +56,6 @@ def classified(datasets: Iterable[str | DatasetRef]) -> tuple[DatasetRef, ...]:
     return tuple(lineage.classify(d).dataset for d in datasets)
 
 
-def operation_for(action: str) -> lineage.Operation:
-    """The access an approved action implies: export/write/delete as named, anything else a read."""
-    try:
-        return lineage.Operation(action.strip().lower())
-    except ValueError:
-        return lineage.Operation.READ
-
-
 class StepLineage:
     """Records access events for one step, as ``actor`` in ``run`` under ``gate_id``, to ``sink``."""
 

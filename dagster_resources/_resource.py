@@ -14,12 +14,14 @@ itself and refuses strings), which is why the example and the tests go without.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Required, TypeVar, Unpack
 
 import dagster as dg
-from pydantic import Field, JsonValue, PrivateAttr
+from pydantic import Field, PrivateAttr
 
 import lineage
 from dagster_resources._context import GATE_ID_TAG, StepContext, StepIdentity
@@ -29,22 +31,46 @@ from dagster_resources._decision import (
     gate_failure,
     request_observation,
 )
-from dagster_resources._lineage import StepLineage, classified, operation_for, table_metadata
-from dagster_resources._step import (
-    Deadline,
-    approved,
-    attach,
-    failure,
-    observed_key,
-    token_principal,
-    waiting,
+from dagster_resources._lineage import StepLineage, classified, table_metadata
+from dagster_resources._step import approved, attach, failure, observed_key, token_principal, waiting
+from gate_core import (
+    DatasetRef,
+    Gate,
+    GatehouseError,
+    GateNotApproved,
+    GateStatus,
+    HttpGateClient,
+    RequestRefused,
 )
-from gate_core import DatasetRef, Gate, GatehouseError, GateRequest, GateStatus, HttpGateClient
+from gate_core.session import (
+    GateArgs,
+    GateSession,
+    GateSpec,
+    OpenedGate,
+    RequesterClaim,
+    StepRun,
+    gate_args,
+    resolve_requester,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _T = TypeVar("_T")
+
+
+class GateOptions(GateArgs, total=False):
+    """``open_gate``'s options: the gate's own (target, datasets, reason, …) and these."""
+
+    action: Required[str]
+    requester: str | None
+    key: str | None
+
+
+class ApprovalOptions(GateOptions, total=False):
+    """``require_approval``'s options: ``open_gate``'s and the lineage operation."""
+
+    operation: str | None
 
 
 # Unparametrised like Dagster's own resources: the resource value is the resource itself, and
@@ -154,90 +180,66 @@ class ApprovalGateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     # ------------------------------------------------------------------ short waits
 
-    def require_approval(
-        self,
-        context: StepContext,
-        *,
-        action: str,
-        target: str = "",
-        datasets: Iterable[str | DatasetRef] = (),
-        reason: str = "",
-        environment: str = "",
-        parameters: Mapping[str, JsonValue] | None = None,
-        requester: str | None = None,
-        key: str | None = None,
-        operation: str | None = None,
-    ) -> ApprovalDecision:
+    def require_approval(self, context: StepContext, **options: Unpack[ApprovalOptions]) -> ApprovalDecision:
         """Open a gate for this step (or find the one an earlier attempt opened), wait for the
         decision, and return it once approved.
 
-        The approval is consumed (bound to exactly this action, target, environment, parameters
-        and datasets) and shown on the step: output metadata, which for an asset is its
-        materialization's. Raises ``dagster.Failure`` with the reason and the gate's metadata on
-        reject, expiry or cancellation, and when the service cannot be asked (fail closed).
-        ``key`` tells apart several gates in one step; ``operation`` is the lineage operation
-        for ``datasets`` (default: the action when it names one — export, write, delete — else
-        read).
+        Options: ``action`` (required), ``target``, ``datasets``, ``reason``, ``environment``,
+        ``parameters``, ``requester``, ``key`` (tells apart several gates in one step),
+        ``operation`` (the lineage operation for ``datasets``; default: the action when it names
+        one — export, write, delete — else read). The approval is consumed (bound to exactly this
+        action, target, environment, parameters and datasets) and shown on the step: output
+        metadata, which for an asset is its materialization's. Raises ``dagster.Failure`` with the
+        reason and the gate's metadata on reject, expiry or cancellation, and when the service
+        cannot be asked (fail closed).
         """
         step = StepIdentity.of(context)
-        refs = self._datasets(datasets)
-        client = self.shared_client()
+        session = self._session()
         try:
-            request = self._request(
-                client, step, action, target, refs, reason, environment, parameters, requester, key
-            )
-            gate = self._launching_gate(client, step, request, context) or client.open(request)
-            if gate.status is GateStatus.PENDING:
+            spec, run = self._ask(step, options)
+            opened = self._launching_gate(session, step, spec, run, context) or session.open(spec, run)
+            gate = opened.gate
+            if opened.pending:
                 context.log.info(waiting(gate, self.public_url))
-                gate = self._wait(client, gate)
-            if gate.status not in (GateStatus.APPROVED, GateStatus.CONSUMED):
-                raise gate_failure(gate, self.public_url)
-            gate = client.consume(gate.id, request.binding_hash(), try_number=step.retry_number + 1)
+                gate = session.wait(opened, deadline=self._deadline())
+            if gate.status is GateStatus.PENDING:
+                raise self._still_waiting(gate)
+            try:
+                gate = session.conclude(opened, gate)
+            except GateNotApproved as refused:
+                raise gate_failure(gate, self.public_url, refused) from refused
         except GatehouseError as exc:
             raise failure(exc) from exc
         decision = ApprovalDecision.from_gate(gate, self.public_url)
         attach(context, decision.metadata())
         context.log.info(approved(decision))
-        if self.record_lineage and gate.request.datasets:
-            events = self._lineage(step, gate.request.requester, gate.id)
-            self._record(lambda: events.datasets(gate.request.datasets, operation_for(operation or action)))
+        if self.record_lineage and opened.request.datasets:
+            accesses = lineage.step_accesses(
+                spec.action, declared=opened.request.datasets, operation=options.get("operation")
+            )
+            recorder = lineage.GateLineage(self.lineage_sink())
+            self._record(lambda: session.record_lineage(recorder, opened.request, gate.id, accesses))
         return decision
 
-    def _wait(self, client: HttpGateClient, gate: Gate) -> Gate:
-        """Long-poll until the gate leaves PENDING. The service answers the moment a decision
-        lands and ends a wait at the gate's expiry with the gate EXPIRED."""
-        clock = Deadline(self.wait_timeout_seconds)
-        while gate.status is GateStatus.PENDING:
-            remaining = clock.remaining()
-            if remaining is not None and remaining <= 0:
-                raise dg.Failure(
-                    description=(
-                        f"gate {gate.id} is still waiting for a decision after "
-                        f"{self.wait_timeout_seconds:g}s "
-                        f"(it stays open until {gate.expires_at.isoformat(timespec='seconds')}); "
-                        "re-execute the run to keep waiting on the same gate"
-                    ),
-                    metadata=failure_metadata(gate, self.public_url),
-                )
-            chunk = self.poll_seconds if remaining is None else min(self.poll_seconds, remaining)
-            gate = client.wait(gate.id, timeout=max(chunk, 0.0))
-        return gate
+    def _deadline(self) -> float | None:
+        seconds = self.wait_timeout_seconds
+        return None if seconds is None else time.monotonic() + seconds
+
+    def _still_waiting(self, gate: Gate) -> dg.Failure:
+        """The step's own wait ran out: it fails, and the gate stays open for a re-execution."""
+        return dg.Failure(
+            description=(
+                f"gate {gate.id} is still waiting for a decision after {self.wait_timeout_seconds:g}s "
+                f"(it stays open until {gate.expires_at.isoformat(timespec='seconds')}); "
+                "re-execute the run to keep waiting on the same gate"
+            ),
+            metadata=failure_metadata(gate, self.public_url),
+        )
 
     # ------------------------------------------------------------------ long waits
 
     def open_gate(
-        self,
-        context: StepContext,
-        *,
-        action: str,
-        target: str = "",
-        datasets: Iterable[str | DatasetRef] = (),
-        reason: str = "",
-        environment: str = "",
-        parameters: Mapping[str, JsonValue] | None = None,
-        requester: str | None = None,
-        key: str | None = None,
-        asset_key: dg.AssetKey | str | None = None,
+        self, context: StepContext, asset_key: dg.AssetKey | str | None = None, **options: Unpack[GateOptions]
     ) -> Gate:
         """Open a gate and return at once: the long-wait pattern.
 
@@ -247,13 +249,9 @@ class ApprovalGateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         this gate without waiting. Nothing holds a run worker while people decide."""
         step = StepIdentity.of(context)
         observed = observed_key(context, asset_key)
-        refs = self._datasets(datasets)
-        client = self.shared_client()
+        session = self._session()
         try:
-            request = self._request(
-                client, step, action, target, refs, reason, environment, parameters, requester, key
-            )
-            gate = client.open(request)
+            gate = session.open(*self._ask(step, options)).gate
         except GatehouseError as exc:
             raise failure(exc) from exc
         context.log_event(
@@ -323,38 +321,25 @@ class ApprovalGateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         except (GatehouseError, ValueError) as exc:
             raise dg.Failure(description=f"invalid datasets for a gate: {exc}", allow_retries=False) from exc
 
-    def _request(
-        self,
-        client: HttpGateClient,
-        step: StepIdentity,
-        action: str,
-        target: str,
-        datasets: tuple[DatasetRef, ...],
-        reason: str,
-        environment: str,
-        parameters: Mapping[str, JsonValue] | None,
-        requester: str | None,
-        key: str | None,
-    ) -> GateRequest:
-        who = requester or step.launched_by or self.requester or self._token_principal(client)
+    def _session(self) -> GateSession:
+        return GateSession(self.shared_client(), long_poll_s=self.poll_seconds)
+
+    def _ask(self, step: StepIdentity, options: GateOptions) -> tuple[GateSpec, StepRun]:
+        """What this step asks, and for whom (the token's own principal as the last resort)."""
         try:
-            return GateRequest(
-                action=action,
-                target=target,
-                datasets=datasets,
-                parameters=dict(parameters or {}),
-                environment=environment,
-                requester=who,
-                run=step.run_context(self.dagster_url),
-                idempotency_key=step.idempotency_key(key),
-                reason=reason,
-            )
-        except ValueError as exc:
+            spec = GateSpec.of(options["action"], **gate_args(options))
+        except (GatehouseError, ValueError) as exc:
             raise dg.Failure(description=f"invalid gate request: {exc}", allow_retries=False) from exc
+        spec = replace(spec, datasets=self._datasets(spec.datasets))
+        claims = step.requester_claims(options.get("requester"), self.requester)
+        if not claims:
+            principal = self._token_principal(self.shared_client())
+            claims.append(RequesterClaim(principal, "the pipeline token's principal"))
+        return spec, step.step_run(claims, self.dagster_url, options.get("key"))
 
     def _launching_gate(
-        self, client: HttpGateClient, step: StepIdentity, request: GateRequest, context: StepContext
-    ) -> Gate | None:
+        self, session: GateSession, step: StepIdentity, spec: GateSpec, run: StepRun, context: StepContext
+    ) -> OpenedGate | None:
         """The gate whose approval launched this run (approval_sensor), when it covers exactly
         this request; otherwise this step opens its own.
 
@@ -369,19 +354,21 @@ class ApprovalGateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 "that gate (its run key differs); opening this step's own gate"
             )
             return None
-        gate = client.get(step.launching_gate)
-        if gate.binding_hash == request.binding_hash():
-            return gate
-        context.log.warning(
-            f"gatehouse: this run was launched by gate {gate.id}, approved for another action, target, "
-            f"parameters or datasets; opening a gate for {request.action!r} on this step instead"
-        )
-        return None
+        request, requester = session.request(spec, run)
+        try:
+            return session.adopt(request, session.client.get(step.launching_gate), requester)
+        except RequestRefused:
+            context.log.warning(
+                f"gatehouse: this run was launched by gate {step.launching_gate}, approved for another "
+                f"action, target, parameters or datasets; opening a gate for {spec.action!r} on this step "
+                "instead"
+            )
+            return None
 
     def _actor(self, step: StepIdentity, requester: str | None) -> str:
-        who = requester or step.launched_by or self.requester
-        if who:
-            return who
+        claims = step.requester_claims(requester, self.requester)
+        if claims:
+            return resolve_requester(claims).principal
         try:
             return self._token_principal(self.shared_client())
         except GatehouseError as exc:

@@ -32,10 +32,10 @@ from dagster_resources._decision import (
     REQUESTED,
     ApprovalDecision,
     outcome_observation,
-    refusal,
 )
 from dagster_resources._resource import ApprovalGateResource
 from gate_core import Gate, GatehouseError, GateStatus, HttpGateClient
+from gate_core.session import not_approved
 
 RunConfigFn = Callable[[ApprovalDecision], Mapping[str, Any] | dg.RunConfig]
 WAIT_BATCH = 10_000  # ids per POST /v1/gates/wait (the service's limit)
@@ -235,7 +235,7 @@ def run_tags(decision: ApprovalDecision) -> dict[str, str]:
 def _why_not(gate: Gate) -> str:
     if gate.status is GateStatus.APPROVED:
         return f"the approval of gate {gate.id} expired at {gate.expires_at.isoformat(timespec='seconds')}"
-    return refusal(gate)
+    return str(not_approved(gate))
 
 
 def _text(value: Any) -> str:

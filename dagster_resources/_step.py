@@ -5,7 +5,6 @@ wait's time budget.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 import dagster as dg
@@ -34,16 +33,6 @@ def token_principal(client: HttpGateClient) -> str:
     if not response.is_success:
         raise ServiceUnavailable(f"GET /v1/me answered {response.status_code}")
     return str(response.json()["principal_id"])
-
-
-class Deadline:
-    """Seconds left of an optional time budget (None: no limit)."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self._end = None if seconds is None else time.monotonic() + seconds
-
-    def remaining(self) -> float | None:
-        return None if self._end is None else self._end - time.monotonic()
 
 
 def failure(exc: GatehouseError) -> dg.Failure:

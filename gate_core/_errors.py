@@ -17,9 +17,15 @@
     │   ├── NotAnApprover           not in the rule's approver or break-glass groups
     │   ├── DuplicateDecision       this person already decided this gate
     │   ├── AlreadyDecided          the gate left PENDING: "already approved by bob at …"
-    │   ├── GateExpired             the decision deadline passed; the step must not run
+    │   ├── GateExpired ─────────┐  the decision deadline passed (also a GateNotApproved)
     │   ├── NotTheRequester         cancel by someone who did not open the gate
     │   └── ApprovalNotUsable       consume refused: not approved, expired or a different payload
+    ├── GateNotApproved             a step's gate closed without an approval it may use: the step
+    │   │                           must not run (what every orchestrator adapter raises, or wraps
+    │   │                           in its framework's idiom); carries gate_id, status, decided_by, reason
+    │   ├── GateRejected            an approver, or a deny rule, rejected it
+    │   ├── GateExpired ◄────────┘  nobody approved it in time, or the step stopped waiting first
+    │   └── GateCancelled           withdrawn by its requester or its step
     ├── AuthenticationFailed        missing, malformed, forged, expired or revoked credentials
     ├── PermissionDenied            authenticated, but not allowed this operation (token scope)
     ├── StoreError
@@ -34,6 +40,7 @@ stable ``code`` for machines (the HTTP API maps it to a problem type and status)
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 
 class GatehouseError(Exception):
@@ -138,8 +145,56 @@ class AlreadyDecided(DecisionRefused):
         super().__init__(f"already {status.lower()} by {who}{when}")
 
 
-class GateExpired(DecisionRefused):
+class GateNotApproved(GatehouseError):
+    """A gate that will not let its step run. The fields say which gate and why; they default to
+    empty so an error rebuilt from an HTTP problem (message only) is still one of these."""
+
+    code = "gate_not_approved"
+    gate_id: str = ""
+    status: str = ""
+    reason: str = ""
+    decided_by: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        gate_id: str = "",
+        status: str = "",
+        reason: str = "",
+        decided_by: tuple[str, ...] = (),
+    ) -> None:
+        self.gate_id = gate_id
+        self.status = status
+        self.reason = reason
+        self.decided_by = tuple(decided_by)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Orchestrators pickle a failed step's exception (Prefect results, subprocess runs): keep
+        # every field, whatever the subclass.
+        fields = {"gate_id": self.gate_id, "status": self.status, "reason": self.reason}
+        return (_rebuild, (type(self), str(self), fields, self.decided_by))
+
+
+def _rebuild(
+    cls: type[GateNotApproved], message: str, fields: dict[str, str], decided_by: tuple[str, ...]
+) -> GateNotApproved:
+    return cls(message, decided_by=decided_by, **fields)
+
+
+class GateRejected(GateNotApproved):
+    code = "gate_rejected"
+
+
+class GateExpired(DecisionRefused, GateNotApproved):
+    """Both a refused decision (nobody may decide a gate past its deadline) and a step outcome."""
+
     code = "gate_expired"
+
+
+class GateCancelled(GateNotApproved):
+    code = "gate_cancelled"
 
 
 class NotTheRequester(DecisionRefused):

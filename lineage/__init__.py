@@ -28,6 +28,7 @@ from lineage._errors import (
     NoDestination,
     UnknownOperation,
 )
+from lineage._gated import GateLineage, approval_facet, operation_for, step_accesses
 from lineage._http import HttpSink
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._queries import AccessRow, AccessRows, GraphEdge, GraphNode, LineageGraph
@@ -45,6 +46,7 @@ __all__ = [
     "Classification",
     "ColumnInfo",
     "EmitFailed",
+    "GateLineage",
     "GraphEdge",
     "GraphNode",
     "HttpSink",
@@ -57,10 +59,13 @@ __all__ = [
     "NoDestination",
     "Operation",
     "UnknownOperation",
+    "approval_facet",
     "classify",
     "configure",
     "context",
+    "operation_for",
     "record_access",
     "reset",
+    "step_accesses",
     "track_dataframe",
 ]

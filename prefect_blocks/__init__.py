@@ -12,9 +12,9 @@ resumer that suspended runs need. The public API is exactly ``__all__``.
 
 from __future__ import annotations
 
+from gate_core import GateCancelled, GateExpired, GateNotApproved, GateRejected  # the core's family
 from prefect_blocks._block import ApprovalGate
 from prefect_blocks._decision import DecisionRecord, GateDecision
-from prefect_blocks._errors import GateCancelled, GateExpired, GateNotApproved, GateRejected
 from prefect_blocks._watch import watch_and_resume
 
 __all__ = [

@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.flow_runs import asuspend_flow_run, suspend_flow_run
 from prefect.logging import get_run_logger
-from pydantic import Field, HttpUrl, JsonValue, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 import lineage
-from gate_core import DatasetRef, Gate, GateRequest, GateStatus, HttpGateClient
-from prefect_blocks import _lineage
-from prefect_blocks._context import Step, current_step, idempotency_key, resolve_requester
+from gate_core import Gate, GateRequest, GateStatus, HttpGateClient
+from gate_core.session import GateArgs, GateSession, GateSpec, OpenedGate, gate_args
+from prefect_blocks._context import Step, current_step, requester_claims, step_run
 from prefect_blocks._decision import GateDecision, pause_key
-from prefect_blocks._errors import GateExpired
 from prefect_blocks._pause import PausedGate
 
 Mode = Literal["pause", "suspend"]
+
+
+class RequireOptions(GateArgs, total=False):
+    """``require()``'s options besides the gate's own (target, datasets, reason, …)."""
+
+    requester: str | None
+    key: str | None
+    mode: Mode | None
+    timeout_seconds: int | None
+    operation: str | None
+
 
 # The project's public home. Prefect shows both in its block catalog; change them together.
 HOME_URL = "https://gatehouse.example.com"
@@ -40,17 +50,28 @@ class _Opened:
     connections its verdict will need (made before the wait, so none is set up after it)."""
 
     step: Step
-    request: GateRequest
-    gate: Gate
+    opened: OpenedGate
     mode: Mode
     deadline: float  # time.monotonic() past which the step stops waiting
     timeout_s: int
     client: HttpGateClient
-    sink: lineage.LineageSink | None  # for the datasets named at the gate
+    sink: lineage.HttpSink | None  # for the datasets named at the gate
+
+    @property
+    def session(self) -> GateSession:
+        return GateSession(self.client)
+
+    @property
+    def gate(self) -> Gate:
+        return self.opened.gate
+
+    @property
+    def request(self) -> GateRequest:
+        return self.opened.request
 
     def close(self) -> None:
         self.client.close()
-        if isinstance(self.sink, lineage.HttpSink):
+        if self.sink is not None:
             self.sink.close()
 
 
@@ -139,35 +160,23 @@ class ApprovalGate(Block):
         """A client for the gate service holding this block's token. Close it when done."""
         return HttpGateClient(self.url, self.token.get_secret_value())
 
-    def require(
-        self,
-        action: str,
-        *,
-        target: str = "",
-        datasets: Sequence[str | DatasetRef] = (),
-        reason: str = "",
-        environment: str = "",
-        parameters: Mapping[str, JsonValue] | None = None,
-        requester: str | None = None,
-        key: str | None = None,
-        mode: Mode | None = None,
-        timeout_seconds: int | None = None,
-        operation: str | None = None,
-    ) -> GateDecision:
+    def require(self, action: str, **options: Unpack[RequireOptions]) -> GateDecision:
         """Open a gate for this step and wait for it; return the decision once approved.
 
-        ``datasets`` are ``NAMESPACE/NAME[#tag,tag]``; ``key`` identifies the gate across runs
-        (default: this flow run and step). Raises GateRejected, GateExpired or GateCancelled
-        when the gate closes without an approval, which fails the run. In ``suspend`` mode the
-        run is suspended here and this call returns in the run's re-run, after the approval.
-        Use ``await gate.arequire(...)`` in async flows and tasks."""
+        Options: ``target``, ``datasets`` (``NAMESPACE/NAME[#tag,tag]``), ``reason``,
+        ``environment``, ``parameters`` (what the approval is bound to), ``requester``, ``key``
+        (identifies the gate across runs; default: this flow run and step), ``mode``,
+        ``timeout_seconds``, ``operation`` (the lineage operation on ``datasets``). Raises
+        GateRejected, GateExpired or GateCancelled when the gate closes without an approval,
+        which fails the run. In ``suspend`` mode the run is suspended here and this call returns
+        in the run's re-run, after the approval. Use ``await gate.arequire(...)`` in async flows
+        and tasks."""
         if _in_async_run():
             raise TypeError(
                 "ApprovalGate.require() blocks; in an async flow or task use `await gate.arequire(...)`"
             )
-        opened = self._open(
-            action, target, datasets, reason, environment, parameters, requester, key, mode, timeout_seconds
-        )
+        opened = self._open(action, options)
+        operation = options.get("operation")
         try:
             if opened.gate.status is not GateStatus.PENDING:
                 return self._finish(opened, opened.gate, operation)
@@ -179,35 +188,10 @@ class ApprovalGate(Block):
         finally:
             opened.close()
 
-    async def arequire(
-        self,
-        action: str,
-        *,
-        target: str = "",
-        datasets: Sequence[str | DatasetRef] = (),
-        reason: str = "",
-        environment: str = "",
-        parameters: Mapping[str, JsonValue] | None = None,
-        requester: str | None = None,
-        key: str | None = None,
-        mode: Mode | None = None,
-        timeout_seconds: int | None = None,
-        operation: str | None = None,
-    ) -> GateDecision:
+    async def arequire(self, action: str, **options: Unpack[RequireOptions]) -> GateDecision:
         """``require()`` for async flows and tasks: waits without blocking the event loop."""
-        opened = await asyncio.to_thread(
-            self._open,
-            action,
-            target,
-            datasets,
-            reason,
-            environment,
-            parameters,
-            requester,
-            key,
-            mode,
-            timeout_seconds,
-        )
+        opened = await asyncio.to_thread(self._open, action, options)
+        operation = options.get("operation")
         try:
             if opened.gate.status is not GateStatus.PENDING:
                 return await asyncio.to_thread(self._finish, opened, opened.gate, operation)
@@ -234,64 +218,46 @@ class ApprovalGate(Block):
     def lineage_scope(self, decision: GateDecision) -> Iterator[None]:
         """Inside: ``lineage.track_dataframe`` / ``record_access`` calls are recorded for the
         current flow run, as the requester, under ``decision``'s gate, via the gate service."""
-        sink = _lineage.service_sink(self.url, self.token.get_secret_value())
+        sink = self._lineage_sink()
         try:
-            with _lineage.lineage_scope(
-                sink=sink,
-                run=current_step().run_context(),
-                actor=decision.requester,
-                gate_id=decision.gate_id,
-            ):
+            scope = lineage.GateLineage(sink).scope(
+                run=current_step().run_context(), actor=decision.requester, gate_id=decision.gate_id
+            )
+            with scope:
                 yield
         finally:
             sink.close()
 
+    def _lineage_sink(self) -> lineage.HttpSink:
+        """Where a gated step's lineage goes: the gate service, with the block's token."""
+        return lineage.HttpSink(self.url, self.token.get_secret_value())
+
     # ------------------------------------------------------------------ the steps of require()
 
-    def _open(
-        self,
-        action: str,
-        target: str,
-        datasets: Sequence[str | DatasetRef],
-        reason: str,
-        environment: str,
-        parameters: Mapping[str, JsonValue] | None,
-        requester: str | None,
-        key: str | None,
-        mode: Mode | None,
-        timeout_seconds: int | None,
-    ) -> _Opened:
+    def _open(self, action: str, options: RequireOptions) -> _Opened:
         step = current_step()
-        person, source = resolve_requester(step, requester, self.requester_parameter, self.default_requester)
-        request = GateRequest(
-            action=action,
-            target=target,
-            datasets=tuple(d if isinstance(d, DatasetRef) else DatasetRef.parse(d) for d in datasets),
-            parameters=dict(parameters or {}),
-            environment=environment,
-            requester=person,
-            run=step.run_context(),
-            idempotency_key=idempotency_key(step, action, target, key),
-            reason=reason,
+        claims = requester_claims(
+            step, options.get("requester"), self.requester_parameter, self.default_requester
         )
+        spec = GateSpec.of(action, **gate_args(options))
         client = self.get_client()
         try:
-            gate = client.open(request)
+            run = step_run(step, claims, action, spec.target, options.get("key"))
+            opened = GateSession(client).open(spec, run)
         except BaseException:
             client.close()
             raise
-        sink = None
-        if self.record_lineage and request.datasets:
-            sink = _lineage.service_sink(self.url, self.token.get_secret_value())
-        timeout_s = timeout_seconds or self.timeout_seconds
+        gate, request = opened.gate, opened.request
+        sink = self._lineage_sink() if self.record_lineage and request.datasets else None
+        timeout_s = options.get("timeout_seconds") or self.timeout_seconds
         to_expiry = (gate.expires_at - datetime.now(UTC)).total_seconds() + EXPIRY_SLACK_S
-        chosen: Mode = mode or self.mode
+        chosen: Mode = options.get("mode") or self.mode
         get_run_logger().info(
             "Gatehouse gate %s (%s) for %s [requester from %s]: %s; rule %s; %s",
             gate.id,
             gate.status.value,
-            person,
-            source,
+            request.requester,
+            opened.requester.source,
             _describe(request),
             gate.rule,
             f"waiting for {gate.approvals_missing()} approval(s) ({chosen} mode)"
@@ -299,7 +265,7 @@ class ApprovalGate(Block):
             else "no wait needed",
         )
         deadline = time.monotonic() + min(timeout_s, to_expiry)
-        return _Opened(step, request, gate, chosen, deadline, timeout_s, client, sink)
+        return _Opened(step, opened, chosen, deadline, timeout_s, client, sink)
 
     def _paused(self, opened: _Opened) -> PausedGate:
         return PausedGate(
@@ -353,21 +319,15 @@ class ApprovalGate(Block):
         return decision
 
     def _finish(self, opened: _Opened, gate: Gate, operation: str | None) -> GateDecision:
-        """The step may run: the approval is consumed (refused if it no longer applies) and the
-        gate's datasets recorded. Otherwise raise what fails the step."""
+        """The step may run: the approval is consumed for the step's own request (refused if it no
+        longer applies) and the gate's datasets recorded. Otherwise raise what fails the step."""
+        gate = opened.session.conclude(opened.opened, gate, waited_s=opened.timeout_s)
         decision = GateDecision.from_gate(gate, self.url)
-        if gate.status is GateStatus.PENDING:
-            self._give_up(opened)
-        if not decision.approved:
-            raise decision.error()
-        opened.client.consume(gate.id, gate.binding_hash, opened.step.try_number)
         if opened.sink is not None:
-            with _lineage.lineage_scope(
-                sink=opened.sink, run=opened.step.run_context(), actor=decision.requester, gate_id=gate.id
-            ):
-                _lineage.record_declared(
-                    opened.request.datasets, _lineage.operation_for(opened.request.action, operation)
-                )
+            accesses = lineage.step_accesses(
+                opened.request.action, declared=opened.request.datasets, operation=operation
+            )
+            opened.session.record_lineage(lineage.GateLineage(opened.sink), opened.request, gate.id, accesses)
         get_run_logger().info(
             "Gatehouse gate %s approved by %s%s",
             gate.id,
@@ -375,23 +335,6 @@ class ApprovalGate(Block):
             f": {decision.comment}" if decision.comment else "",
         )
         return decision
-
-    def _give_up(self, opened: _Opened) -> None:
-        """The step's own timeout ran out before anyone decided: withdraw the gate, so nobody
-        approves a step that no longer waits, and fail the step."""
-        try:
-            opened.client.cancel(
-                opened.gate.id, reason=f"the flow run stopped waiting after {opened.timeout_s}s"
-            )
-        except Exception as exc:  # already decided or expired meanwhile: the error below still holds
-            get_run_logger().warning("could not cancel gate %s: %s", opened.gate.id, exc)
-        raise GateExpired(
-            f"gate {opened.gate.id} was not decided within {opened.timeout_s}s; the step gave up and "
-            "withdrew it",
-            gate_id=opened.gate.id,
-            status=GateStatus.PENDING.value,
-            reason="timeout",
-        )
 
 
 def _in_async_run() -> bool:

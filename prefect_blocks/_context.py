@@ -1,7 +1,7 @@
 """What a gate needs to know about the Prefect run asking: where, who, and under which key.
 
 current_step()        the flow run (and task run, if inside one) from Prefect's run context
-resolve_requester()   the person the gate is opened for, and where that name came from
+requester_claims()    who the run acts for, each name with its source (the core picks)
 idempotency_key()     stable across task retries, flow retries and a suspended run's re-run
 """
 
@@ -17,6 +17,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.utilities.urls import url_for
 
 from gate_core import RunContext
+from gate_core.session import RequesterClaim, StepRun
 
 ORCHESTRATOR = "prefect"
 _MAX_KEY = 500  # GateRequest.idempotency_key's limit
@@ -86,33 +87,31 @@ def _deployment_name(flow_run: FlowRun) -> str | None:
         return client.read_deployment(flow_run.deployment_id).name
 
 
-def resolve_requester(
+def requester_claims(
     step: Step, explicit: str | None, parameter: str, default: str | None
-) -> tuple[str, str]:
-    """The person asking, and how we know: ``(principal, source)``.
-
-    1. the user who created the flow run, when Prefect recorded one (Prefect Cloud: ``created_by``
-       of type USER) — it wins over anything the flow's own code says, so a person who triggers
-       a run cannot name someone else as the requester and then approve it themselves;
-    2. ``requester=`` passed to ``require()``;
-    3. the flow run's parameter named ``parameter`` (``requester`` by default);
-    4. the block's ``default_requester``.
-    """
+) -> tuple[RequesterClaim, ...]:
+    """Who the run acts for, strongest first (``gate_core.session.resolve_requester`` picks):
+    the user who created the flow run when Prefect recorded one (Prefect Cloud: ``created_by`` of
+    type USER), then ``requester=``, the flow-run parameter named ``parameter``, the block's
+    ``default_requester``."""
+    claims = []
     created_by = step.flow_run.created_by
     if created_by is not None and (created_by.type or "").upper() == "USER" and created_by.display_value:
-        return created_by.display_value, "prefect-user"
+        claims.append(RequesterClaim(created_by.display_value, "prefect-user", recorded_by_orchestrator=True))
     if explicit:
-        return explicit, "argument"
+        claims.append(RequesterClaim(explicit, "argument"))
     value = (step.flow_run.parameters or {}).get(parameter)
     if isinstance(value, str) and value:
-        return value, f"flow-run parameter {parameter!r}"
+        claims.append(RequesterClaim(value, f"flow-run parameter {parameter!r}"))
     if default:
-        return default, "block default_requester"
-    raise ValueError(
-        "no requester for the gate: Prefect recorded no user for this flow run; pass "
-        f"require(requester=...), give the flow a {parameter!r} parameter, or set the block's "
-        "default_requester"
-    )
+        claims.append(RequesterClaim(default, "block default_requester"))
+    return tuple(claims)
+
+
+def step_run(
+    step: Step, claims: tuple[RequesterClaim, ...], action: str, target: str, key: str | None
+) -> StepRun:
+    return StepRun(step.run_context(), idempotency_key(step, action, target, key), claims)
 
 
 def idempotency_key(step: Step, action: str, target: str, key: str | None) -> str:

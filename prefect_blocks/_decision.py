@@ -17,7 +17,6 @@ from prefect.input import Keyset, RunInput, keyset_from_base_key
 from pydantic import BaseModel, ConfigDict, Field
 
 from gate_core import Gate, GateStatus, Verdict
-from prefect_blocks._errors import GateNotApproved, error_for
 
 PAUSE_KEY_PREFIX = "gatehouse-"
 
@@ -85,17 +84,6 @@ class GateDecision(RunInput):
             requester=gate.request.requester,
             rule=gate.rule,
             service_url=service_url,
-        )
-
-    def error(self) -> GateNotApproved:
-        """What fails the step when this decision is not an approval."""
-        rejected = tuple(d.principal_id for d in self.decisions if d.verdict == Verdict.REJECT.value)
-        return error_for(
-            self.gate_id,
-            self.status,
-            comment=self.comment,
-            rejected_by=rejected,
-            approvers=tuple(self.approvers),
         )
 
     def run_input(self) -> dict[str, Any]:

@@ -33,9 +33,8 @@ from prefect.exceptions import Abort, Pause
 from prefect.states import Paused
 from prefect.utilities.engine import propose_state_sync
 
-from gate_core import Gate, GateClient, GateStatus, ServiceUnavailable
+from gate_core import Gate, GateCancelled, GateClient, GateStatus, ServiceUnavailable
 from prefect_blocks._decision import GateDecision, input_keyset, pause_key
-from prefect_blocks._errors import GateCancelled
 from prefect_blocks._resume import resume_with_decision
 
 log = logging.getLogger("gatehouse.prefect")

@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, Fl
 from prefect.client.schemas.objects import FlowRun, StateType
 
 from gate_core import Gate, GateClient, ServiceUnavailable
+from gate_core.session import not_approved
 from prefect_blocks._decision import GateDecision
 from prefect_blocks._resume import fail_with_decision, is_suspended, resume_with_decision, waiting_on
 
@@ -110,7 +111,7 @@ def _settle(prefect: SyncPrefectClient, listed: FlowRun, gate: Gate, service_url
         decision = GateDecision.from_gate(gate, service_url)
         if decision.approved or not is_suspended(run):
             return int(resume_with_decision(prefect, run.id, decision))
-        fail_with_decision(prefect, run, decision, str(decision.error()))
+        fail_with_decision(prefect, run, decision, str(not_approved(gate)))
         return 1
     except Exception:  # one bad run must not stop the watcher for every other one
         log.exception("could not settle flow run %s on gate %s", listed.id, gate.id)

@@ -16,32 +16,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
-from pydantic import ValidationError
 
 from airflow_provider import _context, _lineage
 from airflow_provider._decision import decision_of
-from airflow_provider.exceptions import GateNotPassed, GateRejected, GateUnavailable
+from airflow_provider.exceptions import GateUnavailable, OnReject, stop
 from airflow_provider.hooks.gatehouse import DEFAULT_CONN_ID, GatehouseHook
 from airflow_provider.triggers.events import GateEvent, GateOutcome, MalformedEvent
 from airflow_provider.triggers.gate import DEFAULT_POLL_TIMEOUT, GateTrigger
-from gate_core import (
-    ApprovalNotUsable,
-    DatasetRef,
-    Gate,
-    GatehouseError,
-    GateRequest,
-    GateStatus,
-    ServiceUnavailable,
-)
+from gate_core import DatasetRef, Gate, GatehouseError, GateRequest, GateStatus
+from gate_core.session import GateSession, GateSpec, RequesterClaim, StepRun
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-OnReject = Literal["fail", "skip"]
 GATE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "target",
     "datasets",
@@ -127,41 +117,52 @@ class BaseGateOperator(BaseOperator):
             declared=tuple(map(_lineage.classify, found.declared)),
         )
 
+    def step_run(self, context: Context) -> StepRun:
+        """Where this task runs and who it acts for, from its Airflow context."""
+        claims = _context.requester_claims(self.requester, context, self.owner)
+        return StepRun(_context.run_context(context), _context.idempotency_key(context), claims)
+
     def gate_request(self, context: Context) -> GateRequest:
         """What this task asks, from its arguments and its Airflow context."""
+        return self._ask(context)[0]
+
+    def _ask(self, context: Context) -> tuple[GateRequest, RequesterClaim]:
         self._task_datasets = datasets = self.task_datasets()
+        spec = GateSpec(
+            action=self.action,
+            target=self.target,
+            datasets=datasets.all,
+            environment=self.environment,
+            parameters=self.parameters,
+            reason=self.reason,
+        )
         try:
-            self._request = GateRequest(
-                action=self.action,
-                target=self.target,
-                datasets=datasets.all,
-                parameters=self.parameters,
-                environment=self.environment,
-                requester=_context.requester(self.requester, context, self.owner),
-                run=_context.run_context(context),
-                idempotency_key=_context.idempotency_key(context),
-                reason=self.reason,
-            )
-        except (ValidationError, ValueError) as exc:
-            raise GateNotPassed(f"gatehouse: invalid gate request: {exc}") from None
-        return self._request
+            self._request, requester = GateSession.request(spec, self.step_run(context))
+        except GatehouseError as exc:
+            stop(exc)
+        return self._request, requester
+
+    @property
+    def session(self) -> GateSession:
+        return GateSession(self.hook.client)
 
     # ------------------------------------------------------------------ waiting
 
     def open_gate(self, context: Context) -> Gate:
         """Open this task's gate (a retry finds the same one); defer while it is PENDING."""
-        request = self.gate_request(context)
+        request, requester = self._ask(context)
         try:
-            gate = self.hook.client.open(request)
-        except ServiceUnavailable as exc:
-            raise GateUnavailable(f"gatehouse: {exc}") from exc
+            opened = self.session.adopt(request, self.hook.client.open(request), requester)
         except GatehouseError as exc:
-            raise GateNotPassed(f"gatehouse refused the request: {exc}") from exc
+            stop(exc)
+        gate = opened.gate
         context["ti"].xcom_push(key="gate_id", value=gate.id)
         self.log.info(
-            "gatehouse: gate %s is %s (rule %s: %s); review at %s",
+            "gatehouse: gate %s is %s for %s (from %s; rule %s: %s); review at %s",
             gate.id,
             gate.status.value,
+            request.requester,
+            opened.requester.source,
             gate.rule,
             gate.explanation,
             self.hook.console_url(gate.id),
@@ -192,7 +193,8 @@ class BaseGateOperator(BaseOperator):
         )
 
     def resume_gate(self, context: Context, event: Mapping[str, Any] | None) -> Gate:
-        """Conclude from the trigger's event (a typed GateEvent payload)."""
+        """Conclude from the trigger's event (a typed GateEvent payload). The request is computed
+        again from this try's context: the approval is consumed only if it covers exactly that."""
         try:
             parsed = GateEvent.from_payload(event)
         except MalformedEvent as exc:
@@ -202,36 +204,15 @@ class BaseGateOperator(BaseOperator):
     def _conclude(self, request: GateRequest, event: GateEvent, context: Context) -> Gate:
         if event.outcome is not GateOutcome.APPROVED:  # why it did not pass, for trigger-ruled tasks
             context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value=event.to_payload())
-        match event.outcome:
-            case GateOutcome.APPROVED:
-                self._gate = self._consume(request, event.gate_id)
-                self.log.info("gatehouse: %s", event.describe())
-                return self._gate
-            case GateOutcome.REJECTED:
-                if self.on_reject == "skip":
-                    raise AirflowSkipException(event.describe())
-                raise GateRejected(event.describe())
-            case GateOutcome.TIMED_OUT:
-                self._withdraw(event.gate_id, event.message)
-                raise GateNotPassed(event.describe())
-            case GateOutcome.EXPIRED | GateOutcome.CANCELLED:
-                raise GateNotPassed(event.describe())
-            case GateOutcome.ERROR:
-                raise GateUnavailable(event.describe())
-
-    def _consume(self, request: GateRequest, gate_id: str) -> Gate:
+            if event.outcome is GateOutcome.TIMED_OUT:
+                self.session.withdraw(event.gate_id, f"withdrawn by Airflow: {event.message}")
+            stop(event.error(), self.on_reject)
         try:
-            return self.hook.client.consume(gate_id, request.binding_hash(), request.run.try_number)
-        except ApprovalNotUsable as exc:
-            raise GateNotPassed(f"gatehouse: {exc}") from exc
-        except ServiceUnavailable as exc:
-            raise GateUnavailable(f"gatehouse: {exc}") from exc
-
-    def _withdraw(self, gate_id: str, why: str) -> None:
-        try:
-            self.hook.client.cancel(gate_id, reason=f"withdrawn by Airflow: {why}")
-        except GatehouseError as exc:  # already decided or unreachable: the task fails either way
-            self.log.warning("gatehouse: could not withdraw gate %s: %s", gate_id, exc)
+            self._gate = self.session.consume(request, event.gate_id)
+        except GatehouseError as exc:
+            stop(exc)
+        self.log.info("gatehouse: %s", event.describe())
+        return self._gate
 
     # ------------------------------------------------------------------ after the gate
 
@@ -247,9 +228,8 @@ class BaseGateOperator(BaseOperator):
         count = _lineage.record(
             self._task_datasets or self.task_datasets(),
             self.action,
-            run=request.run,
-            actor=request.requester,
-            gate_id=gate.id,
+            request,
+            gate,
             credentials=self.hook.credentials,
         )
         if count:

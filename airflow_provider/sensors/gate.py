@@ -14,17 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider._decision import decision_of
-from airflow_provider.exceptions import GateNotPassed, GateRejected, GateUnavailable
+from airflow_provider.exceptions import GateUnavailable, OnReject, stop
 from airflow_provider.hooks.gatehouse import DEFAULT_CONN_ID, GatehouseHook
 from airflow_provider.triggers.events import GateEvent, GateOutcome, MalformedEvent
 from airflow_provider.triggers.gate import DEFAULT_POLL_TIMEOUT, GateTrigger
-from gate_core import Gate, GatehouseError, GateStatus, ServiceUnavailable
+from gate_core import Gate, GatehouseError, GateStatus
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -46,7 +45,7 @@ class GateSensor(BaseSensorOperator):
         self,
         *,
         gate_id: str,
-        on_reject: Literal["fail", "skip"] = "fail",
+        on_reject: OnReject = "fail",
         deferrable: bool = True,
         gatehouse_conn_id: str | None = DEFAULT_CONN_ID,
         poll_timeout: float = DEFAULT_POLL_TIMEOUT,
@@ -66,10 +65,8 @@ class GateSensor(BaseSensorOperator):
     def _get(self) -> Gate:
         try:
             return self.hook.client.get(self.gate_id)
-        except ServiceUnavailable as exc:
-            raise GateUnavailable(f"gatehouse: {exc}") from exc
         except GatehouseError as exc:
-            raise GateNotPassed(f"gatehouse: cannot read gate {self.gate_id}: {exc}") from exc
+            stop(exc)
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -100,16 +97,8 @@ class GateSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._passed(GateEvent.from_gate(gate), gate))
 
     def _passed(self, event: GateEvent, gate: Gate | None) -> dict[str, Any]:
-        match event.outcome:
-            case GateOutcome.APPROVED:
-                gate = gate or self._get()
-                self.log.info("gatehouse: %s", event.describe())
-                return decision_of(gate, self.hook.console_url(gate.id))
-            case GateOutcome.REJECTED:
-                if self.on_reject == "skip":
-                    raise AirflowSkipException(event.describe())
-                raise GateRejected(event.describe())
-            case GateOutcome.EXPIRED | GateOutcome.CANCELLED | GateOutcome.TIMED_OUT:
-                raise GateNotPassed(event.describe())
-            case GateOutcome.ERROR:
-                raise GateUnavailable(event.describe())
+        if event.outcome is not GateOutcome.APPROVED:
+            stop(event.error(), self.on_reject)
+        gate = gate or self._get()
+        self.log.info("gatehouse: %s", event.describe())
+        return decision_of(gate, self.hook.console_url(gate.id))

@@ -14,7 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gate_core import Gate, GateStatus, Verdict
+from gate_core import (
+    Gate,
+    GateCancelled,
+    GateExpired,
+    GatehouseError,
+    GateNotApproved,
+    GateRejected,
+    GateStatus,
+    ServiceUnavailable,
+    Verdict,
+)
 
 
 class GateOutcome(enum.StrEnum):
@@ -118,3 +128,27 @@ class GateEvent:
                 return f"gate {self.gate_id}: {self.message}"
             case GateOutcome.ERROR:
                 return f"gate {self.gate_id}: cannot wait for a decision: {self.message}"
+
+    def error(self) -> GatehouseError:
+        """What stops the step: the core's GateNotApproved family, or ServiceUnavailable when no
+        decision could be had. An approval has no error."""
+        if self.outcome is GateOutcome.APPROVED:
+            raise ValueError(f"gate {self.gate_id} was approved; there is no error to raise")
+        if self.outcome is GateOutcome.ERROR:
+            return ServiceUnavailable(self.describe())
+        cls, status = _ERRORS[self.outcome]
+        return cls(
+            self.describe(),
+            gate_id=self.gate_id,
+            status=status.value,
+            reason=self.message,
+            decided_by=self.decided_by,
+        )
+
+
+_ERRORS: dict[GateOutcome, tuple[type[GateNotApproved], GateStatus]] = {
+    GateOutcome.REJECTED: (GateRejected, GateStatus.REJECTED),
+    GateOutcome.EXPIRED: (GateExpired, GateStatus.EXPIRED),
+    GateOutcome.TIMED_OUT: (GateExpired, GateStatus.PENDING),  # the task's own timeout; withdrawn
+    GateOutcome.CANCELLED: (GateCancelled, GateStatus.CANCELLED),
+}

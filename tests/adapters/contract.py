@@ -11,9 +11,10 @@ downstream step that records that it ran) in the background, and reports how it 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -35,7 +36,12 @@ class StepSpec:
     environment: str = ""
     requester: str = "alice"
     reason: str = "quarterly churn report"
+    parameters: tuple[tuple[str, str], ...] = ()  # what else the approval is bound to
     attempt: int = 1
+
+    @property
+    def parameter_map(self) -> dict[str, str]:
+        return dict(self.parameters)
 
 
 @dataclass
@@ -188,3 +194,29 @@ def test_contract_expired_gate_fails_the_step(harness: Harness, live: Live) -> N
     assert result.outcome == "failed"
     assert "expired" in result.detail.lower()
     assert not result.downstream_ran
+
+
+def test_contract_an_approval_is_consumed_only_for_the_payload_it_was_asked_for(
+    harness: Harness, live: Live
+) -> None:
+    """The step's retry asks with another model version under the same idempotency key: the
+    approval given for version 1 must not let version 2 run (the adapters consume with the
+    binding hash they compute themselves, and the service refuses a found gate's other payload)."""
+    spec = StepSpec(run_key=unique("payload"), parameters=(("model_version", "1"),))
+    first = harness.start(spec)
+    gate = live.gate_for(spec.run_key)
+    assert gate["request"]["parameters"] == {"model_version": "1"}
+    live.decide("bob", gate["id"], "approve")
+    assert first.result(timeout=180).outcome == "success"
+    changed = harness.start(replace(spec, attempt=2, parameters=(("model_version", "2"),)))
+    result = changed.result(timeout=180)
+    assert result.outcome == "failed", result
+    assert gate["id"] in result.detail
+    with live.client("admin") as admin:
+        exported = admin.get("/v1/audit/export", params={"format": "jsonl"}).text.splitlines()
+    consumed = [
+        entry
+        for entry in map(json.loads, exported)
+        if entry["event"] == "gate.consumed" and entry["gate"] == gate["id"]
+    ]
+    assert len(consumed) == 1  # the first attempt's, for version 1; version 2 never ran under it

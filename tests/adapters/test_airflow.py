@@ -230,6 +230,7 @@ class AirflowHarness:
             "environment": spec.environment,
             "requester": spec.requester,
             "reason": spec.reason,
+            "parameters": spec.parameter_map,
         } | extra
         self.started.append(spec.run_key)
         run = self.runner.submit(job)
@@ -342,16 +343,23 @@ def test_gate_event_is_typed_on_both_ends(airflow_home: AirflowHome) -> None:
             GateEvent.from_payload(bad)
 
 
-def test_requester_is_the_explicit_one_then_the_triggering_user_then_the_owner(
+def test_requester_is_the_triggering_user_airflow_recorded_then_the_explicit_one_then_the_owner(
     airflow_home: AirflowHome,
 ) -> None:
+    """A templated ``requester=`` is the pipeline's word: it never replaces the user Airflow recorded
+    as triggering the run (who could otherwise name a colleague and approve the gate themselves)."""
     from types import SimpleNamespace
 
-    from airflow_provider._context import requester
+    from airflow_provider._context import requester_claims
+    from gate_core.session import resolve_requester
+
+    def requester(explicit: str | None, context: dict[str, object], owner: str) -> str:
+        return resolve_requester(requester_claims(explicit, context, owner)).principal
 
     by = SimpleNamespace
-    assert requester("dave", {"dag_run": by(triggering_user_name="alice")}, "bob") == "dave"
+    assert requester("dave", {"dag_run": by(triggering_user_name="alice")}, "bob") == "alice"
     assert requester(None, {"dag_run": by(triggering_user_name="alice")}, "bob") == "alice"
+    assert requester("dave", {"dag_run": by(triggering_user_name=None)}, "bob") == "dave"
     assert requester(None, {"dag_run": by(triggering_user_name=None)}, "bob,carol") == "bob"
     assert requester("", {"dag_run": by(triggering_user_name="dag_test")}, "bob") == "bob"
 

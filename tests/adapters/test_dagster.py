@@ -37,28 +37,8 @@ from dagster_resources import (
 )
 from gate_core import AuthMethod, DatasetRef, GateRequest, RunContext, Settings, open_gatekeeper
 from gate_core.testing import actor
-from tests.adapters.contract import (
-    Live,
-    Outcome,
-    StepResult,
-    StepSpec,
-    test_contract_a_retry_finds_its_own_gate,
-    test_contract_approved_step_runs_and_reports_the_decision,
-    test_contract_expired_gate_fails_the_step,
-    test_contract_prod_redeploy_needs_two_distinct_approvers,
-    test_contract_rejected_step_stops_with_the_reason,
-    test_contract_requester_cannot_approve_their_own_gate,
-    unique,
-)
-
-__all__ = [  # the contract scenarios run here, on Dagster
-    "test_contract_a_retry_finds_its_own_gate",
-    "test_contract_approved_step_runs_and_reports_the_decision",
-    "test_contract_expired_gate_fails_the_step",
-    "test_contract_prod_redeploy_needs_two_distinct_approvers",
-    "test_contract_rejected_step_stops_with_the_reason",
-    "test_contract_requester_cannot_approve_their_own_gate",
-]
+from tests.adapters.contract import *  # noqa: F403 - every contract scenario runs on Dagster
+from tests.adapters.contract import Live, Outcome, StepResult, StepSpec, unique
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "dagster_definitions.py"
@@ -99,6 +79,7 @@ class GatedStepConfig(dg.Config):
     datasets: list[str]
     environment: str
     reason: str
+    parameters: dict[str, str] = {}  # noqa: RUF012 — Dagster config fields are pydantic fields
     retry_once_after_approval: bool = False
 
 
@@ -113,6 +94,7 @@ def gated_step(
         datasets=config.datasets,
         environment=config.environment,
         reason=config.reason,
+        parameters=config.parameters,
     )
     if config.retry_once_after_approval and context.retry_number == 0:
         raise dg.RetryRequested(max_retries=1)  # Dagster retries the step inside this run
@@ -138,6 +120,7 @@ def run_config(spec: StepSpec, **extra: Any) -> dict[str, Any]:
         "datasets": list(spec.datasets),
         "environment": spec.environment,
         "reason": spec.reason,
+        "parameters": spec.parameter_map,
         **extra,
     }
     return {"ops": {"gated_step": {"config": config}}}

@@ -148,6 +148,7 @@ def gated_step(
     requester: str,
     reason: str,
     block_name: str,
+    parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Export customers behind a gate, then a downstream step that records it ran."""
     gate = ApprovalGate.load(block_name)
@@ -158,6 +159,7 @@ def gated_step(
         environment=environment,
         requester=requester,
         reason=reason,
+        parameters=parameters,
         key=run_key,
     )
     downstream(run_key)
@@ -211,6 +213,7 @@ class PrefectHarness:
                 requester=spec.requester,
                 reason=spec.reason,
                 block_name=self.block_name,
+                parameters=spec.parameter_map,
                 return_state=True,
             )
             return state
@@ -294,7 +297,7 @@ def test_rejection_fails_the_run_with_the_reason_and_records_who_rejected(
     live.decide("carol", gate["id"], "reject", "needs a DPIA first")
     result = run.result(timeout=180)
     assert result.outcome == "failed"
-    assert f"gate {gate['id']} rejected by carol: needs a DPIA first" in result.detail
+    assert f"gate {gate['id']} was rejected by carol: needs a DPIA first" in result.detail
     assert "GateRejected" in result.detail
     stored = run_input(gate["request"]["run"]["run_id"], f"paused-gatehouse-{gate['id'].lower()}-response")
     assert stored["status"] == "REJECTED"
@@ -546,7 +549,7 @@ def test_a_rejected_suspended_run_fails_without_starting_again(
     live.decide("carol", gate["id"], "reject", "contains raw e-mails")
     done = wait_for_state(run_id, lambda s: s.is_final(), timeout=120)
     assert done.state is not None and done.state.type is StateType.FAILED
-    assert "rejected by carol: contains raw e-mails" in (done.state.message or "")
+    assert "was rejected by carol: contains raw e-mails" in (done.state.message or "")
     history = state_names(run_id)
     assert history[-2:] == ["Suspended", "Failed"], history  # failed by the watcher, never started again
     stored = run_input(run_id, f"suspended-gatehouse-{gate['id'].lower()}-response")

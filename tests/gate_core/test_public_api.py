@@ -77,6 +77,9 @@ EXPECTED = {
     "DuplicateDecision",
     "AlreadyDecided",
     "GateExpired",
+    "GateNotApproved",
+    "GateRejected",
+    "GateCancelled",
     "NotTheRequester",
     "ApprovalNotUsable",
     "StoreError",
@@ -128,6 +131,7 @@ PUBLIC_MODULES = (
     "gate_core.cli",
     "gate_core.cli_errors",
     "gate_core.sql",
+    "gate_core.session",
     "gate_core.service",
 )
 

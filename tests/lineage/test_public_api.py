@@ -32,6 +32,11 @@ EXPECTED = {
     "reset",
     "LineageSink",
     "HttpSink",
+    # gated steps (the adapter session's lineage port)
+    "GateLineage",
+    "operation_for",
+    "step_accesses",
+    "approval_facet",
     # classification
     "Catalog",
     "Classification",

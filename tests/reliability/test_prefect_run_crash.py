@@ -311,7 +311,8 @@ def test_kill_9_of_a_paused_flow_run_keeps_its_gate_and_the_decision_made_while_
         deployed.log_text(),
     )
     assert rejected_run.state is not None and rejected_run.state.type is StateType.FAILED, rejected_run.state
-    assert f"gate {opened['reject']['id']} rejected by carol: {REASON}" in (rejected_run.state.message or "")
+    rejected_message = rejected_run.state.message or ""
+    assert f"gate {opened['reject']['id']} was rejected by carol: {REASON}" in rejected_message
     assert not csv["reject"].exists()  # the step after the gate never ran
     for kind, run_id in runs.items():
         history = state_names(run_id)
@@ -397,7 +398,7 @@ def test_kill_9_of_the_resumer_while_runs_are_suspended_loses_no_decision(
             deployed.log_text(),
         )
         assert rejected_run.state is not None and rejected_run.state.type is StateType.FAILED
-        assert f"rejected by carol: {REASON}" in (rejected_run.state.message or "")
+        assert f"was rejected by carol: {REASON}" in (rejected_run.state.message or "")
         assert state_names(runs["reject"])[-2:] == ["Suspended", "Failed"]  # never started again
         assert not (tmp_path / "reject" / "customers_by_region.csv").exists()
         history = state_names(runs["approve"])

@@ -58,6 +58,7 @@ def gate_arguments(spec: dict[str, Any]) -> dict[str, Any]:
         "datasets": list(spec.get("datasets", ())),
         "environment": spec.get("environment", ""),
         "reason": spec.get("reason", ""),
+        "parameters": dict(spec.get("parameters") or {}),
         "on_reject": spec.get("on_reject", "fail"),
         "poll_timeout": float(spec.get("poll_timeout", 25.0)),
     }
