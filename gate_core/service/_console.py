@@ -535,7 +535,7 @@ class Console:
         )
 
     def _audit(self, page: int, event: str, gate_id: str) -> tuple[VerifyReport, AuditPage]:
-        return self.gatekeeper.verify_audit(), read_audit_page(self.state, page, event, gate_id)
+        return self.gatekeeper.audit.verify(), read_audit_page(self.state, page, event, gate_id)
 
     # ------------------------------------------------------------ sign-in and sign-out
 
