@@ -66,8 +66,9 @@ async def _sweeper(state: ServiceState) -> None:
 
 def install_plugins(app: FastAPI, state: ServiceState) -> None:
     """Extensions (e.g. lineage) registered under the ``gatehouse.service`` entry point group add
-    their routes with ``install(app, state)``. One that cannot even be imported is logged and
-    skipped; one that fails while installing stops the service, as a bad config would."""
+    their routes with ``install(app, context)`` — ``context`` is this ServiceState, seen through
+    the public ``gate_core.service.extension.ServiceContext``. One that cannot even be imported is
+    logged and skipped; one that fails while installing stops the service, as a bad config would."""
     for plugin in entry_points(group="gatehouse.service"):
         try:
             install = plugin.load()
