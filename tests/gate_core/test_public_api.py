@@ -41,6 +41,9 @@ EXPECTED = {
     "Scope",
     # application service, ports and adapters
     "Gatekeeper",
+    "TokenService",
+    "AuditService",
+    "WaitSnapshot",
     "DecisionRequest",
     "GateFilter",
     "GateStore",
