@@ -231,7 +231,10 @@ class LocalGateClient:
         return self.gatekeeper.open(request, submitted_by=self.actor)
 
     def get(self, gate_id: str) -> Gate:
-        return self.gatekeeper.get(gate_id)
+        """No service sweeps overdue gates behind this client, so it expires an overdue gate itself
+        (``Gatekeeper.expire``, audited): a sensor poking ``get`` sees EXPIRED, as it would from
+        the service a sweep later. The Gatekeeper's own reads never write."""
+        return self.gatekeeper.expire(gate_id)
 
     def wait(self, gate_id: str, timeout: float) -> Gate:
         result = self.wait_many([gate_id], timeout)
