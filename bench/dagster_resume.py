@@ -144,8 +144,8 @@ def gate_service(workdir: Path) -> Iterator[Service]:
     gatekeeper = open_gatekeeper(settings)
     creator = actor("carol")
     tokens = {
-        "bot": gatekeeper.create_token("etl-bot", Scope.REQUEST, created_by=creator)[1],
-        "bob": gatekeeper.create_token("bob", Scope.DECIDE, created_by=creator)[1],
+        "bot": gatekeeper.tokens.create("etl-bot", Scope.REQUEST, created_by=creator)[1],
+        "bob": gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=creator)[1],
     }
     gatekeeper.store.close()
     port = free_port()

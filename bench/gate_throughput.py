@@ -304,7 +304,7 @@ def approved_count(gatekeeper: Gatekeeper) -> int:
 
 def verify(gatekeeper: Gatekeeper, label: str) -> tuple[VerifyReport, float]:
     with Stopwatch() as watch:
-        report = gatekeeper.verify_audit()
+        report = gatekeeper.audit.verify()
     print(f"  {label}: {report.summary()}  [{watch.seconds:.2f} s]")
     if not report.ok:
         raise SystemExit(f"benchmark invalid: the {label} audit log does not verify")
@@ -318,7 +318,7 @@ def run_backend(label: str, url: str, args: argparse.Namespace, target: float | 
     single = single_process(gatekeeper, args.duration)
     print(f"{label}: concurrent …")
     runs = concurrent(url, key_pem, args.workers, args.gates, (1, args.batch))
-    gatekeeper.checkpoint()  # sign the final head, as a periodic job would
+    gatekeeper.audit.checkpoint()  # sign the final head, as a periodic job would
     report, verify_s = verify(gatekeeper, label)
     expected = WARMUP_CYCLES + len(single.cycles) + sum(run.gates for run in runs)
     if approved_count(gatekeeper) != expected:

@@ -6,6 +6,7 @@ The public API is exactly ``__all__``; everything in ``gate_core._*`` is private
 from __future__ import annotations
 
 from gate_core._audit import Checkpoint, CheckpointSigner, Event, VerifyReport, control_ids, verify_chain
+from gate_core._audit_service import AuditService
 from gate_core._client import GateClient, HttpGateClient, LocalGateClient, WaitResult
 from gate_core._directory import Directory
 from gate_core._errors import (
@@ -39,7 +40,7 @@ from gate_core._errors import (
     SubmitterNotAllowed,
     UnknownPrincipal,
 )
-from gate_core._gatekeeper import DecisionRequest, Gatekeeper, principal_may_decide
+from gate_core._gatekeeper import DecisionRequest, Gatekeeper, WaitSnapshot, principal_may_decide
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import (
     Actor,
@@ -58,6 +59,7 @@ from gate_core._models import (
 from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate, load_policy, parse_policy
 from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
 from gate_core._store import SqlStore
+from gate_core._token_service import TokenService
 from gate_core._tokens import Scope
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "AlreadyDecided",
     "ApprovalNotUsable",
     "AuditError",
+    "AuditService",
     "AuthMethod",
     "AuthenticationFailed",
     "Checkpoint",
@@ -119,10 +122,12 @@ __all__ = [
     "StoreUnavailable",
     "SubmitterNotAllowed",
     "SystemClock",
+    "TokenService",
     "UnknownPrincipal",
     "Verdict",
     "VerifyReport",
     "WaitResult",
+    "WaitSnapshot",
     "control_ids",
     "evaluate",
     "init_home",

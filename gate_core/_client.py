@@ -5,7 +5,7 @@
     LocalGateClient  a Gatekeeper in this process (single-process use, tests)
 
 Both raise the same GatehouseError subclasses (HTTP problems are mapped back by their ``code``)
-and pass one contract suite (tests/gate_core/test_client_contract.py).
+and pass one contract suite (tests/service/test_client_contract.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from pydantic import BaseModel, TypeAdapter
 from gate_core import _errors
 from gate_core._errors import GatehouseError, ServiceUnavailable
 from gate_core._gatekeeper import Gatekeeper
-from gate_core._models import Actor, Gate, GateRequest, GateStatus, Verdict
-from gate_core._ports import GateFilter
+from gate_core._models import Actor, Gate, GateRequest, Verdict
 
 
 class WaitResult(BaseModel):
@@ -214,8 +213,8 @@ class HttpGateClient:
 
 
 class LocalGateClient:
-    """A Gatekeeper in this process, acting as ``actor``. Waits poll the store (``poll_s``) and
-    wake at once for decisions made through this client."""
+    """A Gatekeeper in this process, acting as ``actor``. Waits call ``Gatekeeper.poll`` every
+    ``poll_s`` and wake at once for decisions made through this client."""
 
     def __init__(self, gatekeeper: Gatekeeper, actor: Actor, *, poll_s: float = 0.1) -> None:
         self.gatekeeper = gatekeeper
@@ -232,7 +231,10 @@ class LocalGateClient:
         return self.gatekeeper.open(request, submitted_by=self.actor)
 
     def get(self, gate_id: str) -> Gate:
-        return self.gatekeeper.get(gate_id)
+        """No service sweeps overdue gates behind this client, so it expires an overdue gate itself
+        (``Gatekeeper.expire``, audited): a sensor poking ``get`` sees EXPIRED, as it would from
+        the service a sweep later. The Gatekeeper's own reads never write."""
+        return self.gatekeeper.expire(gate_id)
 
     def wait(self, gate_id: str, timeout: float) -> Gate:
         result = self.wait_many([gate_id], timeout)
@@ -242,16 +244,10 @@ class LocalGateClient:
         deadline = time.monotonic() + timeout
         ids = tuple(dict.fromkeys(gate_ids))
         while True:
-            gates = [
-                self.gatekeeper.get(g.id)
-                for g in self.gatekeeper.store.list_gates(GateFilter(ids=ids, limit=len(ids)))
-            ]
-            changed = [g for g in gates if g.status is not GateStatus.PENDING]
+            seen = self.gatekeeper.poll(ids)  # expires overdue gates, as the service's wait does
             remaining = deadline - time.monotonic()
-            if changed or remaining <= 0:
-                return WaitResult(
-                    changed=changed, pending=[g.id for g in gates if g.status is GateStatus.PENDING]
-                )
+            if seen.closed or remaining <= 0:
+                return WaitResult(changed=seen.closed, pending=seen.pending)
             with self._changed:
                 self._changed.wait(min(self.poll_s, remaining))
 

@@ -1,37 +1,38 @@
-"""Gatekeeper: the gate core's application service. Every way in (CLI, HTTP API, Slack, console,
-orchestrator adapters) ends in one of these methods, so every path obeys the same rules and
-writes the same audit trail.
+"""Gatekeeper: the gate core's application service. Every way in (CLI, HTTP API, Slack, Teams,
+console, orchestrator adapters, the service's sweeper) ends in one of these methods or in one of
+its two siblings on the same store, so every path obeys the same rules and writes the same audit
+trail:
+
+    gatekeeper            open, decide, cancel, consume, expire, poll (waiters), due_reminders,
+                          notification bookkeeping, get/list
+    gatekeeper.tokens     TokenService: create, revoke, list, authenticate API tokens
+    gatekeeper.audit      AuditService: extension events, checkpoints, verify, entries
+
+Reads never write. A gate past its expiry is moved to EXPIRED (audited) only by an explicit call:
+``expire``/``expire_due`` (the sweeper, the CLI) or ``poll`` (every wait); until then it may
+read PENDING, but deciding or consuming it is refused inside the store's atomic ``mutate``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gate_core._audit import (
-    AuditDraft,
-    Checkpoint,
-    CheckpointSigner,
-    Event,
-    VerifyReport,
-    redact_parameters,
-    verify_chain,
-)
+from gate_core._audit import AuditDraft, CheckpointSigner, Event, redact_parameters
+from gate_core._audit_service import AuditService
 from gate_core._directory import Directory
+from gate_core._eligibility import is_expired, is_requester, judge_decision, refuse_if_closed
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
-    AuthenticationFailed,
     DecisionRefused,
     GateExpired,
     GatehouseError,
     IdempotencyConflict,
-    InvalidInput,
     NotTheRequester,
     SubmitterNotAllowed,
 )
@@ -46,17 +47,13 @@ from gate_core._models import (
     Principal,
     PrincipalKind,
     Verdict,
-    check_text,
+    require_storable,
 )
 from gate_core._policy import Outcome, Policy, evaluate
-from gate_core._ports import Clock, GateFilter, GateStore, Mutation, SystemClock
-from gate_core._rules import is_expired, is_requester, judge_decision, refuse_if_closed
-from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
+from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
+from gate_core._token_service import TokenService
 
 log = logging.getLogger("gatehouse")
-_EXTENSION_EVENT = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
-# Extensions append under their own area ("lineage."), never the core's ("gate.", "decision."…).
-_CORE_AREAS = frozenset(v.split(".")[0] for k, v in vars(Event).items() if k.isupper())
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +67,6 @@ class DecisionRequest:
     principal: Principal | None = None  # already verified by an identity adapter, else the directory
 
 
-def _storable(value: Any, what: str) -> None:
-    try:
-        check_text(value, what)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-
-
 def _when(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
@@ -86,6 +76,19 @@ def _request_record(request: GateRequest) -> dict[str, Any]:
     data = request.model_dump(mode="json")
     data["parameters"] = redact_parameters(request.parameters)
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSnapshot:
+    """What ``Gatekeeper.poll`` saw: each known gate's status and expiry, and the whole gates of
+    those that have left PENDING."""
+
+    states: dict[str, GateState]
+    closed: list[Gate]
+
+    @property
+    def pending(self) -> list[str]:
+        return [gate_id for gate_id, s in self.states.items() if s.status.is_open]
 
 
 class Gatekeeper:
@@ -104,10 +107,10 @@ class Gatekeeper:
         self.directory = directory
         self.policy = policy
         self.clock: Clock = clock or SystemClock()
-        self.signer = signer
-        self.witness_path = witness_path
-        self.checkpoint_every = checkpoint_every
-        self._checkpointed_at: int | None = None  # store.appended when this process last signed
+        self.audit = AuditService(
+            store, self.clock, signer=signer, witness_path=witness_path, checkpoint_every=checkpoint_every
+        )
+        self.tokens = TokenService(store, directory, self.clock, self.audit)
 
     # ------------------------------------------------------------ configuration events
 
@@ -143,7 +146,7 @@ class Gatekeeper:
                     )
                 ]
             )
-        self._maybe_checkpoint()
+        self.audit.maybe_checkpoint()
 
     # ------------------------------------------------------------ opening
 
@@ -226,9 +229,9 @@ class Gatekeeper:
         stored, created = self.store.create_gate(gate, events)
         if not created and stored.binding_hash != binding_hash:
             raise IdempotencyConflict(request.idempotency_key or "", stored.id)
-        if not created:
-            return self.get(stored.id), False  # a retried step finds its gate, expired if its time has passed
-        self._maybe_checkpoint()
+        if not created:  # a retried step finds its gate, expired (audited) if its time has passed
+            return (self.expire(stored.id) if is_expired(stored, now) else stored), False
+        self.audit.maybe_checkpoint()
         return stored, True
 
     # ------------------------------------------------------------ deciding
@@ -267,11 +270,11 @@ class Gatekeeper:
                 results[index] = refused
         for index, outcome in zip(positions, self.store.mutate_many(changes), strict=True):
             results[index] = outcome
-        self._maybe_checkpoint()
+        self.audit.maybe_checkpoint()
         return [r for r in results if r is not None]
 
     def _decision_change(self, request: DecisionRequest) -> Callable[[Gate], Mutation]:
-        _storable(request.comment, "comment")
+        require_storable(request.comment, "comment")
         if request.principal is not None and request.principal.id != request.actor.principal_id:
             raise ValueError("the verified principal and the acting principal must be the same")
         principal = request.principal or self.directory.get(request.actor.principal_id)
@@ -365,7 +368,7 @@ class Gatekeeper:
 
     def cancel(self, gate_id: str, *, actor: Actor, reason: str = "") -> Gate:
         """The requester (or submitting pipeline) withdraws a pending gate."""
-        _storable(reason, "reason")
+        require_storable(reason, "reason")
         principal = self.directory.get(actor.principal_id)
 
         def change(gate: Gate) -> Mutation:
@@ -385,7 +388,7 @@ class Gatekeeper:
             )
 
         gate = self.store.mutate(gate_id, change)
-        self._maybe_checkpoint()
+        self.audit.maybe_checkpoint()
         return gate
 
     def consume(self, gate_id: str, *, actor: Actor, binding_hash: str, try_number: int = 1) -> Gate:
@@ -420,7 +423,7 @@ class Gatekeeper:
             )
 
         gate = self.store.mutate(gate_id, change)
-        self._maybe_checkpoint()
+        self.audit.maybe_checkpoint()
         return gate
 
     def _expire(self, gate: Gate, now: datetime, raise_after: DecisionRefused | None = None) -> Mutation:
@@ -444,152 +447,80 @@ class Gatekeeper:
             raise_after=raise_after,
         )
 
+    # ------------------------------------------------------------ expiry
+
+    def _expire_if_overdue(self, gate: Gate) -> Mutation:
+        now = self.clock.now()
+        return self._expire(gate, now) if is_expired(gate, now) else Mutation()
+
+    def expire(self, gate_id: str) -> Gate:
+        """Expire this gate if it is still PENDING past its expiry (audited); the gate as it now
+        stands. Reads never expire: this, ``expire_due`` and ``poll`` are the only ways a gate
+        times out — deciding, cancelling or consuming an overdue gate is refused regardless,
+        judged inside the store's atomic ``mutate``."""
+        gate = self.store.mutate(gate_id, self._expire_if_overdue)
+        self.audit.maybe_checkpoint()
+        return gate
+
     def expire_due(self) -> list[Gate]:
-        """Move every overdue PENDING gate to EXPIRED. Safe to run from many replicas at once."""
+        """Move every overdue PENDING gate to EXPIRED (the service's sweeper, ``gatehouse list``).
+        Safe to run from many replicas at once."""
         expired = []
         for gate_id in self.store.due_for_expiry(self.clock.now()):
-
-            def change(gate: Gate) -> Mutation:
-                now = self.clock.now()
-                return self._expire(gate, now) if is_expired(gate, now) else Mutation()
-
-            gate = self.store.mutate(gate_id, change)
+            gate = self.store.mutate(gate_id, self._expire_if_overdue)
             if gate.status is GateStatus.EXPIRED:
                 expired.append(gate)
         if expired:
-            self._maybe_checkpoint()
+            self.audit.maybe_checkpoint()
         return expired
+
+    # ------------------------------------------------------------ waiting and reminding
+
+    def poll(self, ids: Sequence[str]) -> WaitSnapshot:
+        """One look at the gates a waiter holds (a triggerer may hold 10,000): the status and
+        expiry of each known id (unknown ids are left out) in one narrow read, and the whole
+        gates only of those that have left PENDING. Overdue gates are expired first, audited, so
+        a waiter sees EXPIRED at once rather than at the sweeper's next pass."""
+        states = self.store.gate_states(ids)
+        now = self.clock.now()
+        overdue = [gate_id for gate_id, s in states.items() if s.status.is_open and now >= s.expires_at]
+        if overdue:
+            for gate_id in overdue:
+                self.store.mutate(gate_id, self._expire_if_overdue)
+            self.audit.maybe_checkpoint()
+            states = self.store.gate_states(ids)
+        closed = tuple(gate_id for gate_id, s in states.items() if not s.status.is_open)
+        gates = self.store.list_gates(GateFilter(ids=closed, limit=len(closed))) if closed else []
+        return WaitSnapshot(states, gates)
+
+    def due_reminders(self) -> list[Gate]:
+        """Pending gates whose reminder is due, each claimed for this caller alone (so exactly one
+        replica sends it)."""
+        return [self.store.get_gate(gate_id) for gate_id in self.store.claim_reminders(self.clock.now())]
+
+    # ------------------------------------------------------------ notification bookkeeping
+
+    def notification_posted(self, ref: NotificationRef) -> Gate:
+        """Remember where a gate's request was posted (to update it with the outcome); returns the
+        gate as it stands now, so the poster can show a decision taken while it was posting."""
+        self.store.add_notification(ref)
+        return self.store.get_gate(ref.gate_id)
+
+    def notifications_for(self, gate_id: str) -> list[NotificationRef]:
+        return self.store.notifications_for(gate_id)
 
     # ------------------------------------------------------------ reading
 
     def get(self, gate_id: str) -> Gate:
-        gate = self.store.get_gate(gate_id)
-        if is_expired(gate, self.clock.now()):
-            gate = self.store.mutate(
-                gate_id,
-                lambda g: (
-                    self._expire(g, self.clock.now()) if is_expired(g, self.clock.now()) else Mutation()
-                ),
-            )
-        return gate
+        """The gate as stored. Reads never write: an overdue gate reads PENDING until ``expire``,
+        ``expire_due`` or ``poll`` moves it, yet no decision or consumption can use it."""
+        return self.store.get_gate(gate_id)
 
     def list(self, query: GateFilter | None = None) -> list[Gate]:
+        """Gates as stored, newest first (see ``get`` on overdue gates)."""
         query = query or GateFilter()
-        _storable([query.action, query.dataset, query.requester, *query.ids], "filter")
-        self.expire_due()
+        require_storable([query.action, query.dataset, query.requester, *query.ids], "filter")
         return self.store.list_gates(query)
-
-    # ------------------------------------------------------------ API tokens
-
-    def create_token(
-        self,
-        principal_id: str,
-        scope: Scope,
-        *,
-        created_by: Actor,
-        description: str = "",
-        expires_in: timedelta | None = None,
-    ) -> tuple[ApiToken, str]:
-        """Create a token; returns it with the one-time secret string. Only the hash is stored."""
-        principal = self.directory.get(principal_id)
-        now = self.clock.now()
-        token_id, secret, token_string = new_token()
-        token = ApiToken(
-            id=token_id,
-            principal_id=principal.id,
-            scope=scope,
-            description=description,
-            created_at=now,
-            created_by=created_by.principal_id,
-            expires_at=now + expires_in if expires_in else None,
-        )
-        payload = {
-            "token_id": token_id,
-            "principal": principal.id,
-            "scope": scope.value,
-            "kind": principal.kind.value,
-            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
-        }
-        self.store.add_token(
-            token, hash_secret(secret), [AuditDraft(Event.TOKEN_CREATED, now, created_by, None, payload)]
-        )
-        self._maybe_checkpoint()
-        return token, token_string
-
-    def revoke_token(self, token_id: str, *, actor: Actor) -> bool:
-        now = self.clock.now()
-        revoked = self.store.revoke_token(
-            token_id, now, [AuditDraft(Event.TOKEN_REVOKED, now, actor, None, {"token_id": token_id})]
-        )
-        if revoked:
-            self._maybe_checkpoint()
-        return revoked
-
-    def authenticate_token(self, token_string: str) -> tuple[Principal, ApiToken]:
-        """The principal behind a bearer token, or AuthenticationFailed (never says which part was wrong)."""
-        parts = split_token(token_string)
-        found = self.store.get_token(parts[0]) if parts else None
-        if parts is None or found is None or not secret_matches(parts[1], found[1]):
-            raise AuthenticationFailed("invalid API token")
-        token, _ = found
-        if not token.usable_at(self.clock.now()):
-            raise AuthenticationFailed("API token expired or revoked")
-        principal = self.directory.find(token.principal_id)
-        if principal is None:
-            raise AuthenticationFailed(
-                f"API token's principal {token.principal_id!r} is no longer in the directory"
-            )
-        return principal, token
-
-    # ------------------------------------------------------------ audit
-
-    def record_event(
-        self, event: str, *, actor: Actor, payload: Mapping[str, Any], gate_id: str | None = None
-    ) -> None:
-        """Append an extension's event (e.g. ``lineage.retention_purged``) to the audit trail,
-        chained and checkpointed like the core's own. The core's areas are refused, so no
-        caller can forge a gate's history; the payload must be JSON and must not hold secrets
-        or contents (it is hashed into the chain and exported as is)."""
-        if not _EXTENSION_EVENT.match(event) or event.split(".")[0] in _CORE_AREAS:
-            raise InvalidInput(
-                f"audit event {event!r} must be 'area.name' in lower case, in an area that is not "
-                f"the core's own ({', '.join(sorted(_CORE_AREAS))})"
-            )
-        _storable(dict(payload), "audit payload")
-        self.store.append_audit([AuditDraft(event, self.clock.now(), actor, gate_id, dict(payload))])
-        self._maybe_checkpoint()
-
-    def checkpoint(self) -> Checkpoint | None:
-        """Sign the current head. Also appended to the witness file, outside the database."""
-        if self.signer is None:
-            return None
-        size, head = self.store.audit_head()
-        checkpoint = self.signer.sign(size, head, self.clock.now())
-        self.store.add_checkpoint(checkpoint)
-        if self.witness_path is not None:
-            with self.witness_path.open("a", encoding="utf-8") as witness:
-                witness.write(checkpoint.to_json() + "\n")
-        self._checkpointed_at = self.store.appended
-        return checkpoint
-
-    def _maybe_checkpoint(self) -> None:
-        """Sign when the log has none yet, then after every ``checkpoint_every`` entries this
-        process appended (counted in memory: no read on the hot path). The service's sweeper
-        also signs whenever the head moved, so no tail stays unsigned for long."""
-        if self.signer is None:
-            return
-        if self._checkpointed_at is None:
-            if not self.store.checkpoints():
-                self.checkpoint()
-                return
-            self._checkpointed_at = 0
-        if self.store.appended - self._checkpointed_at >= self.checkpoint_every:
-            self.checkpoint()
-
-    def verify_audit(self, extra_checkpoints: Iterable[Checkpoint] = ()) -> VerifyReport:
-        public_key = self.signer.public_key if self.signer else None
-        marks = list(self.store.checkpoints()) + list(extra_checkpoints)
-        return verify_chain(self.store.audit_rows(), marks, public_key)
 
 
 def principal_may_decide(gate: Gate, principal: Principal, now: datetime) -> str | None:

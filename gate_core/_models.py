@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from gate_core._errors import InvalidInput
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -37,6 +39,14 @@ def check_text(value: Any, where: str = "") -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             check_text(item, where)
+
+
+def require_storable(value: Any, what: str) -> None:
+    """``check_text`` for what a caller passed in: refused as InvalidInput, not a ValueError."""
+    try:
+        check_text(value, what)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def canonical_json(value: Any) -> str:

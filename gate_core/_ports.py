@@ -3,6 +3,11 @@
     Gatekeeper ──uses──► GateStore   (SQLAlchemy adapter: SqlStore, SQLite or PostgreSQL)
                ──uses──► Clock       (SystemClock; tests use gate_core.testing.ManualClock)
                ──uses──► Directory   (principals from a file; identity adapters resolve to it)
+               ──has───► TokenService (API tokens) and AuditService (checkpoints, verify, export)
+
+``GateStore`` is the sum of smaller ports, one per kind of record — ``Gates``, ``AuditLog``,
+``TokenStore``, ``NotificationLog``, ``ConfigVersions`` — so each reads on its own and the sibling
+services ask only for the one they use; SqlStore implements them all on one database.
 
 A store runs each ``mutate`` as one atomic unit: lock the gate, let the core judge it, write the
 outcome and its audit entries, commit — or write nothing.
@@ -19,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint
 from gate_core._errors import GatehouseError
-from gate_core._models import Decision, Gate, GateStatus, LastReview
+from gate_core._models import Decision, Gate, GateStatus
 from gate_core._tokens import ApiToken
 
 
@@ -81,8 +86,8 @@ class NotificationRef(BaseModel):
     sent_at: datetime
 
 
-class GateStore(Protocol):
-    appended: int  # audit entries appended through this store object (drives checkpoint cadence)
+class Gates(Protocol):
+    """The gates themselves: created once, changed only through ``mutate``, read as stored."""
 
     def create_gate(self, gate: Gate, events: Sequence[AuditDraft]) -> tuple[Gate, bool]:
         """Insert a gate with its audit entries, or return the gate its idempotency key already
@@ -108,9 +113,16 @@ class GateStore(Protocol):
 
     def due_for_expiry(self, now: datetime, limit: int = 500) -> list[str]: ...
 
-    def last_review(self, action: str, target: str) -> LastReview | None: ...
+    def claim_reminders(self, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of pending gates whose reminder is due, each claimed by exactly one caller (so one
+        replica alone sends it)."""
+        ...
 
-    def claim_reminders(self, now: datetime, limit: int = 100) -> list[str]: ...
+
+class AuditLog(Protocol):
+    """The append-only, hash-chained audit trail and its signed checkpoints."""
+
+    appended: int  # audit entries appended through this store object (drives checkpoint cadence)
 
     def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEntry]: ...
 
@@ -124,9 +136,9 @@ class GateStore(Protocol):
 
     def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
 
-    def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
-        """Remember a policy or directory version; False when this exact version was seen before."""
-        ...
+
+class TokenStore(Protocol):
+    """API tokens: only the hash of each secret is kept; creation and revocation are audited."""
 
     def add_token(self, token: ApiToken, secret_hash: str, events: Sequence[AuditDraft]) -> None: ...
 
@@ -136,8 +148,23 @@ class GateStore(Protocol):
 
     def revoke_token(self, token_id: str, at: datetime, events: Sequence[AuditDraft]) -> bool: ...
 
+
+class NotificationLog(Protocol):
+    """Where each gate's request was posted, so its messages can be updated later."""
+
     def add_notification(self, ref: NotificationRef) -> None: ...
 
     def notifications_for(self, gate_id: str) -> list[NotificationRef]: ...
+
+
+class ConfigVersions(Protocol):
+    def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
+        """Remember a policy or directory version; False when this exact version was seen before."""
+        ...
+
+
+class GateStore(Gates, AuditLog, TokenStore, NotificationLog, ConfigVersions, Protocol):
+    """Every port at once, on one database (SqlStore): a gate's change and its audit entries
+    commit together, which is why the ports share one store object."""
 
     def close(self) -> None: ...

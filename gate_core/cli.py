@@ -1,8 +1,12 @@
 """The ``gatehouse`` command.
 
 Exit codes: 0 ok · 1 refused, not found or a failed check · 2 usage error.
-In local mode the CLI talks to the store directly and acts as the operating-system user
-(``$USER``), who must be a principal (or alias) in the directory.
+In local mode the CLI works on the store through the Gatekeeper and acts as the operating-system
+user (``$USER``), who must be a principal (or alias) in the directory.
+
+Local mode has no service sweeping overdue gates, so ``list`` and ``show`` expire what is overdue
+first, explicitly and audited (``Gatekeeper.expire_due`` / ``expire``): what they print is what a
+step could use. The Gatekeeper's own reads never write.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from gate_core._audit import Checkpoint, export_csv, export_jsonl, load_public_key, verify_chain
+from gate_core._audit import Checkpoint, export_csv, export_jsonl, load_public_key
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, AuthMethod, DatasetRef, Gate, GateRequest, GateStatus, RunContext
@@ -182,6 +186,7 @@ def list_gates(
 ) -> None:
     """List gates, newest first."""
     gatekeeper = _gatekeeper()
+    gatekeeper.expire_due()
     gates = gatekeeper.list(
         GateFilter(
             status=GateStatus(status.upper()) if status else None, action=action, dataset=dataset, limit=limit
@@ -217,7 +222,7 @@ def list_gates(
 @clean_errors
 def show(gate_id: str, as_json: bool) -> None:
     """Show one gate with its context and decisions."""
-    gate = _gatekeeper().get(gate_id)
+    gate = _gatekeeper().expire(gate_id)
     click.echo(json.dumps(_gate_json(gate), indent=2) if as_json else _describe(gate))
 
 
@@ -287,8 +292,7 @@ def verify(public_key: Path | None, as_json: bool) -> None:
     gatekeeper = open_gatekeeper(settings)
     key_path = public_key or settings.public_key_path
     key = load_public_key(key_path) if key_path.exists() else None
-    marks = gatekeeper.store.checkpoints() + _witness_checkpoints(settings.witness_path)
-    report = verify_chain(gatekeeper.store.audit_rows(), marks, key)
+    report = gatekeeper.audit.verify(_witness_checkpoints(settings.witness_path), public_key=key)
     if as_json:
         click.echo(
             json.dumps(
@@ -317,7 +321,7 @@ def export(fmt: str, output: Path | None, since_seq: int) -> None:
     """Write every audit event with its SOC 2, ISO 27001:2022 and NIST 800-53 control ids."""
     gatekeeper = _gatekeeper()
     writer = export_jsonl if fmt == "jsonl" else export_csv
-    entries = gatekeeper.store.audit_entries(after_seq=since_seq)
+    entries = gatekeeper.audit.entries(after_seq=since_seq)
     if output is None:
         writer(entries, sys.stdout)
         return
@@ -330,7 +334,7 @@ def export(fmt: str, output: Path | None, since_seq: int) -> None:
 @clean_errors
 def checkpoint_cmd() -> None:
     """Sign the current head of the log now."""
-    mark = _gatekeeper().checkpoint()
+    mark = _gatekeeper().audit.checkpoint()
     if mark is None:
         fail("no signing key in $GATEHOUSE_HOME; run `gatehouse init`")
     assert mark is not None
@@ -381,7 +385,7 @@ def token_create(principal: str, scope: str, description: str, expires: str | No
         lifetime = parse_duration(expires) if expires else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--expires") from exc
-    created, secret = gatekeeper.create_token(
+    created, secret = gatekeeper.tokens.create(
         principal,
         Scope(scope),
         created_by=_local_actor(gatekeeper),
@@ -401,7 +405,7 @@ def token_create(principal: str, scope: str, description: str, expires: str | No
 @clean_errors
 def token_list() -> None:
     """List tokens (never their secrets)."""
-    for t in _gatekeeper().store.list_tokens():
+    for t in _gatekeeper().tokens.list():
         state = "revoked" if t.revoked_at else "active"
         click.echo(
             f"{t.id}  {t.principal_id:<16} {t.scope.value:<8} {state:<8} created {t.created_at:%Y-%m-%d} "
@@ -415,7 +419,7 @@ def token_list() -> None:
 def token_revoke(token_id: str) -> None:
     """Revoke a token at once."""
     gatekeeper = _gatekeeper()
-    if not gatekeeper.revoke_token(token_id, actor=_local_actor(gatekeeper)):
+    if not gatekeeper.tokens.revoke(token_id, actor=_local_actor(gatekeeper)):
         fail(f"no active token with id {token_id!r}")
     click.echo(f"revoked {token_id}")
 

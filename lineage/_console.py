@@ -1,8 +1,8 @@
 """The console page /console/lineage: the same four questions as the CLI and REST API, for people.
 
-The page joins the gate service's console through its public ``Console.add_page`` (same session,
-sign-in, security headers and error pages, a "Lineage" link in the navigation). Read-only: no
-forms that change anything, so no CSRF check is needed.
+The page joins the gate service's console through ``Console.add_page`` from the public extension
+API (same session, sign-in, security headers and error pages, a "Lineage" link in the
+navigation). Read-only: no forms that change anything, so no CSRF check is needed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gate_core.service import Console, console_of
+from gate_core.service.extension import Console, console_of
 from lineage._errors import LineageInputError
 from lineage._queries import AccessRows, LineageGraph
 from lineage._store import LineageStore

@@ -8,11 +8,12 @@
     GET  /v1/lineage/graph?dataset=&direction=&depth=       LineageGraph
     POST /v1/lineage/events   {"events": [...]}             {"recorded": n}   (scope: request)
 
-Answers are the very objects ``gatehouse lineage … --format json`` prints. Every caller is
-identified by the service's own ``identity`` dependency. On ingest the actor is the caller; only
-a service principal may name another actor (the person it runs for, who must be in the
-directory), and the event then also records the service as ``submitted_by``. The server applies
-its own catalog too, so a pipeline cannot under-declare tags.
+Answers are the very objects ``gatehouse lineage … --format json`` prints. The plugin uses only
+the service's public extension API (``gate_core.service.extension``): every caller is identified
+by its ``Caller`` dependency, the service context comes from ``context_of``. On ingest the actor
+is the caller; only a service principal may name another actor (the person it runs for, who must
+be in the directory), and the event then also records the service as ``submitted_by``. The server
+applies its own catalog too, so a pipeline cannot under-declare tags.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gate_core import PermissionDenied, PrincipalKind, Scope, SqlStore, UnknownPrincipal
-from gate_core.service._auth import Identity
-from gate_core.service._state import ServiceState, identity
+from gate_core.service.extension import Caller, ServiceContext, context_of
 from lineage._catalog import Catalog
 from lineage._errors import LineageInputError
 from lineage._models import AccessEvent, check_storable
@@ -36,7 +36,6 @@ from lineage._time import parse_since
 
 log = logging.getLogger("gatehouse.lineage")
 router = APIRouter(prefix="/v1/lineage", tags=["lineage"])
-Caller = Annotated[Identity, Depends(identity)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 Since = Annotated[str | None, Query(max_length=64, description="30d, 2026-10-01 or an ISO time")]
 DatasetParam = Annotated[str, Query(min_length=3, max_length=1600, description="NAMESPACE/NAME")]
@@ -140,7 +139,7 @@ def graph(
 def record_events(body: EventsIn, caller: Caller, request: Request) -> Recorded:
     """Record a batch of access events (scope ``request``). Idempotent per event id."""
     caller.require(Scope.REQUEST)
-    state: ServiceState = request.app.state.gatehouse
+    context = context_of(request)
     catalog: Catalog = request.app.state.gatehouse_lineage_catalog
     me = caller.principal
     accepted = []
@@ -149,7 +148,7 @@ def record_events(body: EventsIn, caller: Caller, request: Request) -> Recorded:
         if actor != me.id:
             if me.kind is not PrincipalKind.SERVICE:
                 raise PermissionDenied(f"{me.id} may record lineage only as themselves, not as {actor!r}")
-            if state.gatekeeper.directory.find(actor) is None:
+            if context.gatekeeper.directory.find(actor) is None:
                 raise UnknownPrincipal(actor, "the actor a service token named")
         classified = catalog.classify(item.dataset, item.columns)
         fields = item.model_dump(exclude={"actor", "submitted_by", "dataset", "columns"})
@@ -167,13 +166,13 @@ def record_events(body: EventsIn, caller: Caller, request: Request) -> Recorded:
     return Recorded(recorded=_store(request).record_many(accepted))
 
 
-def install(app: FastAPI, state: ServiceState) -> None:
+def install(app: FastAPI, context: ServiceContext) -> None:
     """The ``gatehouse.service`` entry point: routes, the store on the gate store's engine, the
     catalog, and the console page."""
-    if not isinstance(state.gatekeeper.store, SqlStore):
+    if not isinstance(context.gatekeeper.store, SqlStore):
         log.warning("lineage not installed: it needs the SQL gate store")
         return
-    app.state.gatehouse_lineage = LineageStore.for_gate_store(state.gatekeeper.store)
+    app.state.gatehouse_lineage = LineageStore.for_gate_store(context.gatekeeper.store)
     app.state.gatehouse_lineage_catalog = Catalog.from_settings()
     app.include_router(router)
     from lineage._console import install_page

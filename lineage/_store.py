@@ -208,7 +208,7 @@ class LineageStore:
             due = int(
                 conn.execute(select(func.count()).select_from(events).where(_older(before))).scalar_one()
             )
-        gatekeeper.record_event(
+        gatekeeper.audit.record(
             RETENTION_EVENT,
             actor=actor,
             payload={"count": due, "cutoff": before.isoformat(), "retention": retention},

@@ -383,10 +383,6 @@ class SqlStore:
                     claimed.append(gate_id)
         return claimed
 
-    def last_review(self, action: str, target: str) -> LastReview | None:
-        with self._read() as conn:
-            return self._last_review(conn, GateRequest(action=action, target=target, requester="-"))
-
     @staticmethod
     def _last_review(conn: Connection, request: GateRequest) -> LastReview | None:
         """When this action on this target was last decided by people (not by policy)."""

@@ -1,4 +1,7 @@
-"""The gate service: REST API, Slack and Teams approvals, the web console (``gatehouse serve``)."""
+"""The gate service: REST API, Slack and Teams approvals, the web console (``gatehouse serve``).
+
+Plugins that add routes or console pages import from ``gate_core.service.extension``.
+"""
 
 from __future__ import annotations
 

@@ -195,29 +195,19 @@ async def wait_many(body: WaitManyIn, caller: Caller, request: Request) -> WaitM
 
 
 async def _wait(state: ServiceState, ids: list[str], timeout: float) -> WaitManyOut:
-    """Each cycle reads only status and expiry of the ids (a triggerer may hold 10,000 of them);
-    whole gates are loaded only for those that left PENDING, to be returned."""
+    """Each cycle is one ``Gatekeeper.poll``: a narrow read of status and expiry (a triggerer
+    may hold 10,000 ids) that expires overdue gates, whole gates only for those that left PENDING."""
     deadline = time.monotonic() + timeout
     gatekeeper = state.gatekeeper
-    store = gatekeeper.store
     with state.bus.subscribe(ids) as subscription:  # subscribe first: no change slips between read and wait
         while True:
-            states = await run_in_threadpool(store.gate_states, ids)
-            now = gatekeeper.clock.now()
-            overdue = [i for i, s in states.items() if s.status.is_open and now >= s.expires_at]
-            if overdue:
-                for gate_id in overdue:
-                    await run_in_threadpool(gatekeeper.get, gate_id)  # expires it, audited
-                states = await run_in_threadpool(store.gate_states, ids)
-            closed = [i for i, s in states.items() if not s.status.is_open]
+            seen = await run_in_threadpool(gatekeeper.poll, ids)
             remaining = deadline - time.monotonic()
-            if closed or remaining <= 0 or not states or state.bus.draining:
-                query = GateFilter(ids=tuple(closed), limit=len(closed))
-                changed = await run_in_threadpool(store.list_gates, query) if closed else []
-                pending = [i for i, s in states.items() if s.status.is_open]
-                return WaitManyOut(changed=changed, pending=pending)
-            soonest_expiry = min(s.expires_at for s in states.values())
-            remaining = min(remaining, max(0.05, (soonest_expiry - now).total_seconds()))
+            if seen.closed or remaining <= 0 or not seen.states or state.bus.draining:
+                return WaitManyOut(changed=seen.closed, pending=seen.pending)
+            soonest_expiry = min(s.expires_at for s in seen.states.values())
+            until_expiry = (soonest_expiry - gatekeeper.clock.now()).total_seconds()
+            remaining = min(remaining, max(0.05, until_expiry))
             subscription.rearm()
             await subscription.wait(remaining)
             await asyncio.sleep(0)
@@ -225,7 +215,7 @@ async def _wait(state: ServiceState, ids: list[str], timeout: float) -> WaitMany
 
 @router.get("/audit/verify", response_model=VerifyOut, tags=["audit"])
 def audit_verify(caller: Caller, request: Request) -> VerifyOut:
-    report = state_of(request).gatekeeper.verify_audit()
+    report = state_of(request).gatekeeper.audit.verify()
     return VerifyOut(
         ok=report.ok,
         entries=report.entries,
@@ -252,7 +242,7 @@ def audit_export(
     caller.require(Scope.ADMIN)
     # Run the query before the response starts: a database error must be a 503 problem, not a
     # stream that breaks off after a 200.
-    entries = state_of(request).gatekeeper.store.audit_entries(after_seq=since_seq)
+    entries = state_of(request).gatekeeper.audit.entries(after_seq=since_seq)
     first = next(entries, None)
     rows = itertools.chain([first] if first is not None else [], entries)
     lines = jsonl_lines(rows) if format == "jsonl" else csv_lines(rows)

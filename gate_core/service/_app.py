@@ -46,23 +46,19 @@ def build_notifiers(config: ServiceConfig, gatekeeper: Gatekeeper) -> dict[str, 
     return notifiers
 
 
-def _sweep_once(state: ServiceState, checkpointed: list[int]) -> None:
+def _sweep_once(state: ServiceState) -> None:
     gatekeeper = state.gatekeeper
     for gate in gatekeeper.expire_due():
         state.changed(gate)
-    for gate_id in gatekeeper.store.claim_reminders(gatekeeper.clock.now()):
-        state.hub.remind(gatekeeper.store.get_gate(gate_id))
-    size, _ = gatekeeper.store.audit_head()
-    if size != checkpointed[0] and gatekeeper.signer is not None:
-        gatekeeper.checkpoint()
-        checkpointed[0] = size
+    for gate in gatekeeper.due_reminders():
+        state.hub.remind(gate)
+    gatekeeper.audit.checkpoint_if_moved()
 
 
 async def _sweeper(state: ServiceState) -> None:
-    checkpointed = [-1]
     while True:
         try:
-            await run_in_threadpool(_sweep_once, state, checkpointed)
+            await run_in_threadpool(_sweep_once, state)
         except GatehouseError as exc:  # database away: keep sweeping once it is back
             log.warning("sweep skipped: %s", exc)
         await asyncio.sleep(state.config.sweep_interval_s)
@@ -70,8 +66,9 @@ async def _sweeper(state: ServiceState) -> None:
 
 def install_plugins(app: FastAPI, state: ServiceState) -> None:
     """Extensions (e.g. lineage) registered under the ``gatehouse.service`` entry point group add
-    their routes with ``install(app, state)``. One that cannot even be imported is logged and
-    skipped; one that fails while installing stops the service, as a bad config would."""
+    their routes with ``install(app, context)`` — ``context`` is this ServiceState, seen through
+    the public ``gate_core.service.extension.ServiceContext``. One that cannot even be imported is
+    logged and skipped; one that fails while installing stops the service, as a bad config would."""
     for plugin in entry_points(group="gatehouse.service"):
         try:
             install = plugin.load()
@@ -139,7 +136,7 @@ def create_app(
     @app.get("/healthz", tags=["service"])
     def healthz() -> JSONResponse:
         try:
-            size, _ = gatekeeper.store.audit_head()
+            size = gatekeeper.audit.size()
         except GatehouseError as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok", "audit_entries": size, "waiting_gates": state.bus.waiting_gates})

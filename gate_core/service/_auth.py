@@ -108,7 +108,7 @@ class Authenticator:
 
     def bearer(self, credential: str) -> Identity:
         if credential.startswith(PREFIX):
-            principal, token = self.gatekeeper.authenticate_token(credential)
+            principal, token = self.gatekeeper.tokens.authenticate(credential)
             return Identity(principal, AuthMethod.API_TOKEN, token.scope)
         if self.oidc is None or self.oidc_config is None:
             raise AuthenticationFailed("invalid API token")

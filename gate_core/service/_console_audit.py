@@ -1,4 +1,4 @@
-"""The console's audit page, read from the store: newest first, a page at a time, one line of
+"""The console's audit page, read through the AuditService: newest first, a page at a time, one line of
 explanation per entry (the full bodies are in ``gatehouse audit export``)."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class AuditPage:
 
 @contextlib.contextmanager
 def _audit_entries(state: ServiceState, after_seq: int) -> Iterator[Iterator[AuditEntry]]:
-    entries = state.gatekeeper.store.audit_entries(after_seq=after_seq)
+    entries = state.gatekeeper.audit.entries(after_seq=after_seq)
     try:
         yield entries
     finally:
@@ -96,7 +96,7 @@ def read_audit_page(state: ServiceState, page: int, event: str, gate_id: str) ->
     """Newest first. Unfiltered pages read only their window of sequence numbers; a filtered page
     scans once and keeps only the newest matches it needs (memory bounded by the page depth)."""
     if not event and not gate_id:
-        size, _ = state.gatekeeper.store.audit_head()
+        size = state.gatekeeper.audit.size()
         high = size - page * PAGE_SIZE
         low = max(0, high - PAGE_SIZE)
         with _audit_entries(state, low) as entries:

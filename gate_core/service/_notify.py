@@ -123,8 +123,7 @@ class NotificationHub:
         ref = notifier.post_request(gate, target)
         if ref is None:
             return
-        self.gatekeeper.store.add_notification(ref)
-        latest = self.gatekeeper.store.get_gate(gate.id)
+        latest = self.gatekeeper.notification_posted(ref)
         if (latest.status, len(latest.decisions)) != (gate.status, len(gate.decisions)):
             notifier.post_outcome(latest, ref)
 
@@ -133,7 +132,7 @@ class NotificationHub:
             self.deliver(gate.id, f"update messages of {gate.id}", partial(self._update_all, gate))
 
     def _update_all(self, gate: Gate) -> None:
-        for ref in self.gatekeeper.store.notifications_for(gate.id):
+        for ref in self.gatekeeper.notifications_for(gate.id):
             notifier = self.notifiers.get(ref.kind)
             if notifier is not None:
                 update = partial(notifier.post_outcome, gate, ref)

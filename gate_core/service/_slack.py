@@ -126,7 +126,7 @@ class SlackNotifier:
 
     def post_outcome(self, gate: Gate, ref: NotificationRef) -> None:
         with self._card_locks[hash((ref.channel, ref.message_ref)) % len(self._card_locks)]:
-            latest = self._gatekeeper.store.get_gate(gate.id)
+            latest = self._gatekeeper.get(gate.id)
             self.client.chat_update(
                 channel=ref.channel,
                 ts=ref.message_ref,
@@ -139,7 +139,7 @@ class SlackNotifier:
     def post_reminder(self, gate: Gate, target: str) -> None:
         if not gate.status.is_open:
             return
-        refs = self._gatekeeper.store.notifications_for(gate.id)
+        refs = self._gatekeeper.notifications_for(gate.id)
         card = next((r for r in refs if r.kind == self.kind and r.target == target), None)
         if card is not None:
             self.client.chat_postMessage(

@@ -24,7 +24,7 @@ def fill(gk: Gatekeeper) -> int:
         gate = gk.open(prod_redeploy(), submitted_by=actor("alice"))
         gk.approve(gate.id, actor=actor("bob"))
         gk.approve(gate.id, actor=actor("dave"))
-    gk.checkpoint()
+    gk.audit.checkpoint()
     size, _ = gk.store.audit_head()
     assert size >= 12
     return size
@@ -55,7 +55,7 @@ def edit_payload(gk: Gatekeeper, seq: int) -> None:
 
 def test_intact_log_verifies(gatekeeper: Gatekeeper) -> None:
     size = fill(gatekeeper)
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert report.ok
     assert report.entries == size
 
@@ -63,7 +63,7 @@ def test_intact_log_verifies(gatekeeper: Gatekeeper) -> None:
 def test_edited_payload_is_detected(gatekeeper: Gatekeeper) -> None:
     fill(gatekeeper)
     edit_payload(gatekeeper, 7)
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert not report.ok
     assert report.first_bad_seq == 7
     assert "edited" in report.problem
@@ -72,14 +72,14 @@ def test_edited_payload_is_detected(gatekeeper: Gatekeeper) -> None:
 def test_edited_index_column_is_detected(gatekeeper: Gatekeeper) -> None:
     fill(gatekeeper)
     tamper(gatekeeper, "UPDATE gh_audit_log SET event = 'gate.cancelled' WHERE seq = 5")
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert (report.ok, report.first_bad_seq) == (False, 5)
 
 
 def test_deleted_middle_row_is_detected(gatekeeper: Gatekeeper) -> None:
     fill(gatekeeper)
     tamper(gatekeeper, "DELETE FROM gh_audit_log WHERE seq = 6")
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert (report.ok, report.first_bad_seq) == (False, 6)
 
 
@@ -102,7 +102,7 @@ def test_swapped_rows_are_detected(gatekeeper: Gatekeeper) -> None:
             for k, v in (("b", e.body), ("e", e.event), ("g", e.gate_id), ("h", e.hash), ("p", e.prev_hash))
         },
     )
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert (report.ok, report.first_bad_seq) == (False, 4)
 
 
@@ -110,7 +110,7 @@ def test_truncated_tail_behind_a_checkpoint_is_detected(gatekeeper: Gatekeeper) 
     size = fill(gatekeeper)
     tamper(gatekeeper, "DELETE FROM gh_audit_log WHERE seq > :keep", keep=size - 3)
     tamper(gatekeeper, "UPDATE gh_audit_head SET seq = :s", s=size - 3)
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert not report.ok
     assert report.first_bad_seq == size - 2
     assert "were removed" in report.problem
@@ -132,7 +132,7 @@ def test_inserted_row_is_detected(gatekeeper: Gatekeeper) -> None:
         prev=entry.hash,
         hash=chain_hash(entry.hash, forged_body),
     )
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert not report.ok
     # the forged entry links correctly but is not in canonical form: caught at itself
     assert (report.first_bad_seq, report.problem) == (3, "entry body is not in canonical form"), (
@@ -164,7 +164,7 @@ def test_self_consistent_forgery_without_the_key_is_detected(gatekeeper: Gatekee
     gatekeeper.store.add_checkpoint(impostor.sign(len(forged), prev, gatekeeper.clock.now()))
     chain_only = verify_chain(gatekeeper.store.audit_rows(), [], None)
     assert chain_only.ok  # the forgery is self-consistent ...
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert not report.ok  # ... but no checkpoint signed with our key vouches for it
     assert "invalid signature" in report.problem
 
@@ -172,7 +172,7 @@ def test_self_consistent_forgery_without_the_key_is_detected(gatekeeper: Gatekee
 def test_deleting_all_checkpoints_is_detected(gatekeeper: Gatekeeper) -> None:
     fill(gatekeeper)
     tamper(gatekeeper, "DELETE FROM gh_audit_checkpoints")
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert not report.ok
     assert "no signed checkpoint" in report.problem
 
@@ -192,7 +192,7 @@ def test_append_only_triggers_refuse_direct_edits(gatekeeper: Gatekeeper, statem
         statement = "DELETE FROM gh_audit_log"  # SQLite has no TRUNCATE; its DELETE trigger covers it
     with pytest.raises(DBAPIError, match="append-only"), gatekeeper.store.engine.begin() as conn:
         conn.execute(text(statement))
-    assert gatekeeper.verify_audit().ok
+    assert gatekeeper.audit.verify().ok
 
 
 def test_export_maps_every_event_to_controls(gatekeeper: Gatekeeper) -> None:
@@ -229,7 +229,7 @@ def test_refusals_are_audited_with_separation_of_duties_control(gatekeeper: Gate
 def test_tampering_is_reported_once_not_per_following_entry(gatekeeper: Gatekeeper) -> None:
     fill(gatekeeper)
     edit_payload(gatekeeper, 3)
-    summary = gatekeeper.verify_audit().summary()
+    summary = gatekeeper.audit.verify().summary()
     assert summary.startswith("audit log TAMPERED at entry 3:")
 
 
@@ -255,7 +255,7 @@ def test_a_canonical_forgery_linked_in_is_caught_where_the_chain_breaks(gatekeep
         prev=entry.hash,
         hash=chain_hash(entry.hash, forged),
     )
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert (report.ok, report.first_bad_seq) == (False, 4)
     assert "previous-hash link" in report.problem
 
@@ -267,12 +267,12 @@ def test_index_columns_pointing_into_the_payload_are_caught(gatekeeper: Gatekeep
         pii_export(parameters={"event": "gate.cancelled", "gate": None, "payload": {}}),
         submitted_by=actor("alice"),
     )
-    gatekeeper.checkpoint()
+    gatekeeper.audit.checkpoint()
     seq = next(e.seq for e in gatekeeper.store.audit_entries() if e.gate_id == gate.id)
     tamper(
         gatekeeper, "UPDATE gh_audit_log SET event = 'gate.cancelled', gate_id = NULL WHERE seq = :s", s=seq
     )
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert (report.ok, report.first_bad_seq) == (False, seq)
     assert report.problem == "indexed columns disagree with the hashed body"
 
@@ -281,11 +281,11 @@ def test_honest_entries_with_non_ascii_names_verify(gatekeeper: Gatekeeper) -> N
     """Canonical bodies keep non-ASCII as is; the positional check must compare the same way."""
     from gate_core import Actor, AuthMethod
 
-    gatekeeper.record_event(
+    gatekeeper.audit.record(
         "lineage.note",
         actor=Actor(principal_id="bob", via=AuthMethod.API_TOKEN),
         payload={"text": "café ✓"},
         gate_id="café-7",
     )
-    gatekeeper.checkpoint()
-    assert gatekeeper.verify_audit().ok
+    gatekeeper.audit.checkpoint()
+    assert gatekeeper.audit.verify().ok

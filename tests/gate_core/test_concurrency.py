@@ -71,7 +71,7 @@ def open_gate(settings: Settings, action: str, environment: str = "") -> str:
 def decision_events(settings: Settings, gate_id: str) -> list[str]:
     gatekeeper = open_gatekeeper(settings)
     try:
-        assert gatekeeper.verify_audit().ok
+        assert gatekeeper.audit.verify().ok
         return [e.event for e in gatekeeper.store.audit_entries() if e.gate_id == gate_id]
     finally:
         gatekeeper.store.close()

@@ -268,7 +268,7 @@ def test_every_audit_entry_verifies_and_is_checkpointed(gatekeeper: Gatekeeper) 
         gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
         gatekeeper.approve(gate.id, actor=actor("bob"))
         gatekeeper.approve(gate.id, actor=actor("carol"))
-    report = gatekeeper.verify_audit()
+    report = gatekeeper.audit.verify()
     assert report.ok, report.summary()
     assert report.checkpoints_checked >= 2
     assert report.entries == gatekeeper.store.audit_head()[0]
@@ -308,7 +308,7 @@ def test_decide_many_judges_each_decision_after_the_ones_before_it(gatekeeper: G
     assert gatekeeper.get(export.id).status is GateStatus.APPROVED
     recorded = [e for e in gatekeeper.store.audit_entries() if e.event == Event.DECISION_RECORDED]
     assert len(recorded) == 3
-    assert gatekeeper.verify_audit().ok
+    assert gatekeeper.audit.verify().ok
 
 
 def test_a_principal_can_be_named_by_email(gatekeeper: Gatekeeper) -> None:

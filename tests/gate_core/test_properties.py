@@ -107,4 +107,4 @@ def test_no_approval_by_requester_service_or_non_member(script: list[tuple]) -> 
             approvals = gate.approvals
             assert len(approvals) >= gate.required_approvals or any(d.break_glass for d in approvals)
             assert gate.decided_at is not None and gate.decided_at <= gate.expires_at
-    assert gatekeeper.verify_audit().ok
+    assert gatekeeper.audit.verify().ok

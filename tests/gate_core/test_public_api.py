@@ -41,6 +41,9 @@ EXPECTED = {
     "Scope",
     # application service, ports and adapters
     "Gatekeeper",
+    "TokenService",
+    "AuditService",
+    "WaitSnapshot",
     "DecisionRequest",
     "GateFilter",
     "GateStore",
@@ -133,7 +136,26 @@ PUBLIC_MODULES = (
     "gate_core.sql",
     "gate_core.session",
     "gate_core.service",
+    "gate_core.service.extension",
 )
+
+
+def test_the_service_extension_api_is_exactly_all() -> None:
+    """What a service plugin may use: the verified caller, the service context, console pages."""
+    from gate_core.service import extension
+
+    assert set(extension.__all__) == {
+        "Caller",
+        "Console",
+        "Identity",
+        "ServiceContext",
+        "Viewer",
+        "console_of",
+        "context_of",
+        "identity",
+    }
+    for name in extension.__all__:
+        assert getattr(extension, name) is not None
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES)

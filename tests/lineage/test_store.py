@@ -229,7 +229,7 @@ def test_purge_deletes_only_old_events_and_is_audited(
     body = entries[0].decoded()
     assert body["payload"] == {"count": 2, "cutoff": cutoff.isoformat(), "retention": "30d"}
     assert body["actor"]["principal_id"] == "carol"
-    assert gatekeeper.verify_audit().ok
+    assert gatekeeper.audit.verify().ok
     # the door closes again: a plain DELETE of what is left is still refused
     with pytest.raises(Exception, match="append-only"), lstore.engine.begin() as conn:
         conn.execute(text("DELETE FROM gh_lineage_events"))
@@ -239,14 +239,17 @@ def test_purge_is_refused_unless_it_can_be_audited(
     seeded: Seeded, gatekeeper: Gatekeeper, lstore: LineageStore
 ) -> None:
     with pytest.raises(Exception, match="area"):
-        gatekeeper.record_event(
+        gatekeeper.audit.record(
             "gate.approved", actor=Actor(principal_id="x", via=AuthMethod.SYSTEM), payload={}
         )
     before = lstore.count()
 
-    class Broken:
-        def record_event(self, *_args: object, **_kwargs: object) -> None:
+    class BrokenAudit:
+        def record(self, *_args: object, **_kwargs: object) -> None:
             raise StoreError("audit log unavailable")
+
+    class Broken:
+        audit = BrokenAudit()
 
     with pytest.raises(StoreError):
         lstore.purge(

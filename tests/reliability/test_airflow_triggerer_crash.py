@@ -456,7 +456,7 @@ def test_kill_9_of_the_triggerer_loses_no_gate_and_no_decision(
             for g in gatekeeper.store.list_gates(GateFilter(limit=1000))
             if (g.request.idempotency_key or "").startswith(prefix)
         ]
-        audit_ok = gatekeeper.verify_audit().ok
+        audit_ok = gatekeeper.audit.verify().ok
     finally:
         gatekeeper.store.close()
     by_task = {g.request.run.task_id: g for g in stored}

@@ -328,7 +328,7 @@ def restart(deployment: Deployment, crash: Crash) -> tuple[str, float]:
 def audit_ok(settings: Settings) -> bool:
     gatekeeper = open_gatekeeper(settings)
     try:
-        return bool(gatekeeper.verify_audit().ok)
+        return bool(gatekeeper.audit.verify().ok)
     finally:
         gatekeeper.store.close()
 

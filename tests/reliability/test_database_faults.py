@@ -118,7 +118,7 @@ def test_database_outage_fails_closed_and_loses_nothing(
             approved = {g.id for g in gates.values() if g.status is GateStatus.APPROVED}
             assert approved == {*approved_before, pending[0]}  # nothing passed without its decision
             assert all(len(gates[g].decisions) == 1 for g in approved)
-            assert gatekeeper.verify_audit().ok
+            assert gatekeeper.audit.verify().ok
         finally:
             gatekeeper.store.close()
         report(

@@ -73,7 +73,7 @@ def test_injection_and_unicode_in_every_text_field(service: Service, report: Rep
     assert len(service.gatekeeper.store.list_gates(GateFilter(limit=100))) == len(
         NASTY
     )  # the table is still there
-    assert service.gatekeeper.verify_audit().ok
+    assert service.gatekeeper.audit.verify().ok
     report(
         "Hostile input: injection/Unicode payloads stored and returned verbatim",
         f"{stored_verbatim}/{len(NASTY)}",
@@ -101,12 +101,12 @@ def test_every_kind_of_bad_credential(service: Service, report: Report) -> None:
     gate_id = service.gatekeeper.open(
         GateRequest(action="export", requester="alice"), submitted_by=actor("etl-bot")
     ).id
-    _, expired = service.gatekeeper.create_token(
+    _, expired = service.gatekeeper.tokens.create(
         "bob", Scope.DECIDE, created_by=actor("carol"), expires_in=timedelta(microseconds=1)
     )
-    revoked_token, revoked = service.gatekeeper.create_token("bob", Scope.DECIDE, created_by=actor("carol"))
-    service.gatekeeper.revoke_token(revoked_token.id, actor=actor("carol"))
-    _, bot_decider = service.gatekeeper.create_token("etl-bot", Scope.ADMIN, created_by=actor("carol"))
+    revoked_token, revoked = service.gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=actor("carol"))
+    service.gatekeeper.tokens.revoke(revoked_token.id, actor=actor("carol"))
+    _, bot_decider = service.gatekeeper.tokens.create("etl-bot", Scope.ADMIN, created_by=actor("carol"))
     good = service.tokens["bob"]
     forged_secret = good[: good.rindex("_") + 1] + "A" * 43
     cases = {

@@ -180,7 +180,7 @@ def verdicts(gate: dict[str, Any]) -> list[tuple[str, str, str]]:
 def audit_verifies(settings: Settings) -> bool:
     gatekeeper = open_gatekeeper(settings)
     try:
-        return gatekeeper.verify_audit().ok
+        return gatekeeper.audit.verify().ok
     finally:
         gatekeeper.store.close()
 

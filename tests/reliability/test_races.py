@@ -137,7 +137,7 @@ def test_decision_racing_expiry(
         conflicts += not ok
         outcomes[final.status.value] += 1
     assert conflicts == 0, outcomes
-    assert service.gatekeeper.verify_audit().ok
+    assert service.gatekeeper.audit.verify().ok
     report(
         "Races: a decision racing expiry (12 rounds across the deadline), inconsistent outcomes",
         conflicts,

@@ -92,7 +92,7 @@ def test_kill_9_of_the_service_loses_nothing(
             assert {g for g in ids[:10] if gates[g].status is GateStatus.APPROVED} == set(ids[:10])
             assert {g for g in ids[10:15] if gates[g].status is GateStatus.REJECTED} == set(ids[10:15])
             assert [g for g in pending[1:] if gates[g].status is not GateStatus.PENDING] == []
-            assert gatekeeper.verify_audit().ok
+            assert gatekeeper.audit.verify().ok
         finally:
             gatekeeper.store.close()
         lost = len(set(ids) - set(gates)) + sum(

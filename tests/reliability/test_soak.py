@@ -106,7 +106,7 @@ def test_soak_two_replicas_on_postgresql(postgres_url: str, tmp_path: Path, repo
     gatekeeper = open_gatekeeper(settings)
     try:
         consumed = len(gatekeeper.store.list_gates(GateFilter(status=GateStatus.CONSUMED, limit=GATES + 1)))
-        report_ok = gatekeeper.verify_audit()
+        report_ok = gatekeeper.audit.verify()
     finally:
         gatekeeper.store.close()
     assert errors == [], errors[:5]

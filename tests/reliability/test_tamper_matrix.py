@@ -102,9 +102,9 @@ KINDS: dict[str, Callable[[Gatekeeper], None]] = {
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_kind_of_tampering_is_detected(gatekeeper: Gatekeeper, kind: str, report: Report) -> None:
     fill(gatekeeper)
-    assert gatekeeper.verify_audit().ok
+    assert gatekeeper.audit.verify().ok
     KINDS[kind](gatekeeper)
-    verdict = gatekeeper.verify_audit()
+    verdict = gatekeeper.audit.verify()
     assert not verdict.ok
     assert verdict.first_bad_seq is not None
     backend = gatekeeper.store.dialect

@@ -87,7 +87,7 @@ def service_settings(tmp_path: Path, database_url: str) -> Settings:
 
 def make_tokens(gatekeeper: Gatekeeper) -> dict[str, str]:
     return {
-        who: gatekeeper.create_token(pid, scope, created_by=actor("carol"))[1]
+        who: gatekeeper.tokens.create(pid, scope, created_by=actor("carol"))[1]
         for who, (pid, scope) in USERS.items()
     }
 

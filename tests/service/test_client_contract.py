@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import yaml
 
 from gate_core import (
     AlreadyDecided,
@@ -21,6 +22,7 @@ from gate_core import (
     LocalGateClient,
     SelfApprovalRefused,
     ServiceUnavailable,
+    Settings,
     Verdict,
 )
 from gate_core.testing import actor
@@ -80,6 +82,38 @@ def test_decisions_and_refusals(client_for: ClientFor) -> None:
         client_for("carol").decide(gate.id, Verdict.APPROVE)
     assert late.value.by == ("bob",)
     assert late.value.at is not None
+
+
+@pytest.mark.parametrize("kind", ["http", "local"])
+def test_an_overdue_gate_reads_expired_and_a_wait_returns_at_once(
+    kind: str, service_factory: Callable[..., Service], service_settings: Settings
+) -> None:
+    """Reads never write, yet no client sees an overdue gate as usable for long: the service's
+    sweeper (every 0.2 s here) or the local client's explicit expiry moves it, and a wait expires
+    it itself."""
+    policy = yaml.safe_load(service_settings.policy_path.read_text())
+    policy["rules"][0]["expiry"] = "1s"  # pii-export: what export_request() opens
+    policy["rules"][0].pop("reminder", None)
+    service_settings.policy_path.write_text(yaml.safe_dump(policy))
+    service = service_factory()
+    bot: GateClient = (
+        HttpGateClient(service.base_url, service.tokens["bot"])
+        if kind == "http"
+        else LocalGateClient(service.gatekeeper, actor("etl-bot"), poll_s=0.02)
+    )
+    try:
+        waited = bot.open(export_request())
+        read = bot.open(export_request(target="s3://exports/other.csv"))
+        time.sleep(1.1)
+        started = time.monotonic()
+        assert bot.wait(waited.id, timeout=20).status is GateStatus.EXPIRED
+        assert time.monotonic() - started < 2
+        deadline = time.monotonic() + 3
+        while bot.get(read.id).status is GateStatus.PENDING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bot.get(read.id).status is GateStatus.EXPIRED
+    finally:
+        bot.close()
 
 
 def test_wait_times_out_then_returns_on_decision(client_for: ClientFor) -> None:

@@ -77,6 +77,6 @@ def test_shutdown_answers_parked_long_polls_and_exits_promptly(
     gatekeeper = open_gatekeeper(service_settings)
     try:
         assert all(gatekeeper.get(g["id"]).status is GateStatus.PENDING for g in gates)
-        assert gatekeeper.verify_audit().ok
+        assert gatekeeper.audit.verify().ok
     finally:
         gatekeeper.store.close()
