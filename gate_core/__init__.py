@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from gate_core._audit import Checkpoint, CheckpointSigner, Event, VerifyReport, control_ids, verify_chain
 from gate_core._client import GateClient, HttpGateClient, LocalGateClient, WaitResult
-from gate_core._directory import Directory
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
@@ -56,6 +55,7 @@ from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate, load_po
 from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
 from gate_core._store import SqlStore
 from gate_core._tokens import Scope
+from gate_core.identity import Directory
 
 __all__ = [
     "Actor",

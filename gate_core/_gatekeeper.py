@@ -22,7 +22,6 @@ from gate_core._audit import (
     redact_parameters,
     verify_chain,
 )
-from gate_core._directory import Directory
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
@@ -52,6 +51,7 @@ from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateStore, Mutation, SystemClock
 from gate_core._rules import is_expired, is_requester, judge_decision, refuse_if_closed
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
+from gate_core.identity import IdentitySource
 
 log = logging.getLogger("gatehouse")
 _EXTENSION_EVENT = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
@@ -92,7 +92,7 @@ class Gatekeeper:
     def __init__(
         self,
         store: GateStore,
-        directory: Directory,
+        directory: IdentitySource,
         policy: Policy,
         *,
         clock: Clock | None = None,

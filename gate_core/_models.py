@@ -76,21 +76,31 @@ class Principal(_Frozen):
     groups: frozenset[str] = frozenset()
     kind: PrincipalKind = PrincipalKind.HUMAN
 
+    # The identity keys come from gate_core.identity's one canonical form. Imported where used:
+    # that package builds on Principal, so importing it at the top of this module would be a cycle.
+
     @property
     def identity_keys(self) -> tuple[str, ...]:
-        keys = [f"id:{self.id}"]
+        """``id:`` and (when known) ``email:`` keys, canonical; a gate stores its requester's."""
+        from gate_core.identity._canonical import identity_key
+
+        keys = [identity_key("id", self.id)]
         if self.email:
-            keys.append(self.person_key)
+            keys.append(identity_key("email", self.email))
         return tuple(keys)
 
     @property
     def person_key(self) -> str:
         """One key per real person: the e-mail when known (so the same mailbox under two ids is
         one person), otherwise the id. Quorum and self-approval are decided on this key."""
-        return f"email:{self.email.strip().lower()}" if self.email else f"id:{self.id}"
+        from gate_core.identity._canonical import person_key
+
+        return person_key(self.id, self.email)
 
     def is_same_person(self, other: Principal) -> bool:
-        return self.id == other.id or self.person_key == other.person_key
+        from gate_core.identity._canonical import same_person
+
+        return same_person(self.id, self.email, other.id, other.email)
 
     @property
     def label(self) -> str:

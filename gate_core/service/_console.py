@@ -10,7 +10,8 @@ Sign-in, in the order a request is identified:
                                     ``app.state.local_signin`` (the embedded default on loopback)
                      oidc           authorization-code flow with PKCE and a nonce; the id_token is
                                     checked by the service's OidcVerifier (signature via JWKS,
-                                    iss, aud, exp) and mapped by principal_from_claims
+                                    iss, aud, exp) and mapped by gate_core.identity's
+                                    caller_from_oidc_claims
 
 Every form POST carries a per-session CSRF token (compared in constant time) and, when the browser
 sends Origin or Referer, must come from this host. Decisions go through ``Gatekeeper.decide`` —
@@ -60,7 +61,7 @@ from gate_core._errors import (
 from gate_core._gatekeeper import principal_may_decide
 from gate_core._models import Actor, AuthMethod, Gate, GateStatus, Principal, PrincipalKind, Verdict
 from gate_core._ports import GateFilter
-from gate_core.service._auth import principal_from_claims
+from gate_core.identity import caller_from_oidc_claims
 from gate_core.service._console_audit import AUDIT_EVENTS, AuditPage, read_audit_page
 from gate_core.service._oidc_client import OidcClient, token_groups
 from gate_core.service._problems import status_for
@@ -623,7 +624,7 @@ class Console:
         nonce = claims.get("nonce")
         if not isinstance(nonce, str) or not same_secret(nonce, str(pending.get("nonce", ""))):
             raise AuthenticationFailed("the identity token's nonce does not match this sign-in (replayed?)")
-        principal = principal_from_claims(self.gatekeeper, claims, oidc.config)
+        principal = caller_from_oidc_claims(self.gatekeeper.directory, claims, oidc.config).principal
         if principal.kind is not PrincipalKind.HUMAN:
             raise AuthenticationFailed(f"{principal.id} is a service principal; services cannot sign in")
         return principal, token_groups(claims, oidc.config)
