@@ -1,5 +1,9 @@
 """The typed payloads of the gate domain: what a gate asks, who asks, who decides.
 
+Who (``Principal``, ``Actor``, ``AuthMethod``) is defined in gate_core.identity, the layer below
+this one, and the hashing helpers in ``_hashing.py``; both are re-exported here for the modules that
+import the domain's payloads from one place.
+
 All are frozen pydantic models so that they serialise identically everywhere they cross a boundary
 (store, audit, HTTP, orchestrator adapters) and cannot be mutated behind the store's back.
 """
@@ -7,13 +11,19 @@ All are frozen pydantic models so that they serialise identically everywhere the
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+from gate_core._hashing import canonical_json as canonical_json
+from gate_core._hashing import sha256_hex as sha256_hex
+from gate_core.identity._principal import SYSTEM_ACTOR as SYSTEM_ACTOR
+from gate_core.identity._principal import Actor as Actor
+from gate_core.identity._principal import AuthMethod as AuthMethod
+from gate_core.identity._principal import Principal as Principal
+from gate_core.identity._principal import PrincipalKind as PrincipalKind
 
 
 class _Frozen(BaseModel):
@@ -38,84 +48,6 @@ def check_text(value: Any, where: str = "") -> None:
         for item in value:
             check_text(item, where)
 
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, UTF-8 kept as is.
-
-    Used for every hash Gatehouse computes (binding hash, policy hash, audit chain), so that the
-    same content always hashes the same on any machine and database.
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class PrincipalKind(enum.StrEnum):
-    HUMAN = "human"
-    SERVICE = "service"
-
-
-class AuthMethod(enum.StrEnum):
-    """How an acting identity was established; recorded with every audited action."""
-
-    LOCAL_OS_USER = "local-os-user"
-    API_TOKEN = "api-token"
-    OIDC = "oidc"
-    PROXY_HEADER = "proxy-header"
-    SLACK = "slack"
-    CONSOLE_LOCAL = "console-local"
-    SYSTEM = "system"
-
-
-class Principal(_Frozen):
-    id: str = Field(min_length=1, max_length=200)
-    email: str | None = None
-    display_name: str = ""
-    groups: frozenset[str] = frozenset()
-    kind: PrincipalKind = PrincipalKind.HUMAN
-
-    # The identity keys come from gate_core.identity's one canonical form. Imported where used:
-    # that package builds on Principal, so importing it at the top of this module would be a cycle.
-
-    @property
-    def identity_keys(self) -> tuple[str, ...]:
-        """``id:`` and (when known) ``email:`` keys, canonical; a gate stores its requester's."""
-        from gate_core.identity._canonical import identity_key
-
-        keys = [identity_key("id", self.id)]
-        if self.email:
-            keys.append(identity_key("email", self.email))
-        return tuple(keys)
-
-    @property
-    def person_key(self) -> str:
-        """One key per real person: the e-mail when known (so the same mailbox under two ids is
-        one person), otherwise the id. Quorum and self-approval are decided on this key."""
-        from gate_core.identity._canonical import person_key
-
-        return person_key(self.id, self.email)
-
-    def is_same_person(self, other: Principal) -> bool:
-        from gate_core.identity._canonical import same_person
-
-        return same_person(self.id, self.email, other.id, other.email)
-
-    @property
-    def label(self) -> str:
-        return self.display_name or self.id
-
-
-class Actor(_Frozen):
-    """A principal at the moment it acted, and how we know it was them."""
-
-    principal_id: str
-    via: AuthMethod
-    email: str | None = None
-
-
-SYSTEM_ACTOR = Actor(principal_id="gatehouse", via=AuthMethod.SYSTEM)
 
 _NAMESPACE_WITH_SCHEME = re.compile(r"^(?P<ns>[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)/(?P<name>.+)$")
 

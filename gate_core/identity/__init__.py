@@ -1,4 +1,7 @@
-"""Identity as a port: where principals come from, how identities compare, and who a caller is.
+"""Identity as a port: who principals are, where they come from, how identities compare, and who
+a caller is. The layer below the gate domain: it imports nothing of gates, policy or the store.
+
+    Principal, Actor, AuthMethod        who, and how we know (re-exported by gate_core)
 
     IdentitySource (port)  ◄── Directory         the directory.yaml file; load_source(settings)
           ▲
@@ -37,13 +40,19 @@ from gate_core.identity._canonical import (
     same_person,
 )
 from gate_core.identity._directory import Directory
+from gate_core.identity._principal import SYSTEM_ACTOR, Actor, AuthMethod, Principal, PrincipalKind
 from gate_core.identity._source import IdentitySource, load_source
 
 __all__ = [
+    "SYSTEM_ACTOR",
+    "Actor",
+    "AuthMethod",
     "Caller",
     "Directory",
     "IdentitySource",
     "OidcClaimNames",
+    "Principal",
+    "PrincipalKind",
     "TokenAuthenticator",
     "caller_from_oidc_claims",
     "caller_from_os_account",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gate_core._errors import AuthenticationFailed, GatehouseError, PermissionDenied, UnknownPrincipal
-from gate_core._models import Actor, AuthMethod, Principal
 from gate_core._tokens import ApiToken, Scope
+from gate_core.identity._principal import Actor, AuthMethod, Principal
 from gate_core.identity._source import IdentitySource, load_source
 
 if TYPE_CHECKING:

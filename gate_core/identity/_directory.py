@@ -23,8 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate_core._errors import DirectoryError, UnknownPrincipal
-from gate_core._models import Principal, PrincipalKind, canonical_json, sha256_hex
+from gate_core._hashing import canonical_json, sha256_hex
 from gate_core.identity._canonical import canonical_identity
+from gate_core.identity._principal import Principal, PrincipalKind
 
 
 class _Entry(BaseModel):

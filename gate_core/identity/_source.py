@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from gate_core._models import Principal
 from gate_core.identity._directory import Directory
+from gate_core.identity._principal import Principal
 
 if TYPE_CHECKING:
     from gate_core._home import Settings
