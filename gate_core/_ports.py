@@ -2,7 +2,7 @@
 
     Gatekeeper ──uses──► GateStore   (SQLAlchemy adapter: SqlStore, SQLite or PostgreSQL)
                ──uses──► Clock       (SystemClock; tests use gate_core.testing.ManualClock)
-               ──uses──► Directory   (principals from a file; identity adapters resolve to it)
+               ──uses──► IdentitySource (gate_core.identity: the directory file is one source)
 
 A store runs each ``mutate`` as one atomic unit: lock the gate, let the core judge it, write the
 outcome and its audit entries, commit — or write nothing.
