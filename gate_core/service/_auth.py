@@ -24,7 +24,7 @@ from gate_core._tokens import PREFIX
 from gate_core.identity import Caller, caller_from_oidc_claims, caller_from_proxy, caller_from_token
 from gate_core.service._config import OidcConfig, ProxyConfig
 
-# The service's name for a verified caller; lineage's REST plugin imports it under this name.
+# The service's name for a verified caller (routes and lineage's REST plugin take it by this name).
 Identity = Caller
 
 
