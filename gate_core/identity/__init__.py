@@ -11,10 +11,12 @@ a caller is. The layer below the gate domain: it imports nothing of gates, polic
     caller_from_proxy                   all compare through it
     caller_from_slack_email
     caller_from_os_account ─► Caller(principal, via: AuthMethod, scope)
+    local_actor_name       ─► lineage's unverified actor outside a pipeline (os_account(), named
+                              by the source when it knows the account)
 
 The Gatekeeper holds an ``IdentitySource``, never the YAML class. Channels (the HTTP service's
 auth, the console's OIDC sign-in, Slack's buttons, the CLI, lineage's local actor) read their proof
-off the wire and ask this package which principal it names; none looks principals up on its own.
+off the wire and ask this package which principal it names; none maps a proof to a principal itself.
 """
 
 from __future__ import annotations

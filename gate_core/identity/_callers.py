@@ -10,8 +10,9 @@
 
 Reading the proof off the wire (headers, Slack payloads, verifying a JWT) stays with the channel —
 ``gate_core/service/_auth.py``, ``_slack.py``, the console, the CLI; what the proof means, and
-which principal it names, is decided here once. Every function returns a ``Caller`` or raises
-``AuthenticationFailed`` naming what was not recognised.
+which principal it names, is decided here once. Every ``caller_from_*`` returns a ``Caller`` or
+raises ``AuthenticationFailed`` naming what was not recognised. ``local_actor_name`` is the one
+answer that names without proving: lineage's actor outside a pipeline, an unverified label.
 """
 
 from __future__ import annotations
