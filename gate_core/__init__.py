@@ -8,7 +8,6 @@ from __future__ import annotations
 from gate_core._audit import Checkpoint, CheckpointSigner, Event, VerifyReport, control_ids, verify_chain
 from gate_core._audit_service import AuditService
 from gate_core._client import GateClient, HttpGateClient, LocalGateClient, WaitResult
-from gate_core._directory import Directory
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
@@ -61,6 +60,7 @@ from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
 from gate_core._store import SqlStore
 from gate_core._token_service import TokenService
 from gate_core._tokens import Scope
+from gate_core.identity import Directory
 
 __all__ = [
     "Actor",

@@ -4,8 +4,8 @@ The rules, in the order they are checked (the first that applies answers):
 1. a gate that has left PENDING answers "already <status> by <who> at <when>" and changes nothing;
 2. a gate past its deadline is expired: its step must not run;
 3. service principals never decide;
-4. the requester — the same id, or the same e-mail under another id — never decides their own gate;
-   there is no admin bypass;
+4. the requester — the same id, or the same e-mail under another id, compared in the canonical form
+   of gate_core.identity — never decides their own gate; there is no admin bypass;
 5. only members of the rule's approver groups, or of its break-glass groups, decide;
 6. one person counts once: a second decision by the same person is refused;
 7. any allowed reject is final; approvals complete when the distinct approvers reach the rule's
@@ -26,6 +26,7 @@ from gate_core._errors import (
     ServicePrincipalRefused,
 )
 from gate_core._models import Gate, GateStatus, Principal, PrincipalKind, Verdict
+from gate_core.identity import canonical_key, same_person
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,8 @@ def refuse_if_closed(gate: Gate, now: datetime) -> None:
 
 
 def is_requester(gate: Gate, principal: Principal) -> bool:
-    return bool(set(principal.identity_keys) & set(gate.requester_identities))
+    stored = {canonical_key(key) for key in gate.requester_identities}  # gates opened by older versions too
+    return bool(set(principal.identity_keys) & stored)
 
 
 def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: datetime) -> DecisionEffect:
@@ -67,9 +69,7 @@ def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: date
         allowed = " or ".join(gate.approver_groups) or "nobody"
         raise NotAnApprover(f"{principal.id} is not in an approver group of this gate (needs {allowed})")
     for earlier in gate.decisions:
-        if earlier.principal_id == principal.id or (
-            earlier.email and principal.email and earlier.email.lower() == principal.email.lower()
-        ):
+        if same_person(earlier.principal_id, earlier.email, principal.id, principal.email):
             raise DuplicateDecision(
                 f"{principal.id} already decided ({earlier.verdict.value}) at "
                 f"{earlier.at.isoformat(timespec='seconds')}; one person counts once"

@@ -24,7 +24,6 @@ from typing import Any
 
 from gate_core._audit import AuditDraft, CheckpointSigner, Event, redact_parameters
 from gate_core._audit_service import AuditService
-from gate_core._directory import Directory
 from gate_core._eligibility import is_expired, is_requester, judge_decision, refuse_if_closed
 from gate_core._errors import (
     AlreadyDecided,
@@ -52,6 +51,7 @@ from gate_core._models import (
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
+from gate_core.identity import IdentitySource
 
 log = logging.getLogger("gatehouse")
 
@@ -95,7 +95,7 @@ class Gatekeeper:
     def __init__(
         self,
         store: GateStore,
-        directory: Directory,
+        directory: IdentitySource,
         policy: Policy,
         *,
         clock: Clock | None = None,
@@ -104,13 +104,23 @@ class Gatekeeper:
         checkpoint_every: int = 256,
     ) -> None:
         self.store = store
-        self.directory = directory
         self.policy = policy
         self.clock: Clock = clock or SystemClock()
         self.audit = AuditService(
             store, self.clock, signer=signer, witness_path=witness_path, checkpoint_every=checkpoint_every
         )
         self.tokens = TokenService(store, directory, self.clock, self.audit)
+        self._directory = directory
+
+    @property
+    def directory(self) -> IdentitySource:
+        return self._directory
+
+    @directory.setter
+    def directory(self, source: IdentitySource) -> None:
+        """Swap the identity source (a reloaded directory) for every service that reads it."""
+        self._directory = source
+        self.tokens.directory = source
 
     # ------------------------------------------------------------ configuration events
 

@@ -17,12 +17,12 @@ from importlib import resources
 from pathlib import Path
 
 from gate_core._audit import CheckpointSigner
-from gate_core._directory import Directory
 from gate_core._errors import ConfigError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._policy import load_policy
 from gate_core._ports import Clock
 from gate_core._store import SqlStore
+from gate_core.identity import load_source
 
 MINIMAL_POLICY = """\
 # Gatehouse policy. See `gatehouse init --example` for a commented example.
@@ -107,7 +107,7 @@ def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: 
             f"{settings.home} does not exist; run `gatehouse init` (or `gatehouse init --example`) first"
         )
     policy = load_policy(settings.policy_path)
-    directory = Directory.load(settings.directory_path)
+    directory = load_source(settings)
     signer = CheckpointSigner.load(settings.signing_key_path) if settings.signing_key_path.exists() else None
     store = SqlStore.open(settings.database_url, migrate=migrate, timeout_s=settings.db_timeout_s)
     gatekeeper = Gatekeeper(

@@ -1,5 +1,9 @@
 """The typed payloads of the gate domain: what a gate asks, who asks, who decides.
 
+Who (``Principal``, ``Actor``, ``AuthMethod``) is defined in gate_core.identity, the layer below
+this one, and the hashing helpers in ``_hashing.py``; both are re-exported here for the modules that
+import the domain's payloads from one place.
+
 All are frozen pydantic models so that they serialise identically everywhere they cross a boundary
 (store, audit, HTTP, orchestrator adapters) and cannot be mutated behind the store's back.
 """
@@ -7,8 +11,6 @@ All are frozen pydantic models so that they serialise identically everywhere the
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 import re
 from datetime import datetime
 from typing import Any
@@ -16,6 +18,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from gate_core._errors import InvalidInput
+from gate_core._hashing import canonical_json as canonical_json
+from gate_core._hashing import sha256_hex as sha256_hex
+from gate_core.identity._principal import SYSTEM_ACTOR as SYSTEM_ACTOR
+from gate_core.identity._principal import Actor as Actor
+from gate_core.identity._principal import AuthMethod as AuthMethod
+from gate_core.identity._principal import Principal as Principal
+from gate_core.identity._principal import PrincipalKind as PrincipalKind
 
 
 class _Frozen(BaseModel):
@@ -48,74 +57,6 @@ def require_storable(value: Any, what: str) -> None:
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
 
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, UTF-8 kept as is.
-
-    Used for every hash Gatehouse computes (binding hash, policy hash, audit chain), so that the
-    same content always hashes the same on any machine and database.
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class PrincipalKind(enum.StrEnum):
-    HUMAN = "human"
-    SERVICE = "service"
-
-
-class AuthMethod(enum.StrEnum):
-    """How an acting identity was established; recorded with every audited action."""
-
-    LOCAL_OS_USER = "local-os-user"
-    API_TOKEN = "api-token"
-    OIDC = "oidc"
-    PROXY_HEADER = "proxy-header"
-    SLACK = "slack"
-    CONSOLE_LOCAL = "console-local"
-    SYSTEM = "system"
-
-
-class Principal(_Frozen):
-    id: str = Field(min_length=1, max_length=200)
-    email: str | None = None
-    display_name: str = ""
-    groups: frozenset[str] = frozenset()
-    kind: PrincipalKind = PrincipalKind.HUMAN
-
-    @property
-    def identity_keys(self) -> tuple[str, ...]:
-        keys = [f"id:{self.id}"]
-        if self.email:
-            keys.append(self.person_key)
-        return tuple(keys)
-
-    @property
-    def person_key(self) -> str:
-        """One key per real person: the e-mail when known (so the same mailbox under two ids is
-        one person), otherwise the id. Quorum and self-approval are decided on this key."""
-        return f"email:{self.email.strip().lower()}" if self.email else f"id:{self.id}"
-
-    def is_same_person(self, other: Principal) -> bool:
-        return self.id == other.id or self.person_key == other.person_key
-
-    @property
-    def label(self) -> str:
-        return self.display_name or self.id
-
-
-class Actor(_Frozen):
-    """A principal at the moment it acted, and how we know it was them."""
-
-    principal_id: str
-    via: AuthMethod
-    email: str | None = None
-
-
-SYSTEM_ACTOR = Actor(principal_id="gatehouse", via=AuthMethod.SYSTEM)
 
 _NAMESPACE_WITH_SCHEME = re.compile(r"^(?P<ns>[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)/(?P<name>.+)$")
 

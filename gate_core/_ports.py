@@ -2,7 +2,7 @@
 
     Gatekeeper ──uses──► GateStore   (SQLAlchemy adapter: SqlStore, SQLite or PostgreSQL)
                ──uses──► Clock       (SystemClock; tests use gate_core.testing.ManualClock)
-               ──uses──► Directory   (principals from a file; identity adapters resolve to it)
+               ──uses──► IdentitySource (gate_core.identity: the directory file is one source)
                ──has───► TokenService (API tokens) and AuditService (checkpoints, verify, export)
 
 ``GateStore`` is the sum of smaller ports, one per kind of record — ``Gates``, ``AuditLog``,

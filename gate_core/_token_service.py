@@ -10,15 +10,17 @@ from datetime import timedelta
 
 from gate_core._audit import AuditDraft, Event
 from gate_core._audit_service import AuditService
-from gate_core._directory import Directory
 from gate_core._errors import AuthenticationFailed
 from gate_core._models import Actor, Principal
 from gate_core._ports import Clock, TokenStore
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
+from gate_core.identity import IdentitySource
 
 
 class TokenService:
-    def __init__(self, store: TokenStore, directory: Directory, clock: Clock, audit: AuditService) -> None:
+    def __init__(
+        self, store: TokenStore, directory: IdentitySource, clock: Clock, audit: AuditService
+    ) -> None:
         self.store = store
         self.directory = directory
         self.clock = clock

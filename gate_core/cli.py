@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok · 1 refused, not found or a failed check · 2 usage error.
 In local mode the CLI works on the store through the Gatekeeper and acts as the operating-system
-user (``$USER``), who must be a principal (or alias) in the directory.
+user (``$USER``; gate_core.identity's ``caller_from_os_account``), who must be a principal (or
+alias) in the directory.
 
 Local mode has no service sweeping overdue gates, so ``list`` and ``show`` expire what is overdue
 first, explicitly and audited (``Gatekeeper.expire_due`` / ``expire``): what they print is what a
@@ -12,7 +13,6 @@ step could use. The Gatekeeper's own reads never write.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -21,12 +21,14 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from gate_core._audit import Checkpoint, export_csv, export_jsonl, load_public_key
+from gate_core._errors import AuthenticationFailed
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._home import Settings, init_home, open_gatekeeper
-from gate_core._models import Actor, AuthMethod, DatasetRef, Gate, GateRequest, GateStatus, RunContext
+from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
 from gate_core.cli_errors import clean_errors, fail
+from gate_core.identity import caller_from_os_account
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,14 +39,10 @@ def _gatekeeper() -> Gatekeeper:
 
 
 def _local_actor(gatekeeper: Gatekeeper) -> Actor:
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
-    if not user:
-        fail("cannot tell who you are: $USER is not set")
-    principal = gatekeeper.directory.find(user)
-    if principal is None:
-        fail(f"{user!r} is not a principal in the directory (identified by operating-system user $USER)")
-    assert principal is not None
-    return Actor(principal_id=principal.id, via=AuthMethod.LOCAL_OS_USER, email=principal.email)
+    try:
+        return caller_from_os_account(gatekeeper.directory).actor
+    except AuthenticationFailed as exc:
+        fail(str(exc))
 
 
 def _gate_json(gate: Gate) -> dict[str, Any]:

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 
 from gate_core._audit import CheckpointSigner
-from gate_core._directory import Directory
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Actor, AuthMethod
 from gate_core._policy import Policy, parse_policy
 from gate_core._ports import Clock
 from gate_core._store import SqlStore
+from gate_core.identity import Directory, IdentitySource
 
 __all__ = ["ManualClock", "actor", "example_directory", "example_gatekeeper", "example_policy"]
 
@@ -60,7 +60,7 @@ def example_gatekeeper(
     database_url: str = "sqlite://",
     clock: Clock | None = None,
     policy: Policy | None = None,
-    directory: Directory | None = None,
+    directory: IdentitySource | None = None,
     signer: CheckpointSigner | None = None,
 ) -> Gatekeeper:
     """A Gatekeeper on an in-memory SQLite store (or ``database_url``) with the example files."""

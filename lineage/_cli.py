@@ -3,7 +3,8 @@
 Plugged into the core's ``gatehouse`` command through the ``gatehouse.cli`` entry point. Same
 conventions as the core: exit 0 ok · 1 refused, not found or failed · 2 usage error, and every
 failure is one line on stderr. Queries only read the database; ``purge`` acts as the
-operating-system user (``$USER``, a directory principal) and is audited in the gate audit log.
+operating-system user (``$USER``, a directory principal, as ``gate_core.identity`` resolves it) and
+is audited in the gate audit log.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from typing import ParamSpec, TypeVar
 import click
 
 from gate_core import (
-    Actor,
-    AuthMethod,
     DatasetRef,
     RunContext,
     Settings,
@@ -24,6 +23,7 @@ from gate_core import (
     open_gatekeeper,
 )
 from gate_core.cli_errors import clean_errors, fail
+from gate_core.identity import caller_from_os_account
 from lineage._errors import LineageError
 from lineage._format import FORMATS, Format, render_graph, render_rows
 from lineage._models import ColumnInfo, Operation, parse_dataset
@@ -204,16 +204,11 @@ def purge(older_than: str | None, batch_size: int) -> None:
     except LineageError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than / GATEHOUSE_LINEAGE_RETENTION") from None
     gatekeeper = open_gatekeeper(_settings())
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
-    principal = gatekeeper.directory.find(user) if user else None
-    if principal is None:
-        fail(f"{user!r} is not a principal in the directory (identified by operating-system user $USER)")
-    assert principal is not None
+    actor = caller_from_os_account(gatekeeper.directory).actor
     if not isinstance(gatekeeper.store, SqlStore):
         fail("lineage needs the SQL gate store")
     assert isinstance(gatekeeper.store, SqlStore)
     store = LineageStore.for_gate_store(gatekeeper.store)
-    actor = Actor(principal_id=principal.id, via=AuthMethod.LOCAL_OS_USER, email=principal.email)
     deleted = store.purge(
         before=cutoff, gatekeeper=gatekeeper, actor=actor, retention=retention, batch_size=batch_size
     )

@@ -9,14 +9,13 @@ GATEHOUSE_URL + GATEHOUSE_TOKEN → the gate service's REST API (pipelines hold 
 database credentials); otherwise GATEHOUSE_DATABASE_URL / $GATEHOUSE_HOME → the database itself.
 Outside a pipeline the run is ``local`` (one run id per process, so a script that reads and then
 writes still draws its edge) and the actor is the operating-system user, mapped through the
-directory's aliases when the directory is there.
+directory's aliases when the directory is there (``gate_core.identity.local_actor_name``).
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import getpass
 import logging
 import os
 import sys
@@ -26,7 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gate_core import Directory, GatehouseError, RunContext, Settings
+from gate_core import RunContext, Settings
+from gate_core.identity import local_actor_name
 from lineage._catalog import Catalog
 from lineage._errors import NoDestination
 from lineage._models import AccessEvent, new_event_id
@@ -139,19 +139,10 @@ def _local_run() -> RunContext:
     return RunContext(orchestrator="local", pipeline=script[:500], run_id=f"local-{new_event_id()[1:]}")
 
 
-@functools.cache
-def _os_actor(user: str, directory_path: str) -> str:
-    """The OS user, as the directory names them when it knows them (aliases), else as is."""
-    try:
-        principal = Directory.load(directory_path).find(user) if os.path.exists(directory_path) else None
-    except GatehouseError:
-        principal = None
-    return principal.id if principal is not None else user
-
-
 def local_actor() -> str:
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or getpass.getuser()
-    return _os_actor(user, str(Settings.from_env().directory_path))
+    """The OS user, as the home's directory names them (aliases), else as is: gate_core.identity's
+    answer for a process outside any pipeline."""
+    return local_actor_name(Settings.from_env())
 
 
 def resolved() -> Scope:

@@ -4,7 +4,7 @@
                    (the embedded default on loopback)
     oidc           authorization-code flow with PKCE and a nonce; the id_token is checked by the
                    service's OidcVerifier (signature via JWKS, iss, aud, exp) and mapped by
-                   principal_from_claims
+                   gate_core.identity's caller_from_oidc_claims
     proxy header   nothing to do here: _console_session reads the header on every request
 
 Each sign-in starts a fresh session (Sessions.start); ``next`` only ever leads back into the console.
@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gate_core._errors import AuthenticationFailed
 from gate_core._models import AuthMethod, Principal, PrincipalKind
-from gate_core.service._auth import principal_from_claims
+from gate_core.identity import caller_from_oidc_claims
 from gate_core.service._console_session import PageError, console_base, form_text, redirect, same_secret
 from gate_core.service._oidc_client import OidcClient, token_groups
 
@@ -141,7 +141,7 @@ class SignIn:
         nonce = claims.get("nonce")
         if not isinstance(nonce, str) or not same_secret(nonce, str(pending.get("nonce", ""))):
             raise AuthenticationFailed("the identity token's nonce does not match this sign-in (replayed?)")
-        principal = principal_from_claims(self.state.gatekeeper, claims, oidc.config)
+        principal = caller_from_oidc_claims(self.state.gatekeeper.directory, claims, oidc.config).principal
         if principal.kind is not PrincipalKind.HUMAN:
             raise AuthenticationFailed(f"{principal.id} is a service principal; services cannot sign in")
         return principal, token_groups(claims, oidc.config)

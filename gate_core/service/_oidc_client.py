@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import httpx
 
 from gate_core._errors import AuthenticationFailed
+from gate_core.identity import claim_groups
 from gate_core.service._config import OidcConfig
 
 
@@ -28,8 +29,8 @@ def pkce_challenge(verifier: str) -> str:
 
 
 def token_groups(claims: Mapping[str, Any], config: OidcConfig) -> list[str]:
-    raw = claims.get(config.groups_claim) or []
-    return sorted({g for g in (raw if isinstance(raw, list) else [raw]) if isinstance(g, str)})
+    """The groups claim as the console's session keeps it (a sorted list)."""
+    return sorted(claim_groups(claims, config.groups_claim))
 
 
 @dataclass(frozen=True, slots=True)

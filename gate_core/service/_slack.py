@@ -5,14 +5,14 @@
     reminder due ─► hub ─► SlackNotifier.post_reminder ─► reply in the card's thread
 
     click ─► POST /v1/slack/interactions ─► signature (v0 HMAC, 5-minute window) + replay check
-          ─► Slack user id ─► users.info e-mail (cached) ─► directory principal ─► Gatekeeper.decide
+          ─► Slack user id ─► users.info e-mail (cached) ─► caller_from_slack_email ─► Gatekeeper.decide
           ─► refused: ephemeral reply to that user via response_url     accepted: state.changed(gate)
 
 Slack is one more way in, never a second rule book: every decision goes through Gatekeeper.decide,
 so self-approval, approver groups, quorum and "already decided" are the core's answers, audited the
 same way as on every other path. Who clicked is established by the Slack profile e-mail (scope
-``users:read.email``) matched against the directory; a Slack user without an e-mail, or with one the
-directory does not know, decides nothing.
+``users:read.email``) matched against the directory by gate_core.identity; a Slack user without an
+e-mail, or with one the directory does not know, decides nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 from starlette.concurrency import run_in_threadpool
 
-from gate_core._errors import DecisionRefused, NotFound, UnknownPrincipal
+from gate_core._errors import AuthenticationFailed, DecisionRefused, NotFound
 from gate_core._gatekeeper import Gatekeeper, principal_may_decide
 from gate_core._models import (
     Actor,
@@ -48,6 +48,7 @@ from gate_core._models import (
     Verdict,
 )
 from gate_core._ports import NotificationRef
+from gate_core.identity import caller_from_slack_email
 from gate_core.service._config import ServiceConfig, SlackConfig
 from gate_core.service._notify import Notifier
 from gate_core.service._problems import problem
@@ -423,8 +424,8 @@ class SlackInteractions:
     def principal_of(self, slack_user_id: str) -> Principal:
         email = self.emails.email_of(slack_user_id)
         try:
-            return self.state.gatekeeper.directory.by_email(email)
-        except UnknownPrincipal as exc:
+            return caller_from_slack_email(self.state.gatekeeper.directory, email).principal
+        except AuthenticationFailed as exc:
             log.warning("slack user %s (%s) is not in the directory", slack_user_id, email)
             raise _Refused(
                 f"Your Slack e-mail {email} is not in the Gatehouse directory, so you cannot "

@@ -100,6 +100,48 @@ def test_public_api_is_exactly_all() -> None:
         assert getattr(gate_core, name).__module__.startswith("gate_core")
 
 
+IDENTITY = {
+    # who, and how we know
+    "Principal",
+    "PrincipalKind",
+    "Actor",
+    "AuthMethod",
+    "SYSTEM_ACTOR",
+    # the port and its file implementation
+    "IdentitySource",
+    "Directory",
+    "load_source",
+    # the one canonical form
+    "canonical_identity",
+    "canonical_key",
+    "identity_key",
+    "person_key",
+    "same_person",
+    # who is this caller
+    "Caller",
+    "TokenAuthenticator",
+    "OidcClaimNames",
+    "caller_from_token",
+    "caller_from_oidc_claims",
+    "claim_groups",
+    "caller_from_proxy",
+    "caller_from_slack_email",
+    "caller_from_os_account",
+    "os_account",
+    "local_actor_name",
+}
+
+
+def test_identity_api_is_exactly_all() -> None:
+    from gate_core import identity
+
+    assert set(identity.__all__) == IDENTITY
+    for name in identity.__all__:
+        assert getattr(identity, name).__module__.startswith("gate_core.identity.")
+        if name in EXPECTED:  # gate_core re-exports these: the same objects, not copies
+            assert getattr(gate_core, name) is getattr(identity, name)
+
+
 def test_every_error_is_in_the_tree_and_documented() -> None:
     doc = gate_core._errors.__doc__ or ""
     errors = [
@@ -137,6 +179,7 @@ PUBLIC_MODULES = (
     "gate_core.session",
     "gate_core.service",
     "gate_core.service.extension",
+    "gate_core.identity",
 )
 
 

@@ -1,4 +1,4 @@
-"""The directory: who exists, their e-mail, groups and kind. Loaded from a YAML file.
+"""The directory file: one IdentitySource, principals with their e-mail, groups and kind, from YAML.
 
     principals:
       - id: alice
@@ -10,7 +10,8 @@
         kind: service
 
 An identity presented by any channel (OS user, token, OIDC subject/e-mail, Slack e-mail) resolves
-to exactly one principal here or is refused — there is no implicit principal.
+to exactly one principal here or is refused — there is no implicit principal. Ids and aliases are
+looked up as written; e-mails in their canonical form (``_canonical.py``), whatever their spelling.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate_core._errors import DirectoryError, UnknownPrincipal
-from gate_core._models import Principal, PrincipalKind, canonical_json, sha256_hex
+from gate_core._hashing import canonical_json, sha256_hex
+from gate_core.identity._canonical import canonical_identity
+from gate_core.identity._principal import Principal, PrincipalKind
 
 
 class _Entry(BaseModel):
@@ -41,7 +44,8 @@ class _File(BaseModel):
 
 
 class Directory:
-    """An immutable lookup of principals by id, alias or e-mail."""
+    """An immutable lookup of principals by id, alias or e-mail: the ``IdentitySource`` a
+    ``directory.yaml`` file describes (``Directory.load``), or one built in code for tests."""
 
     def __init__(self, principals: Iterable[Principal], aliases: dict[str, str] | None = None) -> None:
         self._by_id: dict[str, Principal] = {}
@@ -51,7 +55,7 @@ class Directory:
                 raise DirectoryError(f"principal id {principal.id!r} appears twice")
             self._by_id[principal.id] = principal
             if principal.email:
-                self._by_email.setdefault(principal.email.lower(), principal)
+                self._by_email.setdefault(canonical_identity(principal.email), principal)
         self._aliases = dict(aliases or {})
         for alias, target in self._aliases.items():
             if target not in self._by_id:
@@ -103,7 +107,7 @@ class Directory:
         launching user, an SSO login) — by e-mail."""
         principal = self._by_id.get(principal_id) or self._by_id.get(self._aliases.get(principal_id, ""))
         if principal is None and "@" in principal_id:
-            principal = self._by_email.get(principal_id.strip().lower())
+            principal = self._by_email.get(canonical_identity(principal_id))
         if principal is None:
             raise UnknownPrincipal(principal_id)
         return principal
@@ -115,7 +119,7 @@ class Directory:
             return None
 
     def by_email(self, email: str) -> Principal:
-        principal = self._by_email.get(email.strip().lower())
+        principal = self._by_email.get(canonical_identity(email))
         if principal is None:
             raise UnknownPrincipal(email, "e-mail")
         return principal
