@@ -46,7 +46,8 @@ from pydantic import (
 
 from gate_core._errors import ConfigError
 from gate_core._notify_target import NotifyTarget
-from gate_core.service.notify import ConfiguredNotifier, SlackConfig, configure
+from gate_core.service.notify._registry import ConfiguredNotifier, configure
+from gate_core.service.notify._slack import SlackConfig
 
 log = logging.getLogger("gatehouse.service")
 
@@ -76,9 +77,10 @@ class ConsoleConfig(_Strict):
 
 def _is_instance_name(name: str) -> bool:
     try:
-        return str(NotifyTarget.parse(name)) == name
+        target = NotifyTarget.parse(name)
     except ValueError:
         return False
+    return (target.instance, target.address) == (name, "")
 
 
 class ServiceConfig(_Strict):
@@ -204,7 +206,7 @@ def _slack_from_env(data: dict[str, Any], env: dict[str, str], path: Path) -> No
         slack = dict(notifiers.get("slack") or {"type": "slack"})
         if slack.get("type") != "slack":
             raise ConfigError(
-                f"{path}: notifiers.slack: GATEHOUSE_SLACK_* are set but this instance is not of type slack"
+                f"{path}: notifiers.slack: GATEHOUSE_SLACK_* are set; this instance is not of type slack"
             )
         notifiers["slack"] = slack
     for key in ("bot_token", "signing_secret", "api_url"):

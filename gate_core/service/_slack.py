@@ -57,7 +57,7 @@ from gate_core.service._slack_card import (
     reject_modal,
 )
 from gate_core.service._state import ServiceState
-from gate_core.service.notify import SlackConfig
+from gate_core.service.notify._slack import SlackConfig
 
 log = logging.getLogger("gatehouse.slack")
 

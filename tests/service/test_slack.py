@@ -28,7 +28,7 @@ from gate_core.service._slack import (
     REASON_BLOCK,
     REJECT_CALLBACK,
 )
-from gate_core.service.notify import SlackConfig
+from gate_core.service.notify._slack import SlackConfig
 from tests.conftest import Report
 from tests.service.conftest import Service
 from tests.service.slack_standin import (

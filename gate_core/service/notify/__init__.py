@@ -17,28 +17,19 @@ unknown keys, and a factory taking that config and a :class:`NotifierContext`) a
 from __future__ import annotations
 
 from gate_core._notify_target import NotifyTarget
+from gate_core._ports import NotificationRef
 from gate_core.service.notify._hub import NotificationHub
 from gate_core.service.notify._port import Notifier, NotifierContext, NotifierType
-from gate_core.service.notify._registry import (
-    ENTRY_POINT_GROUP,
-    ConfiguredNotifier,
-    configure,
-    installed_types,
-    notifier_type,
-    register,
-)
-from gate_core.service.notify._slack import SlackConfig
+from gate_core.service.notify._registry import ENTRY_POINT_GROUP, installed_types, notifier_type, register
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "ConfiguredNotifier",
     "NotificationHub",
+    "NotificationRef",
     "Notifier",
     "NotifierContext",
     "NotifierType",
     "NotifyTarget",
-    "SlackConfig",
-    "configure",
     "installed_types",
     "notifier_type",
     "register",
