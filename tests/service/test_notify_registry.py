@@ -15,14 +15,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from gate_core import ConfigError, PolicyError, parse_policy
+from gate_core import ConfigError, GateRequest, PolicyError, parse_policy
 from gate_core.service import ServiceConfig, notify
 from gate_core.service._app import build_notifiers
 from gate_core.service.notify import NotifierContext, NotifierType, NotifyTarget, _registry
 from gate_core.service.notify._slack import SlackNotifier
 from gate_core.service.notify._teams import TeamsNotifier
-from gate_core.service.notify._webhook import WebhookNotifier
-from gate_core.testing import example_gatekeeper
+from gate_core.service.notify._webhook import WebhookDeliveryFailed, WebhookNotifier
+from gate_core.testing import actor, example_gatekeeper
+from tests.service.http_receiver import HttpReceiver
 from tests.service.notifier_plugin import install_plugin
 
 BUILT_IN = ["slack", "teams", "webhook"]
@@ -370,3 +371,16 @@ def test_rules_notifying_an_unconfigured_instance_are_reported_at_start(
     assert len(reported) == len([n for n in notified if n != "teams"])
     assert any("notify 'slack', but service.yaml configures no notifier instance" in m for m in reported)
     assert all("(configured: teams)" in m for m in reported)
+
+
+def test_built_in_instances_under_other_names_say_which_target_failed() -> None:
+    gatekeeper = example_gatekeeper()
+    gate = gatekeeper.open(GateRequest(action="export", requester="alice"), submitted_by=actor("etl-bot"))
+    with HttpReceiver(status=400) as receiver:
+        endpoints = {"siem": {"url": receiver.url, "secret": "s"}}
+        config = ServiceConfig.model_validate(
+            {"notifiers": {"alerts": {"type": "webhook", "endpoints": endpoints}}}
+        )
+        alerts = build_notifiers(config, gatekeeper)["alerts"]
+        with pytest.raises(WebhookDeliveryFailed, match=r"^alerts:siem: HTTP 400"):
+            alerts.post_request(gate, NotifyTarget.parse("alerts:siem"))

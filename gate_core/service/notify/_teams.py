@@ -364,8 +364,16 @@ class TeamsNotifier:
 
     kind = "teams"
 
-    def __init__(self, webhooks: Mapping[str, str], *, public_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        webhooks: Mapping[str, str],
+        *,
+        public_url: str,
+        instance: str = "teams",
+        timeout_s: float = 10.0,
+    ) -> None:
         self.webhooks = dict(webhooks)
+        self.instance = instance  # errors name the target as the policy wrote it, never the URL
         self.public_url = public_url
         self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
 
@@ -399,7 +407,9 @@ class TeamsNotifier:
         url = self.webhooks.get(name)
         if url is None:
             # Retrying cannot help a name that is not configured: say so once and move on.
-            log.error("gate %s: no Teams webhook named %r in this notifier's webhooks:", gate.id, name)
+            log.error(
+                "gate %s: no Teams webhook named %r in notifiers.%s.webhooks", gate.id, name, self.instance
+            )
         return url
 
     def _post(self, name: str, url: str, content: AdaptiveCard) -> str:
@@ -407,9 +417,11 @@ class TeamsNotifier:
         try:
             response = httpx.post(url, json=message(content), timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise TeamsDeliveryFailed(f"teams:{name}: {type(exc).__name__}: {exc}") from None
+            raise TeamsDeliveryFailed(f"{self.instance}:{name}: {type(exc).__name__}: {exc}") from None
         if not response.is_success or response.text.startswith(_LEGACY_FAILURE):
-            raise TeamsDeliveryFailed(f"teams:{name}: HTTP {response.status_code}: {response.text[:200]}")
+            raise TeamsDeliveryFailed(
+                f"{self.instance}:{name}: HTTP {response.status_code}: {response.text[:200]}"
+            )
         for header in _REF_HEADERS:
             if response.headers.get(header):
                 return f"{header}:{response.headers[header]}"
@@ -417,7 +429,7 @@ class TeamsNotifier:
 
 
 def _create(config: TeamsConfig, context: NotifierContext) -> TeamsNotifier:
-    return TeamsNotifier(config.webhooks, public_url=context.public_url)
+    return TeamsNotifier(config.webhooks, public_url=context.public_url, instance=context.name)
 
 
 TEAMS = NotifierType("teams", TeamsConfig, _create)

@@ -159,9 +159,15 @@ class WebhookNotifier:
     kind = "webhook"
 
     def __init__(
-        self, targets: Mapping[str, WebhookTarget], *, public_url: str, timeout_s: float = 10.0
+        self,
+        targets: Mapping[str, WebhookTarget],
+        *,
+        public_url: str,
+        instance: str = "webhook",
+        timeout_s: float = 10.0,
     ) -> None:
         self.targets = dict(targets)
+        self.instance = instance  # errors name the target as the policy wrote it, never the URL
         self.public_url = public_url.rstrip("/")
         self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
 
@@ -199,7 +205,7 @@ class WebhookNotifier:
         target = self.targets.get(name)
         if target is None:
             # Retrying cannot help a name that is not configured: say so once and move on.
-            log.error("gate %s: no webhook endpoint named %r in this notifier's endpoints:", gate.id, name)
+            log.error("gate %s: no webhook named %r in notifiers.%s.endpoints", gate.id, name, self.instance)
             return None
         payload = self.payload(name, event, gate)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -215,14 +221,14 @@ class WebhookNotifier:
         try:
             response = httpx.post(target.url, content=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise WebhookDeliveryFailed(f"webhook:{name}: {type(exc).__name__}: {exc}") from None
+            raise WebhookDeliveryFailed(f"{self.instance}:{name}: {type(exc).__name__}: {exc}") from None
         if not response.is_success:
-            raise WebhookDeliveryFailed(f"webhook:{name}: HTTP {response.status_code} for {event}")
+            raise WebhookDeliveryFailed(f"{self.instance}:{name}: HTTP {response.status_code} for {event}")
         return payload["delivery"]
 
 
 def _create(config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:
-    return WebhookNotifier(config.endpoints, public_url=context.public_url)
+    return WebhookNotifier(config.endpoints, public_url=context.public_url, instance=context.name)
 
 
 WEBHOOK = NotifierType("webhook", WebhookConfig, _create)
