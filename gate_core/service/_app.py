@@ -48,17 +48,18 @@ def _report_unknown_instances(gatekeeper: Gatekeeper, notifiers: Mapping[str, No
     """A rule notifying an instance this service lacks is logged loudly once at start, not
     refused: the policy is valid without any service config, and replicas may differ in what they
     reach (a staging service without Slack still serves gates). Each gate logs it again."""
-    missing: dict[str, list[str]] = {}
-    for rule in (*gatekeeper.policy.rules, gatekeeper.policy.default):
-        for text in rule.notify:
+    policy = gatekeeper.policy
+    missing: dict[str, set[str]] = {}
+    for rule, targets in [*((r.name, r.notify) for r in policy.rules), ("default", policy.default.notify)]:
+        for text in targets:
             instance = NotifyTarget.parse(text).instance  # well-formed: checked at policy load
             if instance not in notifiers:
-                missing.setdefault(instance, []).append(getattr(rule, "name", "default"))
+                missing.setdefault(instance, set()).add(rule)
     for instance, rules in sorted(missing.items()):
         log.error(
             "policy rule(s) %s notify %r, but service.yaml configures no notifier instance of that name "
             "(configured: %s); those targets will get nothing",
-            ", ".join(sorted(set(rules))),
+            ", ".join(sorted(rules)),
             instance,
             ", ".join(sorted(notifiers)) or "none",
         )
