@@ -28,13 +28,31 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from gate_core._durations import format_duration, parse_duration
 from gate_core._errors import PolicyError
 from gate_core._models import GateRequest, Principal, canonical_json, sha256_hex
+from gate_core._notify_target import NotifyTarget
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _well_formed_target(text: str) -> str:
+    NotifyTarget.parse(text)  # whether the instance exists is the service's to say
+    return text
+
+
+# Kept as written: gates store the text, and the policy's hash is the file's.
+Target = Annotated[str, AfterValidator(_well_formed_target)]
 
 
 class Outcome(enum.StrEnum):
@@ -71,7 +89,7 @@ class _OutcomeSpec(_Strict):
     outcome: Outcome
     approvers: Approvers | None = None
     expiry: Duration = timedelta(hours=24)
-    notify: tuple[str, ...] = ()
+    notify: tuple[Target, ...] = ()
     reminder: Duration | None = None
     break_glass_groups: tuple[str, ...] = ()
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from gate_core.service._app import create_app
 from gate_core.service._config import ServiceConfig
 from gate_core.service._console import Console, Viewer, console_of
-from gate_core.service._notify import NotificationHub, Notifier
-from gate_core.service._webhook import verify_webhook_signature
+from gate_core.service.notify import NotificationHub, Notifier
+from gate_core.service.notify._webhook import verify_webhook_signature
 
 __all__ = [
     "Console",

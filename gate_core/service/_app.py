@@ -27,23 +27,42 @@ from gate_core.service._auth import Authenticator
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
-from gate_core.service._notify import NotificationHub, Notifier
-from gate_core.service._slack import slack_notifiers, slack_router
+from gate_core.service._slack import slack_router
 from gate_core.service._state import ServiceState
-from gate_core.service._teams import TeamsNotifier
-from gate_core.service._webhook import WebhookNotifier
+from gate_core.service.notify import NotificationHub, Notifier, NotifyTarget
 
 log = logging.getLogger("gatehouse.service")
 
 
 def build_notifiers(config: ServiceConfig, gatekeeper: Gatekeeper) -> dict[str, Notifier]:
-    """One notifier per configured channel, keyed by notify-target prefix."""
-    notifiers: dict[str, Notifier] = dict(slack_notifiers(config, gatekeeper))
-    if config.teams:
-        notifiers["teams"] = TeamsNotifier(config.teams, public_url=config.public_url)
-    if config.webhooks:
-        notifiers["webhook"] = WebhookNotifier(config.webhooks, public_url=config.public_url)
+    """One notifier per instance of service.yaml's ``notifiers:`` (legacy keys included), by name."""
+    notifiers = {
+        name: instance.create(public_url=config.public_url, gatekeeper=gatekeeper)
+        for name, instance in config.notifier_instances.items()
+    }
+    _report_unknown_instances(gatekeeper, notifiers)
     return notifiers
+
+
+def _report_unknown_instances(gatekeeper: Gatekeeper, notifiers: Mapping[str, Notifier]) -> None:
+    """A rule notifying an instance this service lacks is logged loudly once at start, not
+    refused: the policy is valid without any service config, and replicas may differ in what they
+    reach (a staging service without Slack still serves gates). Each gate logs it again."""
+    policy = gatekeeper.policy
+    missing: dict[str, set[str]] = {}
+    for rule, targets in [*((r.name, r.notify) for r in policy.rules), ("default", policy.default.notify)]:
+        for text in targets:
+            instance = NotifyTarget.parse(text).instance  # well-formed: checked at policy load
+            if instance not in notifiers:
+                missing.setdefault(instance, set()).add(rule)
+    for instance, rules in sorted(missing.items()):
+        log.error(
+            "policy rule(s) %s notify %r, but service.yaml configures no notifier instance of that name "
+            "(configured: %s); those targets will get nothing",
+            ", ".join(sorted(rules)),
+            instance,
+            ", ".join(sorted(notifiers)) or "none",
+        )
 
 
 def _sweep_once(state: ServiceState) -> None:

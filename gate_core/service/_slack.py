@@ -1,8 +1,7 @@
-"""Slack: approval cards with Approve/Reject buttons, and the signed endpoint their clicks call.
+"""Slack interactivity: the signed endpoint the Approve/Reject buttons of approval cards call.
 
-    gate opened  ─► hub ─► SlackNotifier.post_request  ─► chat.postMessage (Block Kit card) ─► ref stored
-    gate changed ─► hub ─► SlackNotifier.post_outcome  ─► chat.update (outcome; buttons gone once closed)
-    reminder due ─► hub ─► SlackNotifier.post_reminder ─► reply in the card's thread
+The cards are posted by the ``slack`` notifier type (``gate_core.service.notify._slack``); the
+clicks are verified with the signing secret of that notifier instance in service.yaml.
 
     click ─► POST /v1/slack/interactions ─► signature (v0 HMAC, 5-minute window) + replay check
           ─► Slack user id ─► users.info e-mail (cached) ─► caller_from_slack_email ─► Gatekeeper.decide
@@ -24,7 +23,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 from urllib.parse import parse_qs
@@ -39,7 +37,7 @@ from slack_sdk.webhook import WebhookClient
 from starlette.concurrency import run_in_threadpool
 
 from gate_core._errors import AuthenticationFailed, DecisionRefused, NotFound
-from gate_core._gatekeeper import Gatekeeper, principal_may_decide
+from gate_core._gatekeeper import principal_may_decide
 from gate_core._models import (
     Actor,
     AuthMethod,
@@ -47,10 +45,7 @@ from gate_core._models import (
     Principal,
     Verdict,
 )
-from gate_core._ports import NotificationRef
 from gate_core.identity import caller_from_slack_email
-from gate_core.service._config import ServiceConfig, SlackConfig
-from gate_core.service._notify import Notifier
 from gate_core.service._problems import problem
 from gate_core.service._slack_card import (
     ACTION_APPROVE,
@@ -59,105 +54,16 @@ from gate_core.service._slack_card import (
     REASON_BLOCK,
     REASON_MAX,
     REJECT_CALLBACK,
-    card_blocks,
-    fallback_text,
     mrkdwn_escape,
     reject_modal,
-    reminder_text,
-    slack_channel,
 )
 from gate_core.service._state import ServiceState
+from gate_core.service.notify._slack import SlackConfig
 
 log = logging.getLogger("gatehouse.slack")
 
 SIGNATURE_WINDOW_S = 300  # Slack's own rule (and SignatureVerifier's): older requests are refused
 _GATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-
-# ---------------------------------------------------------------- notifier
-
-
-class SlackNotifier:
-    """Posts, updates and threads reminders under approval cards (the hub's Notifier port)."""
-
-    kind = "slack"
-
-    def __init__(
-        self, config: SlackConfig, public_url: str, gatekeeper: Gatekeeper, *, client: WebClient | None = None
-    ) -> None:
-        self.client = client or WebClient(
-            token=config.bot_token.get_secret_value(), base_url=config.api_url, timeout=10
-        )
-        self.public_url = public_url.rstrip("/")
-        # display names, the latest gate and stored card references (updates, threaded reminders)
-        self._gatekeeper = gatekeeper
-        # Updates from two replicas (or a retry) may overlap: each re-reads the gate under the
-        # card's lock, so the last update always shows the latest state.
-        self._card_locks = tuple(threading.Lock() for _ in range(32))
-
-    def console_url(self, gate: Gate) -> str:
-        return f"{self.public_url}/console/gates/{gate.id}"
-
-    def _requester(self, gate: Gate) -> Principal | None:
-        return self._gatekeeper.directory.find(gate.request.requester)
-
-    def _post_card(self, channel: str, gate: Gate) -> tuple[str, str]:
-        response = self.client.chat_postMessage(
-            channel=channel,
-            text=fallback_text(gate),
-            blocks=card_blocks(gate, console_url=self.console_url(gate), requester=self._requester(gate)),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        return str(response["channel"]), str(response["ts"])
-
-    def post_request(self, gate: Gate, target: str) -> NotificationRef | None:
-        channel = slack_channel(target)
-        if channel is None:
-            log.warning("gate %s: %r is not a Slack channel (#name, C0123) or user (@U0123)", gate.id, target)
-            return None
-        channel_id, ts = self._post_card(channel, gate)
-        return NotificationRef(
-            gate_id=gate.id,
-            target=target,
-            channel=channel_id,  # chat.update needs the id Slack answered with, never "#name"
-            message_ref=ts,
-            kind=self.kind,
-            sent_at=datetime.now(UTC),
-        )
-
-    def post_outcome(self, gate: Gate, ref: NotificationRef) -> None:
-        with self._card_locks[hash((ref.channel, ref.message_ref)) % len(self._card_locks)]:
-            latest = self._gatekeeper.get(gate.id)
-            self.client.chat_update(
-                channel=ref.channel,
-                ts=ref.message_ref,
-                text=fallback_text(latest),
-                blocks=card_blocks(
-                    latest, console_url=self.console_url(latest), requester=self._requester(latest)
-                ),
-            )
-
-    def post_reminder(self, gate: Gate, target: str) -> None:
-        if not gate.status.is_open:
-            return
-        refs = self._gatekeeper.notifications_for(gate.id)
-        card = next((r for r in refs if r.kind == self.kind and r.target == target), None)
-        if card is not None:
-            self.client.chat_postMessage(
-                channel=card.channel, thread_ts=card.message_ref, text=reminder_text(gate)
-            )
-            return
-        channel = slack_channel(target)  # the card never made it: remind in the open rather than not at all
-        if channel is not None:
-            self.client.chat_postMessage(channel=channel, text=reminder_text(gate))
-
-
-def slack_notifiers(config: ServiceConfig, gatekeeper: Gatekeeper) -> dict[str, Notifier]:
-    """``{"slack": SlackNotifier}`` when Slack is configured, else nothing."""
-    if config.slack is None:
-        return {}
-    return {"slack": SlackNotifier(config.slack, config.public_url, gatekeeper)}
-
 
 # ---------------------------------------------------------------- who clicked
 
@@ -472,7 +378,8 @@ class SlackInteractions:
 
 def slack_router(state: ServiceState) -> APIRouter:
     """``POST /v1/slack/interactions`` for this app (404 when Slack is not configured)."""
-    interactions = SlackInteractions(state, state.config.slack) if state.config.slack else None
+    slack = state.config.slack_app()
+    interactions = SlackInteractions(state, slack) if slack is not None else None
     router = APIRouter(prefix="/v1/slack", tags=["slack"])
 
     @router.post(

@@ -34,7 +34,7 @@ from gate_core._models import (
     RunContext,
     Verdict,
 )
-from gate_core.service._notify import split_target
+from gate_core._notify_target import NotifyTarget
 
 ACTION_APPROVE = "gatehouse_approve"
 ACTION_REJECT = "gatehouse_reject"
@@ -277,12 +277,10 @@ def reject_modal(gate: Gate) -> View:
     )
 
 
-def slack_channel(target: str) -> str | None:
-    """The chat.postMessage channel for a notify target: ``slack:#name`` and ``slack:C0123`` as
-    they are, ``slack:@U0123`` → ``U0123`` (Slack posts that to the bot's DM with the user)."""
-    kind, address = split_target(target)
-    if kind != "slack":
-        return None
+def slack_channel(target: NotifyTarget) -> str | None:
+    """The chat.postMessage channel for a notify target's address: ``#name`` and ``C0123`` as
+    they are, ``@U0123`` → ``U0123`` (Slack posts that to the bot's DM with the user)."""
+    address = target.address
     if address.startswith("@"):
         return address[1:] if _USER_ID.match(address[1:]) else None
     if address.startswith("#") and len(address) > 1:

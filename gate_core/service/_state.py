@@ -13,7 +13,7 @@ from gate_core.service._auth import Authenticator, Identity
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus
 from gate_core.service._config import ServiceConfig
-from gate_core.service._notify import NotificationHub
+from gate_core.service.notify import NotificationHub
 
 
 @dataclass

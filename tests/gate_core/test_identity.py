@@ -272,7 +272,7 @@ def test_api_token_caller() -> None:
         caller.require(Scope.DECIDE)
     with pytest.raises(AuthenticationFailed, match="invalid API token"):
         caller_from_token(gk.tokens, secret[:-2] + "xx")
-    gk.revoke_token(token.id, actor=actor("alice"))
+    gk.tokens.revoke(token.id, actor=actor("alice"))
     with pytest.raises(AuthenticationFailed, match="expired or revoked"):
         caller_from_token(gk.tokens, secret)
 

@@ -21,7 +21,6 @@ import pytest
 from gate_core import AuthMethod, Gate, GateStatus, Settings, Verdict
 from gate_core._audit import Event
 from gate_core.service import ServiceConfig
-from gate_core.service._config import SlackConfig
 from gate_core.service._slack import (
     ACTION_APPROVE,
     ACTION_REJECT,
@@ -29,6 +28,7 @@ from gate_core.service._slack import (
     REASON_BLOCK,
     REJECT_CALLBACK,
 )
+from gate_core.service.notify._slack import SlackConfig
 from tests.conftest import Report
 from tests.service.conftest import Service
 from tests.service.slack_standin import (

@@ -17,9 +17,9 @@ import pytest
 from gate_core import ConfigError, DatasetRef, Gate, GateRequest, Settings
 from gate_core.service import ServiceConfig, verify_webhook_signature
 from gate_core.service._app import build_notifiers
-from gate_core.service._config import WebhookTarget
-from gate_core.service._teams import TeamsDeliveryFailed, TeamsNotifier, message, plain, request_card
-from gate_core.service._webhook import WebhookDeliveryFailed, WebhookNotifier
+from gate_core.service.notify import NotifyTarget
+from gate_core.service.notify._teams import TeamsDeliveryFailed, TeamsNotifier, message, plain, request_card
+from gate_core.service.notify._webhook import WebhookDeliveryFailed, WebhookNotifier, WebhookTarget
 from gate_core.testing import actor, example_gatekeeper
 from tests.service.conftest import Service, free_port
 from tests.service.http_receiver import HttpReceiver, Recorded
@@ -395,7 +395,7 @@ def signed_delivery(receiver: HttpReceiver, gate: Gate) -> Recorded:
     notifier = WebhookNotifier(
         {"siem": WebhookTarget.model_validate({"url": receiver.url, "secret": SECRET})}, public_url=PUBLIC_URL
     )
-    assert notifier.post_request(gate, "webhook:siem") is not None
+    assert notifier.post_request(gate, NotifyTarget.parse("webhook:siem")) is not None
     [hit] = receiver.wait_for(1)
     return hit
 
@@ -446,7 +446,7 @@ def test_webhook_errors_name_the_target_never_the_url(receiver: HttpReceiver, ex
         {"siem": WebhookTarget.model_validate({"url": url, "secret": SECRET})}, public_url=PUBLIC_URL
     )
     with pytest.raises(WebhookDeliveryFailed, match=r"^webhook:siem: HTTP 400") as raised:
-        notifier.post_request(example_gate, "webhook:siem")
+        notifier.post_request(example_gate, NotifyTarget.parse("webhook:siem"))
     assert "s3cr3t" not in str(raised.value)
 
 
@@ -461,11 +461,11 @@ def test_a_legacy_connector_error_hidden_in_a_200_is_a_failure(
     with pytest.raises(
         TeamsDeliveryFailed, match=r"^teams:governance: HTTP 200: Webhook message delivery failed"
     ) as raised:
-        notifier.post_request(example_gate, "teams:governance")
+        notifier.post_request(example_gate, NotifyTarget.parse("teams:governance"))
     assert "s3cr3t" not in str(raised.value)
 
     receiver.reply = b"1"  # what a legacy connector says on success
-    ref = notifier.post_request(example_gate, "teams:governance")
+    ref = notifier.post_request(example_gate, NotifyTarget.parse("teams:governance"))
     assert ref is not None
     assert (ref.kind, ref.channel, ref.target, ref.gate_id) == (
         "teams",
@@ -478,8 +478,8 @@ def test_a_legacy_connector_error_hidden_in_a_200_is_a_failure(
 def test_unconfigured_names_are_skipped_without_a_request(receiver: HttpReceiver, example_gate: Gate) -> None:
     teams = TeamsNotifier({"governance": receiver.url}, public_url=PUBLIC_URL)
     hooks = WebhookNotifier({}, public_url=PUBLIC_URL)
-    assert teams.post_request(example_gate, "teams:elsewhere") is None
-    assert hooks.post_request(example_gate, "webhook:elsewhere") is None
+    assert teams.post_request(example_gate, NotifyTarget.parse("teams:elsewhere")) is None
+    assert hooks.post_request(example_gate, NotifyTarget.parse("webhook:elsewhere")) is None
     assert receiver.requests() == []
 
 

@@ -1,6 +1,8 @@
 """Microsoft Teams notifier: Adaptive Cards posted to Teams incoming webhooks or Workflows.
 
-    notify target teams:governance ──► POST config.teams["governance"]
+    notifiers: {teams: {type: teams, webhooks: {governance: https://…webhook…}}}
+
+    notify target teams:governance ──► POST webhooks["governance"]
         {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
                                               "contentUrl": null, "content": <AdaptiveCard 1.5>}]}
 
@@ -20,13 +22,16 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal, NotRequired, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from gate_core._errors import ConfigError
 from gate_core._models import Gate, GateStatus
+from gate_core._notify_target import NotifyTarget
 from gate_core._ports import NotificationRef
+from gate_core.service.notify._port import NotifierContext, NotifierType
+from gate_core.service.notify._webhook import is_http_url
 
 log = logging.getLogger("gatehouse.notify.teams")
 
@@ -338,37 +343,49 @@ _LEGACY_FAILURE = "Webhook message delivery failed"
 _REF_HEADERS = ("x-ms-workflow-run-id", "request-id", "x-ms-request-id")
 
 
-def _web_url(name: str, url: str) -> str:
-    """Refuse a malformed webhook at start-up rather than at the first gate (the URL is a secret:
-    the error names the entry only)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is None or parsed.scheme not in ("https", "http") or not parsed.host:
-        raise ConfigError(f"service.yaml: teams.{name}: not an http(s) webhook URL")
+def _webhook_url(url: str) -> str:
+    """Refused at start-up rather than at the first gate; the error never repeats the URL (it is
+    a secret)."""
+    if not is_http_url(url):
+        raise ValueError("not an http(s) webhook URL")
     return url
 
 
+class TeamsConfig(BaseModel):
+    """One instance, any number of channels: the target's address names the webhook."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    webhooks: dict[str, Annotated[str, AfterValidator(_webhook_url)]]
+
+
 class TeamsNotifier:
-    """Notifier for ``teams:NAME`` targets; ``webhooks`` maps NAME to its webhook URL."""
+    """Notifier for ``INSTANCE:NAME`` targets; ``webhooks`` maps NAME to its webhook URL."""
 
     kind = "teams"
 
-    def __init__(self, webhooks: Mapping[str, str], *, public_url: str, timeout_s: float = 10.0) -> None:
-        self.webhooks = {name: _web_url(name, url) for name, url in webhooks.items()}
+    def __init__(
+        self,
+        webhooks: Mapping[str, str],
+        *,
+        public_url: str,
+        instance: str = "teams",
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.webhooks = dict(webhooks)
+        self.instance = instance  # errors name the target as the policy wrote it, never the URL
         self.public_url = public_url
         self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
 
-    def post_request(self, gate: Gate, target: str) -> NotificationRef | None:
-        name = target.partition(":")[2].strip()
+    def post_request(self, gate: Gate, target: NotifyTarget) -> NotificationRef | None:
+        name = target.address
         url = self._url(name, gate)
         if url is None:
             return None
         message_ref = self._post(name, url, request_card(gate, self.public_url))
         return NotificationRef(
             gate_id=gate.id,
-            target=target,
+            target=str(target),
             channel=name,
             message_ref=message_ref,
             kind=self.kind,
@@ -380,8 +397,8 @@ class TeamsNotifier:
         if url is not None:
             self._post(ref.channel, url, outcome_card(gate, self.public_url))
 
-    def post_reminder(self, gate: Gate, target: str) -> None:
-        name = target.partition(":")[2].strip()
+    def post_reminder(self, gate: Gate, target: NotifyTarget) -> None:
+        name = target.address
         url = self._url(name, gate)
         if url is not None:
             self._post(name, url, request_card(gate, self.public_url, reminder=True))
@@ -390,7 +407,9 @@ class TeamsNotifier:
         url = self.webhooks.get(name)
         if url is None:
             # Retrying cannot help a name that is not configured: say so once and move on.
-            log.error("gate %s: no Teams webhook named %r in service.yaml (teams:)", gate.id, name)
+            log.error(
+                "gate %s: no Teams webhook named %r in notifiers.%s.webhooks", gate.id, name, self.instance
+            )
         return url
 
     def _post(self, name: str, url: str, content: AdaptiveCard) -> str:
@@ -398,10 +417,19 @@ class TeamsNotifier:
         try:
             response = httpx.post(url, json=message(content), timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise TeamsDeliveryFailed(f"teams:{name}: {type(exc).__name__}: {exc}") from None
+            raise TeamsDeliveryFailed(f"{self.instance}:{name}: {type(exc).__name__}: {exc}") from None
         if not response.is_success or response.text.startswith(_LEGACY_FAILURE):
-            raise TeamsDeliveryFailed(f"teams:{name}: HTTP {response.status_code}: {response.text[:200]}")
+            raise TeamsDeliveryFailed(
+                f"{self.instance}:{name}: HTTP {response.status_code}: {response.text[:200]}"
+            )
         for header in _REF_HEADERS:
             if response.headers.get(header):
                 return f"{header}:{response.headers[header]}"
         return f"http-{response.status_code}"
+
+
+def _create(config: TeamsConfig, context: NotifierContext) -> TeamsNotifier:
+    return TeamsNotifier(config.webhooks, public_url=context.public_url, instance=context.name)
+
+
+TEAMS = NotifierType("teams", TeamsConfig, _create)

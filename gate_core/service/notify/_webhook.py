@@ -1,6 +1,8 @@
 """Signed outbound webhooks: gate events as JSON for SIEMs, ticketing and your own automation.
 
-    notify target webhook:siem ──► POST config.webhooks["siem"].url
+    notifiers: {webhook: {type: webhook, endpoints: {siem: {url: https://…, secret: …}}}}
+
+    notify target webhook:siem ──► POST endpoints["siem"].url
         X-Gatehouse-Event:     gate.opened | gate.decided | gate.reminder
         X-Gatehouse-Delivery:  dlv_…   the same for every retry of one delivery: deduplicate on it
         X-Gatehouse-Timestamp: 1763734185                        (unix seconds)
@@ -25,15 +27,16 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, field_validator
 
 from gate_core._audit import redact_parameters
-from gate_core._errors import ConfigError
 from gate_core._models import Gate
+from gate_core._notify_target import NotifyTarget
 from gate_core._ports import NotificationRef
-from gate_core.service._config import WebhookTarget
+from gate_core.service.notify._port import NotifierContext, NotifierType
 
 log = logging.getLogger("gatehouse.notify.webhook")
 
@@ -51,6 +54,47 @@ class WebhookPayload(TypedDict):
     delivery: str
     gate: dict[str, Any]
     console_url: str
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def is_http_url(text: str) -> bool:
+    try:
+        parsed = httpx.URL(text)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme in ("https", "http") and bool(parsed.host)
+
+
+def _http_url(text: str) -> str:
+    """Refused at start-up rather than at the first gate; the error never repeats the URL (it
+    may hold a token)."""
+    if not is_http_url(text):
+        raise ValueError("not an http(s) URL")
+    return text
+
+
+class WebhookTarget(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: Annotated[str, AfterValidator(_http_url)]
+    secret: SecretStr
+
+    @field_validator("secret")
+    @classmethod
+    def _signable(cls, secret: SecretStr) -> SecretStr:
+        if not secret.get_secret_value():
+            raise ValueError("must not be empty (deliveries are signed)")
+        return secret
+
+
+class WebhookConfig(BaseModel):
+    """One instance, any number of receivers: the target's address names the receiver."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoints: dict[str, WebhookTarget]
 
 
 # ---------------------------------------------------------------- signing and verifying
@@ -109,40 +153,33 @@ class WebhookDeliveryFailed(RuntimeError):
     """A receiver did not accept a delivery. Names the target, never the URL (it may hold a token)."""
 
 
-def _checked(name: str, target: WebhookTarget) -> WebhookTarget:
-    """Refuse a malformed URL or an empty secret at start-up rather than at the first gate."""
-    try:
-        parsed = httpx.URL(target.url)
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is None or parsed.scheme not in ("https", "http") or not parsed.host:
-        raise ConfigError(f"service.yaml: webhooks.{name}.url: not an http(s) URL")
-    if not target.secret.get_secret_value():
-        raise ConfigError(f"service.yaml: webhooks.{name}.secret: must not be empty (deliveries are signed)")
-    return target
-
-
 class WebhookNotifier:
-    """Notifier for ``webhook:NAME`` targets, each a URL and a shared signing secret."""
+    """Notifier for ``INSTANCE:NAME`` targets, each NAME a URL and a shared signing secret."""
 
     kind = "webhook"
 
     def __init__(
-        self, targets: Mapping[str, WebhookTarget], *, public_url: str, timeout_s: float = 10.0
+        self,
+        targets: Mapping[str, WebhookTarget],
+        *,
+        public_url: str,
+        instance: str = "webhook",
+        timeout_s: float = 10.0,
     ) -> None:
-        self.targets = {name: _checked(name, target) for name, target in targets.items()}
+        self.targets = dict(targets)
+        self.instance = instance  # errors name the target as the policy wrote it, never the URL
         self.public_url = public_url.rstrip("/")
         self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
 
-    def post_request(self, gate: Gate, target: str) -> NotificationRef | None:
-        name = target.partition(":")[2].strip()
+    def post_request(self, gate: Gate, target: NotifyTarget) -> NotificationRef | None:
+        name = target.address
         delivery = self._send(name, "gate.opened", gate)
         if delivery is None:
             return None
         # Stored so that the hub sends this gate's later changes to the same receiver.
         return NotificationRef(
             gate_id=gate.id,
-            target=target,
+            target=str(target),
             channel=name,
             message_ref=delivery,
             kind=self.kind,
@@ -152,8 +189,8 @@ class WebhookNotifier:
     def post_outcome(self, gate: Gate, ref: NotificationRef) -> None:
         self._send(ref.channel, "gate.decided", gate)
 
-    def post_reminder(self, gate: Gate, target: str) -> None:
-        self._send(target.partition(":")[2].strip(), "gate.reminder", gate)
+    def post_reminder(self, gate: Gate, target: NotifyTarget) -> None:
+        self._send(target.address, "gate.reminder", gate)
 
     def payload(self, name: str, event: WebhookEvent, gate: Gate) -> WebhookPayload:
         return {
@@ -168,7 +205,7 @@ class WebhookNotifier:
         target = self.targets.get(name)
         if target is None:
             # Retrying cannot help a name that is not configured: say so once and move on.
-            log.error("gate %s: no webhook named %r in service.yaml (webhooks:)", gate.id, name)
+            log.error("gate %s: no webhook named %r in notifiers.%s.endpoints", gate.id, name, self.instance)
             return None
         payload = self.payload(name, event, gate)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -184,7 +221,14 @@ class WebhookNotifier:
         try:
             response = httpx.post(target.url, content=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise WebhookDeliveryFailed(f"webhook:{name}: {type(exc).__name__}: {exc}") from None
+            raise WebhookDeliveryFailed(f"{self.instance}:{name}: {type(exc).__name__}: {exc}") from None
         if not response.is_success:
-            raise WebhookDeliveryFailed(f"webhook:{name}: HTTP {response.status_code} for {event}")
+            raise WebhookDeliveryFailed(f"{self.instance}:{name}: HTTP {response.status_code} for {event}")
         return payload["delivery"]
+
+
+def _create(config: WebhookConfig, context: NotifierContext) -> WebhookNotifier:
+    return WebhookNotifier(config.endpoints, public_url=context.public_url, instance=context.name)
+
+
+WEBHOOK = NotifierType("webhook", WebhookConfig, _create)

@@ -1,10 +1,11 @@
-"""The notifier port and the hub that fans gate events out to Slack, Teams and webhooks.
+"""The hub that fans gate events out to the configured notifier instances.
 
-A rule's ``notify`` targets name a notifier by prefix — ``slack:#data-approvals``,
-``slack:@U123``, ``teams:governance``, ``webhook:siem`` — and the hub calls it:
+A rule's ``notify`` targets name an instance — ``slack:#data-approvals``, ``slack:@U123``,
+``teams:governance``, ``webhook:siem``, ``pager`` — and the hub calls it:
 
     gate opened   → notifier.post_request(gate, target)  → NotificationRef stored (to update later)
     gate changed  → notifier.post_outcome(gate, ref)       for every ref stored for the gate
+                                                           (the instance named in ref.target)
     reminder due  → notifier.post_reminder(gate, target)
 
 Delivery runs on a small thread pool with retries, so a slow or failing chat service never
@@ -20,28 +21,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
-from typing import Protocol
 
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Gate
-from gate_core._ports import NotificationRef
+from gate_core._notify_target import NotifyTarget
+from gate_core.service.notify._port import Notifier
 
 log = logging.getLogger("gatehouse.notify")
-
-
-class Notifier(Protocol):
-    kind: str
-
-    def post_request(self, gate: Gate, target: str) -> NotificationRef | None: ...
-
-    def post_outcome(self, gate: Gate, ref: NotificationRef) -> None: ...
-
-    def post_reminder(self, gate: Gate, target: str) -> None: ...
-
-
-def split_target(target: str) -> tuple[str, str]:
-    kind, _, address = target.partition(":")
-    return kind.strip().lower(), address.strip()
 
 
 class NotificationHub:
@@ -56,7 +42,7 @@ class NotificationHub:
     def __init__(
         self,
         gatekeeper: Gatekeeper,
-        notifiers: Mapping[str, Notifier],
+        notifiers: Mapping[str, Notifier],  # by instance name
         *,
         workers: int = 4,
         attempts: int = 3,
@@ -113,13 +99,14 @@ class NotificationHub:
     def gate_opened(self, gate: Gate) -> None:
         if not gate.status.is_open:
             return
-        for target in gate.notify:
-            notifier = self._notifier_for(target, gate)
-            if notifier is not None:
+        for text in gate.notify:
+            found = self._notifier_for(text, gate)
+            if found is not None:
+                notifier, target = found
                 post = partial(self._post_request, notifier, gate, target)
                 self.deliver(gate.id, f"notify {target} of {gate.id}", post)
 
-    def _post_request(self, notifier: Notifier, gate: Gate, target: str) -> None:
+    def _post_request(self, notifier: Notifier, gate: Gate, target: NotifyTarget) -> None:
         ref = notifier.post_request(gate, target)
         if ref is None:
             return
@@ -133,23 +120,40 @@ class NotificationHub:
 
     def _update_all(self, gate: Gate) -> None:
         for ref in self.gatekeeper.notifications_for(gate.id):
-            notifier = self.notifiers.get(ref.kind)
-            if notifier is not None:
-                update = partial(notifier.post_outcome, gate, ref)
+            found = self._notifier_for(ref.target, gate, quiet=True)
+            if found is not None:
+                update = partial(found[0].post_outcome, gate, ref)
                 self._retrying(f"update {ref.target} for {gate.id}", update)
 
     def remind(self, gate: Gate) -> None:
-        for target in gate.notify:
-            notifier = self._notifier_for(target, gate)
-            if notifier is not None:
+        for text in gate.notify:
+            found = self._notifier_for(text, gate)
+            if found is not None:
+                notifier, target = found
                 remind = partial(notifier.post_reminder, gate, target)
                 self.deliver(gate.id, f"remind {target} of {gate.id}", remind)
 
-    def _notifier_for(self, target: str, gate: Gate) -> Notifier | None:
-        notifier = self.notifiers.get(split_target(target)[0])
+    def _notifier_for(
+        self, text: str, gate: Gate, *, quiet: bool = False
+    ) -> tuple[Notifier, NotifyTarget] | None:
+        """The instance a stored target names. Gates opened before targets were checked at policy
+        load may hold a malformed one: it is skipped like an unconfigured instance."""
+        try:
+            target = NotifyTarget.parse(text)
+        except ValueError as exc:
+            log.warning("gate %s: %s", gate.id, exc)
+            return None
+        notifier = self.notifiers.get(target.instance)
         if notifier is None:
-            log.warning("gate %s: no notifier configured for target %r", gate.id, target)
-        return notifier
+            if not quiet:
+                log.warning(
+                    "gate %s: no notifier instance %r configured for target %r",
+                    gate.id,
+                    target.instance,
+                    text,
+                )
+            return None
+        return notifier, target
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued delivery has run (tests and shutdown)."""
