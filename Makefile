@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md). Everything else is in .ci/.
-.PHONY: demo test bench quickstart
+.PHONY: demo test bench quickstart lock
 
 demo:  ## set everything up and run the main job: Airflow, Prefect and Dagster stop at gates on SQLite
 	@.ci/bootstrap.sh
@@ -15,3 +15,6 @@ bench:  ## run every benchmark and write docs/benchmarks.md, the plots and the R
 quickstart:  ## the CLI walk-through only: gates, refusals, quorum, the audit trail
 	@.ci/bootstrap.sh
 	@.venv/bin/python -m examples.quickstart
+
+lock:  ## re-pin requirements/lock.txt from pyproject.toml (every extra, all platforms, Python 3.11)
+	@.ci/lock.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install Gatehouse with every extra. Idempotent: re-installs only when
-# pyproject.toml changed. Needs Python 3.11+ and the package index; nothing else.
+# Create .venv and install Gatehouse with every extra, at exactly the versions pinned in
+# requirements/lock.txt (`make lock` refreshes it). Idempotent: re-installs only when
+# pyproject.toml or the lock changed. Needs Python 3.11+ and the package index; nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,12 +23,17 @@ if [ ! -x .venv/bin/python ]; then
     "$(pick_python)" -m venv .venv
 fi
 stamp=.venv/.gatehouse-installed
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml requirements/lock.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "==> installing gatehouse and its dependencies (uv, bytecode compiled: imports are ~2x faster)"
     .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip --upgrade >/dev/null
     .venv/bin/python -m pip install --quiet --disable-pip-version-check uv
-    UV_COMPILE_BYTECODE=1 VIRTUAL_ENV="$PWD/.venv" .venv/bin/uv pip install --quiet -e '.[all,dev]'
+    if ! UV_COMPILE_BYTECODE=1 VIRTUAL_ENV="$PWD/.venv" .venv/bin/uv pip install --quiet -e '.[all,dev]' \
+        --constraint requirements/lock.txt; then
+        echo "gatehouse: installing from requirements/lock.txt failed; if pyproject.toml's dependencies" >&2
+        echo "           changed, refresh the lock with: make lock" >&2
+        exit 1
+    fi
     echo "$want" >"$stamp"
 fi
 
