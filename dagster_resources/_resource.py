@@ -32,7 +32,7 @@ from dagster_resources._decision import (
     request_observation,
 )
 from dagster_resources._lineage import StepLineage, classified, table_metadata
-from dagster_resources._step import approved, attach, failure, observed_key, token_principal, waiting
+from dagster_resources._step import approved, attach, failure, observed_key, waiting
 from gate_core import (
     DatasetRef,
     Gate,
@@ -376,5 +376,5 @@ class ApprovalGateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def _token_principal(self, client: HttpGateClient) -> str:
         if self._principal is None:
-            self._principal = token_principal(client)
+            self._principal = client.me().principal_id
         return self._principal

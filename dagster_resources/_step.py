@@ -8,31 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import dagster as dg
-import httpx
 
 from dagster_resources._context import StepContext, op_context
 from dagster_resources._decision import ApprovalDecision, console_link
 from gate_core import (
-    AuthenticationFailed,
     Gate,
     GatehouseError,
-    HttpGateClient,
     IdempotencyConflict,
     ServiceUnavailable,
 )
-
-
-def token_principal(client: HttpGateClient) -> str:
-    """Who the client's token belongs to (``GET /v1/me``): the requester of last resort."""
-    try:
-        response = client.http.get("/v1/me")
-    except httpx.TransportError as exc:
-        raise ServiceUnavailable(f"gate service at {client.base_url} unreachable: {exc}") from exc
-    if response.status_code == 401:
-        raise AuthenticationFailed(f"the gate service refused the token: {response.text[:200]}")
-    if not response.is_success:
-        raise ServiceUnavailable(f"GET /v1/me answered {response.status_code}")
-    return str(response.json()["principal_id"])
 
 
 def failure(exc: GatehouseError) -> dg.Failure:

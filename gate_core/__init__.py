@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from gate_core._audit import Checkpoint, CheckpointSigner, Event, VerifyReport, control_ids, verify_chain
 from gate_core._audit_service import AuditService
-from gate_core._client import GateClient, HttpGateClient, LocalGateClient, WaitResult
+from gate_core._client import GateClient, HttpGateClient, LocalGateClient, Me, WaitResult
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
@@ -100,6 +100,7 @@ __all__ = [
     "InvalidInput",
     "LastReview",
     "LocalGateClient",
+    "Me",
     "NotAnApprover",
     "NotFound",
     "NotTheRequester",

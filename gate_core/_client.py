@@ -24,11 +24,24 @@ from gate_core import _errors
 from gate_core._errors import GatehouseError, ServiceUnavailable
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Actor, Gate, GateRequest, Verdict
+from gate_core._tokens import Scope
 
 
 class WaitResult(BaseModel):
     changed: list[Gate]
     pending: list[str]
+
+
+class Me(BaseModel):
+    """Who a client acts as, and how that was established (``GET /v1/me``)."""
+
+    principal_id: str
+    email: str | None
+    display_name: str
+    groups: list[str]
+    kind: str
+    via: str
+    scope: str
 
 
 class GateClient(Protocol):
@@ -49,6 +62,10 @@ class GateClient(Protocol):
     def cancel(self, gate_id: str, reason: str = "") -> Gate: ...
 
     def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate: ...
+
+    def me(self) -> Me:
+        """Who this client acts as (a pipeline token's principal is its requester of last resort)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -194,6 +211,9 @@ class HttpGateClient:
             self._request("POST", f"/v1/gates/{gate_id}/cancel", json={"reason": reason})
         )
 
+    def me(self) -> Me:
+        return Me.model_validate(self._request("GET", "/v1/me"))
+
     def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate:
         body = {"binding_hash": binding_hash, "try_number": try_number}
         return Gate.model_validate(self._request("POST", f"/v1/gates/{gate_id}/consume", json=body))
@@ -265,6 +285,18 @@ class LocalGateClient:
     def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate:
         return self.gatekeeper.consume(
             gate_id, actor=self.actor, binding_hash=binding_hash, try_number=try_number
+        )
+
+    def me(self) -> Me:
+        principal = self.gatekeeper.directory.get(self.actor.principal_id)
+        return Me(
+            principal_id=principal.id,
+            email=principal.email,
+            display_name=principal.label,
+            groups=sorted(principal.groups),
+            kind=principal.kind.value,
+            via=self.actor.via.value,
+            scope=Scope.ADMIN.value,  # in-process: the caller holds the gatekeeper itself
         )
 
     def close(self) -> None:

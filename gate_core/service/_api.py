@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from gate_core._audit import csv_lines, jsonl_lines
+from gate_core._client import Me
 from gate_core._errors import GateNotFound
 from gate_core._gatekeeper import DecisionRequest
 from gate_core._models import Gate, GateRequest, GateStatus, Verdict, check_text
@@ -73,16 +74,6 @@ class VerifyOut(BaseModel):
     checkpoints_checked: int
     first_bad_seq: int | None
     problem: str
-
-
-class Me(BaseModel):
-    principal_id: str
-    email: str | None
-    display_name: str
-    groups: list[str]
-    kind: str
-    via: str
-    scope: str
 
 
 @router.get("/me", response_model=Me, tags=["identity"])

@@ -37,6 +37,7 @@ EXPECTED = {
     "GateClient",
     "HttpGateClient",
     "LocalGateClient",
+    "Me",
     "WaitResult",
     "Scope",
     # application service, ports and adapters

@@ -162,3 +162,10 @@ def test_http_client_fails_closed_when_the_service_is_gone() -> None:
     client = HttpGateClient("http://127.0.0.1:9", "gh_000000000000_x", retries=1, timeout=1)
     with pytest.raises(ServiceUnavailable, match="unreachable"):
         client.open(export_request())
+
+
+def test_me_names_the_principal_the_client_acts_as(client_for: ClientFor) -> None:
+    bot, bob = client_for("bot").me(), client_for("bob").me()
+    assert (bot.principal_id, bot.kind) == ("etl-bot", "service")
+    assert (bob.principal_id, bob.kind, bob.email) == ("bob", "human", "bob@example.com")
+    assert "data-governance" in bob.groups
