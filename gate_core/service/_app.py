@@ -27,7 +27,8 @@ from gate_core.service._auth import Authenticator
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
-from gate_core.service._slack import slack_router
+from gate_core.service._slack import slack_interactions, slack_router
+from gate_core.service._slack_socket import SlackSocketMode
 from gate_core.service._state import ServiceState
 from gate_core.service.notify import NotificationHub, Notifier, NotifyTarget
 
@@ -115,6 +116,13 @@ def create_app(
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
         decisions=DecisionBatcher(gatekeeper),
     )
+    interactions = slack_interactions(state)
+    slack = config.slack_app()
+    socket_mode = (
+        SlackSocketMode(interactions, app_token=slack.app_token.get_secret_value(), api_url=slack.api_url)
+        if interactions is not None and slack is not None and slack.app_token is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -126,9 +134,13 @@ def create_app(
             listener.start()
             await run_in_threadpool(listener.connected.wait, 10)
         sweeper = asyncio.create_task(_sweeper(state))
+        if socket_mode is not None:
+            socket_mode.start()
         try:
             yield
         finally:
+            if socket_mode is not None:
+                await run_in_threadpool(socket_mode.stop)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -148,7 +160,7 @@ def create_app(
     _problems.install(app)
     app.add_middleware(_problems.BodyLimit, limit=config.max_body_bytes)
     app.include_router(_api.router)
-    app.include_router(slack_router(state))
+    app.include_router(slack_router(interactions))
     _console.install(app, state)
     install_plugins(app, state)
 

@@ -18,8 +18,9 @@ and log one deprecation line each: ``slack: {…}`` is the instance ``slack`` of
 ``slack:#chan``, ``teams:NAME`` and ``webhook:NAME`` of existing policies keep their meaning.
 
 Secrets may come from the environment instead: GATEHOUSE_SLACK_BOT_TOKEN,
-GATEHOUSE_SLACK_SIGNING_SECRET (and GATEHOUSE_SLACK_API_URL) fill the notifier instance named
-``slack`` (the legacy ``slack:`` key when the file uses it); also GATEHOUSE_PUBLIC_URL,
+GATEHOUSE_SLACK_SIGNING_SECRET, GATEHOUSE_SLACK_APP_TOKEN (Socket Mode) and GATEHOUSE_SLACK_API_URL
+fill the notifier instance named ``slack`` (the legacy ``slack:`` key when the file uses it); also
+GATEHOUSE_PUBLIC_URL,
 GATEHOUSE_OIDC_ISSUER / _AUDIENCE / _JWKS_URL / _GROUPS_CLAIM, GATEHOUSE_PROXY_USER_HEADER.
 """
 
@@ -165,7 +166,7 @@ class ServiceConfig(_Strict):
             data = loaded
         if env.get("GATEHOUSE_PUBLIC_URL"):
             data["public_url"] = env["GATEHOUSE_PUBLIC_URL"]
-        if env.get("GATEHOUSE_SLACK_BOT_TOKEN") or env.get("GATEHOUSE_SLACK_SIGNING_SECRET"):
+        if any(env.get(f"GATEHOUSE_SLACK_{key.upper()}") for key in _SLACK_ENV):
             _slack_from_env(data, env, path)
         if env.get("GATEHOUSE_OIDC_ISSUER"):
             data["oidc"] = {
@@ -193,6 +194,9 @@ class ServiceConfig(_Strict):
             raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
 
 
+_SLACK_ENV = ("bot_token", "signing_secret", "app_token")
+
+
 def _slack_from_env(data: dict[str, Any], env: dict[str, str], path: Path) -> None:
     """GATEHOUSE_SLACK_* fill the legacy ``slack:`` key when the file uses it, else the
     notifier instance named ``slack`` (created when the file has none)."""
@@ -209,6 +213,6 @@ def _slack_from_env(data: dict[str, Any], env: dict[str, str], path: Path) -> No
                 f"{path}: notifiers.slack: GATEHOUSE_SLACK_* are set; this instance is not of type slack"
             )
         notifiers["slack"] = slack
-    for key in ("bot_token", "signing_secret", "api_url"):
+    for key in (*_SLACK_ENV, "api_url"):
         if env.get(f"GATEHOUSE_SLACK_{key.upper()}"):
             slack[key] = env[f"GATEHOUSE_SLACK_{key.upper()}"]

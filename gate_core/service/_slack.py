@@ -202,7 +202,7 @@ class MalformedPayload(ValueError):
 
 
 def parse_interaction(body: bytes) -> Interaction | None:
-    """The payload of a signed request; None for kinds Gatehouse does not handle."""
+    """The payload of a signed Request URL request; None for kinds Gatehouse does not handle."""
     fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
     if len(fields.get("payload", [])) != 1:
         raise MalformedPayload("expected exactly one form field 'payload'")
@@ -210,6 +210,12 @@ def parse_interaction(body: bytes) -> Interaction | None:
         data = json.loads(fields["payload"][0])
     except json.JSONDecodeError as exc:
         raise MalformedPayload("'payload' is not JSON") from exc
+    return interaction_from(data)
+
+
+def interaction_from(data: object) -> Interaction | None:
+    """An interaction payload as Slack sends it (the Request URL's form field, or a Socket Mode
+    envelope's ``payload``); None for kinds Gatehouse does not handle."""
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise MalformedPayload("'payload' has no 'type'")
     model = _KINDS.get(data["type"])
@@ -245,7 +251,9 @@ class SlackInteractions:
 
     def __init__(self, state: ServiceState, config: SlackConfig) -> None:
         self.state = state
-        self.verifier = SignatureVerifier(config.signing_secret.get_secret_value())
+        secret = config.signing_secret
+        # a Socket Mode-only app has no signing secret: then no request at the URL is genuine
+        self.verifier = SignatureVerifier(secret.get_secret_value()) if secret is not None else None
         self.replays = ReplayGuard()
         # short timeout: these calls happen while Slack waits (3 s) for our answer
         self.client = WebClient(token=config.bot_token.get_secret_value(), base_url=config.api_url, timeout=2)
@@ -268,6 +276,8 @@ class SlackInteractions:
 
     def authenticate(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         """Why the request is not a fresh, genuine Slack request — or None when it is."""
+        if self.verifier is None:
+            return "this Slack app receives its interactions over Socket Mode (no signing secret is set)"
         timestamp = headers.get("x-slack-request-timestamp")
         signature = headers.get("x-slack-signature")
         if not timestamp or not signature:
@@ -376,10 +386,14 @@ class SlackInteractions:
         )
 
 
-def slack_router(state: ServiceState) -> APIRouter:
-    """``POST /v1/slack/interactions`` for this app (404 when Slack is not configured)."""
+def slack_interactions(state: ServiceState) -> SlackInteractions | None:
+    """The handler of the configured Slack app's interactions, or None without Slack."""
     slack = state.config.slack_app()
-    interactions = SlackInteractions(state, slack) if slack is not None else None
+    return SlackInteractions(state, slack) if slack is not None else None
+
+
+def slack_router(interactions: SlackInteractions | None) -> APIRouter:
+    """``POST /v1/slack/interactions`` for this app (404 when Slack is not configured)."""
     router = APIRouter(prefix="/v1/slack", tags=["slack"])
 
     @router.post(

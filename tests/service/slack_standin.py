@@ -15,6 +15,7 @@ the way Slack does, and records every call:
     chat.update        only the channel *id* and ts of a message posted before (as Slack insists)
     users.info         profile e-mail from ``users``; unknown ids answer user_not_found
     views.open         needs a trigger_id; records the view
+    apps.connections.open   with a SocketModeStandIn: a ws:// URL for the app-level token
 
 Every method checks ``Authorization: Bearer <token>`` (``not_authed`` / ``invalid_auth``), and,
 like Slack, reports errors as HTTP 200 with ``{"ok": false, "error": …}``.
@@ -38,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tests.service.slack_socket_standin import SocketModeStandIn
+
 _T = TypeVar("_T")
 
 
@@ -58,8 +61,11 @@ class SlackCall:
 
 
 class SlackStandIn:
-    def __init__(self, *, token: str, users: Mapping[str, str | None]) -> None:
+    def __init__(
+        self, *, token: str, users: Mapping[str, str | None], socket: SocketModeStandIn | None = None
+    ) -> None:
         self.token = token
+        self.socket = socket  # answers apps.connections.open (Socket Mode) when given
         self.users = dict(users)  # Slack user id → profile e-mail (None: a profile without one)
         self._calls: list[SlackCall] = []
         self._ephemerals: list[dict[str, Any]] = []
@@ -147,6 +153,8 @@ class SlackStandIn:
         return channel
 
     def answer(self, method: str, body: Mapping[str, Any], authorization: str | None) -> dict[str, Any]:
+        if method == "apps.connections.open" and self.socket is not None:  # the app-level token's
+            return self.socket.connections_open(authorization)
         if not authorization:
             return {"ok": False, "error": "not_authed"}
         if authorization != f"Bearer {self.token}":

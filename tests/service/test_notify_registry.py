@@ -236,7 +236,15 @@ def test_an_entry_point_must_name_a_notifier_type_of_its_own_name(
             {"gov": {"type": "teams", "webhooks": {}, "colour": "red"}},
             "notifiers.gov.colour: Extra inputs are not permitted",
         ),
-        ({"chat": {"type": "slack", "bot_token": "s3cr3t"}}, "notifiers.chat.signing_secret: Field required"),
+        ({"chat": {"type": "slack", "signing_secret": "s3cr3t"}}, "notifiers.chat.bot_token: Field required"),
+        (
+            {"chat": {"type": "slack", "bot_token": "s3cr3t"}},  # no way for clicks to come back
+            "notifiers.chat: set signing_secret (clicks at the Request URL) or app_token",
+        ),
+        (
+            {"chat": {"type": "slack", "bot_token": "s3cr3t", "app_token": "xoxb-s3cr3t"}},
+            "notifiers.chat: app_token must be the app-level token",
+        ),
         ({"Chat": {"type": "slack"}}, "notifiers.Chat: an instance name is lower-case letters"),
         ({"a:b": {"type": "slack"}}, "notifiers.a:b: an instance name is lower-case letters"),
     ],

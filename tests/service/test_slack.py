@@ -31,6 +31,7 @@ from gate_core.service._slack import (
 from gate_core.service.notify._slack import SlackConfig
 from tests.conftest import Report
 from tests.service.conftest import Service
+from tests.service.slack_socket_standin import SocketAnswer, SocketModeStandIn
 from tests.service.slack_standin import (
     SlackCall,
     SlackStandIn,
@@ -41,6 +42,7 @@ from tests.service.slack_standin import (
 )
 
 BOT_TOKEN = "xoxb-0000-gatehouse-test"
+APP_TOKEN = "xapp-1-A0GATEHOUSE-0000-socketmodetest"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 PUBLIC_URL = "https://gatehouse.example.test"
 INTERACTIONS = "/v1/slack/interactions"
@@ -85,6 +87,7 @@ class SlackRig:
 
     service: Service
     slack: SlackStandIn
+    socket: SocketModeStandIn | None = None  # set: clicks arrive over Socket Mode, not the Request URL
 
     def open_gate(self, **request: Any) -> dict[str, Any]:
         with self.service.client("bot") as bot:
@@ -114,14 +117,17 @@ class SlackRig:
         secret: str = SIGNING_SECRET,
         timestamp: int | None = None,
         drop: tuple[str, ...] = (),
-    ) -> httpx.Response:
+    ) -> httpx.Response | SocketAnswer:
+        if self.socket is not None:  # no signature in Socket Mode: the connection is the proof
+            assert isinstance(payload, dict) and timestamp is None and not drop and secret == SIGNING_SECRET
+            return self.socket.deliver(payload)
         body, headers = signed_interaction(payload, secret, timestamp=timestamp)
         return self.post(body, {k: v for k, v in headers.items() if k not in drop})
 
     def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.service.base_url}{INTERACTIONS}", content=body, headers=headers, timeout=30)
 
-    def click(self, user: str, action_id: str, gate_id: str, **signing: Any) -> httpx.Response:
+    def click(self, user: str, action_id: str, gate_id: str, **signing: Any) -> httpx.Response | SocketAnswer:
         payload = block_actions(
             user=user, action_id=action_id, value=gate_id, response_url=self.slack.response_url()
         )
@@ -135,35 +141,57 @@ class SlackRig:
 
 
 @pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn(token=BOT_TOKEN, users=SLACK_USERS) as standin:
+def socket_mode() -> Iterator[SocketModeStandIn]:
+    with SocketModeStandIn(app_token=APP_TOKEN) as standin:
         yield standin
 
 
-def slack_config(slack: SlackStandIn) -> ServiceConfig:
-    return ServiceConfig(
-        public_url=PUBLIC_URL,
-        sweep_interval_s=0.2,
-        slack=SlackConfig(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url),
-    )
+@pytest.fixture
+def slack(socket_mode: SocketModeStandIn) -> Iterator[SlackStandIn]:
+    with SlackStandIn(token=BOT_TOKEN, users=SLACK_USERS, socket=socket_mode) as standin:
+        yield standin
+
+
+def slack_config(slack: SlackStandIn, transport: str = "http") -> ServiceConfig:
+    """The Request URL app (signing secret), or a Socket Mode app (app token, no signing secret)."""
+    if transport == "socket":
+        app = SlackConfig(bot_token=BOT_TOKEN, app_token=APP_TOKEN, api_url=slack.api_url)
+    else:
+        app = SlackConfig(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
+    return ServiceConfig(public_url=PUBLIC_URL, sweep_interval_s=0.2, slack=app)
 
 
 @pytest.fixture
 def start_rig(
-    service_factory: Callable[..., Service], service_settings: Settings, slack: SlackStandIn
+    service_factory: Callable[..., Service],
+    service_settings: Settings,
+    slack: SlackStandIn,
+    socket_mode: SocketModeStandIn,
 ) -> Callable[..., SlackRig]:
-    """Start the service with Slack configured; ``policy`` (YAML) replaces the example policy first."""
+    """Start the service with Slack configured; ``policy`` (YAML) replaces the example policy first;
+    ``over="socket"`` receives the clicks over Socket Mode instead of the Request URL."""
 
-    def start(policy: str | None = None) -> SlackRig:
+    def start(policy: str | None = None, *, over: str = "http") -> SlackRig:
         if policy is not None:
             service_settings.policy_path.write_text(policy, encoding="utf-8")
-        return SlackRig(service_factory(slack_config(slack)), slack)
+        rig = SlackRig(service_factory(slack_config(slack, over)), slack)
+        if over == "socket":
+            socket_mode.wait_connected()
+            rig.socket = socket_mode
+        return rig
 
     return start
 
 
+@pytest.fixture(params=["http", "socket"])
+def rig(request: pytest.FixtureRequest, start_rig: Callable[..., SlackRig]) -> SlackRig:
+    """The same clicks over both transports: the Request URL and Socket Mode."""
+    return start_rig(over=request.param)
+
+
 @pytest.fixture
-def rig(start_rig: Callable[..., SlackRig]) -> SlackRig:
+def http_rig(start_rig: Callable[..., SlackRig]) -> SlackRig:
+    """The Request URL only: what is about signatures."""
     return start_rig()
 
 
@@ -242,15 +270,7 @@ def test_acceptance_card_click_refusals_update_and_prompt_resume(rig: SlackRig) 
     assert rig.gate(gate_id).status is GateStatus.PENDING
     assert rig.gate(gate_id).decisions == ()
 
-    # a forged click (wrong signing secret) is refused before anything is looked at
-    audit_before = rig.audit_size()
-    forged = rig.click("U0BOB", ACTION_APPROVE, gate_id, secret="not-the-signing-secret")
-    assert forged.status_code == 401
-    assert forged.headers["content-type"] == "application/problem+json"
-    assert forged.json()["code"] == "slack_signature_invalid"
-    assert rig.gate(gate_id).status is GateStatus.PENDING
-    assert rig.audit_size() == audit_before
-    assert len(rig.slack.calls("users.info")) == 1  # alice's lookup; the forgery got no further
+    assert len(rig.slack.calls("users.info")) == 1  # alice's lookup
     assert waiter.is_alive()
 
     # bob's genuine click approves it, inside Slack's 3 seconds, and the waiter resumes at once
@@ -281,7 +301,7 @@ def test_acceptance_card_click_refusals_update_and_prompt_resume(rig: SlackRig) 
     assert update.body["text"].startswith("✅ Approved: alice asks to export")
     assert ACTION_APPROVE not in update.text
     assert all(b["type"] != "actions" for b in update.body["blocks"])
-    assert len(rig.slack.calls("chat.update")) == 1  # the refusal and the forgery updated nothing
+    assert len(rig.slack.calls("chat.update")) == 1  # the refusal updated nothing
     assert len(rig.slack.ephemerals) == 1
 
     # the trail says who decided through Slack, and who was refused
@@ -298,7 +318,23 @@ def test_acceptance_card_click_refusals_update_and_prompt_resume(rig: SlackRig) 
 # ---------------------------------------------------------------- signatures
 
 
-def test_stale_or_future_timestamp_is_refused(rig: SlackRig) -> None:
+def test_forged_click_is_refused_before_anything_is_looked_at(http_rig: SlackRig) -> None:
+    rig = http_rig
+    gate_id = rig.open_gate()["id"]
+    audit_before = rig.audit_size()
+    forged = rig.click("U0BOB", ACTION_APPROVE, gate_id, secret="not-the-signing-secret")
+    assert forged.status_code == 401
+    assert isinstance(forged, httpx.Response)
+    assert forged.headers["content-type"] == "application/problem+json"
+    assert forged.json()["code"] == "slack_signature_invalid"
+    assert rig.gate(gate_id).status is GateStatus.PENDING
+    assert rig.audit_size() == audit_before
+    assert rig.slack.calls("users.info") == []  # the forgery got no further than its signature
+    assert rig.slack.calls("chat.update") == []
+
+
+def test_stale_or_future_timestamp_is_refused(http_rig: SlackRig) -> None:
+    rig = http_rig
     gate_id = rig.open_gate()["id"]
     audit_before = rig.audit_size()
     # a stale stamp only grows staler on the way; a future one just past the window needs slack for
@@ -312,7 +348,8 @@ def test_stale_or_future_timestamp_is_refused(rig: SlackRig) -> None:
     assert rig.slack.calls("users.info") == []
 
 
-def test_missing_signature_headers_are_refused(rig: SlackRig) -> None:
+def test_missing_signature_headers_are_refused(http_rig: SlackRig) -> None:
+    rig = http_rig
     gate_id = rig.open_gate()["id"]
     for drop in (
         ("X-Slack-Signature",),
@@ -327,7 +364,8 @@ def test_missing_signature_headers_are_refused(rig: SlackRig) -> None:
     assert rig.slack.calls("users.info") == []
 
 
-def test_malformed_timestamp_and_tampered_body_are_refused(rig: SlackRig) -> None:
+def test_malformed_timestamp_and_tampered_body_are_refused(http_rig: SlackRig) -> None:
+    rig = http_rig
     gate_id = rig.open_gate()["id"]
     payload = block_actions(
         user="U0BOB", action_id=ACTION_APPROVE, value=gate_id, response_url=rig.slack.response_url()
@@ -338,7 +376,8 @@ def test_malformed_timestamp_and_tampered_body_are_refused(rig: SlackRig) -> Non
     assert rig.gate(gate_id).status is GateStatus.PENDING
 
 
-def test_exact_replay_is_refused(rig: SlackRig) -> None:
+def test_exact_replay_is_refused(http_rig: SlackRig) -> None:
+    rig = http_rig
     gate_id = rig.open_gate()["id"]
     payload = block_actions(
         user="U0BOB", action_id=ACTION_APPROVE, value=gate_id, response_url=rig.slack.response_url()
@@ -364,7 +403,8 @@ def test_slack_not_configured_answers_404(service: Service) -> None:
 # ---------------------------------------------------------------- payloads
 
 
-def test_malformed_payloads_are_400_and_change_nothing(rig: SlackRig) -> None:
+def test_malformed_payloads_are_400_and_change_nothing(http_rig: SlackRig) -> None:
+    rig = http_rig
     gate_id = rig.open_gate()["id"]
     audit_before = rig.audit_size()
     click = block_actions(
@@ -587,7 +627,8 @@ def test_reminder_is_one_reply_in_each_cards_thread(start_rig: Callable[..., Sla
     assert rig.gate(gate_id).status is GateStatus.EXPIRED
 
 
-def test_hostile_signatures_are_never_accepted(rig: SlackRig, report: Report) -> None:
+def test_hostile_signatures_are_never_accepted(http_rig: SlackRig, report: Report) -> None:
+    rig = http_rig
     """Every way a Slack request can be forged or replayed, counted: 0 accepted, 0 changes."""
     gate_id = rig.open_gate()["id"]
     payload = block_actions(

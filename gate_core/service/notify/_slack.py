@@ -9,8 +9,9 @@
 
     targets: slack:#name, slack:C0123 (a channel), slack:@U0123 (a direct message)
 
-The clicks on a card's buttons come back to ``gate_core.service._slack`` (the signed
-interactivity endpoint), which verifies them with the same instance's ``signing_secret``.
+The clicks on a card's buttons come back to ``gate_core.service._slack``: at the signed
+interactivity endpoint (verified with the instance's ``signing_secret``), or over Socket Mode
+(``app_token``; ``gate_core.service._slack_socket``), into the same handler either way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 from slack_sdk import WebClient
 
 from gate_core._gatekeeper import Gatekeeper
@@ -33,11 +34,26 @@ log = logging.getLogger("gatehouse.slack")
 
 
 class SlackConfig(BaseModel):
+    """One Slack app. Its clicks arrive either at the Request URL, signed with ``signing_secret``,
+    or — for a service no one can reach from the internet — over Socket Mode, which the service
+    opens itself with the app-level token ``app_token`` (``xapp-…``, scope ``connections:write``)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bot_token: SecretStr
-    signing_secret: SecretStr
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
+
+    @model_validator(mode="after")
+    def _a_way_for_clicks(self) -> SlackConfig:
+        if self.signing_secret is None and self.app_token is None:
+            raise ValueError(
+                "set signing_secret (clicks at the Request URL) or app_token (Socket Mode), or both"
+            )
+        if self.app_token is not None and not self.app_token.get_secret_value().startswith("xapp-"):
+            raise ValueError("app_token must be the app-level token (xapp-…), not a bot or user token")
+        return self
 
 
 class SlackNotifier:
