@@ -23,7 +23,7 @@ from pydantic import BaseModel, TypeAdapter
 from gate_core import _errors
 from gate_core._errors import GatehouseError, ServiceUnavailable
 from gate_core._gatekeeper import Gatekeeper
-from gate_core._models import Actor, Gate, GateRequest, Verdict
+from gate_core._models import Actor, AuthMethod, Gate, GateRequest, Principal, Verdict
 from gate_core._tokens import Scope
 
 
@@ -42,6 +42,18 @@ class Me(BaseModel):
     kind: str
     via: str
     scope: str
+
+    @classmethod
+    def of(cls, principal: Principal, via: AuthMethod, scope: Scope) -> Me:
+        return cls(
+            principal_id=principal.id,
+            email=principal.email,
+            display_name=principal.label,
+            groups=sorted(principal.groups),
+            kind=principal.kind.value,
+            via=via.value,
+            scope=scope.value,
+        )
 
 
 class GateClient(Protocol):
@@ -289,15 +301,8 @@ class LocalGateClient:
 
     def me(self) -> Me:
         principal = self.gatekeeper.directory.get(self.actor.principal_id)
-        return Me(
-            principal_id=principal.id,
-            email=principal.email,
-            display_name=principal.label,
-            groups=sorted(principal.groups),
-            kind=principal.kind.value,
-            via=self.actor.via.value,
-            scope=Scope.ADMIN.value,  # in-process: the caller holds the gatekeeper itself
-        )
+        # in-process the caller holds the gatekeeper itself: every scope is theirs
+        return Me.of(principal, self.actor.via, Scope.ADMIN)
 
     def close(self) -> None:
         """The gatekeeper belongs to the caller; nothing to release."""

@@ -78,16 +78,7 @@ class VerifyOut(BaseModel):
 
 @router.get("/me", response_model=Me, tags=["identity"])
 def me(caller: Caller) -> Me:
-    p = caller.principal
-    return Me(
-        principal_id=p.id,
-        email=p.email,
-        display_name=p.label,
-        groups=sorted(p.groups),
-        kind=p.kind.value,
-        via=caller.via.value,
-        scope=caller.scope.value,
-    )
+    return Me.of(caller.principal, caller.via, caller.scope)
 
 
 @router.post("/gates", response_model=Gate, tags=["gates"])
