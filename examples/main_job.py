@@ -103,7 +103,7 @@ def gatehouse(*args: str, env: dict[str, str], user: str = "carol") -> str:
     )
     if proc.returncode not in (0, 1):
         sys.exit(f"demo: gatehouse {' '.join(args)} failed:\n{proc.stderr}")
-    return proc.stdout + proc.stderr
+    return proc.stderr + proc.stdout  # stdout last: a token is its last line (stderr: the SANDBOX note)
 
 
 def pipelines(base: str, token: str, env: dict[str, str]) -> list[Pipeline]:
