@@ -43,6 +43,7 @@ from gate_core._models import (
     Gate,
     GateRequest,
     GateStatus,
+    Involved,
     LastReview,
     canonical_json,
 )
@@ -661,6 +662,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
                 "break_glass_groups": list(gate.break_glass_groups),
                 "notify": list(gate.notify),
                 "requester_identities": list(gate.requester_identities),
+                "involved": [i.model_dump(mode="json") for i in gate.involved],
                 "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
             }
         ),
@@ -681,6 +683,7 @@ def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         request=GateRequest.model_validate_json(row.request),
         submitted_by=row.submitted_by,
         requester_identities=tuple(context["requester_identities"]),
+        involved=tuple(Involved.model_validate(i) for i in context.get("involved", ())),
         binding_hash=row.binding_hash,
         policy_hash=row.policy_hash,
         rule=row.rule,
