@@ -54,6 +54,14 @@ class Home:
         assert "Traceback" not in proc.stderr, proc.stderr
         return Done(proc.returncode, proc.stdout, proc.stderr)
 
+    @property
+    def backend(self) -> str:
+        return "SQLite" if self.settings.database_url.startswith("sqlite") else "PostgreSQL"
+
+    def figure(self, report: Callable[..., None], attack_class: str, tried: int) -> None:
+        """One figure for docs/guarantees.md: every attempt of the class was refused."""
+        report(f"Separation of duties: {attack_class} ({self.backend})", f"{tried} tried, 0 accepted")
+
     def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
         """Real SQL on the home's database, as its owner would run it."""
         url = self.settings.database_url.replace("postgresql://", "postgresql+psycopg://")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from tests.conftest import Report
 from tests.security.conftest import PII_EXPORT, Home
 
 
@@ -27,7 +28,7 @@ from tests.security.conftest import PII_EXPORT, Home
     ],
 )
 def test_nobody_mints_a_token_for_someone_else(
-    home_for: Callable[..., Home], kernel_is: str, principal: str, scope: str
+    home_for: Callable[..., Home], kernel_is: str, principal: str, scope: str, report: Report
 ) -> None:
     home = home_for(kernel_is=kernel_is)
     minted = home.run("token", "create", "--principal", principal, "--scope", scope, env={"USER": kernel_is})
@@ -37,6 +38,7 @@ def test_nobody_mints_a_token_for_someone_else(
     assert home.sql("SELECT count(*) FROM gh_api_tokens") == [(0,)]  # nothing written, nothing audited
     events = home.run("audit", "export").out
     assert "token.created" not in events
+    home.figure(report, f"minting a token for another ({kernel_is} → {principal})", 1)
 
 
 def test_an_admin_issues_a_pipeline_limited_service_token_and_the_owner_issues_their_own(
@@ -76,7 +78,7 @@ def test_an_admin_issues_a_pipeline_limited_service_token_and_the_owner_issues_t
 
 
 def test_a_token_its_principal_did_not_issue_never_decides(
-    home_for: Callable[..., Home], serve: Callable[[Home], str]
+    home_for: Callable[..., Home], serve: Callable[[Home], str], report: Report
 ) -> None:
     """The whole attack: alice holds a bob ``decide`` token minted the way every older version
     allowed (hand-inserted here exactly as that code stored it), opens her own pii export with her
@@ -101,3 +103,4 @@ def test_a_token_its_principal_did_not_issue_never_decides(
         assert "was issued by alice; a token decides only when its own principal created it" in decided.text
         gate = client.get(f"/v1/gates/{gate_id}", headers={"Authorization": f"Bearer {own.last_line}"})
         assert gate.json()["status"] == "PENDING" and gate.json()["decisions"] == []
+    home.figure(report, "deciding with a token someone else minted", 1)

@@ -18,18 +18,21 @@ import httpx
 from gate_core import GateStatus, RunContext
 from gate_core._client import HttpGateClient
 from gate_core.session import GateSession, GateSpec, RequesterClaim, StepRun
+from tests.conftest import Report
 from tests.security.conftest import Home
 
 OWNERS = '\npipelines:\n  "customer_*":\n    owners: [dave]\n'
 
 
 def test_nobody_the_run_involves_decides_its_gate(
-    home_for: Callable[..., Home], serve: Callable[[Home], str]
+    home_for: Callable[..., Home], serve: Callable[[Home], str], report: Report
 ) -> None:
     home = home_for(kernel_is="frank")
     policy = home.settings.policy_path
     policy.write_text(policy.read_text(encoding="utf-8") + OWNERS, encoding="utf-8")
-    bot = home.run("token", "create", "--principal", "etl-bot", "--scope", "request").last_line
+    bot = home.run(
+        "token", "create", "--principal", "etl-bot", "--scope", "request", env={"USER": "frank"}
+    ).last_line
     deciders = {who: home.legacy_token(who, "decide", created_by=who) for who in ("bob", "carol", "dave")}
     base = serve(home)
     step = StepRun(
@@ -63,3 +66,4 @@ def test_nobody_the_run_involves_decides_its_gate(
     shown = home.run("show", opened.gate.id)
     assert "involved    carol (airflow requester=" in shown.out and "involved    dave (owner of" in shown.out
     assert HttpGateClient(base, bot).get(opened.gate.id).status is GateStatus.PENDING
+    home.figure(report, "an involved person deciding (triggering user, named, owner)", 3)

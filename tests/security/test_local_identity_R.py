@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from tests.conftest import Report
 from tests.security.conftest import Home
 
 
@@ -23,7 +24,7 @@ def _alice_requests(home: Home) -> str:
     return opened.last_line
 
 
-def test_user_in_the_environment_is_not_an_identity(home_for: Callable[..., Home]) -> None:
+def test_user_in_the_environment_is_not_an_identity(home_for: Callable[..., Home], report: Report) -> None:
     home = home_for(kernel_is="alice")
     gate_id = _alice_requests(home)
     for variable in ("USER", "LOGNAME"):
@@ -35,9 +36,10 @@ def test_user_in_the_environment_is_not_an_identity(home_for: Callable[..., Home
     shown = json.loads(home.run("show", gate_id, "--json").out)
     assert shown["status"] == "PENDING" and shown["decisions"] == []
     assert shown["submitted_by"] == "alice"
+    home.figure(report, "$USER / $LOGNAME as identity", 2)
 
 
-def test_as_is_refused_outside_a_sandbox(home_for: Callable[..., Home]) -> None:
+def test_as_is_refused_outside_a_sandbox(home_for: Callable[..., Home], report: Report) -> None:
     home = home_for(kernel_is="alice")
     gate_id = _alice_requests(home)
     approved = home.run("--as", "bob", "approve", gate_id)
@@ -45,6 +47,7 @@ def test_as_is_refused_outside_a_sandbox(home_for: Callable[..., Home]) -> None:
     assert approved.err.startswith("gatehouse: --as is only for sandbox homes")
     assert "SANDBOX" not in approved.err  # a production home never claims to be a sandbox
     assert json.loads(home.run("show", gate_id, "--json").out)["status"] == "PENDING"
+    home.figure(report, "--as outside a sandbox", 1)
 
 
 def test_the_sandbox_says_so_and_records_its_identities_as_unverified(home_for: Callable[..., Home]) -> None:

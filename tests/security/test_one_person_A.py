@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gate_core import DuplicateDecision, GateStatus, Principal, SelfApprovalRefused
 from gate_core.identity import Directory
 from gate_core.testing import actor, example_directory, example_gatekeeper
+from tests.conftest import Report
 from tests.gate_core.conftest import prod_redeploy
 from tests.security.conftest import Home
 
@@ -33,21 +34,24 @@ SECOND_BOB = {
 
 @pytest.mark.parametrize("variant", sorted(SECOND_BOB))
 def test_a_directory_with_two_entries_for_one_person_is_refused_at_load(
-    home_for: Callable[..., Home], variant: str
+    home_for: Callable[..., Home], variant: str, report: Report
 ) -> None:
     home = home_for(kernel_is="alice")
-    opened = home.run("request", "--action", "redeploy", "--target", "models/churn", "--env", "prod")
+    opened = home.run(  # $USER for the code before issue 14; the kernel account is alice here
+        "request", "--action", "redeploy", "--target", "models/churn", "--env", "prod", env={"USER": "alice"}
+    )
     assert opened.code == 0, opened.err
     path = home.settings.directory_path
     path.write_text(path.read_text(encoding="utf-8") + SECOND_BOB[variant], encoding="utf-8")
     for args in (("approve", opened.last_line), ("show", opened.last_line), ("list",)):
-        refused = home.run(*args)
+        refused = home.run(*args, env={"USER": "bob"})
         assert refused.code == 1, refused.out
         assert "principals 'bob' and " in refused.err and "share one canonical identity" in refused.err
         assert len(refused.err.strip().splitlines()) == 1
     path.write_text(path.read_text(encoding="utf-8").replace(SECOND_BOB[variant], ""), encoding="utf-8")
-    shown = json.loads(home.run("show", opened.last_line, "--json").out)
+    shown = json.loads(home.run("show", opened.last_line, "--json", env={"USER": "bob"}).out)
     assert shown["status"] == "PENDING" and shown["decisions"] == []  # nothing was lost or decided
+    home.figure(report, f"two directory entries for one person, {variant}", 3)
 
 
 def _spellings(base: str) -> st.SearchStrategy[str]:
