@@ -142,10 +142,9 @@ def gate_service(workdir: Path) -> Iterator[Service]:
     )
     init_home(settings, example=True)
     gatekeeper = open_gatekeeper(settings)
-    creator = actor("carol")
-    tokens = {
-        "bot": gatekeeper.tokens.create("etl-bot", Scope.REQUEST, created_by=creator)[1],
-        "bob": gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=creator)[1],
+    tokens = {  # a person's token by that person; the service's by a gatehouse-admins member
+        "bot": gatekeeper.tokens.create("etl-bot", Scope.REQUEST, created_by=actor("frank"))[1],
+        "bob": gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=actor("bob"))[1],
     }
     gatekeeper.store.close()
     port = free_port()

@@ -147,8 +147,8 @@ def gate_service(tmp: Path) -> Iterator[Service]:
     )
     init_home(settings, example=True)
     gatekeeper = open_gatekeeper(settings)
-    bot = gatekeeper.tokens.create("etl-bot", Scope.REQUEST, created_by=actor("carol"))[1]
-    bob = gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=actor("carol"))[1]
+    bot = gatekeeper.tokens.create("etl-bot", Scope.REQUEST, created_by=actor("frank"))[1]
+    bob = gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=actor("bob"))[1]
     gatekeeper.store.close()
     port = free_port()
     env = {

@@ -87,14 +87,18 @@ def main(dag_file: Path, home: Path) -> None:
 
     step("A Gatehouse home with the example policy and directory")
     run([gatehouse, "init", "--example"], env, show="gatehouse init --example")
-    step("Tokens: the pipeline's (etl-bot, may open gates) and two people's (may decide)")
-    tokens = {
+    step("Tokens: the pipeline's (etl-bot, may open gates; frank, an admin, creates it) and two people's")
+    tokens = {  # a person creates their own token; the sandbox's --as stands in for signing in
         who: run(
-            [gatehouse, "token", "create", "--principal", who, "--scope", scope],
-            env | {"USER": "carol"},
-            show=f"USER=carol gatehouse token create --principal {who} --scope {scope}",
+            [gatehouse, "--as", issuer, "token", "create", "--principal", who, "--scope", scope],
+            env,
+            show=f"gatehouse --as {issuer} token create --principal {who} --scope {scope}",
         )
-        for who, scope in (("etl-bot", "request"), ("alice", "decide"), ("bob", "decide"))
+        for who, scope, issuer in (
+            ("etl-bot", "request", "frank"),
+            ("alice", "decide", "alice"),
+            ("bob", "decide", "bob"),
+        )
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}"

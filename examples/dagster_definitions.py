@@ -2,7 +2,7 @@
 
     gatehouse serve --port 8080 &
     export GATEHOUSE_URL=http://127.0.0.1:8080
-    export GATEHOUSE_TOKEN=$(USER=carol gatehouse token create --principal etl-bot --scope request | tail -1)
+    export GATEHOUSE_TOKEN=$(gatehouse --as frank token create --principal etl-bot --scope request | tail -1)
     dagster dev -f examples/dagster_definitions.py
 
 What is in it:

@@ -97,12 +97,13 @@ def free_port(preferred: int) -> int:
 
 
 def gatehouse(*args: str, env: dict[str, str], user: str = "carol") -> str:
+    """Run the CLI as ``user``: the demo home is a sandbox, where ``--as`` chooses the person."""
     proc = subprocess.run(
-        [str(BIN / "gatehouse"), *args], env=env | {"USER": user}, capture_output=True, text=True, check=False
+        [str(BIN / "gatehouse"), "--as", user, *args], env=env, capture_output=True, text=True, check=False
     )
     if proc.returncode not in (0, 1):
         sys.exit(f"demo: gatehouse {' '.join(args)} failed:\n{proc.stderr}")
-    return proc.stdout + proc.stderr
+    return proc.stderr + proc.stdout  # stdout last: a token is its last line (stderr: the SANDBOX note)
 
 
 def pipelines(base: str, token: str, env: dict[str, str]) -> list[Pipeline]:
@@ -205,7 +206,17 @@ def main() -> None:
     step("Gatehouse on the embedded default: SQLite, the example policy and directory")
     gatehouse("init", "--example", env=env)
     token = {
-        who: gatehouse("token", "create", "--principal", who, "--scope", scope, env=env)
+        # Each person creates their own token; frank (gatehouse-admins) creates the pipeline's.
+        who: gatehouse(
+            "token",
+            "create",
+            "--principal",
+            who,
+            "--scope",
+            scope,
+            env=env,
+            user="frank" if who == "etl-bot" else who,
+        )
         .strip()
         .splitlines()[-1]
         for who, scope in (("etl-bot", "request"), ("bob", "decide"), ("carol", "decide"))

@@ -11,7 +11,7 @@ Try it against a local gate service and Prefect server:
 
     gatehouse init --example && gatehouse serve --port 8080 &
     export GATEHOUSE_URL=http://127.0.0.1:8080
-    export GATEHOUSE_TOKEN=$(USER=carol gatehouse token create --principal etl-bot --scope request | tail -1)
+    export GATEHOUSE_TOKEN=$(gatehouse --as frank token create --principal etl-bot --scope request | tail -1)
     python examples/prefect_pii_export.py --requester alice      # saves the block, runs the flow
 
 then approve as bob in the console (http://127.0.0.1:8080/console), or with a decide token of bob's:

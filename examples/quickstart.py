@@ -26,10 +26,12 @@ def step(title: str) -> None:
 
 
 def gatehouse(*args: str, user: str = "alice", expect: int = 0) -> str:
-    print(f"$ USER={user} gatehouse {shlex.join(args)}")
+    print(f"$ gatehouse --as {user} {shlex.join(args)}")
     env = {k: v for k, v in os.environ.items() if k != "GATEHOUSE_DATABASE_URL"}
-    env.update(GATEHOUSE_HOME=str(HOME), USER=user)
-    proc = subprocess.run([GATEHOUSE, *args], capture_output=True, text=True, env=env, check=False)
+    env.update(GATEHOUSE_HOME=str(HOME))
+    # The quickstart's home is a sandbox (`init --example`): --as chooses who acts, unverified.
+    command = [GATEHOUSE, "--as", user, *args]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     for line in (proc.stdout + proc.stderr).rstrip().splitlines():
         print(f"  {line}")
     if proc.returncode != expect:

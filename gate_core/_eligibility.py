@@ -4,8 +4,10 @@ The rules, in the order they are checked (the first that applies answers):
 1. a gate that has left PENDING answers "already <status> by <who> at <when>" and changes nothing;
 2. a gate past its deadline is expired: its step must not run;
 3. service principals never decide;
-4. the requester — the same id, or the same e-mail under another id, compared in the canonical form
-   of gate_core.identity — never decides their own gate; there is no admin bypass;
+4. nobody involved — the requester, the submitting principal, whoever triggered the run, every person
+   the pipeline names, the pipeline's owners (``Gate.involved``); the same id, or the same e-mail
+   under another id, compared in the canonical form of gate_core.identity — decides; there is no
+   admin bypass;
 5. only members of the rule's approver groups, or of its break-glass groups, decide;
 6. one person counts once: a second decision by the same person is refused;
 7. any allowed reject is final; approvals complete when the distinct approvers reach the rule's
@@ -26,7 +28,7 @@ from gate_core._errors import (
     ServicePrincipalRefused,
 )
 from gate_core._models import Gate, GateStatus, Principal, PrincipalKind, Verdict
-from gate_core.identity import canonical_key, same_person
+from gate_core.identity import canonical_key, identity_key, same_person
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,22 @@ def is_requester(gate: Gate, principal: Principal) -> bool:
     return bool(set(principal.identity_keys) & stored)
 
 
+def _why_involved(gate: Gate, principal: Principal) -> str:
+    """The refusal for someone involved: the requester's own words, else how they are involved."""
+    named = [
+        person
+        for person in gate.involved
+        if person.source != "requester"
+        and {identity_key("id", person.principal), identity_key("email", person.principal)}
+        & set(principal.identity_keys)
+    ]
+    if same_person(gate.request.requester, None, principal.id, None) or not named:
+        return f"{principal.id}: you requested this gate; someone else must decide it"
+    return (
+        f"{principal.id}: you are involved in this request ({named[0].source}); someone else must decide it"
+    )
+
+
 def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: datetime) -> DecisionEffect:
     """Accept a decision and say what it does, or raise the DecisionRefused that explains why not."""
     refuse_if_closed(gate, now)
@@ -62,7 +80,7 @@ def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: date
             f"{principal.id} is a service principal; service principals never decide"
         )
     if is_requester(gate, principal):
-        raise SelfApprovalRefused(f"{principal.id}: you requested this gate; someone else must decide it")
+        raise SelfApprovalRefused(_why_involved(gate, principal))
     in_approvers = bool(principal.groups & set(gate.approver_groups))
     in_break_glass = bool(principal.groups & set(gate.break_glass_groups))
     if not (in_approvers or in_break_glass):

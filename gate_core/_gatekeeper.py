@@ -43,6 +43,7 @@ from gate_core._models import (
     Gate,
     GateRequest,
     GateStatus,
+    Involved,
     Principal,
     PrincipalKind,
     Verdict,
@@ -51,7 +52,7 @@ from gate_core._models import (
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
-from gate_core.identity import IdentitySource
+from gate_core.identity import IdentitySource, identity_key
 
 log = logging.getLogger("gatehouse")
 
@@ -178,7 +179,10 @@ class Gatekeeper:
         binding_hash = request.binding_hash()
         now = self.clock.now()
         decision = evaluate(request, requester, self.policy)
-        identities = tuple(dict.fromkeys(requester.identity_keys + submitter.identity_keys))
+        involved = self._involved(request, requester, submitter, submitted_by)
+        identities = tuple(
+            dict.fromkeys(key for person in involved for key in self._keys_of(person.principal))
+        )
         status = GateStatus.PENDING
         decided_at = None
         if decision.outcome is Outcome.ALLOW:
@@ -191,6 +195,7 @@ class Gatekeeper:
             request=request,
             submitted_by=submitter.id,
             requester_identities=identities,
+            involved=involved,
             binding_hash=binding_hash,
             policy_hash=decision.policy_hash,
             rule=decision.rule,
@@ -243,6 +248,35 @@ class Gatekeeper:
             return (self.expire(stored.id) if is_expired(stored, now) else stored), False
         self.audit.maybe_checkpoint()
         return stored, True
+
+    def _involved(
+        self, request: GateRequest, requester: Principal, submitter: Principal, submitted_by: Actor
+    ) -> tuple[Involved, ...]:
+        """Everyone involved, each with the source of the claim: the requester, the submitting
+        credential's principal, every person the run names (the orchestrator's record and the
+        pipeline's words alike) and the pipeline's owners in the policy. None of them decides."""
+        people = [
+            Involved(principal=requester.id, source="requester"),
+            Involved(principal=submitter.id, source=f"submitted the request ({submitted_by.via.value})"),
+            *request.involved,
+            *(
+                Involved(principal=owner, source=f"owner of pipelines {glob!r} (policy)")
+                for owner, glob in self.policy.owners_of(request.run.pipeline)
+            ),
+        ]
+        return tuple(dict.fromkeys(people))
+
+    def _keys_of(self, name: str) -> tuple[str, ...]:
+        """The identity keys a name stands for: the directory principal's when it knows the name
+        (id, alias or e-mail), else the name itself as id — and as e-mail when it is one — so an
+        unknown name still excludes whoever later turns out to have it."""
+        principal = self.directory.find(name)
+        if principal is not None:
+            return principal.identity_keys
+        keys = [identity_key("id", name)]
+        if "@" in name:
+            keys.append(identity_key("email", name))
+        return tuple(keys)
 
     # ------------------------------------------------------------ deciding
 

@@ -6,7 +6,10 @@ $GATEHOUSE_HOME (default ~/.gatehouse)
 ├── directory.yaml        GATEHOUSE_DIRECTORY overrides
 ├── audit-signing.key     Ed25519 private key for checkpoints (0600)
 ├── audit-signing.pub     its public key: give this to whoever verifies the trail
-└── audit-checkpoints.jsonl   every signed checkpoint, a witness kept outside the database
+├── audit-checkpoints.jsonl   every signed checkpoint, a witness kept outside the database
+└── sandbox.yaml          only in homes from `init --example`: marks a sandbox, where `--as NAME`
+                          chooses who you are (unverified, recorded as such); elsewhere the CLI is
+                          the kernel's OS account and `--as` is refused
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ default:
   approvers: {groups: [data-governance], count: 1}
   expiry: 24h
 """
+SANDBOX_MARKER = """\
+# This Gatehouse home is a SANDBOX (written by `gatehouse init --example`).
+# Here `gatehouse --as NAME ...` chooses who you are, so that one person can walk through
+# requests, refusals and quorums; every such action is recorded as an UNVERIFIED identity
+# (method `sandbox`). Never use a sandbox for real approvals: production homes have no such file,
+# and there the CLI acts as your operating-system account.
+sandbox: true
+"""
 MINIMAL_DIRECTORY = """\
 # Gatehouse directory: add your principals here (see `gatehouse init --example`).
 principals: []
@@ -58,6 +69,15 @@ class Settings:
     @property
     def witness_path(self) -> Path:
         return self.home / "audit-checkpoints.jsonl"
+
+    @property
+    def sandbox_marker_path(self) -> Path:
+        return self.home / "sandbox.yaml"
+
+    @property
+    def is_sandbox(self) -> bool:
+        """Whether ``init --example`` marked this home a sandbox (``--as`` allowed, unverified)."""
+        return self.sandbox_marker_path.is_file()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -91,6 +111,9 @@ def init_home(settings: Settings, *, example: bool = False, force: bool = False)
         )
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    if example and not settings.sandbox_marker_path.exists():
+        settings.sandbox_marker_path.write_text(SANDBOX_MARKER, encoding="utf-8")
+        written.append(settings.sandbox_marker_path)
     if not settings.signing_key_path.exists():
         CheckpointSigner.generate(settings.signing_key_path, settings.public_key_path)
         written += [settings.signing_key_path, settings.public_key_path]

@@ -111,6 +111,16 @@ class RunContext(_Frozen):
     url: str | None = None
 
 
+class Involved(_Frozen):
+    """A person involved in a request, and the source of that claim (issue 14). Nobody involved
+    decides: the requester, whoever triggered the run as the orchestrator recorded it, every person
+    the pipeline names, the submitting credential's principal, the pipeline's owners."""
+
+    principal: str = Field(min_length=1, max_length=200)
+    source: str = Field(default="", max_length=200, description="e.g. airflow dag_run.triggering_user_name")
+    recorded_by_orchestrator: bool = False
+
+
 class GateRequest(_Frozen):
     """What a step asks permission for. Everything in ``binding`` is what the approval is bound to."""
 
@@ -123,6 +133,9 @@ class GateRequest(_Frozen):
     run: RunContext = Field(default_factory=RunContext)
     idempotency_key: str | None = Field(default=None, max_length=500)
     reason: str = Field(default="", max_length=4000)
+    involved: tuple[Involved, ...] = Field(
+        default=(), max_length=20, description="everyone else involved, each with its source; none decides"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -192,7 +205,10 @@ class Gate(_Frozen):
     request: GateRequest
     submitted_by: str
     requester_identities: tuple[str, ...] = Field(
-        description="id: and email: keys of the requester and submitter when the gate opened; none may decide"
+        description="id: and email: keys of everyone involved when the gate opened; none may decide"
+    )
+    involved: tuple[Involved, ...] = Field(
+        default=(), description="who is involved (requester, submitter, named, owners) and by which source"
     )
     binding_hash: str
     policy_hash: str

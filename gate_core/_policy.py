@@ -116,9 +116,14 @@ class DefaultOutcome(_OutcomeSpec):
     outcome: Literal[Outcome.REQUIRE, Outcome.DENY] = Outcome.REQUIRE
 
 
+class PipelinePolicy(_Strict):
+    owners: tuple[str, ...] = ()  # involved in every gate of the pipeline: they never decide it
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     rules: tuple[Rule, ...] = ()
+    pipelines: dict[str, PipelinePolicy] = Field(default_factory=dict)  # glob → owners (issue 14)
     default: DefaultOutcome = DefaultOutcome(approvers=Approvers(groups=("data-governance",)))
     source: str = Field(default="<memory>", exclude=True)
     content_hash: str = Field(default="", exclude=True)
@@ -131,6 +136,15 @@ class Policy(_Strict):
                 raise ValueError(f"rules.{index}.name: duplicate rule name {rule.name!r}")
             seen.add(rule.name)
         return self
+
+    def owners_of(self, pipeline: str) -> tuple[tuple[str, str], ...]:
+        """(owner, glob) for every ``pipelines`` glob that matches ``pipeline``."""
+        return tuple(
+            (owner, glob)
+            for glob, entry in self.pipelines.items()
+            if pipeline and fnmatch.fnmatchcase(pipeline, glob)
+            for owner in entry.owners
+        )
 
     @property
     def hash(self) -> str:

@@ -91,7 +91,8 @@ class Gates(Protocol):
 
     def create_gate(self, gate: Gate, events: Sequence[AuditDraft]) -> tuple[Gate, bool]:
         """Insert a gate with its audit entries, or return the gate its idempotency key already
-        names (``created`` False) — never a second gate for one key."""
+        names for the same submitter (``created`` False) — never a second gate for one key of
+        one submitter, and never another submitter's gate."""
         ...
 
     def mutate(self, gate_id: str, change: Callable[[Gate], Mutation]) -> Gate: ...

@@ -2,6 +2,19 @@
 
 A sibling of the Gatekeeper on the same store and directory: tokens name principals, and their
 creation and revocation go into the same audit trail (signed through the AuditService).
+
+Credentials belong to their owner (who may create which token, checked here for every channel):
+
+    token for            who may issue it                            over
+    a human principal    that same person, and nobody else           an interactive channel
+    a service principal  a human member of ``ADMIN_GROUP``           an interactive channel
+                         (optionally limited to pipeline globs)
+
+Interactive channels are the ones where the issuer proved who they are just now: the kernel's OS
+account, the console after sign-in, the IdP, a trusted proxy — and the sandbox's ``--as``, which the
+token records as such. A token never issues tokens, and nor do Slack buttons or the system.
+Every token records its issuer and the channel; ``ApiToken.issued_by_owner`` tells the API whether
+the token may decide (a token its own principal did not issue never does).
 """
 
 from __future__ import annotations
@@ -10,11 +23,26 @@ from datetime import timedelta
 
 from gate_core._audit import AuditDraft, Event
 from gate_core._audit_service import AuditService
-from gate_core._errors import AuthenticationFailed
-from gate_core._models import Actor, Principal
+from gate_core._errors import AuthenticationFailed, PermissionDenied
+from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
 from gate_core._ports import Clock, TokenStore
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
-from gate_core.identity import IdentitySource
+from gate_core.identity import IdentitySource, canonical_identity, same_person
+
+ADMIN_GROUP = "gatehouse-admins"
+"""Members manage service principals' tokens; a group of the directory like any other."""
+
+# Channels where the issuer proved who they are for this very request; a bearer token, a Slack
+# button or the system never mint credentials.
+ISSUING_CHANNELS = frozenset(
+    {
+        AuthMethod.LOCAL_OS_USER,
+        AuthMethod.SANDBOX,
+        AuthMethod.CONSOLE_LOCAL,
+        AuthMethod.OIDC,
+        AuthMethod.PROXY_HEADER,
+    }
+)
 
 
 class TokenService:
@@ -34,9 +62,12 @@ class TokenService:
         created_by: Actor,
         description: str = "",
         expires_in: timedelta | None = None,
+        pipelines: tuple[str, ...] | None = None,
     ) -> tuple[ApiToken, str]:
-        """Create a token; returns it with the one-time secret string. Only the hash is stored."""
+        """Create a token; returns it with the one-time secret string. Only the hash is stored.
+        PermissionDenied when ``created_by`` may not issue this token (see the module's table)."""
         principal = self.directory.get(principal_id)
+        self._check_issuer(principal, created_by, pipelines)
         now = self.clock.now()
         token_id, secret, token_string = new_token()
         token = ApiToken(
@@ -47,6 +78,8 @@ class TokenService:
             created_at=now,
             created_by=created_by.principal_id,
             expires_at=now + expires_in if expires_in else None,
+            created_via=created_by.via.value,
+            pipelines=tuple(pipelines) if pipelines is not None else None,
         )
         payload = {
             "token_id": token_id,
@@ -54,6 +87,9 @@ class TokenService:
             "scope": scope.value,
             "kind": principal.kind.value,
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+            "issued_by": created_by.principal_id,
+            "issued_via": created_by.via.value,
+            "pipelines": list(pipelines) if pipelines is not None else None,
         }
         self.store.add_token(
             token, hash_secret(secret), [AuditDraft(Event.TOKEN_CREATED, now, created_by, None, payload)]
@@ -61,8 +97,34 @@ class TokenService:
         self.audit.maybe_checkpoint()
         return token, token_string
 
+    def _check_issuer(self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None) -> None:
+        if issuer.via not in ISSUING_CHANNELS:
+            raise PermissionDenied(
+                f"tokens are not issued over {issuer.via.value}: sign in (console, `gatehouse login`) "
+                "or use the CLI as your own operating-system account"
+            )
+        if principal.kind is PrincipalKind.HUMAN:
+            if pipelines is not None:
+                raise PermissionDenied("only a service principal's token is limited to pipelines")
+            if not same_person(issuer.principal_id, issuer.email, principal.id, principal.email):
+                raise PermissionDenied(
+                    f"{issuer.principal_id} may not create a token for {principal.id}: a person's token "
+                    f"is created only by that person ({principal.id} signs in and creates their own)"
+                )
+            return
+        admin = self.directory.find(issuer.principal_id)
+        if admin is None or admin.kind is not PrincipalKind.HUMAN or ADMIN_GROUP not in admin.groups:
+            raise PermissionDenied(
+                f"{issuer.principal_id} may not create a token for service principal {principal.id}: "
+                f"only members of {ADMIN_GROUP} manage service tokens"
+            )
+
     def revoke(self, token_id: str, *, actor: Actor) -> bool:
-        """Revoke at once; False when no active token has this id."""
+        """Revoke at once; False when no active token has this id. Your own tokens, or — for
+        members of ``ADMIN_GROUP`` — anyone's (an admin may pull a leaked credential)."""
+        found = self.store.get_token(token_id)
+        if found is not None:
+            self._check_revoker(found[0], actor)
         now = self.clock.now()
         revoked = self.store.revoke_token(
             token_id, now, [AuditDraft(Event.TOKEN_REVOKED, now, actor, None, {"token_id": token_id})]
@@ -70,6 +132,16 @@ class TokenService:
         if revoked:
             self.audit.maybe_checkpoint()
         return revoked
+
+    def _check_revoker(self, token: ApiToken, actor: Actor) -> None:
+        if canonical_identity(actor.principal_id) == canonical_identity(token.principal_id):
+            return
+        revoker = self.directory.find(actor.principal_id)
+        if revoker is None or ADMIN_GROUP not in revoker.groups or revoker.kind is not PrincipalKind.HUMAN:
+            raise PermissionDenied(
+                f"{actor.principal_id} may not revoke token {token.id} of {token.principal_id}: "
+                f"your own tokens, or anyone's as a member of {ADMIN_GROUP}"
+            )
 
     def list(self) -> list[ApiToken]:
         """Every token, active or not (never a secret: only hashes are stored)."""

@@ -9,12 +9,15 @@ principal's token can never decide, whatever its scope says: the core refuses se
 from __future__ import annotations
 
 import enum
+import fnmatch
 import hashlib
 import hmac
 import secrets
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
+
+from gate_core.identity._canonical import canonical_identity
 
 PREFIX = "gh_"
 
@@ -40,6 +43,17 @@ class ApiToken(BaseModel):
     created_by: str
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    created_via: str | None = None
+    pipelines: tuple[str, ...] | None = None
+
+    @property
+    def issued_by_owner(self) -> bool:
+        """Whether the principal the token acts as issued it (ids compared in canonical form)."""
+        return canonical_identity(self.created_by) == canonical_identity(self.principal_id)
+
+    def allows_pipeline(self, pipeline: str) -> bool:
+        """Whether this token may open gates for ``pipeline`` (no limit when ``pipelines`` is None)."""
+        return self.pipelines is None or any(fnmatch.fnmatchcase(pipeline, glob) for glob in self.pipelines)
 
     def usable_at(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

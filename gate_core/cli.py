@@ -2,8 +2,9 @@
 
 Exit codes: 0 ok · 1 refused, not found or a failed check · 2 usage error.
 In local mode the CLI works on the store through the Gatekeeper and acts as the operating-system
-user (``$USER``; gate_core.identity's ``caller_from_os_account``), who must be a principal (or
-alias) in the directory.
+account the kernel records for the process (never ``$USER``; ``gate_core.cli_identity``), which must
+be a principal (or alias) in the directory. Only in a sandbox home (``init --example``) may
+``gatehouse --as NAME`` choose a person; that identity is recorded as unverified (``sandbox``).
 
 Local mode has no service sweeping overdue gates, so ``list`` and ``show`` expire what is overdue
 first, explicitly and audited (``Gatekeeper.expire_due`` / ``expire``): what they print is what a
@@ -21,14 +22,13 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from gate_core._audit import Checkpoint, export_csv, export_jsonl, load_public_key
-from gate_core._errors import AuthenticationFailed
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
 from gate_core.cli_errors import clean_errors, fail
-from gate_core.identity import caller_from_os_account
+from gate_core.cli_identity import SANDBOX_BANNER, local_caller
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,10 +39,7 @@ def _gatekeeper() -> Gatekeeper:
 
 
 def _local_actor(gatekeeper: Gatekeeper) -> Actor:
-    try:
-        return caller_from_os_account(gatekeeper.directory).actor
-    except AuthenticationFailed as exc:
-        fail(str(exc))
+    return local_caller(gatekeeper.directory, Settings.from_env()).actor
 
 
 def _gate_json(gate: Gate) -> dict[str, Any]:
@@ -59,6 +56,9 @@ def _describe(gate: Gate) -> str:
         f"  requester   {req.requester}"
         + (f" (submitted by {gate.submitted_by})" if gate.submitted_by != req.requester else ""),
     ]
+    for person in gate.involved:
+        if person.principal != req.requester:  # the requester has its own line
+            lines.append(f"  involved    {person.principal} ({person.source}; may not decide)")
     if req.datasets:
         lines.append("  datasets    " + ", ".join(str(d) for d in req.datasets))
     if req.reason:
@@ -86,8 +86,20 @@ def _describe(gate: Gate) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gatehouse")
-def main() -> None:
+@click.option(
+    "--as",
+    "as_name",
+    default=None,
+    metavar="NAME",
+    help="Sandbox homes only (init --example): act as this directory principal, unverified.",
+)
+@click.pass_context
+def main(ctx: click.Context, as_name: str | None) -> None:
     """Gatehouse: human approval gates and a tamper-evident audit trail for data pipelines."""
+    ctx.obj = {"as": as_name}
+    settings = Settings.from_env()
+    if settings.is_sandbox:
+        click.echo(SANDBOX_BANNER.format(home=settings.home), err=True)
 
 
 @main.command()
@@ -373,9 +385,19 @@ def token() -> None:
 @click.option("--scope", type=click.Choice([s.value for s in Scope]), default="request", show_default=True)
 @click.option("--description", default="")
 @click.option("--expires", "expires", default=None, help="Lifetime, e.g. 90d (default: no expiry).")
+@click.option(
+    "--pipeline",
+    "pipelines",
+    multiple=True,
+    metavar="GLOB",
+    help="Service tokens only: the pipelines (globs) it may open gates for; repeat for more.",
+)
 @clean_errors
-def token_create(principal: str, scope: str, description: str, expires: str | None) -> None:
-    """Create a token. The token is printed once, as the last line of stdout."""
+def token_create(
+    principal: str, scope: str, description: str, expires: str | None, pipelines: tuple[str, ...]
+) -> None:
+    """Create a token. Your own, or — as a member of gatehouse-admins — a service principal's.
+    The token is printed once, as the last line of stdout."""
     from gate_core._durations import parse_duration
 
     gatekeeper = _gatekeeper()
@@ -389,6 +411,7 @@ def token_create(principal: str, scope: str, description: str, expires: str | No
         created_by=_local_actor(gatekeeper),
         description=description,
         expires_in=lifetime,
+        pipelines=pipelines or None,
     )
     kind = gatekeeper.directory.get(principal).kind.value
     click.echo(
@@ -407,7 +430,7 @@ def token_list() -> None:
         state = "revoked" if t.revoked_at else "active"
         click.echo(
             f"{t.id}  {t.principal_id:<16} {t.scope.value:<8} {state:<8} created {t.created_at:%Y-%m-%d} "
-            f"by {t.created_by}  {t.description}"
+            f"by {t.created_by} via {t.created_via or 'unrecorded'}  {t.description}"
         )
 
 

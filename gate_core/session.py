@@ -46,7 +46,7 @@ from gate_core._errors import (
     InvalidInput,
     RequestRefused,
 )
-from gate_core._models import DatasetRef, Gate, GateRequest, GateStatus, RunContext, Verdict
+from gate_core._models import DatasetRef, Gate, GateRequest, GateStatus, Involved, RunContext, Verdict
 
 __all__ = [
     "GateArgs",
@@ -237,6 +237,19 @@ class GateSession:
                 run=step.run,
                 idempotency_key=step.idempotency_key,
                 reason=spec.reason,
+                # Every claim, not only the chosen one: a name from a template or a parameter adds
+                # an involved person and never replaces the user the orchestrator recorded.
+                involved=tuple(
+                    dict.fromkeys(
+                        Involved(
+                            principal=c.principal.strip(),
+                            source=c.source,
+                            recorded_by_orchestrator=c.recorded_by_orchestrator,
+                        )
+                        for c in step.requester_claims
+                        if c.principal.strip()
+                    )
+                ),
             )
         except ValueError as exc:
             raise InvalidInput(f"invalid gate request: {exc}") from None

@@ -3,7 +3,7 @@
 Plugged into the core's ``gatehouse`` command through the ``gatehouse.cli`` entry point. Same
 conventions as the core: exit 0 ok · 1 refused, not found or failed · 2 usage error, and every
 failure is one line on stderr. Queries only read the database; ``purge`` acts as the
-operating-system user (``$USER``, a directory principal, as ``gate_core.identity`` resolves it) and
+operating-system account (the kernel's record, or ``--as`` in a sandbox; ``gate_core.cli_identity``) and
 is audited in the gate audit log.
 """
 
@@ -23,7 +23,7 @@ from gate_core import (
     open_gatekeeper,
 )
 from gate_core.cli_errors import clean_errors, fail
-from gate_core.identity import caller_from_os_account
+from gate_core.cli_identity import chosen_name, local_caller
 from lineage._errors import LineageError
 from lineage._format import FORMATS, Format, render_graph, render_rows
 from lineage._models import ColumnInfo, Operation, parse_dataset
@@ -157,7 +157,7 @@ def record(
     pipeline: str,
     task_id: str,
 ) -> None:
-    """Record one access from a shell script, as $USER (classified by the catalog)."""
+    """Record one access from a shell script, as the OS account (classified by the catalog)."""
     from lineage import _recorder
     from lineage._track import record_access
 
@@ -167,7 +167,10 @@ def record(
         if run_id
         else None
     )
-    with _recorder.context(store=store):
+    chosen = chosen_name()  # lineage's actor is a label, never a proof; --as only in a sandbox
+    if chosen is not None and not _settings().is_sandbox:
+        fail("--as is only for sandbox homes (`gatehouse init --example`)")
+    with _recorder.context(store=store, actor=chosen):
         event = record_access(
             dataset,
             operation,
@@ -204,7 +207,7 @@ def purge(older_than: str | None, batch_size: int) -> None:
     except LineageError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than / GATEHOUSE_LINEAGE_RETENTION") from None
     gatekeeper = open_gatekeeper(_settings())
-    actor = caller_from_os_account(gatekeeper.directory).actor
+    actor = local_caller(gatekeeper.directory, _settings()).actor
     if not isinstance(gatekeeper.store, SqlStore):
         fail("lineage needs the SQL gate store")
     assert isinstance(gatekeeper.store, SqlStore)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -146,6 +147,8 @@ api_tokens = Table(
     Column("created_by", String(200), nullable=False),
     Column("expires_at", UtcDateTime),
     Column("revoked_at", UtcDateTime),
+    Column("created_via", String(32), doc="channel the issuer used; NULL for tokens from before 0003"),
+    Column("pipelines", JSON, doc="globs a service token may open gates for; NULL: any"),
 )
 
 # Where each gate's request was posted (a Slack channel + message ts, …) so it can be updated.

@@ -37,11 +37,13 @@ from sqlalchemy.pool import StaticPool
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, chain
 from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable
+from gate_core._hashing import sha256_hex
 from gate_core._models import (
     Decision,
     Gate,
     GateRequest,
     GateStatus,
+    Involved,
     LastReview,
     canonical_json,
 )
@@ -59,6 +61,7 @@ from gate_core._store._schema import (
     notifications,
 )
 from gate_core._tokens import ApiToken
+from gate_core.identity import canonical_identity
 
 _IDS_PER_QUERY = 10_000
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -193,7 +196,8 @@ class SqlStore:
     # ------------------------------------------------------------ gates
 
     def create_gate(self, gate: Gate, events: Sequence[AuditDraft]) -> tuple[Gate, bool]:
-        key = gate.request.idempotency_key
+        raw_key = gate.request.idempotency_key
+        key = None if raw_key is None else scoped_idempotency_key(gate.submitted_by, raw_key)
 
         def work() -> tuple[Gate, bool]:
             with self._begin() as conn:
@@ -623,11 +627,22 @@ class SqlStore:
         ]
 
 
+def scoped_idempotency_key(submitted_by: str, key: str) -> str:
+    """What the unique ``idempotency_key`` column holds: the key within its submitter's scope
+    (SHA-256 of the canonical submitter id and the key), so one principal's key never finds
+    another principal's gate, and nobody can take a pipeline's key first (issue 14)."""
+    return sha256_hex(f"{canonical_identity(submitted_by)}\x00{key}")
+
+
 def _gate_row(gate: Gate) -> dict[str, Any]:
     req = gate.request
     return {
         "id": gate.id,
-        "idempotency_key": req.idempotency_key,
+        "idempotency_key": (
+            None
+            if req.idempotency_key is None
+            else scoped_idempotency_key(gate.submitted_by, req.idempotency_key)
+        ),
         "status": gate.status.value,
         "action": req.action,
         "target": req.target,
@@ -647,6 +662,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
                 "break_glass_groups": list(gate.break_glass_groups),
                 "notify": list(gate.notify),
                 "requester_identities": list(gate.requester_identities),
+                "involved": [i.model_dump(mode="json") for i in gate.involved],
                 "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
             }
         ),
@@ -667,6 +683,7 @@ def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         request=GateRequest.model_validate_json(row.request),
         submitted_by=row.submitted_by,
         requester_identities=tuple(context["requester_identities"]),
+        involved=tuple(Involved.model_validate(i) for i in context.get("involved", ())),
         binding_hash=row.binding_hash,
         policy_hash=row.policy_hash,
         rule=row.rule,

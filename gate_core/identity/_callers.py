@@ -6,7 +6,8 @@
                                                                 IdP's person with its groups
     proxy header  sent by a trusted hop (trusted_ips)           id/alias or e-mail → source   proxy-header
     Slack user    signed callback, users.info e-mail            e-mail → source               slack
-    OS account    $USER / $LOGNAME (``os_account``)             id/alias → source             local-os-user
+    OS account    the kernel's passwd entry of the euid         id/alias → source             local-os-user
+    --as NAME     nothing: a sandbox home only, unverified      id/alias → source             sandbox
 
 Reading the proof off the wire (headers, Slack payloads, verifying a JWT) stays with the channel —
 ``gate_core/service/_auth.py``, ``_slack.py``, the console, the CLI; what the proof means, and
@@ -18,15 +19,15 @@ answer that names without proving: lineage's actor outside a pipeline, an unveri
 from __future__ import annotations
 
 import functools
-import getpass
 import os
+import pwd
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gate_core._errors import AuthenticationFailed, GatehouseError, PermissionDenied, UnknownPrincipal
 from gate_core._tokens import ApiToken, Scope
-from gate_core.identity._principal import Actor, AuthMethod, Principal
+from gate_core.identity._principal import Actor, AuthMethod, Principal, PrincipalKind
 from gate_core.identity._source import IdentitySource, load_source
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class Caller:
     principal: Principal
     via: AuthMethod
     scope: Scope
+    token: ApiToken | None = None  # the API token that proved it, when one did
 
     @property
     def actor(self) -> Actor:
@@ -53,6 +55,28 @@ class Caller:
         if not self.scope.allows(scope):
             raise PermissionDenied(
                 f"this {self.via.value} credential has scope {self.scope.value!r}; {scope.value!r} is needed"
+            )
+        token = self.token
+        if (
+            token is not None
+            and scope is not Scope.REQUEST
+            and self.principal.kind is PrincipalKind.HUMAN
+            and not token.issued_by_owner
+        ):
+            # A person's token that someone else minted (before issue 14 anyone could) never
+            # decides nor administers: only the credential's owner may make it speak for them.
+            raise PermissionDenied(
+                f"token {token.id} acts as {token.principal_id} but was issued by {token.created_by}; "
+                f"a token decides only when its own principal created it ({token.principal_id} must "
+                "create their own)"
+            )
+
+    def require_pipeline(self, pipeline: str) -> None:
+        """Refuse a service token limited to other pipelines (see ``ApiToken.pipelines``)."""
+        if self.token is not None and not self.token.allows_pipeline(pipeline):
+            raise PermissionDenied(
+                f"token {self.token.id} of {self.principal.id} may open gates only for pipelines "
+                f"{', '.join(self.token.pipelines or ())}; not for {pipeline!r}"
             )
 
 
@@ -74,7 +98,7 @@ class OidcClaimNames(Protocol):
 
 def caller_from_token(tokens: TokenAuthenticator, credential: str) -> Caller:
     principal, token = tokens.authenticate(credential)
-    return Caller(principal, AuthMethod.API_TOKEN, token.scope)
+    return Caller(principal, AuthMethod.API_TOKEN, token.scope, token)
 
 
 def claim_groups(claims: Mapping[str, Any], groups_claim: str) -> frozenset[str]:
@@ -132,32 +156,51 @@ def caller_from_slack_email(source: IdentitySource, email: str) -> Caller:
 
 
 def os_account() -> str:
-    """The operating-system account running this process, or "" when unknown.
+    """The operating-system account running this process, as the kernel records it: the effective
+    uid's passwd entry (``pwd.getpwuid(os.geteuid())``), or "" when the uid has none.
 
-    Today what the environment says ($USER, then $LOGNAME). Replacing it with the kernel's record
-    (``pwd.getpwuid(os.getuid())``) changes this function only."""
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    Never an environment variable: ``$USER`` and ``$LOGNAME`` are whatever the caller's shell says,
+    and ``USER=bob gatehouse approve`` must not make anyone bob."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return ""
 
 
 def caller_from_os_account(source: IdentitySource, account: str | None = None) -> Caller:
-    """The local user of the CLI: the OS account (``os_account()`` unless given), which must be a
-    principal or alias in the source."""
+    """The local user of the CLI: the kernel's OS account (``os_account()`` unless given), which
+    must be a principal or alias in the source."""
     account = os_account() if account is None else account
     if not account:
-        raise AuthenticationFailed("cannot tell who you are: $USER is not set")
+        raise AuthenticationFailed(
+            f"cannot tell who you are: uid {os.geteuid()} has no passwd entry (operating-system account)"
+        )
     principal = source.find(account)
     if principal is None:
         raise AuthenticationFailed(
-            f"{account!r} is not a principal in the directory (identified by operating-system user $USER)"
+            f"{account!r} is not a principal in the directory (identified by your operating-system "
+            "account, as the kernel records it; add it as an alias of your principal)"
         )
     return Caller(principal, AuthMethod.LOCAL_OS_USER, Scope.ADMIN)
+
+
+def caller_from_sandbox(source: IdentitySource, name: str) -> Caller:
+    """A person chosen with ``--as NAME`` in a sandbox home: named, never verified, and recorded as
+    ``sandbox`` wherever it acts (a policy rule's ``identified_by`` can refuse it). Whether the home
+    is a sandbox is the CLI's check (``gate_core.cli_identity``)."""
+    principal = source.find(name)
+    if principal is None:
+        raise AuthenticationFailed(
+            f"{name!r} is not a principal in the directory (chosen with --as in this sandbox)"
+        )
+    return Caller(principal, AuthMethod.SANDBOX, Scope.ADMIN)
 
 
 def local_actor_name(settings: Settings) -> str:
     """Who a process outside any pipeline acts as, for records that name rather than prove (lineage
     events): the OS account as the home's identity source names it (aliases), else as is — also
     when there is no usable source. Cached per account and settings."""
-    return _named_locally(os_account() or getpass.getuser(), settings)
+    return _named_locally(os_account() or f"uid-{os.geteuid()}", settings)
 
 
 @functools.cache

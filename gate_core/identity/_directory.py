@@ -12,6 +12,11 @@
 An identity presented by any channel (OS user, token, OIDC subject/e-mail, Slack e-mail) resolves
 to exactly one principal here or is refused — there is no implicit principal. Ids and aliases are
 looked up as written; e-mails in their canonical form (``_canonical.py``), whatever their spelling.
+
+A file in which two principals share one canonical identity — ``bob@example.com`` and
+``bob+2@example.com``, ``alice`` and a Cyrillic ``аlice``, an alias that is another's id — is
+refused at load, naming both: one person is one principal, or a two-person rule is one person.
+(Directories built in code are not checked, so the core's own refusals can be tested against one.)
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate_core._errors import DirectoryError, UnknownPrincipal
 from gate_core._hashing import canonical_json, sha256_hex
-from gate_core.identity._canonical import canonical_identity
+from gate_core.identity._canonical import canonical_email, identity_key
 from gate_core.identity._principal import Principal, PrincipalKind
 
 
@@ -55,7 +60,7 @@ class Directory:
                 raise DirectoryError(f"principal id {principal.id!r} appears twice")
             self._by_id[principal.id] = principal
             if principal.email:
-                self._by_email.setdefault(canonical_identity(principal.email), principal)
+                self._by_email.setdefault(canonical_email(principal.email), principal)
         self._aliases = dict(aliases or {})
         for alias, target in self._aliases.items():
             if target not in self._by_id:
@@ -89,6 +94,7 @@ class Directory:
             for e in parsed.principals
         ]
         aliases = {alias: e.id for e in parsed.principals for alias in e.aliases}
+        _refuse_shared_identities(parsed.principals, source)
         return cls(principals, aliases)
 
     def __iter__(self) -> Iterator[Principal]:
@@ -107,7 +113,7 @@ class Directory:
         launching user, an SSO login) — by e-mail."""
         principal = self._by_id.get(principal_id) or self._by_id.get(self._aliases.get(principal_id, ""))
         if principal is None and "@" in principal_id:
-            principal = self._by_email.get(canonical_identity(principal_id))
+            principal = self._by_email.get(canonical_email(principal_id))
         if principal is None:
             raise UnknownPrincipal(principal_id)
         return principal
@@ -119,7 +125,22 @@ class Directory:
             return None
 
     def by_email(self, email: str) -> Principal:
-        principal = self._by_email.get(canonical_identity(email))
+        principal = self._by_email.get(canonical_email(email))
         if principal is None:
             raise UnknownPrincipal(email, "e-mail")
         return principal
+
+
+def _refuse_shared_identities(entries: list[_Entry], source: str) -> None:
+    owners: dict[str, str] = {}
+    for entry in entries:
+        keys = {identity_key("id", name) for name in (entry.id, *entry.aliases)}
+        if entry.email:
+            keys.add(identity_key("email", entry.email))
+        for key in sorted(keys):
+            other = owners.setdefault(key, entry.id)
+            if other != entry.id:
+                raise DirectoryError(
+                    f"{source}: principals {other!r} and {entry.id!r} share one canonical identity "
+                    f"({key}): one person must be one principal (merge them, or make one an alias)"
+                )

@@ -3,7 +3,7 @@
     Principal   id, e-mail, display name, groups, kind (human | service); its identity keys and
                 person key are the canonical forms (``_canonical.py``) every match is made on
     Actor       a principal at the moment it acted + the AuthMethod that established it
-    AuthMethod  how: local-os-user, api-token, oidc, proxy-header, slack, console-local, system
+    AuthMethod  how: local-os-user, sandbox, api-token, oidc, proxy-header, slack, console-local, system
 
 Frozen pydantic models, serialised identically wherever they cross a boundary. The gate domain
 (``gate_core/_models.py``) builds on these and re-exports them.
@@ -28,6 +28,7 @@ class AuthMethod(enum.StrEnum):
     """How an acting identity was established; recorded with every audited action."""
 
     LOCAL_OS_USER = "local-os-user"
+    SANDBOX = "sandbox"  # `--as NAME` in a sandbox home: chosen, never verified
     API_TOKEN = "api-token"
     OIDC = "oidc"
     PROXY_HEADER = "proxy-header"

@@ -89,6 +89,7 @@ def open_gate(body: OpenGate, caller: Caller, request: Request) -> Gate:
     gate_request = GateRequest.model_validate(
         {**body.model_dump(), "requester": body.requester or caller.principal.id}
     )
+    caller.require_pipeline(gate_request.run.pipeline)
     gate, created = state.gatekeeper.open_or_find(gate_request, submitted_by=caller.actor)
     if created:
         state.hub.gate_opened(gate)

@@ -15,6 +15,16 @@ import pytest
 GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
 
 
+def without_sandbox_banner(stderr: str, args: tuple[str, ...]) -> str:
+    """The example home is a sandbox: every command but the first ``init`` says so first on stderr
+    (issue 14). Checked here, then removed, so the tests below read the command's own message."""
+    first, _, rest = stderr.partition("\n")
+    if (args[:1] == ("init",) or first.startswith("Usage:")) and "SANDBOX" not in first:
+        return stderr  # before the home exists, or click refused the command line first
+    assert first.startswith("gatehouse: SANDBOX home ") and "unverified" in first, stderr
+    return rest
+
+
 @dataclass
 class Result:
     code: int
@@ -43,12 +53,13 @@ def gatehouse(home: Path, database_url: str) -> Run:
             **os.environ,
             "GATEHOUSE_HOME": str(home),
             "GATEHOUSE_DATABASE_URL": database_url,
-            "USER": user,
             **(env or {}),
         }
-        proc = subprocess.run([*GATEHOUSE, *args], capture_output=True, text=True, env=environ, timeout=120)
+        proc = subprocess.run(  # the example home is a sandbox: --as chooses the person
+            [*GATEHOUSE, "--as", user, *args], capture_output=True, text=True, env=environ, timeout=120
+        )
         assert "Traceback" not in proc.stderr, proc.stderr
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return Result(proc.returncode, proc.stdout, without_sandbox_banner(proc.stderr, args))
 
     assert run("init", "--example").code == 0
     return run
@@ -214,12 +225,12 @@ def test_unreachable_database_fails_closed(gatehouse: Run) -> None:
 
 def test_locked_sqlite_database_fails_closed_and_changes_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = {**os.environ, "GATEHOUSE_HOME": str(home), "USER": "alice", "GATEHOUSE_DB_TIMEOUT": "1"}
+    env = {**os.environ, "GATEHOUSE_HOME": str(home), "GATEHOUSE_DB_TIMEOUT": "1"}
     env.pop("GATEHOUSE_DATABASE_URL", None)
 
     def run(*args: str, user: str = "alice") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*GATEHOUSE, *args], capture_output=True, text=True, env={**env, "USER": user}, timeout=60
+            [*GATEHOUSE, "--as", user, *args], capture_output=True, text=True, env=env, timeout=60
         )
 
     run("init", "--example")
@@ -241,7 +252,7 @@ def test_locked_sqlite_database_fails_closed_and_changes_nothing(tmp_path: Path)
     assert '"status": "PENDING"' in run("show", gate_id, "--json").stdout
 
 
-def test_os_user_not_in_directory_is_refused(gatehouse: Run) -> None:
+def test_a_name_not_in_the_directory_is_refused(gatehouse: Run) -> None:
     result = gatehouse("request", "--action", "export", user="root")
     assert result.code == 1
-    assert "identified by operating-system user $USER" in result.err
+    assert "'root' is not a principal in the directory (chosen with --as in this sandbox)" in result.err

@@ -6,6 +6,8 @@ else or as two people; N names a principal the source does not know. Each must b
 
 from __future__ import annotations
 
+import os
+import pwd
 import unicodedata
 from collections.abc import Iterator
 from datetime import timedelta
@@ -125,7 +127,7 @@ def test_the_gatekeeper_runs_on_any_identity_source() -> None:
 def test_the_directory_file_is_the_public_directory() -> None:
     assert gate_core.Directory is Directory
     source: IdentitySource = example_directory()  # the YAML source satisfies the port
-    assert len(source) == len(list(source)) == 6
+    assert len(source) == len(list(source)) == 7  # frank (gatehouse-admins) joined with issue 14
 
 
 def test_directory_looks_up_by_id_alias_and_canonical_email(directory: Directory) -> None:
@@ -201,22 +203,27 @@ def test_canonically_equivalent_text_is_one_identity(text: str) -> None:
 
 
 def test_canonical_form_examples() -> None:
-    assert canonical_identity(" \uff21lice@Example.COM\n") == "alice@example.com"
+    # issue 14: the UTS #39 skeleton is part of the form (m → rn), so the e-mail reads oddly
+    assert canonical_identity(" \uff21lice@Example.COM\n") == "alice@exarnple.corn"
     assert (
         canonical_identity("Straße") == canonical_identity("STRASSE") == "strasse"
     )  # case folding, not lower()
     assert identity_key("id", "Alice") == "id:alice"
-    assert person_key("alice", "Alice@Example.com") == "email:alice@example.com"
+    assert person_key("alice", "Alice@Example.com") == "email:alice@exarnple.corn"
     assert person_key("alice", None) == "id:alice"
     assert same_person("alice", None, "ALICE ", "alice@example.com")  # same id
     assert same_person("alice", "A@x.org", "bob", "a@X.ORG")  # same mailbox under two ids
     assert not same_person("alice", "a@x.org", "bob", None)
+    # issue 14: look-alikes across scripts and e-mail sub-addresses are one identity
+    assert canonical_identity("\u0430lice") == canonical_identity("alice")  # Cyrillic a
+    assert same_person("bob", "bob@example.com", "bob2", "Bob+2@Example.com")
+    assert identity_key("id", "bob+2") == "id:bob+2"  # only mailboxes fold a sub-address
 
 
 def test_principal_keys_are_canonical() -> None:
     alice = Principal(id="Alice", email=" ALICE@example.com")
-    assert alice.identity_keys == ("id:alice", "email:alice@example.com")
-    assert alice.person_key == "email:alice@example.com"
+    assert alice.identity_keys == ("id:alice", "email:alice@exarnple.corn")
+    assert alice.person_key == "email:alice@exarnple.corn"
     assert alice.is_same_person(Principal(id="alice-admin", email="alice@EXAMPLE.com"))
     assert alice.is_same_person(Principal(id="ALICE"))
     assert not alice.is_same_person(Principal(id="bob", email="bob@example.com"))
@@ -224,7 +231,7 @@ def test_principal_keys_are_canonical() -> None:
 
 def test_keys_stored_before_canonical_forms_still_match_their_requester() -> None:
     # A gate opened by an older version stored "id:Alice" / "email:ALICE@…" as written.
-    assert canonical_key("email:ALICE@Example.com ") == "email:alice@example.com"
+    assert canonical_key("email:ALICE@Example.com ") == "email:alice@exarnple.corn"
     gk = example_gatekeeper()
     gate = gk.open(pii_export(), submitted_by=actor("alice"))
     old = gate.model_copy(update={"requester_identities": ("id:Alice", "email:ALICE@Example.COM")})
@@ -262,7 +269,7 @@ def test_one_person_under_two_spellings_counts_once() -> None:
 
 def test_api_token_caller() -> None:
     gk = example_gatekeeper()
-    token, secret = gk.tokens.create("etl-bot", Scope.REQUEST, created_by=actor("alice"))
+    token, secret = gk.tokens.create("etl-bot", Scope.REQUEST, created_by=actor("frank"))
     caller = caller_from_token(gk.tokens, secret)
     assert (caller.principal.id, caller.via, caller.scope) == ("etl-bot", AuthMethod.API_TOKEN, Scope.REQUEST)
     caller.require(Scope.REQUEST)
@@ -272,7 +279,7 @@ def test_api_token_caller() -> None:
         caller.require(Scope.DECIDE)
     with pytest.raises(AuthenticationFailed, match="invalid API token"):
         caller_from_token(gk.tokens, secret[:-2] + "xx")
-    gk.tokens.revoke(token.id, actor=actor("alice"))
+    gk.tokens.revoke(token.id, actor=actor("frank"))
     with pytest.raises(AuthenticationFailed, match="expired or revoked"):
         caller_from_token(gk.tokens, secret)
 
@@ -339,26 +346,29 @@ def test_slack_user_by_the_email_slack_vouches_for(directory: Directory) -> None
         caller_from_slack_email(directory, "bob")  # an id is not a mailbox
 
 
-def test_os_account_is_user_then_logname(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_os_account_is_the_kernels_record_not_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: ``$USER``/``$LOGNAME`` used to be the identity (old behaviour, wrong: any shell
+    could say ``USER=bob``). Now the effective uid's passwd entry, whatever the environment says."""
+    kernel = pwd.getpwuid(os.geteuid()).pw_name
     monkeypatch.setenv("USER", "asmith")
     monkeypatch.setenv("LOGNAME", "bob")
-    assert os_account() == "asmith"
+    assert os_account() == kernel
     monkeypatch.delenv("USER")
-    assert os_account() == "bob"
     monkeypatch.delenv("LOGNAME")
-    assert os_account() == ""
+    assert os_account() == kernel
 
 
 def test_the_clis_os_account_caller(monkeypatch: pytest.MonkeyPatch, directory: Directory) -> None:
-    monkeypatch.setenv("USER", "asmith")
+    from gate_core.identity import _callers
+
+    monkeypatch.setattr(_callers, "os_account", lambda: "asmith")
     caller = caller_from_os_account(directory)
     assert caller == Caller(directory.get("alice"), AuthMethod.LOCAL_OS_USER, Scope.ADMIN)
     assert caller.actor.email == "Alice@Example.com"
-    monkeypatch.setenv("USER", "mallory")
-    with pytest.raises(AuthenticationFailed, match="identified by operating-system user \\$USER"):
+    monkeypatch.setattr(_callers, "os_account", lambda: "mallory")
+    with pytest.raises(AuthenticationFailed, match="identified by your operating-system account"):
         caller_from_os_account(directory)
-    monkeypatch.delenv("USER")
-    monkeypatch.delenv("LOGNAME", raising=False)
+    monkeypatch.setattr(_callers, "os_account", lambda: "")
     with pytest.raises(AuthenticationFailed, match="cannot tell who you are"):
         caller_from_os_account(directory)
     assert caller_from_os_account(directory, "bob").principal.id == "bob"
@@ -367,8 +377,10 @@ def test_the_clis_os_account_caller(monkeypatch: pytest.MonkeyPatch, directory: 
 def test_lineages_local_actor_is_named_by_the_directory_or_as_is(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from gate_core.identity import _callers
+
     settings = Settings.from_env({"GATEHOUSE_HOME": str(tmp_path)})
-    monkeypatch.setenv("USER", "asmith")
+    monkeypatch.setattr(_callers, "os_account", lambda: "asmith")
     assert local_actor_name(settings) == "asmith"  # no directory: the OS name as is
     broken = Settings.from_env({"GATEHOUSE_HOME": str(tmp_path), "GATEHOUSE_DIRECTORY": str(tmp_path / "b")})
     (tmp_path / "b").write_text("principals: [", encoding="utf-8")
@@ -376,15 +388,15 @@ def test_lineages_local_actor_is_named_by_the_directory_or_as_is(
     named = Settings.from_env({"GATEHOUSE_HOME": str(tmp_path), "GATEHOUSE_DIRECTORY": str(tmp_path / "d")})
     (tmp_path / "d").write_text(DIRECTORY_YAML, encoding="utf-8")
     assert local_actor_name(named) == "alice"  # the alias, as the directory names it
-    monkeypatch.setenv("USER", "somebody-else")
+    monkeypatch.setattr(_callers, "os_account", lambda: "somebody-else")
     assert local_actor_name(named) == "somebody-else"
 
 
 def test_the_os_account_is_one_function(
     monkeypatch: pytest.MonkeyPatch, directory: Directory, tmp_path: Path
 ) -> None:
-    """Replacing $USER with the kernel's account (a later issue) changes ``os_account`` only: the
-    CLI's caller and lineage's local actor both follow it."""
+    """The kernel's account is read in ``os_account`` only: the CLI's caller and lineage's local
+    actor both follow it, and $USER changes neither."""
     from gate_core.identity import _callers
 
     monkeypatch.setenv("USER", "mallory")

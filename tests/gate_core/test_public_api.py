@@ -126,6 +126,7 @@ IDENTITY = {
     "caller_from_oidc_claims",
     "claim_groups",
     "caller_from_proxy",
+    "caller_from_sandbox",
     "caller_from_slack_email",
     "caller_from_os_account",
     "os_account",

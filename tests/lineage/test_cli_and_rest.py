@@ -17,6 +17,7 @@ import pytest
 
 from gate_core import SqlStore
 from lineage import LineageStore
+from tests.gate_core.test_cli import without_sandbox_banner
 from tests.lineage.seed import Seeded, seed
 from tests.service.conftest import Service
 
@@ -50,12 +51,13 @@ def world(service: Service, database_url: str) -> World:
             **os.environ,
             "GATEHOUSE_HOME": str(service.settings.home),
             "GATEHOUSE_DATABASE_URL": database_url,
-            "USER": user,
             **(env or {}),
         }
-        proc = subprocess.run([*GATEHOUSE, *args], capture_output=True, text=True, env=environ, timeout=120)
+        proc = subprocess.run(  # the example home is a sandbox: --as chooses the person
+            [*GATEHOUSE, "--as", user, *args], capture_output=True, text=True, env=environ, timeout=120
+        )
         assert "Traceback" not in proc.stderr, proc.stderr
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return Result(proc.returncode, proc.stdout, without_sandbox_banner(proc.stderr, args))
 
     return World(service, seeded, run)
 

@@ -62,16 +62,18 @@ def test_outside_a_pipeline_the_run_is_local_and_the_actor_is_the_os_user(
         directory.replace("  - id: alice\n", "  - id: alice\n    aliases: [asmith]\n")
     )
     monkeypatch.setenv("GATEHOUSE_HOME", str(home))
-    monkeypatch.setenv("USER", "asmith")
+    from gate_core.identity import _callers
+
+    monkeypatch.setattr(_callers, "os_account", lambda: "asmith")  # the kernel's account, stood in
     event = lineage.record_access("warehouse/customers", "read", columns=["email"])
-    assert event.actor == "alice"  # the alias, mapped as the core's CLI maps $USER
+    assert event.actor == "alice"  # the alias, mapped as the core's CLI maps the OS account
     assert event.run.orchestrator == "local" and event.run.run_id.startswith("local-")
     again = lineage.record_access("warehouse/clean", "write")
     assert again.run.run_id == event.run.run_id  # one run per process: a script's read → write is an edge
     store = LineageStore.open(settings.database_url)
     assert [e.id for e in store.iter_events()] == [event.id, again.id]
     assert [e.downstream for e in store.graph("warehouse/customers").edges] == ["warehouse/clean"]
-    monkeypatch.setenv("USER", "somebody-else")
+    monkeypatch.setattr(_callers, "os_account", lambda: "somebody-else")
     assert lineage.record_access("a/b", "read").actor == "somebody-else"  # unknown: the OS name as is
 
 

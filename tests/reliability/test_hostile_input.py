@@ -102,11 +102,11 @@ def test_every_kind_of_bad_credential(service: Service, report: Report) -> None:
         GateRequest(action="export", requester="alice"), submitted_by=actor("etl-bot")
     ).id
     _, expired = service.gatekeeper.tokens.create(
-        "bob", Scope.DECIDE, created_by=actor("carol"), expires_in=timedelta(microseconds=1)
+        "bob", Scope.DECIDE, created_by=actor("bob"), expires_in=timedelta(microseconds=1)
     )
-    revoked_token, revoked = service.gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=actor("carol"))
-    service.gatekeeper.tokens.revoke(revoked_token.id, actor=actor("carol"))
-    _, bot_decider = service.gatekeeper.tokens.create("etl-bot", Scope.ADMIN, created_by=actor("carol"))
+    revoked_token, revoked = service.gatekeeper.tokens.create("bob", Scope.DECIDE, created_by=actor("bob"))
+    service.gatekeeper.tokens.revoke(revoked_token.id, actor=actor("bob"))
+    _, bot_decider = service.gatekeeper.tokens.create("etl-bot", Scope.ADMIN, created_by=actor("frank"))
     good = service.tokens["bob"]
     forged_secret = good[: good.rindex("_") + 1] + "A" * 43
     cases = {

@@ -79,7 +79,7 @@ def test_service_principal_with_decide_scope_still_cannot_decide(service: Servic
     from gate_core import Scope
     from gate_core.testing import actor
 
-    _, token = service.gatekeeper.tokens.create("etl-bot", Scope.DECIDE, created_by=actor("carol"))
+    _, token = service.gatekeeper.tokens.create("etl-bot", Scope.DECIDE, created_by=actor("frank"))
     gate_id = open_gate(service)["id"]
     response = httpx.post(
         f"{service.base_url}/v1/gates/{gate_id}/decisions",
@@ -114,12 +114,12 @@ def test_revoked_and_expired_tokens_are_refused(service: Service) -> None:
     from gate_core import Scope
     from gate_core.testing import actor
 
-    created, token = service.gatekeeper.tokens.create("etl-bot", Scope.REQUEST, created_by=actor("carol"))
-    assert service.gatekeeper.tokens.revoke(created.id, actor=actor("carol"))
+    created, token = service.gatekeeper.tokens.create("etl-bot", Scope.REQUEST, created_by=actor("frank"))
+    assert service.gatekeeper.tokens.revoke(created.id, actor=actor("frank"))
     revoked = httpx.get(f"{service.base_url}/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert revoked.status_code == 401
     _, short = service.gatekeeper.tokens.create(
-        "etl-bot", Scope.REQUEST, created_by=actor("carol"), expires_in=timedelta(milliseconds=1)
+        "etl-bot", Scope.REQUEST, created_by=actor("frank"), expires_in=timedelta(milliseconds=1)
     )
     time.sleep(0.01)
     expired = httpx.get(f"{service.base_url}/v1/me", headers={"Authorization": f"Bearer {short}"})
