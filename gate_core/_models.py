@@ -13,18 +13,36 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from gate_core._errors import InvalidInput
 from gate_core._hashing import canonical_json as canonical_json
 from gate_core._hashing import sha256_hex as sha256_hex
+from gate_core._terms import normalise_term, visible_term_problem
 from gate_core.identity._principal import SYSTEM_ACTOR as SYSTEM_ACTOR
 from gate_core.identity._principal import Actor as Actor
 from gate_core.identity._principal import AuthMethod as AuthMethod
 from gate_core.identity._principal import Principal as Principal
 from gate_core.identity._principal import PrincipalKind as PrincipalKind
+
+
+def _term(value: Any) -> Any:
+    return normalise_term(value) if isinstance(value, str) else value
+
+
+# An action or environment as policies match it (gate_core._terms): normalised on the way in, so
+# the binding hash, the stored gate and every reader see one spelling.
+Term = Annotated[str, BeforeValidator(_term)]
 
 
 class _Frozen(BaseModel):
@@ -71,7 +89,7 @@ class DatasetRef(_Frozen):
     @field_validator("tags")
     @classmethod
     def _normalise_tags(cls, tags: frozenset[str]) -> frozenset[str]:
-        return frozenset(t.strip().lower() for t in tags if t.strip())
+        return frozenset(n for n in (normalise_term(t) for t in tags) if n)
 
     @property
     def qualified_name(self) -> str:
@@ -114,11 +132,11 @@ class RunContext(_Frozen):
 class GateRequest(_Frozen):
     """What a step asks permission for. Everything in ``binding`` is what the approval is bound to."""
 
-    action: str = Field(min_length=1, max_length=100)
+    action: Term = Field(min_length=1, max_length=100)
     target: str = Field(default="", max_length=1000)
     datasets: tuple[DatasetRef, ...] = ()
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
-    environment: str = Field(default="", max_length=100)
+    environment: Term = Field(default="", max_length=100)
     requester: str = Field(min_length=1, max_length=200, description="principal id of the person asking")
     run: RunContext = Field(default_factory=RunContext)
     idempotency_key: str | None = Field(default=None, max_length=500)
@@ -129,6 +147,14 @@ class GateRequest(_Frozen):
     def _storable_text(cls, data: Any) -> Any:
         check_text(data)
         return data
+
+    def invisible_term_problem(self) -> str | None:
+        """``"FIELD: …"`` when the action, environment or a tag holds an invisible character.
+        Refused when a gate is opened (not when one is read: old rows stay readable)."""
+        terms = [("action", self.action), ("environment", self.environment)] + [
+            (f"datasets.{i}.tags", tag) for i, d in enumerate(self.datasets) for tag in sorted(d.tags)
+        ]
+        return next((p for field, text in terms if (p := visible_term_problem(field, text))), None)
 
     def binding(self) -> dict[str, Any]:
         return {
@@ -211,6 +237,10 @@ class Gate(_Frozen):
     consumed_at: datetime | None = None
     decisions: tuple[Decision, ...] = ()
     last_review: LastReview | None = None
+    tag_sources: dict[str, dict[str, tuple[str, ...]]] = Field(
+        default_factory=dict,
+        description="per dataset, where each tag came from: caller, catalog, lineage (gate_core._classify)",
+    )
 
     @property
     def approvals(self) -> tuple[Decision, ...]:

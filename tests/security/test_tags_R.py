@@ -1,0 +1,91 @@
+"""Adversary R declares the tags. Property 4: what the catalog and lineage know about a dataset
+counts whether or not the caller declared it; a caller's tags can add, never remove; each tag on
+a gate says where it came from.
+
+Run against the code before issue 16: ``export --env dev --dataset warehouse/customers`` (no
+``#pii``) was allowed by ``dev-export`` with no human at all, although the catalog marks that
+dataset's columns as pii — the service never consulted the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gate_core import DatasetRef, RunContext
+from lineage import AccessEvent, ColumnInfo, Operation
+from tests.service.conftest import Service
+
+CATALOG = """
+version: 1
+datasets:
+  warehouse/customers:
+    columns:
+      notes: [pii]
+"""
+
+
+@pytest.fixture
+def classified(
+    service_factory: Callable[..., Service], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Service:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(CATALOG)
+    monkeypatch.setenv("GATEHOUSE_LINEAGE_CATALOG", str(catalog))
+    return service_factory()
+
+
+def _export(service: Service, dataset: dict[str, object], environment: str = "dev") -> dict[str, object]:
+    with service.client("bot") as bot:
+        response = bot.post(
+            "/v1/gates",
+            json={
+                "action": "export",
+                "environment": environment,
+                "requester": "alice",
+                "datasets": [dataset],
+            },
+        )
+    assert response.status_code == 200, response.text
+    gate: dict[str, object] = response.json()
+    return gate
+
+
+def test_the_catalog_classifies_what_the_caller_left_out(classified: Service) -> None:
+    gate = _export(classified, {"namespace": "warehouse", "name": "customers"})
+    assert gate["status"] == "PENDING" and gate["rule"] == "pii-export", gate["explanation"]
+    assert gate["tag_sources"] == {"warehouse/customers": {"pii": ["catalog"]}}
+    shown = classified.client("bot").get(f"/v1/gates/{gate['id']}").json()
+    assert shown["tag_sources"] == gate["tag_sources"]  # stored, and read back by every reader
+
+
+def test_caller_tags_add_and_never_remove(classified: Service) -> None:
+    gate = _export(classified, {"namespace": "warehouse", "name": "customers", "tags": ["finance", "PII"]})
+    assert gate["rule"] == "pii-export"
+    assert gate["tag_sources"] == {
+        "warehouse/customers": {"finance": ["caller"], "pii": ["caller", "catalog"]}
+    }
+
+
+def test_what_lineage_recorded_about_columns_counts(classified: Service) -> None:
+    lineage_store = classified.app.state.gatehouse_lineage
+    lineage_store.record(
+        AccessEvent(
+            dataset=DatasetRef.parse("warehouse/orders"),
+            operation=Operation.READ,
+            columns=(ColumnInfo(name="buyer_email", tags=frozenset({"pii"})),),
+            run=RunContext(orchestrator="airflow", pipeline="p", run_id="r1", task_id="t"),
+            actor="alice",
+        )
+    )
+    gate = _export(classified, {"namespace": "warehouse", "name": "orders"})
+    assert gate["rule"] == "pii-export", gate["explanation"]
+    assert gate["tag_sources"]["warehouse/orders"]["pii"] == ["lineage"]  # type: ignore[index]
+
+
+def test_an_unknown_dataset_still_follows_its_declared_tags(classified: Service) -> None:
+    gate = _export(classified, {"namespace": "warehouse", "name": "weather"})
+    assert gate["rule"] == "dev-export" and gate["status"] == "APPROVED"
+    assert gate["tag_sources"] == {"warehouse/weather": {}}
