@@ -28,6 +28,7 @@ from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, 
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
 from gate_core.cli_errors import clean_errors, fail
+from gate_core.cli_policy import policy as policy_commands
 from gate_core.identity import caller_from_os_account
 
 P = ParamSpec("P")
@@ -437,6 +438,7 @@ def _load_plugins() -> None:
             click.echo(f"gatehouse: plugin {plugin.name!r} is not a click command; ignored", err=True)
 
 
+main.add_command(policy_commands)  # gatehouse policy test|check (gate_core.cli_policy)
 _load_plugins()
 
 if __name__ == "__main__":
