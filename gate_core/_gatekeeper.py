@@ -225,6 +225,7 @@ class Gatekeeper:
             remind_at=now + decision.reminder if decision.reminder and status is GateStatus.PENDING else None,
             decided_at=decided_at,
             tag_sources=tag_sources,
+            requirements=decision.requirements,
         )
         actor = submitted_by.model_copy(update={"principal_id": submitter.id, "email": submitter.email})
         events = [
@@ -347,6 +348,7 @@ class Gatekeeper:
                 at=now,
                 via=actor.via,
                 break_glass=effect.break_glass,
+                counts_for=effect.counts_for,
             )
             events = [
                 AuditDraft(

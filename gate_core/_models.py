@@ -201,6 +201,21 @@ class Decision(_Frozen):
     at: datetime
     via: AuthMethod
     break_glass: bool = False
+    counts_for: int | None = Field(
+        default=None, description="index in Gate.requirements this approval counts toward (multi-group rules)"
+    )
+
+
+class ApprovalRequirement(_Frozen):
+    """One of several requirements a gate must meet at once (``approvers: {all_of: [...]}``):
+    ``count`` distinct people from any of ``groups``. One person counts toward one requirement."""
+
+    groups: tuple[str, ...] = Field(min_length=1)
+    count: int = Field(default=1, ge=1, le=20)
+
+    @property
+    def label(self) -> str:
+        return " or ".join(self.groups)
 
 
 class LastReview(_Frozen):
@@ -237,6 +252,9 @@ class Gate(_Frozen):
     consumed_at: datetime | None = None
     decisions: tuple[Decision, ...] = ()
     last_review: LastReview | None = None
+    requirements: tuple[ApprovalRequirement, ...] = Field(
+        default=(), description="several groups at once (all must be met); empty: approver_groups and count"
+    )
     tag_sources: dict[str, dict[str, tuple[str, ...]]] = Field(
         default_factory=dict,
         description="per dataset, where each tag came from: caller, catalog, lineage (gate_core._classify)",

@@ -57,7 +57,7 @@ from pydantic import (
 
 from gate_core._durations import format_duration, parse_duration
 from gate_core._errors import PolicyError
-from gate_core._models import GateRequest, Principal, canonical_json, sha256_hex
+from gate_core._models import ApprovalRequirement, GateRequest, Principal, canonical_json, sha256_hex
 from gate_core._notify_target import NotifyTarget
 from gate_core._terms import normalise_term, visible_term_problem
 
@@ -84,8 +84,33 @@ class _Strict(BaseModel):
 
 
 class Approvers(_Strict):
-    groups: tuple[str, ...] = Field(min_length=1)
+    """``groups`` + ``count``: that many distinct people from any of the groups; or ``all_of``:
+    several such requirements at once (one from data-governance AND one from security), each
+    counting distinct people, and one person never counting toward two."""
+
+    groups: tuple[str, ...] = ()
     count: int = Field(default=1, ge=1, le=20, description="distinct people who must approve")
+    all_of: tuple[ApprovalRequirement, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Approvers:
+        if bool(self.groups) == bool(self.all_of):
+            raise ValueError("groups: give either 'groups' (with 'count') or 'all_of', not both or neither")
+        if self.all_of and "count" in self.model_fields_set:
+            raise ValueError("count: with 'all_of' each requirement has its own 'count'")
+        return self
+
+    @property
+    def requirements(self) -> tuple[ApprovalRequirement, ...]:
+        return self.all_of or (ApprovalRequirement(groups=self.groups, count=self.count),)
+
+    @property
+    def total(self) -> int:
+        return sum(r.count for r in self.requirements)
+
+    @property
+    def all_groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g for r in self.requirements for g in r.groups))
 
 
 class Window(_Strict):
@@ -294,6 +319,7 @@ class PolicyDecision(_Strict):
     reminder: timedelta | None
     notify: tuple[str, ...]
     policy_hash: str
+    requirements: tuple[ApprovalRequirement, ...] = ()  # several groups at once (all_of); else empty
 
 
 DEFAULT_RULE_NAME = "default"
@@ -437,10 +463,12 @@ def _describe(spec: _OutcomeSpec) -> str:
     if spec.outcome is Outcome.DENY:
         return "denied by policy"
     assert spec.approvers is not None  # guaranteed by _OutcomeSpec's validator
-    count = spec.approvers.count
-    who = " or ".join(spec.approvers.groups)
-    noun = "approval" if count == 1 else "distinct approvals"
-    return f"requires {count} {noun} from {who}, expires in {format_duration(spec.expiry)}"
+    parts = []
+    for requirement in spec.approvers.requirements:
+        noun = "approval" if requirement.count == 1 else "distinct approvals"
+        parts.append(f"{requirement.count} {noun} from {requirement.label}")
+    distinct = " (distinct people)" if len(parts) > 1 else ""
+    return f"requires {' and '.join(parts)}{distinct}, expires in {format_duration(spec.expiry)}"
 
 
 _RANK = {Outcome.ALLOW: 0, Outcome.REQUIRE: 1, Outcome.DENY: 2}
@@ -448,7 +476,7 @@ _RANK = {Outcome.ALLOW: 0, Outcome.REQUIRE: 1, Outcome.DENY: 2}
 
 def _strictness(spec: _OutcomeSpec) -> tuple[int, int]:
     """deny over require over allow; then more approvals."""
-    count = spec.approvers.count if spec.approvers else 0
+    count = spec.approvers.total if spec.approvers else 0
     return (_RANK[spec.outcome], count)
 
 
@@ -507,13 +535,14 @@ def evaluate(
         rule=name,
         matched_rules=tuple(m[0].name for m in matched),
         explanation=explanation,
-        required_approvals=approvers.count if approvers else 0,
-        approver_groups=approvers.groups if approvers else (),
+        required_approvals=approvers.total if approvers else 0,
+        approver_groups=approvers.all_groups if approvers else (),
         break_glass_groups=deciding.break_glass_groups,
         expiry=deciding.expiry,
         reminder=deciding.reminder,
         notify=deciding.notify,
         policy_hash=policy.hash,
+        requirements=approvers.all_of if approvers else (),
     )
 
 

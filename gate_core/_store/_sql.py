@@ -39,6 +39,7 @@ from sqlalchemy.pool import StaticPool
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, chain
 from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable, UnreadableRecord
 from gate_core._models import (
+    ApprovalRequirement,
     Decision,
     Gate,
     GateRequest,
@@ -475,6 +476,7 @@ class SqlStore:
                     at=r.at,
                     via=r.via,
                     break_glass=r.break_glass,
+                    counts_for=r.counts_for,
                 )
             )
         return {k: tuple(v) for k, v in out.items()}
@@ -678,6 +680,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
                 "requester_identities": list(gate.requester_identities),
                 "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
                 "tag_sources": gate.tag_sources,
+                "requirements": [r.model_dump(mode="json") for r in gate.requirements],
             }
         ),
         "created_at": gate.created_at,
@@ -726,6 +729,7 @@ def _parse_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         decisions=tuple(gate_decisions),
         last_review=LastReview.model_validate(context["last_review"]) if context["last_review"] else None,
         tag_sources=context.get("tag_sources", {}),  # gates opened before issue 16 have none
+        requirements=tuple(ApprovalRequirement.model_validate(r) for r in context.get("requirements", ())),
     )
 
 
@@ -774,4 +778,5 @@ def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
         "at": decision.at,
         "via": decision.via.value,
         "break_glass": decision.break_glass,
+        "counts_for": decision.counts_for,
     }

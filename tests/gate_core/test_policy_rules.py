@@ -102,8 +102,12 @@ def test_the_example_policy_ships_passing_cases() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "7/7 cases passed" in done.stdout
-    assert example_policy().rules[3].match.when  # the example has a CEL condition
+    assert "8/8 cases passed" in done.stdout
+    rules = {rule.name: rule for rule in example_policy().rules}
+    assert rules["bulk-export"].match.when  # the example has a CEL condition
+    assert (
+        rules["model-publish"].approvers and len(rules["model-publish"].approvers.all_of) == 2
+    )  # two groups
 
 
 def test_policy_test_exits_1_with_a_diff(tmp_path: Path) -> None:
