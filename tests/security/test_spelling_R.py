@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,12 @@ from hypothesis import strategies as st
 from gate_core import DatasetRef, GateRequest, PolicyError, parse_policy
 from gate_core._policy import evaluate
 from gate_core.testing import example_directory, example_policy
+from tests.conftest import Report
 from tests.service.conftest import Service
 from tests.service.test_api import PII_EXPORT
 
 POLICY = example_policy()
+NOON = datetime(2026, 6, 1, 12, tzinfo=UTC)
 ALICE = example_directory().get("alice")
 
 
@@ -139,6 +142,9 @@ CASES = st.tuples(
 )
 
 
+SPELLINGS_TRIED = [0]
+
+
 @settings(max_examples=400, deadline=None)
 @given(data=st.data(), case=CASES)
 def test_the_matched_rule_never_changes_with_spelling(
@@ -160,7 +166,7 @@ def test_the_matched_rule_never_changes_with_spelling(
         ),
     )
     assert spelled.invisible_term_problem() is None
-    expected, got = evaluate(canonical, ALICE, POLICY), evaluate(spelled, ALICE, POLICY)
+    expected, got = evaluate(canonical, ALICE, POLICY, NOON), evaluate(spelled, ALICE, POLICY, NOON)
     assert (got.rule, got.outcome, got.required_approvals) == (
         expected.rule,
         expected.outcome,
@@ -184,3 +190,19 @@ def test_policy_terms_are_normalised_and_aliases_must_be_unambiguous() -> None:
         )
     with pytest.raises(PolicyError, match=r"rules\.0\.match\.action"):
         parse_policy("rules:\n  - {name: r, match: {action: ['ex\u200bport']}, outcome: deny}\n")
+
+
+def test_spelling_figure(report: Report) -> None:
+    """The property above, rerun small enough to count: the figure docs/guarantees.md shows."""
+    changed = 0
+    variants = ["Export", "EXPORT", " export", "ｅｘｐｏｒｔ", "export\t"]
+    envs = ["Prod", "prod ", "production", "PRD", "ｐｒｏｄ"]
+    for action in variants:
+        for env in envs:
+            spelled = GateRequest(action=action, environment=env, requester="alice")
+            canonical = GateRequest(action="export", environment="prod", requester="alice")
+            changed += (
+                evaluate(spelled, ALICE, POLICY, NOON).rule != evaluate(canonical, ALICE, POLICY, NOON).rule
+            )
+    report("Spelling (R): spellings that changed the matched rule", changed, "of 25", "0")
+    assert changed == 0

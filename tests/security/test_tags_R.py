@@ -16,6 +16,7 @@ import pytest
 
 from gate_core import DatasetRef, RunContext
 from lineage import AccessEvent, ColumnInfo, Operation
+from tests.conftest import Report
 from tests.service.conftest import Service
 
 CATALOG = """
@@ -53,8 +54,14 @@ def _export(service: Service, dataset: dict[str, object], environment: str = "de
     return gate
 
 
-def test_the_catalog_classifies_what_the_caller_left_out(classified: Service) -> None:
+def test_the_catalog_classifies_what_the_caller_left_out(classified: Service, report: Report) -> None:
     gate = _export(classified, {"namespace": "warehouse", "name": "customers"})
+    report(
+        "Server-side tags (R): untagged pii exports allowed without a person",
+        int(gate["status"] == "APPROVED"),
+        "",
+        "0",
+    )
     assert gate["status"] == "PENDING" and gate["rule"] == "pii-export", gate["explanation"]
     assert gate["tag_sources"] == {"warehouse/customers": {"pii": ["catalog"]}}
     shown = classified.client("bot").get(f"/v1/gates/{gate['id']}").json()

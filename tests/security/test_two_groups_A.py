@@ -14,6 +14,7 @@ from gate_core import Gatekeeper, GateRequest, GateStatus, SqlStore, Verdict
 from gate_core._errors import DuplicateDecision, NotAnApprover
 from gate_core.identity import Directory
 from gate_core.testing import ManualClock, actor, example_policy
+from tests.conftest import Report
 from tests.service.conftest import Service
 
 DIRECTORY = """
@@ -47,7 +48,7 @@ def test_two_groups_over_http_need_one_from_each(service: Service) -> None:
         assert [d["counts_for"] for d in third.json()["decisions"]] == [0, 1]
 
 
-def test_one_person_in_both_groups_never_satisfies_both(store: SqlStore) -> None:
+def test_one_person_in_both_groups_never_satisfies_both(store: SqlStore, report: Report) -> None:
     gk = Gatekeeper(store, Directory.parse(DIRECTORY), example_policy(), clock=ManualClock())
     gate = gk.open(GateRequest(action="model_publish", requester="alice"), submitted_by=actor("bot"))
     after_bob = gk.decide(gate.id, actor=actor("bob"), verdict=Verdict.APPROVE)
@@ -65,3 +66,4 @@ def test_one_person_in_both_groups_never_satisfies_both(store: SqlStore) -> None
     reread = store.get_gate(gate.id)  # stored and read back, on SQLite and PostgreSQL
     assert reread.requirements == done.requirements and len(reread.requirements) == 2
     assert gk.audit.verify().ok
+    report("Two groups (A): gates one person approved alone", 0, "", "0")
