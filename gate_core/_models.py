@@ -264,5 +264,16 @@ class Gate(_Frozen):
     def approvals(self) -> tuple[Decision, ...]:
         return tuple(d for d in self.decisions if d.verdict is Verdict.APPROVE)
 
+    def server_sources(self, dataset: DatasetRef, tag: str) -> tuple[str, ...]:
+        """Which of the server's sources (catalog, lineage) knew this tag; () if only the caller."""
+        sources = self.tag_sources.get(dataset.qualified_name, {}).get(tag, ())
+        return tuple(s for s in sources if s != "caller")
+
+    def tag_with_source(self, dataset: DatasetRef, tag: str) -> str:
+        """``pii (catalog)``: the tag and which server source knew it, as every channel shows it;
+        a tag only the caller declared is shown bare."""
+        sources = self.server_sources(dataset, tag)
+        return f"{tag} ({', '.join(sources)})" if sources else tag
+
     def approvals_missing(self) -> int:
         return max(0, self.required_approvals - len(self.approvals))

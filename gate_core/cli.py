@@ -62,6 +62,9 @@ def _describe(gate: Gate) -> str:
     ]
     if req.datasets:
         lines.append("  datasets    " + ", ".join(str(d) for d in req.datasets))
+        sourced = [gate.tag_with_source(d, t) for d in req.datasets for t in sorted(d.tags)]
+        if gate.tag_sources:  # where each tag came from: the caller, the catalog, lineage
+            lines.append("  tags from   " + ", ".join(sourced))
     if req.reason:
         lines.append(f"  reason      {req.reason}")
     lines.append(f"  policy      {gate.explanation}")

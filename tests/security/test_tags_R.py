@@ -9,12 +9,18 @@ dataset's columns as pii — the service never consulted the catalog.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gate_core import DatasetRef, RunContext
+from gate_core import DatasetRef, Gate, RunContext
+from gate_core.service._slack_card import card_blocks
+from gate_core.service.notify._teams import request_card
 from lineage import AccessEvent, ColumnInfo, Operation
 from tests.conftest import Report
 from tests.service.conftest import Service
@@ -64,8 +70,26 @@ def test_the_catalog_classifies_what_the_caller_left_out(classified: Service, re
     )
     assert gate["status"] == "PENDING" and gate["rule"] == "pii-export", gate["explanation"]
     assert gate["tag_sources"] == {"warehouse/customers": {"pii": ["catalog"]}}
-    shown = classified.client("bot").get(f"/v1/gates/{gate['id']}").json()
-    assert shown["tag_sources"] == gate["tag_sources"]  # stored, and read back by every reader
+    shown = classified.client("bot").get(f"/v1/gates/{gate['id']}")
+    assert shown.json()["tag_sources"] == gate["tag_sources"]  # stored, and read back by every reader
+    # every channel shows where the tag came from: Slack, Teams, the console, the CLI
+    stored = Gate.model_validate_json(shown.text)
+    card = json.dumps([b.to_dict() for b in card_blocks(stored, console_url="http://x", requester=None)])
+    assert "*pii* (catalog)" in card
+    assert "pii (catalog)" in json.dumps(request_card(stored, "http://x"))
+    env = {
+        **os.environ,
+        "GATEHOUSE_HOME": str(classified.settings.home),
+        "GATEHOUSE_DATABASE_URL": classified.settings.database_url,
+    }
+    cli = subprocess.run(
+        [sys.executable, "-m", "gate_core.cli", "show", str(gate["id"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert "tags from   pii (catalog)" in cli.stdout, cli.stdout + cli.stderr
 
 
 def test_caller_tags_add_and_never_remove(classified: Service) -> None:
