@@ -115,21 +115,21 @@ class PgChangeListener(threading.Thread):
         self._channel = channel
         self._publish = publish
         self._health = health
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.connected = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         backoff = 0.2
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f'LISTEN "{self._channel}"')
                     self.connected.set()
                     backoff = 0.2
-                    while not self._stop.is_set():
+                    while not self._stopping.is_set():
                         for notice in conn.notifies(timeout=0.5):
                             self._deliver(notice.payload)
             except Exception as exc:  # the database away, or anything unforeseen: reconnect, never end

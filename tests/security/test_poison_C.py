@@ -164,3 +164,37 @@ def test_a_notifier_that_raises_on_one_gate_is_counted_and_others_are_delivered(
     hub.drain()
     assert sorted(delivered) == ["g-bad", "g-good"]
     assert service.app.state.gatehouse.loops.snapshot()["notifier"]["bad_records"] == 1
+
+
+def test_the_listen_thread_survives_a_notice_that_breaks_its_reader(postgres_url: str) -> None:
+    """Anyone who can connect may NOTIFY the channel: one notice that makes publishing raise is
+    logged and counted, and the next is delivered (before issue 16 the thread caught only
+    psycopg errors and would have ended)."""
+    import psycopg
+
+    from gate_core._store._sql import CHANGE_CHANNEL
+    from gate_core.service._bus import PgChangeListener
+    from gate_core.service._loops import LoopHealth
+
+    received: list[str] = []
+
+    def publish(payload: str) -> None:
+        if payload == "poison":
+            raise ValueError("a notice no reader expected")
+        received.append(payload)
+
+    health = LoopHealth()
+    listener = PgChangeListener(postgres_url, CHANGE_CHANNEL, publish, health=health)
+    health.watch("listener", listener.is_alive)
+    listener.start()
+    try:
+        assert listener.connected.wait(10)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"NOTIFY \"{CHANGE_CHANNEL}\", 'poison'")
+            conn.execute(f"NOTIFY \"{CHANGE_CHANNEL}\", 'g-after'")
+        _wait_for(lambda: received == ["g-after"])
+        snapshot = health.snapshot()["listener"]
+        assert snapshot["running"] is True and snapshot["bad_records"] == 1
+    finally:
+        listener.stop()
+        listener.join(timeout=5)
