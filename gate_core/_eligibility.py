@@ -12,6 +12,10 @@ The rules, in the order they are checked (the first that applies answers):
 6. one person counts once: a second decision by the same person is refused;
 7. any allowed reject is final; approvals complete when the distinct approvers reach the rule's
    count, or at once when the approver acts through a break-glass group (flagged in the audit).
+   A rule with several requirements at once (``approvers: {all_of: ...}``) completes when each is
+   met; each approval counts toward one requirement (the first still open that the approver's
+   groups meet), so one person never satisfies two, and an approval no open requirement can use
+   is refused, saying which requirement still needs whom.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class DecisionEffect:
     new_status: GateStatus
     break_glass: bool
     approvals_after: int
+    counts_for: int | None = None  # the requirement this approval fills (multi-group rules)
 
 
 def is_expired(gate: Gate, now: datetime) -> bool:
@@ -94,9 +99,41 @@ def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: date
             )
     if verdict is Verdict.REJECT:
         return DecisionEffect(GateStatus.REJECTED, break_glass=False, approvals_after=len(gate.approvals))
+    if gate.requirements:
+        return _judge_requirements(gate, principal, in_break_glass)
     approvals_after = len(gate.approvals) + 1
     if approvals_after >= gate.required_approvals:
         return DecisionEffect(GateStatus.APPROVED, break_glass=False, approvals_after=approvals_after)
     if in_break_glass:
         return DecisionEffect(GateStatus.APPROVED, break_glass=True, approvals_after=approvals_after)
     return DecisionEffect(GateStatus.PENDING, break_glass=False, approvals_after=approvals_after)
+
+
+def _judge_requirements(gate: Gate, principal: Principal, in_break_glass: bool) -> DecisionEffect:
+    """An approval on a gate with several requirements: it fills one open requirement."""
+    filled = [sum(1 for a in gate.approvals if a.counts_for == i) for i in range(len(gate.requirements))]
+    approvals_after = len(gate.approvals) + 1
+    open_for_me = [
+        i
+        for i, requirement in enumerate(gate.requirements)
+        if filled[i] < requirement.count and principal.groups & set(requirement.groups)
+    ]
+    if not open_for_me:
+        if in_break_glass:
+            return DecisionEffect(GateStatus.APPROVED, break_glass=True, approvals_after=approvals_after)
+        still = [
+            f"{r.count - filled[i]} from {r.label}"
+            for i, r in enumerate(gate.requirements)
+            if filled[i] < r.count
+        ]
+        raise NotAnApprover(
+            f"{principal.id}: every requirement your groups meet already has its approvals; "
+            f"one person counts toward one requirement (still needed: {'; '.join(still)})"
+        )
+    chosen = open_for_me[0]
+    filled[chosen] += 1
+    done = all(f >= r.count for f, r in zip(filled, gate.requirements, strict=True))
+    if not done and in_break_glass:
+        return DecisionEffect(GateStatus.APPROVED, True, approvals_after, counts_for=chosen)
+    status = GateStatus.APPROVED if done else GateStatus.PENDING
+    return DecisionEffect(status, break_glass=False, approvals_after=approvals_after, counts_for=chosen)

@@ -29,7 +29,9 @@
     ├── AuthenticationFailed        missing, malformed, forged, expired or revoked credentials
     ├── PermissionDenied            authenticated, but not allowed this operation (token scope)
     ├── StoreError
-    │   └── StoreUnavailable        database unreachable or locked — callers must fail closed
+    │   ├── StoreUnavailable        database unreachable or locked — callers must fail closed
+    │   └── UnreadableRecord        a stored row no reader can parse (written before a limit, or
+    │                               altered in the database); lists skip it, loops count it
     ├── ServiceUnavailable          the gate service cannot be reached (client side) — fail closed
     └── AuditError                  the audit log cannot be written, read or checkpointed
 
@@ -219,6 +221,14 @@ class StoreError(GatehouseError):
 
 class StoreUnavailable(StoreError):
     code = "store_unavailable"
+
+
+class UnreadableRecord(StoreError):
+    code = "unreadable_record"
+
+    def __init__(self, gate_id: str, problem: str) -> None:
+        super().__init__(f"gate {gate_id} is stored in a form no reader can parse: {problem}")
+        self.gate_id = gate_id
 
 
 class ServiceUnavailable(GatehouseError):

@@ -24,6 +24,7 @@ from typing import Any
 
 from gate_core._audit import AuditDraft, CheckpointSigner, Event, redact_parameters
 from gate_core._audit_service import AuditService
+from gate_core._classify import DatasetClassifier, classify_request
 from gate_core._eligibility import is_expired, is_requester, judge_decision, refuse_if_closed
 from gate_core._errors import (
     AlreadyDecided,
@@ -33,9 +34,11 @@ from gate_core._errors import (
     GatehouseError,
     IdempotencyConflict,
     NotTheRequester,
+    StoreUnavailable,
     SubmitterNotAllowed,
 )
 from gate_core._ids import new_gate_id
+from gate_core._limits import enforce_limits
 from gate_core._models import (
     SYSTEM_ACTOR,
     Actor,
@@ -79,6 +82,16 @@ def _request_record(request: GateRequest) -> dict[str, Any]:
     return data
 
 
+BadRecord = Callable[[str, Exception], None]
+"""Told of a gate a background pass had to skip: its id and what went wrong."""
+
+
+def _bad_record(duty: str, gate_id: str, exc: Exception, on_bad_record: BadRecord | None) -> None:
+    log.error("%s skipped gate %s: %s: %s", duty, gate_id, type(exc).__name__, exc)
+    if on_bad_record is not None:
+        on_bad_record(gate_id, exc)
+
+
 @dataclass(frozen=True, slots=True)
 class WaitSnapshot:
     """What ``Gatekeeper.poll`` saw: each known gate's status and expiry, and the whole gates of
@@ -112,6 +125,11 @@ class Gatekeeper:
         )
         self.tokens = TokenService(store, directory, self.clock, self.audit)
         self._directory = directory
+        self.classifiers: list[DatasetClassifier] = []
+
+    def add_classifier(self, classifier: DatasetClassifier) -> None:
+        """Classify every dataset of every gate opened from now on (gate_core._classify)."""
+        self.classifiers.append(classifier)
 
     @property
     def directory(self) -> IdentitySource:
@@ -167,6 +185,7 @@ class Gatekeeper:
 
     def open_or_find(self, request: GateRequest, *, submitted_by: Actor) -> tuple[Gate, bool]:
         """Like ``open``, also saying whether the gate is new (False: found by idempotency key)."""
+        enforce_limits(request)  # before anything is written: every reader must read it back
         submitter = self.directory.get(submitted_by.principal_id)
         requester = self.directory.get(request.requester)
         if not submitter.is_same_person(requester) and submitter.kind is not PrincipalKind.SERVICE:
@@ -176,9 +195,10 @@ class Gatekeeper:
             )
         if request.requester != requester.id:  # named by alias or e-mail: record the directory's id
             request = request.model_copy(update={"requester": requester.id})
+        request, tag_sources = classify_request(request, self.classifiers)  # before the policy sees it
         binding_hash = request.binding_hash()
         now = self.clock.now()
-        decision = evaluate(request, requester, self.policy)
+        decision = evaluate(request, requester, self.policy, now)
         involved = self._involved(request, requester, submitter, submitted_by)
         identities = tuple(
             dict.fromkeys(key for person in involved for key in self._keys_of(person.principal))
@@ -209,6 +229,8 @@ class Gatekeeper:
             expires_at=now + decision.expiry,
             remind_at=now + decision.reminder if decision.reminder and status is GateStatus.PENDING else None,
             decided_at=decided_at,
+            tag_sources=tag_sources,
+            requirements=decision.requirements,
         )
         actor = submitted_by.model_copy(update={"principal_id": submitter.id, "email": submitter.email})
         events = [
@@ -360,6 +382,7 @@ class Gatekeeper:
                 at=now,
                 via=actor.via,
                 break_glass=effect.break_glass,
+                counts_for=effect.counts_for,
             )
             events = [
                 AuditDraft(
@@ -506,12 +529,20 @@ class Gatekeeper:
         self.audit.maybe_checkpoint()
         return gate
 
-    def expire_due(self) -> list[Gate]:
+    def expire_due(self, on_bad_record: BadRecord | None = None) -> list[Gate]:
         """Move every overdue PENDING gate to EXPIRED (the service's sweeper, ``gatehouse list``).
-        Safe to run from many replicas at once."""
+        Safe to run from many replicas at once. A gate that cannot be expired (a row no reader can
+        parse, anything else unforeseen) is logged, handed to ``on_bad_record`` and passed over:
+        one bad record must never stop every other gate from expiring."""
         expired = []
         for gate_id in self.store.due_for_expiry(self.clock.now()):
-            gate = self.store.mutate(gate_id, self._expire_if_overdue)
+            try:
+                gate = self.store.mutate(gate_id, self._expire_if_overdue)
+            except StoreUnavailable:
+                raise  # the database, not this record: the caller retries the whole pass
+            except Exception as exc:
+                _bad_record("expiry", gate_id, exc, on_bad_record)
+                continue
             if gate.status is GateStatus.EXPIRED:
                 expired.append(gate)
         if expired:
@@ -537,10 +568,18 @@ class Gatekeeper:
         gates = self.store.list_gates(GateFilter(ids=closed, limit=len(closed))) if closed else []
         return WaitSnapshot(states, gates)
 
-    def due_reminders(self) -> list[Gate]:
+    def due_reminders(self, on_bad_record: BadRecord | None = None) -> list[Gate]:
         """Pending gates whose reminder is due, each claimed for this caller alone (so exactly one
-        replica sends it)."""
-        return [self.store.get_gate(gate_id) for gate_id in self.store.claim_reminders(self.clock.now())]
+        replica sends it). A claimed gate that cannot be read is passed over as in ``expire_due``."""
+        due = []
+        for gate_id in self.store.claim_reminders(self.clock.now()):
+            try:
+                due.append(self.store.get_gate(gate_id))
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                _bad_record("reminder", gate_id, exc, on_bad_record)
+        return due
 
     # ------------------------------------------------------------ notification bookkeeping
 

@@ -114,6 +114,13 @@ def init_home(settings: Settings, *, example: bool = False, force: bool = False)
     if example and not settings.sandbox_marker_path.exists():
         settings.sandbox_marker_path.write_text(SANDBOX_MARKER, encoding="utf-8")
         written.append(settings.sandbox_marker_path)
+    cases = settings.policy_path.with_name("policy_test.yaml")
+    if example and (force or not cases.exists()):  # `gatehouse policy test` cases for the example
+        cases.write_text(
+            resources.files("gate_core.examples").joinpath("policy_test.yaml").read_text("utf-8"),
+            encoding="utf-8",
+        )
+        written.append(cases)
     if not settings.signing_key_path.exists():
         CheckpointSigner.generate(settings.signing_key_path, settings.public_key_path)
         written += [settings.signing_key_path, settings.public_key_path]

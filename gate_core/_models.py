@@ -13,18 +13,36 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from gate_core._errors import InvalidInput
 from gate_core._hashing import canonical_json as canonical_json
 from gate_core._hashing import sha256_hex as sha256_hex
+from gate_core._terms import normalise_term, visible_term_problem
 from gate_core.identity._principal import SYSTEM_ACTOR as SYSTEM_ACTOR
 from gate_core.identity._principal import Actor as Actor
 from gate_core.identity._principal import AuthMethod as AuthMethod
 from gate_core.identity._principal import Principal as Principal
 from gate_core.identity._principal import PrincipalKind as PrincipalKind
+
+
+def _term(value: Any) -> Any:
+    return normalise_term(value) if isinstance(value, str) else value
+
+
+# An action or environment as policies match it (gate_core._terms): normalised on the way in, so
+# the binding hash, the stored gate and every reader see one spelling.
+Term = Annotated[str, BeforeValidator(_term)]
 
 
 class _Frozen(BaseModel):
@@ -71,7 +89,7 @@ class DatasetRef(_Frozen):
     @field_validator("tags")
     @classmethod
     def _normalise_tags(cls, tags: frozenset[str]) -> frozenset[str]:
-        return frozenset(t.strip().lower() for t in tags if t.strip())
+        return frozenset(n for n in (normalise_term(t) for t in tags) if n)
 
     @property
     def qualified_name(self) -> str:
@@ -124,11 +142,11 @@ class Involved(_Frozen):
 class GateRequest(_Frozen):
     """What a step asks permission for. Everything in ``binding`` is what the approval is bound to."""
 
-    action: str = Field(min_length=1, max_length=100)
+    action: Term = Field(min_length=1, max_length=100)
     target: str = Field(default="", max_length=1000)
     datasets: tuple[DatasetRef, ...] = ()
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
-    environment: str = Field(default="", max_length=100)
+    environment: Term = Field(default="", max_length=100)
     requester: str = Field(min_length=1, max_length=200, description="principal id of the person asking")
     run: RunContext = Field(default_factory=RunContext)
     idempotency_key: str | None = Field(default=None, max_length=500)
@@ -142,6 +160,14 @@ class GateRequest(_Frozen):
     def _storable_text(cls, data: Any) -> Any:
         check_text(data)
         return data
+
+    def invisible_term_problem(self) -> str | None:
+        """``"FIELD: …"`` when the action, environment or a tag holds an invisible character.
+        Refused when a gate is opened (not when one is read: old rows stay readable)."""
+        terms = [("action", self.action), ("environment", self.environment)] + [
+            (f"datasets.{i}.tags", tag) for i, d in enumerate(self.datasets) for tag in sorted(d.tags)
+        ]
+        return next((p for field, text in terms if (p := visible_term_problem(field, text))), None)
 
     def binding(self) -> dict[str, Any]:
         return {
@@ -188,6 +214,21 @@ class Decision(_Frozen):
     at: datetime
     via: AuthMethod
     break_glass: bool = False
+    counts_for: int | None = Field(
+        default=None, description="index in Gate.requirements this approval counts toward (multi-group rules)"
+    )
+
+
+class ApprovalRequirement(_Frozen):
+    """One of several requirements a gate must meet at once (``approvers: {all_of: [...]}``):
+    ``count`` distinct people from any of ``groups``. One person counts toward one requirement."""
+
+    groups: tuple[str, ...] = Field(min_length=1)
+    count: int = Field(default=1, ge=1, le=20)
+
+    @property
+    def label(self) -> str:
+        return " or ".join(self.groups)
 
 
 class LastReview(_Frozen):
@@ -227,10 +268,28 @@ class Gate(_Frozen):
     consumed_at: datetime | None = None
     decisions: tuple[Decision, ...] = ()
     last_review: LastReview | None = None
+    requirements: tuple[ApprovalRequirement, ...] = Field(
+        default=(), description="several groups at once (all must be met); empty: approver_groups and count"
+    )
+    tag_sources: dict[str, dict[str, tuple[str, ...]]] = Field(
+        default_factory=dict,
+        description="per dataset, where each tag came from: caller, catalog, lineage (gate_core._classify)",
+    )
 
     @property
     def approvals(self) -> tuple[Decision, ...]:
         return tuple(d for d in self.decisions if d.verdict is Verdict.APPROVE)
+
+    def server_sources(self, dataset: DatasetRef, tag: str) -> tuple[str, ...]:
+        """Which of the server's sources (catalog, lineage) knew this tag; () if only the caller."""
+        sources = self.tag_sources.get(dataset.qualified_name, {}).get(tag, ())
+        return tuple(s for s in sources if s != "caller")
+
+    def tag_with_source(self, dataset: DatasetRef, tag: str) -> str:
+        """``pii (catalog)``: the tag and which server source knew it, as every channel shows it;
+        a tag only the caller declared is shown bare."""
+        sources = self.server_sources(dataset, tag)
+        return f"{tag} ({', '.join(sources)})" if sources else tag
 
     def approvals_missing(self) -> int:
         return max(0, self.required_approvals - len(self.approvals))

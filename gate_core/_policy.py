@@ -5,7 +5,18 @@ policy): a matching ``deny`` anywhere wins; otherwise the first matching rule de
 nothing matches, the policy's ``default`` applies, and the default may never be ``allow`` — an
 unmatched privileged action needs a person (fail closed).
 
+Spelling never picks the rule (gate_core._terms): actions, environments and tags are compared
+NFKC-normalised, case-folded and trimmed, and an environment may be known by aliases
+(``environments: {prod: [production, prd]}``). An action or environment the policy does not know
+— an environment not declared (or, without ``environments``, named by no rule), an action named
+by no rule — gets the STRICTEST outcome among the default and every rule that matches (a rule's
+environment criterion counts as met for an unknown environment: it may be that one): deny over
+require over allow, then more approvals; ties go to the first in order, the default last. So
+``--env prod-eu`` on a redeploy meets the two-person prod rule, and nothing unknown ever reaches an
+``allow`` (the default, never ``allow``, is always a candidate).
+
     version: 1
+    environments: {prod: [production, prd], dev: []}
     rules:
       - name: pii-export
         match: {action: [export], dataset_tags: [pii]}
@@ -22,26 +33,33 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import functools
 import re
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import cel
 import yaml
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from gate_core._durations import format_duration, parse_duration
 from gate_core._errors import PolicyError
-from gate_core._models import GateRequest, Principal, canonical_json, sha256_hex
+from gate_core._models import ApprovalRequirement, GateRequest, Principal, canonical_json, sha256_hex
 from gate_core._notify_target import NotifyTarget
+from gate_core._terms import normalise_term, visible_term_problem
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -66,15 +84,97 @@ class _Strict(BaseModel):
 
 
 class Approvers(_Strict):
-    groups: tuple[str, ...] = Field(min_length=1)
+    """``groups`` + ``count``: that many distinct people from any of the groups; or ``all_of``:
+    several such requirements at once (one from data-governance AND one from security), each
+    counting distinct people, and one person never counting toward two."""
+
+    groups: tuple[str, ...] = ()
     count: int = Field(default=1, ge=1, le=20, description="distinct people who must approve")
+    all_of: tuple[ApprovalRequirement, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Approvers:
+        if bool(self.groups) == bool(self.all_of):
+            raise ValueError("groups: give either 'groups' (with 'count') or 'all_of', not both or neither")
+        if self.all_of and "count" in self.model_fields_set:
+            raise ValueError("count: with 'all_of' each requirement has its own 'count'")
+        return self
+
+    @property
+    def requirements(self) -> tuple[ApprovalRequirement, ...]:
+        return self.all_of or (ApprovalRequirement(groups=self.groups, count=self.count),)
+
+    @property
+    def total(self) -> int:
+        return sum(r.count for r in self.requirements)
+
+    @property
+    def all_groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g for r in self.requirements for g in r.groups))
+
+
+class Window(_Strict):
+    """A time window, e.g. a change freeze: ``start`` ≤ now < ``end``; both with a UTC offset."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError("end: a window must end after it starts")
+        return self
+
+    def contains(self, now: datetime) -> bool:
+        return self.start <= now < self.end
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_condition(expression: str) -> cel.Program:
+    """CEL via ``common-expression-language`` (Rust cel-interpreter bindings; see pyproject)."""
+    try:
+        return cel.compile(expression)
+    except (ValueError, RuntimeError) as exc:
+        problem = str(exc).strip().splitlines()[0]
+        raise ValueError(f"not a valid CEL expression: {problem}") from None
+
+
+def condition_context(request: GateRequest, requester: Principal) -> dict[str, Any]:
+    """What a ``when`` condition sees: ``request`` and ``requester``, as plain values."""
+    return {
+        "request": {
+            "action": request.action,
+            "environment": request.environment,
+            "target": request.target,
+            "parameters": request.parameters,
+            "reason": request.reason,
+            "pipeline": request.run.pipeline,
+            "tags": sorted(request.tags),
+            "datasets": [
+                {
+                    "namespace": d.namespace,
+                    "name": d.name,
+                    "qualified_name": d.qualified_name,
+                    "tags": sorted(d.tags),
+                }
+                for d in request.datasets
+            ],
+        },
+        "requester": {"id": requester.id, "groups": sorted(requester.groups), "kind": requester.kind.value},
+    }
 
 
 class Match(_Strict):
     """Every field given must match (AND); within a field any listed value matches (OR).
 
     ``requester`` entries are principal ids, ``group:NAME`` or ``kind:service|human``;
-    ``pipeline`` and ``datasets`` entries are shell-style globs.
+    ``pipeline`` and ``datasets`` entries are shell-style globs; ``when`` is a CEL condition on
+    ``request`` (action, environment, target, parameters, reason, pipeline, tags, datasets) and
+    ``requester`` (id, groups, kind), e.g. ``request.parameters.rows > 1000000``; ``during`` lists
+    time windows (a change freeze). A condition that cannot be evaluated (a missing parameter, a
+    type error) or a window when no time is given never makes the outcome more lenient: it counts
+    as met for ``deny``/``require`` rules and as not met for ``allow`` rules.
     """
 
     action: tuple[str, ...] = ()
@@ -83,6 +183,24 @@ class Match(_Strict):
     datasets: tuple[str, ...] = ()
     requester: tuple[str, ...] = ()
     pipeline: tuple[str, ...] = ()
+    when: str | None = Field(default=None, min_length=1, max_length=2000, description="a CEL condition")
+    during: tuple[Window, ...] = ()
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, expression: str | None) -> str | None:
+        if expression is not None:
+            compile_condition(expression)
+        return expression
+
+    @field_validator("action", "environment", "dataset_tags", mode="after")
+    @classmethod
+    def _one_spelling(cls, terms: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        for term in terms:
+            problem = visible_term_problem(str(info.field_name), term)
+            if problem is not None:
+                raise ValueError(problem)
+        return tuple(dict.fromkeys(normalise_term(t) for t in terms))
 
 
 class _OutcomeSpec(_Strict):
@@ -122,6 +240,9 @@ class PipelinePolicy(_Strict):
 
 class Policy(_Strict):
     version: Literal[1] = 1
+    environments: dict[str, tuple[str, ...]] | None = Field(
+        default=None, description="each environment the policy knows, with its aliases"
+    )
     rules: tuple[Rule, ...] = ()
     pipelines: dict[str, PipelinePolicy] = Field(default_factory=dict)  # glob → owners (issue 14)
     default: DefaultOutcome = DefaultOutcome(approvers=Approvers(groups=("data-governance",)))
@@ -145,6 +266,52 @@ class Policy(_Strict):
             if pipeline and fnmatch.fnmatchcase(pipeline, glob)
             for owner in entry.owners
         )
+    @model_validator(mode="after")
+    def _environments_declared(self) -> Policy:
+        """Aliases name one environment each; rules name declared environments (or aliases),
+        stored as the environment's own name."""
+        if self.environments is None:
+            return self
+        canonical: dict[str, str] = {}
+        for name, aliases in self.environments.items():
+            for spelling in (name, *aliases):
+                problem = visible_term_problem(f"environments.{name}", spelling)
+                if problem is not None:
+                    raise ValueError(problem)
+                term = normalise_term(spelling)
+                if canonical.setdefault(term, normalise_term(name)) != normalise_term(name):
+                    raise ValueError(
+                        f"environments.{name}: {spelling!r} already names environment {canonical[term]!r}"
+                    )
+        for index, rule in enumerate(self.rules):
+            for env in rule.match.environment:
+                if env not in canonical:
+                    raise ValueError(
+                        f"rules.{index}.match.environment: {env!r} is not declared under 'environments' "
+                        f"(declared: {', '.join(sorted(set(canonical.values())))})"
+                    )
+        return self
+
+    def canonical_environment(self, environment: str) -> str | None:
+        """The environment's own name for a (normalised) spelling or alias; None if the policy
+        does not know it. "" (no environment given) is always known."""
+        if not environment:
+            return ""
+        if self.environments is None:
+            named = {env for rule in self.rules for env in rule.match.environment}
+            return environment if environment in named else None
+        return self._environment_names().get(environment)
+
+    def _environment_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for name, aliases in (self.environments or {}).items():
+            for spelling in (name, *aliases):
+                names[normalise_term(spelling)] = normalise_term(name)
+        return names
+
+    def knows_action(self, action: str) -> bool:
+        named = {a for rule in self.rules for a in rule.match.action}
+        return not named or action in named
 
     @property
     def hash(self) -> str:
@@ -165,6 +332,7 @@ class PolicyDecision(_Strict):
     reminder: timedelta | None
     notify: tuple[str, ...]
     policy_hash: str
+    requirements: tuple[ApprovalRequirement, ...] = ()  # several groups at once (all_of); else empty
 
 
 DEFAULT_RULE_NAME = "default"
@@ -217,17 +385,36 @@ def _requester_matches(patterns: tuple[str, ...], requester: Principal) -> bool:
     return False
 
 
-def _match_reasons(match: Match, request: GateRequest, requester: Principal) -> list[str] | None:
-    """The reasons a rule matches, or None when any given criterion fails."""
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """The request as rules see it: the environment by its own name, and which of action and
+    environment the policy does not know. A criterion on an unknown environment is treated as met
+    (``prod-eu`` may be prod: find the strictest rule it could reach); an unknown action meets no
+    action criterion, but then only the strictest of what matches applies."""
+
+    environment: str
+    unknown_action: bool
+    unknown_environment: bool
+    now: datetime | None
+
+
+def _match_reasons(
+    match: Match, request: GateRequest, requester: Principal, facts: _Facts, policy: Policy, *, strict: bool
+) -> list[str] | None:
+    """The reasons a rule matches, or None when any given criterion fails. ``strict``: the rule's
+    outcome is not ``allow``, so what cannot be decided (a condition's error, no time) counts as met."""
     reasons: list[str] = []
     if match.action:
         if request.action not in match.action:
             return None
         reasons.append(f"action {request.action}")
     if match.environment:
-        if request.environment not in match.environment:
+        if facts.unknown_environment:
+            reasons.append(f"environment {request.environment} unknown to the policy")
+        elif facts.environment not in {policy.canonical_environment(e) for e in match.environment}:
             return None
-        reasons.append(f"environment {request.environment}")
+        else:
+            reasons.append(f"environment {facts.environment}")
     if match.dataset_tags:
         hits = sorted(
             f"{tag} on {d.qualified_name}"
@@ -255,6 +442,31 @@ def _match_reasons(match: Match, request: GateRequest, requester: Principal) -> 
         if not any(fnmatch.fnmatchcase(request.run.pipeline, p) for p in match.pipeline):
             return None
         reasons.append(f"pipeline {request.run.pipeline}")
+    if match.during:
+        if facts.now is None:
+            if not strict:
+                return None
+            reasons.append("time window (no time given: counted as open)")
+        else:
+            open_windows = [w for w in match.during if w.contains(facts.now)]
+            if not open_windows:
+                return None
+            reasons.append(
+                "during " + ", ".join(w.name or f"{w.start:%Y-%m-%d}..{w.end:%Y-%m-%d}" for w in open_windows)
+            )
+    if match.when:
+        try:
+            met = compile_condition(match.when).execute(condition_context(request, requester))
+        except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            if not strict:
+                return None
+            reasons.append(
+                f"condition {match.when} not evaluable ({type(exc).__name__}: {exc}): counted as met"
+            )
+        else:
+            if met is not True:
+                return None
+            reasons.append(f"condition {match.when}")
     return reasons or ["matches every request"]
 
 
@@ -264,22 +476,61 @@ def _describe(spec: _OutcomeSpec) -> str:
     if spec.outcome is Outcome.DENY:
         return "denied by policy"
     assert spec.approvers is not None  # guaranteed by _OutcomeSpec's validator
-    count = spec.approvers.count
-    who = " or ".join(spec.approvers.groups)
-    noun = "approval" if count == 1 else "distinct approvals"
-    return f"requires {count} {noun} from {who}, expires in {format_duration(spec.expiry)}"
+    parts = []
+    for requirement in spec.approvers.requirements:
+        noun = "approval" if requirement.count == 1 else "distinct approvals"
+        parts.append(f"{requirement.count} {noun} from {requirement.label}")
+    distinct = " (distinct people)" if len(parts) > 1 else ""
+    return f"requires {' and '.join(parts)}{distinct}, expires in {format_duration(spec.expiry)}"
 
 
-def evaluate(request: GateRequest, requester: Principal, policy: Policy) -> PolicyDecision:
-    """Decide what a request needs. Pure: no clock, no I/O, same inputs → same answer."""
+_RANK = {Outcome.ALLOW: 0, Outcome.REQUIRE: 1, Outcome.DENY: 2}
+
+
+def _strictness(spec: _OutcomeSpec) -> tuple[int, int]:
+    """deny over require over allow; then more approvals."""
+    count = spec.approvers.total if spec.approvers else 0
+    return (_RANK[spec.outcome], count)
+
+
+def evaluate(
+    request: GateRequest, requester: Principal, policy: Policy, now: datetime | None = None
+) -> PolicyDecision:
+    """Decide what a request needs. Pure: no clock (``now`` is an input, for time windows), no
+    I/O, same inputs → same answer."""
+    environment = policy.canonical_environment(request.environment)
+    facts = _Facts(
+        environment=environment or request.environment,
+        unknown_action=not policy.knows_action(request.action),
+        unknown_environment=environment is None,
+        now=now,
+    )
     matched: list[tuple[Rule, list[str]]] = []
     for rule in policy.rules:
-        reasons = _match_reasons(rule.match, request, requester)
+        reasons = _match_reasons(
+            rule.match, request, requester, facts, policy, strict=rule.outcome is not Outcome.ALLOW
+        )
         if reasons is not None:
             matched.append((rule, reasons))
     deciding: _OutcomeSpec
     denials = [m for m in matched if m[0].outcome is Outcome.DENY]
-    if denials or matched:
+    if (facts.unknown_action or facts.unknown_environment) and matched:
+        unknown = " and ".join(
+            f"{what} {value!r}"
+            for what, value, flag in (
+                ("action", request.action, facts.unknown_action),
+                ("environment", request.environment, facts.unknown_environment),
+            )
+            if flag
+        )
+        candidates: list[tuple[_OutcomeSpec, str]] = [(rule, rule.name) for rule, _ in matched]
+        candidates.append((policy.default, DEFAULT_RULE_NAME))
+        deciding, name = max(candidates, key=lambda c: _strictness(c[0]))  # ties: the first in order
+        explanation = (
+            f"{unknown} unknown to the policy; the strictest outcome it could reach applies: "
+            f"{'rule ' + repr(name) if name != DEFAULT_RULE_NAME else 'the default'}: {_describe(deciding)}"
+        )
+    elif denials or matched:
         rule, reasons = (denials or matched)[0]
         deciding, name = rule, rule.name
         explanation = f"rule {name!r} matched ({'; '.join(reasons)}): {_describe(rule)}"
@@ -289,19 +540,22 @@ def evaluate(request: GateRequest, requester: Principal, policy: Policy) -> Poli
     else:
         deciding, name = policy.default, DEFAULT_RULE_NAME
         explanation = f"no rule matched action {request.action!r}; the default applies: {_describe(deciding)}"
+        if facts.unknown_action or facts.unknown_environment:
+            explanation += " (unknown to the policy: the default is its strictest outcome here)"
     approvers = deciding.approvers
     return PolicyDecision(
         outcome=deciding.outcome,
         rule=name,
         matched_rules=tuple(m[0].name for m in matched),
         explanation=explanation,
-        required_approvals=approvers.count if approvers else 0,
-        approver_groups=approvers.groups if approvers else (),
+        required_approvals=approvers.total if approvers else 0,
+        approver_groups=approvers.all_groups if approvers else (),
         break_glass_groups=deciding.break_glass_groups,
         expiry=deciding.expiry,
         reminder=deciding.reminder,
         notify=deciding.notify,
         policy_hash=policy.hash,
+        requirements=approvers.all_of if approvers else (),
     )
 
 

@@ -29,6 +29,8 @@ from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import SANDBOX_BANNER, local_caller
+from gate_core.cli_policy import policy as policy_commands
+from gate_core.identity import caller_from_os_account
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,6 +63,9 @@ def _describe(gate: Gate) -> str:
             lines.append(f"  involved    {person.principal} ({person.source}; may not decide)")
     if req.datasets:
         lines.append("  datasets    " + ", ".join(str(d) for d in req.datasets))
+        sourced = [gate.tag_with_source(d, t) for d in req.datasets for t in sorted(d.tags)]
+        if gate.tag_sources:  # where each tag came from: the caller, the catalog, lineage
+            lines.append("  tags from   " + ", ".join(sourced))
     if req.reason:
         lines.append(f"  reason      {req.reason}")
     lines.append(f"  policy      {gate.explanation}")
@@ -460,6 +465,7 @@ def _load_plugins() -> None:
             click.echo(f"gatehouse: plugin {plugin.name!r} is not a click command; ignored", err=True)
 
 
+main.add_command(policy_commands)  # gatehouse policy test|check (gate_core.cli_policy)
 _load_plugins()
 
 if __name__ == "__main__":

@@ -197,6 +197,14 @@ class Catalog:
             if fnmatch.fnmatchcase(qualified_name, pattern):
                 yield entry
 
+    def declared_tags(self, qualified_name: str) -> frozenset[str]:
+        """Every tag the catalog declares for the dataset: its own and every declared column's
+        (a dataset with a pii column is pii, whichever columns a request names)."""
+        entries = list(self._entries(qualified_name))
+        return frozenset().union(
+            *(e.tags for e in entries), *(t for e in entries for t in e.columns.values())
+        )
+
     def classify(self, dataset: DatasetRef, columns: Sequence[ColumnInfo] = ()) -> Classification:
         entries = list(self._entries(dataset.qualified_name))
         classified = []

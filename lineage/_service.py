@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gate_core import PermissionDenied, PrincipalKind, Scope, SqlStore, UnknownPrincipal
 from gate_core.service.extension import Caller, ServiceContext, context_of
 from lineage._catalog import Catalog
+from lineage._classifier import LineageClassifier
 from lineage._errors import LineageInputError
 from lineage._models import AccessEvent, check_storable
 from lineage._queries import AccessRows, Direction, LineageGraph
@@ -174,6 +175,10 @@ def install(app: FastAPI, context: ServiceContext) -> None:
         return
     app.state.gatehouse_lineage = LineageStore.for_gate_store(context.gatekeeper.store)
     app.state.gatehouse_lineage_catalog = Catalog.from_settings()
+    # tags the server knows: every gate this service opens is classified by the catalog and lineage
+    context.gatekeeper.add_classifier(
+        LineageClassifier(app.state.gatehouse_lineage_catalog, app.state.gatehouse_lineage)
+    )
     app.include_router(router)
     from lineage._console import install_page
 

@@ -9,6 +9,7 @@ write lock up front (``BEGIN IMMEDIATE``) and waits up to ``busy_timeout`` for i
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +37,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, chain
-from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable
+from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable, UnreadableRecord
 from gate_core._hashing import sha256_hex
 from gate_core._models import (
+    ApprovalRequirement,
     Decision,
     Gate,
     GateRequest,
@@ -67,6 +69,8 @@ _IDS_PER_QUERY = 10_000
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 CHANGE_CHANNEL = "gatehouse_gate_changed"  # PostgreSQL NOTIFY channel: payload is the gate id
 READ_ONLY = "gatehouse_read_only"  # execution option: this connection only reads
+
+log = logging.getLogger("gatehouse.store")
 
 
 def normalise_url(url: str) -> str:
@@ -249,7 +253,10 @@ class SqlStore:
 
         def work() -> list[Gate | GatehouseError]:
             with self._begin() as conn:
-                current = self._load_many(conn, sorted({gate_id for gate_id, _ in changes}), lock=True)
+                unreadable: dict[str, UnreadableRecord] = {}
+                current = self._load_many(
+                    conn, sorted({gate_id for gate_id, _ in changes}), lock=True, unreadable=unreadable
+                )
                 locked_status = {gate_id: gate.status for gate_id, gate in current.items()}
                 results: list[Gate | GatehouseError] = []
                 decision_rows: list[dict[str, Any]] = []
@@ -258,7 +265,7 @@ class SqlStore:
                 for gate_id, change in changes:
                     gate = current.get(gate_id)
                     if gate is None:
-                        results.append(GateNotFound(gate_id))
+                        results.append(unreadable.get(gate_id) or GateNotFound(gate_id))
                         continue
                     try:
                         mutation = change(gate)
@@ -341,7 +348,13 @@ class SqlStore:
         with self._read() as conn:
             rows = conn.execute(stmt).all()
             by_gate = self._decisions_for(conn, [r.id for r in rows])
-        return [_gate_from_row(r, by_gate.get(r.id, ())) for r in rows]
+        listed = []
+        for row in rows:
+            try:
+                listed.append(_gate_from_row(row, by_gate.get(row.id, ())))
+            except UnreadableRecord as exc:  # one bad row must not hide every other gate from everyone
+                log.error("list skipped a row: %s", exc)
+        return listed
 
     def gate_states(self, ids: Sequence[str]) -> dict[str, GateState]:
         found: dict[str, GateState] = {}
@@ -423,13 +436,30 @@ class SqlStore:
             raise GateNotFound(gate_id)
         return gate
 
-    def _load_many(self, conn: Connection, gate_ids: Sequence[str], *, lock: bool) -> dict[str, Gate]:
+    def _load_many(
+        self,
+        conn: Connection,
+        gate_ids: Sequence[str],
+        *,
+        lock: bool,
+        unreadable: dict[str, UnreadableRecord] | None = None,
+    ) -> dict[str, Gate]:
+        """The gates by id. A row no reader can parse raises, or, given ``unreadable``, is put
+        there instead so that one bad row in a batch does not refuse every other gate's change."""
         stmt = select(gates).where(gates.c.id.in_(gate_ids)).order_by(gates.c.id)
         if lock:
             stmt = stmt.with_for_update()
         rows = conn.execute(stmt).all()
         by_gate = self._decisions_for(conn, [r.id for r in rows])
-        return {r.id: _gate_from_row(r, by_gate.get(r.id, ())) for r in rows}
+        loaded: dict[str, Gate] = {}
+        for row in rows:
+            try:
+                loaded[row.id] = _gate_from_row(row, by_gate.get(row.id, ()))
+            except UnreadableRecord as exc:
+                if unreadable is None:
+                    raise
+                unreadable[row.id] = exc
+        return loaded
 
     @staticmethod
     def _decisions_for(conn: Connection, gate_ids: Sequence[str]) -> dict[str, tuple[Decision, ...]]:
@@ -450,6 +480,7 @@ class SqlStore:
                     at=r.at,
                     via=r.via,
                     break_glass=r.break_glass,
+                    counts_for=r.counts_for,
                 )
             )
         return {k: tuple(v) for k, v in out.items()}
@@ -664,6 +695,8 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
                 "requester_identities": list(gate.requester_identities),
                 "involved": [i.model_dump(mode="json") for i in gate.involved],
                 "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
+                "tag_sources": gate.tag_sources,
+                "requirements": [r.model_dump(mode="json") for r in gate.requirements],
             }
         ),
         "created_at": gate.created_at,
@@ -676,11 +709,22 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
 
 
 def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
+    """The stored gate, or UnreadableRecord naming it. The request is parsed by the standard
+    library, not pydantic's JSON parser, whose 200-level recursion limit made rows written before
+    the write limits (gate_core._limits) unreadable."""
+    try:
+        return _parse_row(row, gate_decisions)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # ValidationError is a ValueError
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnreadableRecord(row.id, problem) from exc
+
+
+def _parse_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
     context = json.loads(row.context)
     return Gate(
         id=row.id,
         status=GateStatus(row.status),
-        request=GateRequest.model_validate_json(row.request),
+        request=GateRequest.model_validate(json.loads(row.request)),
         submitted_by=row.submitted_by,
         requester_identities=tuple(context["requester_identities"]),
         involved=tuple(Involved.model_validate(i) for i in context.get("involved", ())),
@@ -701,6 +745,8 @@ def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         consumed_at=row.consumed_at,
         decisions=tuple(gate_decisions),
         last_review=LastReview.model_validate(context["last_review"]) if context["last_review"] else None,
+        tag_sources=context.get("tag_sources", {}),  # gates opened before issue 16 have none
+        requirements=tuple(ApprovalRequirement.model_validate(r) for r in context.get("requirements", ())),
     )
 
 
@@ -749,4 +795,5 @@ def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
         "at": decision.at,
         "via": decision.via.value,
         "break_glass": decision.break_glass,
+        "counts_for": decision.counts_for,
     }

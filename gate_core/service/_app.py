@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
 
@@ -67,20 +67,43 @@ def _report_unknown_instances(gatekeeper: Gatekeeper, notifiers: Mapping[str, No
 
 
 def _sweep_once(state: ServiceState) -> None:
-    gatekeeper = state.gatekeeper
-    for gate in gatekeeper.expire_due():
-        state.changed(gate)
-    for gate in gatekeeper.due_reminders():
-        state.hub.remind(gate)
-    gatekeeper.audit.checkpoint_if_moved()
+    """One pass; each duty on its own, so a failure in one leaves the others running."""
+    gatekeeper, loops = state.gatekeeper, state.loops
+
+    def skipped(gate_id: str, exc: Exception) -> None:
+        loops.bad_record("sweeper", f"gate {gate_id}", exc)
+
+    def expiry() -> None:
+        for gate in gatekeeper.expire_due(on_bad_record=skipped):
+            state.changed(gate)
+
+    def reminders() -> None:
+        for gate in gatekeeper.due_reminders(on_bad_record=skipped):
+            state.hub.remind(gate)
+
+    duties: dict[str, Callable[[], object]] = {
+        "expiry": expiry,
+        "reminders": reminders,
+        "checkpoint": gatekeeper.audit.checkpoint_if_moved,
+    }
+    for duty, run in duties.items():
+        try:
+            run()
+        except GatehouseError as exc:  # database away: keep sweeping once it is back
+            log.warning("sweep %s skipped: %s", duty, exc)
+            loops.error("sweeper", exc)
+        except Exception as exc:  # anything unforeseen: logged and counted, never the end of the loop
+            log.exception("sweep %s failed", duty)
+            loops.error("sweeper", exc)
 
 
 async def _sweeper(state: ServiceState) -> None:
     while True:
         try:
             await run_in_threadpool(_sweep_once, state)
-        except GatehouseError as exc:  # database away: keep sweeping once it is back
-            log.warning("sweep skipped: %s", exc)
+        except Exception as exc:  # belt and braces: _sweep_once already catches per duty
+            log.exception("sweep failed")
+            state.loops.error("sweeper", exc)
         await asyncio.sleep(state.config.sweep_interval_s)
 
 
@@ -123,6 +146,8 @@ def create_app(
         if interactions is not None and slack is not None and slack.app_token is not None
         else None
     )
+    state.hub.on_failure = lambda what, exc: state.loops.bad_record("notifier", what, exc)
+    state.loops.watch("notifier", state.hub.running)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -130,12 +155,14 @@ def create_app(
         store = gatekeeper.store
         if isinstance(store, SqlStore) and store.dialect == "postgresql":
             dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            listener = PgChangeListener(dsn, CHANGE_CHANNEL, state.bus.publish)
+            listener = PgChangeListener(dsn, CHANGE_CHANNEL, state.bus.publish, health=state.loops)
+            state.loops.watch("listener", listener.is_alive)
             listener.start()
             await run_in_threadpool(listener.connected.wait, 10)
         sweeper = asyncio.create_task(_sweeper(state))
         if socket_mode is not None:
             socket_mode.start()
+        state.loops.watch("sweeper", lambda: not sweeper.done())
         try:
             yield
         finally:
@@ -170,6 +197,17 @@ def create_app(
             size = gatekeeper.audit.size()
         except GatehouseError as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "audit_entries": size, "waiting_gates": state.bus.waiting_gates})
+        loops = state.loops.snapshot()
+        stopped = [name for name, loop in loops.items() if not loop["running"]]
+        body = {
+            "status": "degraded" if stopped else "ok",
+            "audit_entries": size,
+            "waiting_gates": state.bus.waiting_gates,
+            "loops": loops,
+        }
+        if stopped:  # a replica whose sweeper has ended must be restarted, not trusted
+            body["detail"] = f"background loop(s) stopped: {', '.join(stopped)}"
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
     return app

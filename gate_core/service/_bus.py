@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 import psycopg
 
+from gate_core.service._loops import LoopHealth
+
 log = logging.getLogger("gatehouse.service")
 
 
@@ -105,30 +107,44 @@ class PgChangeListener(threading.Thread):
     """LISTENs on PostgreSQL and republishes every change on the local bus. Reconnects with
     backoff if the database goes away (waiters meanwhile fall back to their timeout re-read)."""
 
-    def __init__(self, dsn: str, channel: str, publish: Callable[[str], None]) -> None:
+    def __init__(
+        self, dsn: str, channel: str, publish: Callable[[str], None], *, health: LoopHealth | None = None
+    ) -> None:
         super().__init__(name="gatehouse-pg-listener", daemon=True)
         self._dsn = dsn
         self._channel = channel
         self._publish = publish
-        self._stop = threading.Event()
+        self._health = health
+        self._stopping = threading.Event()
         self.connected = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         backoff = 0.2
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f'LISTEN "{self._channel}"')
                     self.connected.set()
                     backoff = 0.2
-                    while not self._stop.is_set():
+                    while not self._stopping.is_set():
                         for notice in conn.notifies(timeout=0.5):
-                            self._publish(notice.payload)
-            except psycopg.Error as exc:
+                            self._deliver(notice.payload)
+            except Exception as exc:  # the database away, or anything unforeseen: reconnect, never end
                 self.connected.clear()
                 log.warning("change listener lost PostgreSQL (%s); retrying in %.1fs", exc, backoff)
+                if self._health is not None:
+                    self._health.error("listener", exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _deliver(self, payload: str) -> None:
+        """One notice; a bad one (anyone may NOTIFY the channel) is logged, counted and passed over."""
+        try:
+            self._publish(payload)
+        except Exception as exc:
+            log.error("change listener skipped notice %r: %s: %s", payload[:100], type(exc).__name__, exc)
+            if self._health is not None:
+                self._health.bad_record("listener", f"notice {payload[:100]!r}", exc)

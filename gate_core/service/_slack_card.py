@@ -25,9 +25,9 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from gate_core._models import (
+    DatasetRef,
     Decision,
     Gate,
-    GateRequest,
     GateStatus,
     LastReview,
     Principal,
@@ -119,12 +119,19 @@ def _requester_field(gate: Gate, requester: Principal | None) -> str:
     return f"*Requested by*\n{who}"
 
 
-def _datasets_text(request: GateRequest, shown: int = 10) -> str:
+def _tag_text(gate: Gate, dataset: DatasetRef, tag: str) -> str:
+    """``*pii* (catalog)``: the tag, and which server source knew it (unmarked: the caller's)."""
+    sources = gate.server_sources(dataset, tag)
+    return f"*{mrkdwn_escape(tag)}*" + (f" ({mrkdwn_escape(', '.join(sources))})" if sources else "")
+
+
+def _datasets_text(gate: Gate, shown: int = 10) -> str:
+    request = gate.request
     if not request.datasets:
         return "*Datasets*\nnone declared"
     lines = []
     for dataset in request.datasets[:shown]:
-        tags = ", ".join(f"*{mrkdwn_escape(t)}*" for t in sorted(dataset.tags)) or "no tags"
+        tags = ", ".join(_tag_text(gate, dataset, t) for t in sorted(dataset.tags)) or "no tags"
         lines.append(f"• {_code(dataset.qualified_name, 200)} — {tags}")
     if len(request.datasets) > shown:
         lines.append(f"… and {len(request.datasets) - shown} more")
@@ -196,7 +203,7 @@ def card_blocks(gate: Gate, *, console_url: str, requester: Principal | None) ->
                 MarkdownTextObject(text=f"*Environment*\n{_code(request.environment)}"),
             ]
         ),
-        SectionBlock(text=MarkdownTextObject(text=_datasets_text(request))),
+        SectionBlock(text=MarkdownTextObject(text=_datasets_text(gate))),
         SectionBlock(
             text=MarkdownTextObject(
                 text=_fit(f"*Rule* {_code(gate.rule)}\n{mrkdwn_escape(gate.explanation)}", 3000)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -13,6 +13,7 @@ from gate_core.service._auth import Authenticator, Identity
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus
 from gate_core.service._config import ServiceConfig
+from gate_core.service._loops import LoopHealth
 from gate_core.service.notify import NotificationHub
 
 
@@ -24,6 +25,7 @@ class ServiceState:
     hub: NotificationHub
     auth: Authenticator
     decisions: DecisionBatcher
+    loops: LoopHealth = field(default_factory=LoopHealth)
 
     def changed(self, gate: Gate) -> None:
         """After any transition: wake local waiters now (other replicas hear NOTIFY), update messages."""

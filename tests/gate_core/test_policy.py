@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,8 @@ def test_example_policy_rules() -> None:
     assert pii.explanation.startswith(
         "rule 'pii-export' matched (action export; dataset tag pii on warehouse/customers)"
     )
-    redeploy = evaluate(request("redeploy", env="prod"), ALICE, policy)
+    # at a given time: without one, the example's year-end freeze window counts as open (fail closed)
+    redeploy = evaluate(request("redeploy", env="prod"), ALICE, policy, datetime(2026, 6, 1, tzinfo=UTC))
     assert (redeploy.rule, redeploy.required_approvals) == ("prod-redeploy", 2)
     assert redeploy.break_glass_groups == ("sre-oncall",)
     assert evaluate(request("role_escalation"), ALICE, policy).rule == "role-escalation"

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gate_core import GateFilter, GateRequest, Scope
+from gate_core._terms import invisible
 from gate_core.testing import actor
 from tests.reliability.conftest import Report
 from tests.service.conftest import Service
@@ -36,14 +37,18 @@ NASTY = [
 
 
 def text_fields(nasty: str) -> dict[str, Any]:
+    # Actions, environments and tags are policy terms: an invisible or control character in one is
+    # refused (issue 16, THREATS.md property 4; see test_invisible_terms_are_refused below), so
+    # they get the payload only where it has none. Every other field keeps it verbatim.
+    term = nasty if invisible(nasty) is None else "plain"
     return {
         **PII_EXPORT,
         "target": nasty[:1000],
         "reason": nasty,
-        "environment": nasty[:100],
+        "environment": term[:100],
         "parameters": {nasty[:200]: nasty, "nested": [nasty, {"k": nasty}]},
         "datasets": [
-            {"namespace": f"ns{nasty[:100]}", "name": f"name{nasty[:200]}", "tags": ["pii", nasty[:50]]}
+            {"namespace": f"ns{nasty[:100]}", "name": f"name{nasty[:200]}", "tags": ["pii", term[:50]]}
         ],
         "run": {"orchestrator": nasty[:50], "pipeline": nasty[:200], "run_id": nasty[:200], "task_id": "t"},
     }
@@ -78,6 +83,27 @@ def test_injection_and_unicode_in_every_text_field(service: Service, report: Rep
         "Hostile input: injection/Unicode payloads stored and returned verbatim",
         f"{stored_verbatim}/{len(NASTY)}",
     )
+
+
+@pytest.mark.slow
+def test_invisible_terms_are_refused(service: Service) -> None:
+    """Before issue 16 these were stored as given, and a zero-width space in a tag missed its rule."""
+    refused = 0
+    with service.client("bot") as bot:
+        for nasty in (n for n in NASTY if invisible(n) is not None):
+            for field, body in (
+                ("environment", {**PII_EXPORT, "environment": nasty[:100]}),
+                (
+                    "datasets.0.tags",
+                    {**PII_EXPORT, "datasets": [{"namespace": "w", "name": "t", "tags": [nasty[:50]]}]},
+                ),
+            ):
+                response = bot.post("/v1/gates", json=body)
+                assert response.status_code == 422, response.text
+                assert field in response.json()["detail"]
+                refused += 1
+    assert refused >= 6
+    assert service.gatekeeper.store.list_gates(GateFilter()) == []
 
 
 def nested(depth: int) -> str:

@@ -1,4 +1,5 @@
-"""Homes and channels as an adversary meets them: the real ``gatehouse`` CLI in a subprocess, the
+"""The security suite: the real service fixtures (uvicorn over a socket, SQLite and PostgreSQL), and
+homes and channels as an adversary meets them: the real ``gatehouse`` CLI in a subprocess, the
 real ``gatehouse serve`` over HTTP, and hand-written SQL on the SQLite file or PostgreSQL.
 
 ``production_home`` is a home that is *not* a sandbox (``init --example`` then its sandbox marker
@@ -23,6 +24,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gate_core import Settings
+from tests.gate_core.conftest import clock, gatekeeper, signer  # noqa: F401 - shared fixtures
+from tests.service.conftest import service, service_factory, service_settings  # noqa: F401 - shared fixtures
 
 GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
 KERNEL_ACCOUNT = pwd.getpwuid(os.geteuid()).pw_name

@@ -56,6 +56,8 @@ class NotificationHub:
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Callable[[], None]]] = {}
         self._pending: set[Future[None]] = set()
+        self._closed = False
+        self.on_failure: Callable[[str, Exception], None] | None = None  # told of each delivery given up
 
     def deliver(self, key: str, what: str, call: Callable[[], None]) -> None:
         """Run ``call`` in the background after everything queued under ``key``, with retries."""
@@ -77,7 +79,10 @@ class NotificationHub:
         while True:
             with self._lock:
                 job = self._queues[key][0]
-            job()
+            try:
+                job()
+            except Exception as exc:  # never leave the key's queue stuck behind one bad delivery
+                self._failed(f"delivery for gate {key}", exc)
             with self._lock:
                 queue = self._queues[key]
                 queue.popleft()
@@ -93,8 +98,20 @@ class NotificationHub:
             except Exception as exc:  # a notifier failing must never take the service down
                 if attempt == self.attempts:
                     log.error("%s failed after %d attempts: %s", what, attempt, exc)
+                    self._failed(what, exc)
                     return
                 time.sleep(self.backoff_s * attempt)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if self.on_failure is not None:
+            try:
+                self.on_failure(what, exc)
+            except Exception:  # counting must never be what stops delivery
+                log.exception("notification failure hook failed")
+
+    def running(self) -> bool:
+        """False once closed: nothing more will be delivered."""
+        return not self._closed
 
     def gate_opened(self, gate: Gate) -> None:
         if not gate.status.is_open:
@@ -167,4 +184,5 @@ class NotificationHub:
 
     def close(self) -> None:
         self.drain()
+        self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -246,7 +246,11 @@ def context_facts(gate: Gate) -> FactSet:
         ("Target", plain(req.target) or "none"),
         ("Environment", plain(req.environment) or "none"),
         ("Datasets", _datasets(gate)),
-        ("Tags", plain(", ".join(sorted(req.tags))) or "none"),
+        (
+            "Tags",
+            plain(", ".join(sorted({gate.tag_with_source(d, t) for d in req.datasets for t in d.tags})))
+            or "none",
+        ),
         ("Rule", plain(", ".join(gate.matched_rules) or gate.rule)),
         ("Why", plain(gate.explanation)),
         ("Run", _run(gate)),
