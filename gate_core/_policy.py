@@ -266,6 +266,7 @@ class Policy(_Strict):
             if pipeline and fnmatch.fnmatchcase(pipeline, glob)
             for owner in entry.owners
         )
+
     @model_validator(mode="after")
     def _environments_declared(self) -> Policy:
         """Aliases name one environment each; rules name declared environments (or aliases),

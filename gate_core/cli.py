@@ -30,7 +30,6 @@ from gate_core._tokens import Scope
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import SANDBOX_BANNER, local_caller
 from gate_core.cli_policy import policy as policy_commands
-from gate_core.identity import caller_from_os_account
 
 P = ParamSpec("P")
 R = TypeVar("R")
