@@ -60,6 +60,7 @@ EXPECTED = {
     "Event",
     "VerifyReport",
     "control_ids",
+    "verify_bundle",
     "verify_chain",
     # errors
     "GatehouseError",

@@ -1,0 +1,1 @@
+from tests.gate_core.conftest import clock, gatekeeper, signer  # noqa: F401 - shared fixtures
