@@ -57,6 +57,7 @@ from gate_core._models import (
 )
 from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate, load_policy, parse_policy
 from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
+from gate_core._proofs import verify_bundle
 from gate_core._store import SqlStore
 from gate_core._token_service import TokenService
 from gate_core._tokens import Scope
@@ -136,5 +137,6 @@ __all__ = [
     "open_gatekeeper",
     "parse_policy",
     "principal_may_decide",
+    "verify_bundle",
     "verify_chain",
 ]

@@ -21,9 +21,9 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -207,6 +207,25 @@ class Checkpoint:
         )
 
 
+# The empty log's head: the checkpoint a signer extends when it has signed nothing yet.
+GENESIS = Checkpoint(0, GENESIS_HASH, datetime.fromtimestamp(0, UTC), "", "")
+
+
+def read_checkpoints(path: Path) -> list[Checkpoint]:
+    """Checkpoints kept one JSON object a line (the witness file, an auditor's copy); none if
+    the file does not exist, AuditError naming the line if one cannot be read."""
+    if not path.exists():
+        return []
+    marks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                marks.append(Checkpoint.from_json(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise AuditError(f"{path}:{number}: unreadable checkpoint ({exc})") from exc
+    return marks
+
+
 def checkpoint_message(size: int, head_hash: str, at: datetime) -> bytes:
     return f"{CHECKPOINT_DOMAIN}\n{size}\n{head_hash}\n{at.isoformat()}\n".encode()
 
@@ -246,8 +265,12 @@ class CheckpointSigner:
             raise AuditError(f"{private_path} is not an Ed25519 private key")
         return cls(key)
 
+    def sign_bytes(self, message: bytes) -> bytes:
+        """The one operation a signer needs (an HSM or KMS signer implements just this)."""
+        return self._key.sign(message)
+
     def sign(self, size: int, head_hash: str, at: datetime) -> Checkpoint:
-        signature = self._key.sign(checkpoint_message(size, head_hash, at)).hex()
+        signature = self.sign_bytes(checkpoint_message(size, head_hash, at)).hex()
         return Checkpoint(size, head_hash, at, self.key_id, signature)
 
 
@@ -286,13 +309,16 @@ class VerifyReport:
     checkpoints_checked: int
     first_bad_seq: int | None = None
     problem: str = ""
+    gate: str | None = None  # the gate whose stored state disagrees with the log, if that is the problem
 
     def summary(self) -> str:
         if self.ok:
             return (
                 f"audit log intact: {self.entries} entries, head {self.head_hash[:16]}…, "
-                f"{self.checkpoints_checked} signed checkpoint(s) verified"
+                f"{self.checkpoints_checked} signed checkpoint(s) verified, gate states match the log"
             )
+        if self.first_bad_seq is None:
+            return f"audit log TAMPERED at gate {self.gate}: {self.problem}"
         return f"audit log TAMPERED at entry {self.first_bad_seq}: {self.problem}"
 
 
@@ -327,23 +353,116 @@ def _column_problem(body: str, seq: int, event: str, gate_id: str | None) -> str
     return "entry body is not in canonical form"
 
 
+# The status each event leaves a gate in: replaying a gate's entries gives the status the
+# database must show. A gate with no entry at all was never requested through the core.
+STATUS_AFTER: Mapping[str, str] = {
+    Event.GATE_REQUESTED: "PENDING",
+    Event.GATE_APPROVED: "APPROVED",
+    Event.GATE_REJECTED: "REJECTED",
+    Event.GATE_EXPIRED: "EXPIRED",
+    Event.GATE_CANCELLED: "CANCELLED",
+    Event.GATE_CONSUMED: "CONSUMED",
+}
+
+
+_USABLE = frozenset({"APPROVED", "CONSUMED"})  # the only states a consumption may follow
+
+
+@dataclass(slots=True)
+class GateReplay:
+    """What the log says about one gate: its status and how many decisions of each verdict."""
+
+    status: str
+    decisions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """What the database says: every gate's status and its decisions counted by verdict
+    (``gate id → status``, ``(gate id, verdict) → count``)."""
+
+    statuses: Mapping[str, str]
+    decisions: Mapping[tuple[str, str], int]
+    moving: frozenset[str] = frozenset()  # gates that changed while the log was read: not judged
+
+
+def settle(before: StoredState, after: StoredState) -> StoredState:
+    """``after`` with every gate that differs from ``before`` marked as moving."""
+    changed = {
+        g
+        for g in set(before.statuses) | set(after.statuses)
+        if before.statuses.get(g) != after.statuses.get(g)
+    }
+    changed |= {
+        key[0]
+        for key in set(before.decisions) | set(after.decisions)
+        if before.decisions.get(key) != after.decisions.get(key)
+    }
+    return StoredState(after.statuses, after.decisions, frozenset(changed))
+
+
+def check_state(replay: Mapping[str, GateReplay], stored: StoredState) -> tuple[str, str] | None:
+    """The first gate whose stored status or decisions disagree with the replayed log, and why.
+    A status the log never led to (APPROVED or CONSUMED without the entries that approve it) or
+    a decision row without its ``decision.recorded`` entry means the state was edited behind the
+    log's back."""
+    for gate_id in sorted((set(stored.statuses) | set(replay)) - stored.moving):
+        status = stored.statuses.get(gate_id)
+        logged = replay.get(gate_id)
+        if status is None:
+            return gate_id, f"gate {gate_id} is in the log but missing from the database"
+        if logged is None:
+            return gate_id, f"gate {gate_id} is {status} in the database but has no entry in the log"
+        if status != logged.status:
+            return gate_id, (
+                f"gate {gate_id} is {status} in the database but {logged.status} by its log entries "
+                f"(no audited decision made it {status})"
+            )
+    decided = {
+        (gate_id, verdict): count
+        for gate_id, logged in replay.items()
+        for verdict, count in logged.decisions.items()
+    }
+    for key in sorted(set(decided) | set(stored.decisions)):
+        if key[0] in stored.moving:
+            continue
+        if decided.get(key, 0) != stored.decisions.get(key, 0):
+            gate_id, verdict = key
+            return gate_id, (
+                f"gate {gate_id} has {stored.decisions.get(key, 0)} {verdict} decision(s) in the database "
+                f"but {decided.get(key, 0)} in the log"
+            )
+    return None
+
+
 def verify_chain(
     rows: Iterable[tuple[int, str, str | None, str, str, str]],
     checkpoints: Iterable[Checkpoint],
     public_key: Ed25519PublicKey | None,
+    state: Callable[[], StoredState] | None = None,
 ) -> VerifyReport:
     """Verify rows ``(seq, event, gate_id, body, prev_hash, hash)`` in seq order against checkpoints.
 
     Names the first bad sequence number. Checkpoints are checked for their signature and against
     the chain: a checkpoint larger than the log means the tail was cut; one whose head hash
-    differs from the recomputed hash at its size means the log was rewritten.
+    differs from the recomputed hash at its size means the log was rewritten. Without a public
+    key there is nothing to trust the checkpoints by, so that is an error, never a skip: a
+    self-consistent forgery recomputes every hash. With ``state``, every gate's stored status
+    and decisions are checked against the replayed log.
     """
+    if public_key is None:
+        raise AuditError(
+            "no trust root: verifying needs the log's public key (--public-key or "
+            "$GATEHOUSE_HOME/audit-signing.pub); without it a rewritten log recomputes every hash"
+        )
     marks = list(checkpoints)
     wanted = {c.size for c in marks}
     hash_at: dict[int, str] = {0: GENESIS_HASH}
+    replay: dict[str, GateReplay] = {}
     expected_seq = 1
     prev = GENESIS_HASH
     sha256 = hashlib.sha256
+    status_after = STATUS_AFTER
     for seq, event, gate_id, body, prev_hash, digest in rows:
         if seq != expected_seq:
             missing = expected_seq if seq > expected_seq else seq
@@ -360,19 +479,30 @@ def verify_chain(
             )
         if not _columns_match(body, seq, event, gate_id):
             return VerifyReport(False, seq - 1, prev, 0, seq, _column_problem(body, seq, event, gate_id))
+        if gate_id is not None:
+            if event in status_after:
+                logged = replay.get(gate_id)
+                if logged is None:
+                    replay[gate_id] = GateReplay(status_after[event])
+                elif event == Event.GATE_CONSUMED and logged.status not in _USABLE:
+                    logged.status = f"consumed while {logged.status}, never approved"
+                else:
+                    logged.status = status_after[event]
+            elif event == Event.DECISION_RECORDED and gate_id in replay:
+                verdict = str(json.loads(body)["payload"].get("verdict"))
+                counts = replay[gate_id].decisions
+                counts[verdict] = counts.get(verdict, 0) + 1
         prev = digest
         if seq in wanted:
             hash_at[seq] = digest
         expected_seq += 1
     size = expected_seq - 1
     checked = 0
-    if public_key is not None and size and not marks:
+    if size and not marks:
         return VerifyReport(
             False, size, prev, 0, 1, "no signed checkpoint covers this log (checkpoints deleted?)"
         )
     for mark in sorted(marks, key=lambda c: c.size):
-        if public_key is None:
-            break
         if not signature_valid(mark, public_key):
             return VerifyReport(
                 False,
@@ -402,7 +532,42 @@ def verify_chain(
                 f"entry {mark.size} does not match the signed checkpoint (log rewritten)",
             )
         checked += 1
+    if state is not None:
+        wrong = check_state(replay, state())
+        if wrong is not None:
+            return VerifyReport(False, size, prev, checked, None, wrong[1], gate=wrong[0])
     return VerifyReport(True, size, prev, checked)
+
+
+def extends(rows: Iterable[tuple[int, str, str | None, str, str, str]], last: Checkpoint) -> tuple[int, str]:
+    """The head ``(size, hash)`` recomputed from a checkpoint over the rows after it, or an
+    AuditError if the log no longer extends it: the row at the checkpoint's size must carry its
+    head hash, and every later row must chain on from there. What a signer checks before it
+    signs, so it never signs a head that rewrote or cut what it signed before; O(new entries)."""
+    size, prev = last.size, last.head_hash
+    reached = last.size == 0
+    for seq, _event, _gate, body, prev_hash, digest in rows:
+        if seq < last.size:
+            continue
+        if seq == last.size:
+            reached = digest == last.head_hash
+            if not reached:
+                break
+            continue
+        if not reached or seq != size + 1 or prev_hash != prev or _chain(prev, body) != digest:
+            reached = False
+            break
+        size, prev = seq, digest
+    if reached:
+        return size, prev
+    raise AuditError(
+        f"refusing to sign: the log no longer extends the last checkpoint (size {last.size}, head "
+        f"{last.head_hash[:16]}…); it was rewritten or cut — run `gatehouse audit verify`"
+    )
+
+
+def _chain(prev: str, body: str) -> str:
+    return hashlib.sha256(f"{prev}\n{body}".encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- export

@@ -6,6 +6,8 @@ inside each gate's transaction and asks this service to sign when enough have pi
 
 from __future__ import annotations
 
+import base64
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -14,17 +16,29 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gate_core._audit import (
+    GENESIS,
+    GENESIS_HASH,
     AuditDraft,
     AuditEntry,
     Checkpoint,
     CheckpointSigner,
     Event,
+    StoredState,
     VerifyReport,
+    chain_hash,
+    extends,
+    read_checkpoints,
+    settle,
+    signature_valid,
     verify_chain,
 )
-from gate_core._errors import InvalidInput
+from gate_core._errors import AuditError, InvalidInput
+from gate_core._merkle import consistency_proof, inclusion_proof, leaf_hash, root
 from gate_core._models import Actor, require_storable
 from gate_core._ports import AuditLog, Clock
+from gate_core._proofs import NoteCheckpoint, bundle, origin_for, sign_note
+
+log = logging.getLogger("gatehouse.audit")
 
 _EXTENSION_EVENT = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
 # Extensions append under their own area ("lineage."), never the core's ("gate.", "decision."…).
@@ -48,6 +62,7 @@ class AuditService:
         self.checkpoint_every = checkpoint_every
         self._checkpointed_at: int | None = None  # log.appended when this process last signed
         self._signed_size = -1  # the head size this process last signed (checkpoint_if_moved)
+        self._last: Checkpoint | None = None  # the checkpoint this process last signed
 
     def record(
         self, event: str, *, actor: Actor, payload: Mapping[str, Any], gate_id: str | None = None
@@ -68,10 +83,15 @@ class AuditService:
     # ------------------------------------------------------------ signing
 
     def checkpoint(self) -> Checkpoint | None:
-        """Sign the current head. Also appended to the witness file, outside the database."""
+        """Sign the current head — only if it extends the last checkpoint this process knows it
+        signed (in memory; at start the newest one under its key in the database or the witness
+        file), recomputed from there: an operator who rewrites or cuts the log, even deleting
+        the later checkpoints, cannot get the running service to sign the forgery. Also
+        appended to the witness file, outside the database."""
         if self.signer is None:
             return None
-        size, head = self.log.audit_head()
+        last = self._last_signed()
+        size, head = extends(self.log.audit_rows(from_seq=max(last.size, 1)), last)
         checkpoint = self.signer.sign(size, head, self.clock.now())
         self.log.add_checkpoint(checkpoint)
         if self.witness_path is not None:
@@ -79,7 +99,20 @@ class AuditService:
                 witness.write(checkpoint.to_json() + "\n")
         self._checkpointed_at = self.log.appended
         self._signed_size = size
+        self._last = checkpoint
         return checkpoint
+
+    def _last_signed(self) -> Checkpoint:
+        if self._last is not None:
+            return self._last
+        assert self.signer is not None
+        key = self.signer.public_key
+        ours = [c for c in [*self.log.checkpoints(), *self.witness_checkpoints()] if signature_valid(c, key)]
+        return max(ours, key=lambda c: c.size, default=GENESIS)
+
+    def witness_checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints in the witness file (none if there is no file yet)."""
+        return read_checkpoints(self.witness_path) if self.witness_path is not None else []
 
     def maybe_checkpoint(self) -> None:
         """Sign when the log has none yet, then after every ``checkpoint_every`` entries this
@@ -90,15 +123,35 @@ class AuditService:
             return
         if self._checkpointed_at is None:
             if not self.log.checkpoints():
-                self.checkpoint()
+                self._checkpoint_after_commit()
                 return
             self._checkpointed_at = 0
         if self.log.appended - self._checkpointed_at >= self.checkpoint_every:
+            self._checkpoint_after_commit()
+
+    def _checkpoint_after_commit(self) -> None:
+        """Sign on the hot path, after the caller's change committed: a refusal (the log was
+        rewritten behind this process) is logged loudly, not raised into a decision that
+        already stands; the sweeper and `gatehouse audit verify` report it again."""
+        try:
             self.checkpoint()
+        except AuditError as exc:
+            log.error("audit checkpoint refused: %s", exc)
+            self._checkpointed_at = self.log.appended  # retried after the next batch, not every call
 
     def checkpoint_if_moved(self) -> Checkpoint | None:
         """Sign the head if it moved (on any replica) since this process last signed it."""
         if self.signer is None or self.log.audit_head()[0] == self._signed_size:
+            return None
+        return self.checkpoint()
+
+    def checkpoint_if_unsigned(self) -> Checkpoint | None:
+        """Sign the head if no stored checkpoint covers it yet: a short-lived process (one CLI
+        command) leaves no unsigned tail behind for an operator to rewrite unnoticed."""
+        if self.signer is None:
+            return None
+        size = self.log.audit_head()[0]
+        if max((c.size for c in self.log.checkpoints()), default=0) >= size and size:
             return None
         return self.checkpoint()
 
@@ -107,11 +160,92 @@ class AuditService:
     def verify(
         self, extra_checkpoints: Iterable[Checkpoint] = (), *, public_key: Ed25519PublicKey | None = None
     ) -> VerifyReport:
-        """Recompute the chain and check every checkpoint (stored ones and ``extra_checkpoints``,
-        e.g. a witness file's) with ``public_key``, by default the signer's."""
+        """Recompute the chain, check every checkpoint (stored ones, the one this process last
+        signed, and ``extra_checkpoints``, e.g. a witness file's or an auditor's) with
+        ``public_key`` — by default the signer's; with neither this raises AuditError, never
+        skips — and check every gate's status and decisions against the replayed log.
+
+        Gates that change while the log is read (a live service) are left out of the state
+        check: the state is read before and after the scan and only gates equal in both count."""
         key = public_key or (self.signer.public_key if self.signer else None)
-        marks = list(self.log.checkpoints()) + list(extra_checkpoints)
-        return verify_chain(self.log.audit_rows(), marks, key)
+        # Our last checkpoint is read before the stored ones: it is stored before it is kept, so
+        # one signed meanwhile (the sweeper's thread) is never mistaken for a deleted one.
+        last = self._last
+        stored = self.log.checkpoints()
+        elsewhere = [*extra_checkpoints, *([last] if last is not None else [])]
+        before = self.log.stored_state()
+
+        def settled() -> StoredState:
+            return settle(before, self.log.stored_state())
+
+        report = verify_chain(self.log.audit_rows(), [*stored, *elsewhere], key, settled)
+        if not report.ok:
+            return report
+        # Every checkpoint is added to the database first; one held elsewhere that the database
+        # lacks was deleted from it (all verified above, so each is genuine and matches the log).
+        kept = {(c.size, c.head_hash, c.signature) for c in stored}
+        for mark in sorted(elsewhere, key=lambda c: c.size):
+            if (mark.size, mark.head_hash, mark.signature) not in kept:
+                return VerifyReport(
+                    False,
+                    report.entries,
+                    report.head_hash,
+                    report.checkpoints_checked,
+                    mark.size or 1,
+                    f"no signed checkpoint at size {mark.size} in the database, though one was "
+                    "signed and kept elsewhere (checkpoints deleted)",
+                )
+        return report
+
+    # ------------------------------------------------------------ proofs
+
+    def _signed_tree(self) -> tuple[list[bytes], list[str], str]:
+        """The leaves and bodies up to a freshly signed head, and a signed checkpoint note on
+        their RFC 9162 root. Signing goes through :meth:`checkpoint`, so a forked log is refused
+        first; the bodies are rechained here too, so none edited behind the hashes is proved."""
+        mark = self.checkpoint()
+        if mark is None or self.signer is None:
+            raise AuditError("no signing key: proofs need a signed checkpoint (run `gatehouse init`)")
+        leaves, bodies, prev = [], [], GENESIS_HASH
+        for seq, _event, _gate, body, _prev, _digest in self.log.audit_rows():
+            if seq > mark.size:
+                break
+            prev = chain_hash(prev, body)
+            leaves.append(leaf_hash(body.encode()))
+            bodies.append(body)
+        if len(leaves) != mark.size or prev != mark.head_hash:
+            raise AuditError("refusing to prove: the log does not match its own checkpoint; run verify")
+        public = self.signer.public_key
+        note = sign_note(NoteCheckpoint(origin_for(public), mark.size, root(leaves)), self.signer)
+        return leaves, bodies, note
+
+    def prove(self, seq: int) -> str:
+        """An inclusion bundle for entry ``seq``: the entry, its RFC 9162 inclusion proof and a
+        signed checkpoint note — everything :func:`verify_bundle` needs but the public key."""
+        leaves, bodies, note = self._signed_tree()
+        if not 1 <= seq <= len(leaves):
+            raise InvalidInput(f"no entry {seq}: the log has {len(leaves)}")
+        return bundle(bodies[seq - 1], seq - 1, len(leaves), inclusion_proof(leaves, seq - 1), note)
+
+    def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
+        """A consistency proof that the tree of ``old`` entries is a prefix of the tree of
+        ``new`` (default: the signed head), with both roots and a signed note for ``new``."""
+        leaves, _bodies, note = self._signed_tree()
+        new = len(leaves) if new is None else new
+        if not 0 <= old <= new <= len(leaves):
+            raise InvalidInput(f"need 0 <= OLD <= NEW <= {len(leaves)} (the log's size)")
+        if new != len(leaves):
+            assert self.signer is not None
+            public = self.signer.public_key
+            note = sign_note(NoteCheckpoint(origin_for(public), new, root(leaves[:new])), self.signer)
+        return {
+            "old_size": old,
+            "new_size": new,
+            "old_root": base64.b64encode(root(leaves[:old])).decode(),
+            "new_root": base64.b64encode(root(leaves[:new])).decode(),
+            "proof": [base64.b64encode(p).decode() for p in consistency_proof(leaves[:new], old)],
+            "checkpoint": note,
+        }
 
     def entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:
         """Every entry after ``after_seq``, oldest first (a generator holding a read connection

@@ -57,10 +57,19 @@ class Settings:
     policy_path: Path
     directory_path: Path
     db_timeout_s: float = 30.0
+    signing_key: Path | None = None  # $GATEHOUSE_SIGNING_KEY: the private key kept outside the home
 
     @property
     def signing_key_path(self) -> Path:
-        return self.home / "audit-signing.key"
+        return self.signing_key or self.home / "audit-signing.key"
+
+    def key_beside_database(self) -> bool:
+        """Does the private key share a directory with a SQLite database? Then whoever can rewrite
+        the log can also re-sign it: keep the key elsewhere ($GATEHOUSE_SIGNING_KEY)."""
+        if not self.database_url.startswith("sqlite:///"):
+            return False
+        database = Path(self.database_url.removeprefix("sqlite:///"))
+        return database.parent.resolve() == self.signing_key_path.parent.resolve()
 
     @property
     def public_key_path(self) -> Path:
@@ -89,6 +98,9 @@ class Settings:
             policy_path=Path(env.get("GATEHOUSE_POLICY") or home / "policy.yaml"),
             directory_path=Path(env.get("GATEHOUSE_DIRECTORY") or home / "directory.yaml"),
             db_timeout_s=float(env.get("GATEHOUSE_DB_TIMEOUT") or 30.0),
+            signing_key=Path(env["GATEHOUSE_SIGNING_KEY"]).expanduser()
+            if env.get("GATEHOUSE_SIGNING_KEY")
+            else None,
         )
 
 
@@ -125,6 +137,7 @@ def init_home(settings: Settings, *, example: bool = False, force: bool = False)
         CheckpointSigner.generate(settings.signing_key_path, settings.public_key_path)
         written += [settings.signing_key_path, settings.public_key_path]
     gatekeeper = open_gatekeeper(settings)
+    gatekeeper.audit.checkpoint_if_unsigned()  # the configuration entries, signed before any use
     gatekeeper.store.close()
     return written
 
@@ -138,6 +151,11 @@ def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: 
         )
     policy = load_policy(settings.policy_path)
     directory = load_source(settings)
+    if settings.signing_key is not None and not settings.signing_key.exists():
+        raise ConfigError(
+            f"GATEHOUSE_SIGNING_KEY names {settings.signing_key}, which does not exist; run `gatehouse init` "
+            "with it set to create the key there"
+        )
     signer = CheckpointSigner.load(settings.signing_key_path) if settings.signing_key_path.exists() else None
     store = SqlStore.open(settings.database_url, migrate=migrate, timeout_s=settings.db_timeout_s)
     gatekeeper = Gatekeeper(

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from gate_core._audit import AuditDraft, AuditEntry, Checkpoint
+from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState
 from gate_core._errors import GatehouseError
 from gate_core._models import Decision, Gate, GateStatus
 from gate_core._tokens import ApiToken
@@ -129,7 +129,9 @@ class AuditLog(Protocol):
 
     def audit_head(self) -> tuple[int, str]: ...
 
-    def audit_rows(self) -> Iterator[tuple[int, str, str | None, str, str, str]]: ...
+    def audit_rows(self, from_seq: int = 1) -> Iterator[tuple[int, str, str | None, str, str, str]]: ...
+
+    def stored_state(self) -> StoredState: ...
 
     def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]: ...
 

@@ -21,7 +21,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from gate_core._audit import Checkpoint, export_csv, export_jsonl, load_public_key
+from gate_core import cli_proofs
+from gate_core._audit import export_csv, export_jsonl, load_public_key, read_checkpoints
+from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
@@ -36,7 +38,19 @@ R = TypeVar("R")
 
 
 def _gatekeeper() -> Gatekeeper:
-    return open_gatekeeper(Settings.from_env())
+    gatekeeper = open_gatekeeper(Settings.from_env())
+    click.get_current_context().call_on_close(lambda: _sign_tail(gatekeeper))
+    return gatekeeper
+
+
+def _sign_tail(gatekeeper: Gatekeeper) -> None:
+    """Sign what this command appended before it exits: a CLI-only home has no sweeper, and an
+    unsigned tail is one an operator could rewrite or cut without any checkpoint noticing.
+    A refusal (the log no longer extends the last checkpoint) is reported, never hidden."""
+    try:
+        gatekeeper.audit.checkpoint_if_unsigned()
+    except GatehouseError as exc:
+        click.echo(f"gatehouse: WARNING: {exc}", err=True)
 
 
 def _local_actor(gatekeeper: Gatekeeper) -> Actor:
@@ -116,6 +130,13 @@ def init(example: bool, force: bool) -> None:
     written = init_home(settings, example=example, force=force)
     for path in written:
         click.echo(f"wrote {path}")
+    if settings.key_beside_database() and not example:  # an --example home is a sandbox
+        click.echo(
+            f"gatehouse: WARNING: the audit signing key {settings.signing_key_path} sits beside the "
+            "database: whoever can rewrite the log can re-sign it. Keep it elsewhere "
+            "(GATEHOUSE_SIGNING_KEY=/path/outside/the/home) and give auditors audit-signing.pub.",
+            err=True,
+        )
     click.echo(f"gatehouse home ready at {settings.home}")
 
 
@@ -279,34 +300,39 @@ def audit() -> None:
     """Verify and export the audit trail."""
 
 
-def _witness_checkpoints(path: Path) -> list[Checkpoint]:
-    if not path.exists():
-        return []
-    marks = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                marks.append(Checkpoint.from_json(line))
-            except (ValueError, KeyError) as exc:
-                fail(f"{path}:{number}: unreadable checkpoint ({exc})")
-    return marks
-
-
 @audit.command()
 @click.option(
     "--public-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Verify with this public key (default: $GATEHOUSE_HOME/audit-signing.pub).",
 )
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also check these checkpoints (JSON lines), e.g. a copy an auditor kept. Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @clean_errors
-def verify(public_key: Path | None, as_json: bool) -> None:
-    """Recompute the hash chain and check every signed checkpoint. Exit 1 names the first bad entry."""
+def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json: bool) -> None:
+    """Recompute the hash chain, check every signed checkpoint and every gate's state against the
+    log. Exit 1 names the first bad entry or gate; exit 2 if there is no trust root (no public key):
+    a missing key is an error, never a skip."""
     settings = Settings.from_env()
-    gatekeeper = open_gatekeeper(settings)
     key_path = public_key or settings.public_key_path
-    key = load_public_key(key_path) if key_path.exists() else None
-    report = gatekeeper.audit.verify(_witness_checkpoints(settings.witness_path), public_key=key)
+    if not key_path.exists():
+        fail(
+            f"no trust root: {key_path} is missing; verify with the log's public key from a copy "
+            "you trust (--public-key)",
+            code=2,
+        )
+    key = load_public_key(key_path)
+    gatekeeper = open_gatekeeper(settings)
+    marks = [*gatekeeper.audit.witness_checkpoints()]
+    for path in checkpoint_files:
+        marks += read_checkpoints(path)
+    report = gatekeeper.audit.verify(marks, public_key=key)
     if as_json:
         click.echo(
             json.dumps(
@@ -316,6 +342,7 @@ def verify(public_key: Path | None, as_json: bool) -> None:
                     "head_hash": report.head_hash,
                     "checkpoints_checked": report.checkpoints_checked,
                     "first_bad_seq": report.first_bad_seq,
+                    "gate": report.gate,
                     "problem": report.problem,
                 }
             )
@@ -353,6 +380,11 @@ def checkpoint_cmd() -> None:
         fail("no signing key in $GATEHOUSE_HOME; run `gatehouse init`")
     assert mark is not None
     click.echo(f"checkpoint: {mark.size} entries, head {mark.head_hash}, key {mark.key_id}")
+
+
+audit.add_command(cli_proofs.prove)
+audit.add_command(cli_proofs.consistency)
+audit.add_command(cli_proofs.verify_proof)
 
 
 @main.command()

@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, chain
+from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, chain
 from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable, UnreadableRecord
 from gate_core._hashing import sha256_hex
 from gate_core._models import (
@@ -528,24 +528,31 @@ class SqlStore:
             row = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
         return int(row.seq), str(row.hash)
 
-    def audit_rows(self, batch: int = 20_000) -> Iterator[tuple[int, str, str | None, str, str, str]]:
-        """Every entry ``(seq, event, gate_id, body, prev_hash, hash)`` in seq order, streamed.
+    def audit_rows(
+        self, from_seq: int = 1, batch: int = 20_000
+    ) -> Iterator[tuple[int, str, str | None, str, str, str]]:
+        """Every entry ``(seq, event, gate_id, body, prev_hash, hash)`` from ``from_seq`` on, in
+        seq order, streamed.
 
         Verification reads the whole log, so this bypasses SQLAlchemy's Row objects (most of the
         cost at a million entries) and streams plain DBAPI tuples: a server-side cursor on
         PostgreSQL, a plain cursor on SQLite — constant memory either way."""
-        sql = "SELECT seq, event, gate_id, body, prev_hash, hash FROM gh_audit_log ORDER BY seq"
+        sql = (
+            "SELECT seq, event, gate_id, body, prev_hash, hash FROM gh_audit_log WHERE seq >= {} ORDER BY seq"
+        )
         try:
             with self.engine.connect() as conn:
                 dbapi: Any = conn.connection.dbapi_connection
                 if conn.dialect.name == "postgresql":
                     cursor = dbapi.cursor(name="gh_audit_rows")
                     cursor.itersize = batch
+                    placeholder = "%s"
                 else:
                     cursor = dbapi.cursor()
                     cursor.arraysize = batch
+                    placeholder = "?"
                 try:
-                    cursor.execute(sql)
+                    cursor.execute(sql.format(placeholder), (from_seq,))
                     while rows := cursor.fetchmany(batch):
                         yield from rows
                 finally:
@@ -562,6 +569,17 @@ class SqlStore:
             )
             for r in result:
                 yield AuditEntry(r.seq, r.at, r.event, r.actor, r.gate_id, r.body, r.prev_hash, r.hash)
+
+    def stored_state(self) -> StoredState:
+        """Every gate's status and its decisions counted by verdict, for the state check."""
+        with self._read() as conn:
+            statuses = {str(r.id): str(r.status) for r in conn.execute(select(gates.c.id, gates.c.status))}
+            counted = conn.execute(
+                select(decisions.c.gate_id, decisions.c.verdict, func.count()).group_by(
+                    decisions.c.gate_id, decisions.c.verdict
+                )
+            ).all()
+        return StoredState(statuses, {(str(g), str(v)): int(n) for g, v, n in counted})
 
     def audit_count(self) -> int:
         with self._read() as conn:

@@ -162,8 +162,9 @@ def test_self_consistent_forgery_without_the_key_is_detected(gatekeeper: Gatekee
     impostor = CheckpointSigner(Ed25519PrivateKey.generate())
     tamper(gatekeeper, "DELETE FROM gh_audit_checkpoints")
     gatekeeper.store.add_checkpoint(impostor.sign(len(forged), prev, gatekeeper.clock.now()))
-    chain_only = verify_chain(gatekeeper.store.audit_rows(), [], None)
-    assert chain_only.ok  # the forgery is self-consistent ...
+    forged_mark = gatekeeper.store.checkpoints()
+    chain_only = verify_chain(gatekeeper.store.audit_rows(), forged_mark, impostor.public_key)
+    assert chain_only.ok  # the forgery is self-consistent under the impostor's own key ...
     report = gatekeeper.audit.verify()
     assert not report.ok  # ... but no checkpoint signed with our key vouches for it
     assert "invalid signature" in report.problem

@@ -61,6 +61,7 @@ EXPECTED = {
     "Event",
     "VerifyReport",
     "control_ids",
+    "verify_bundle",
     "verify_chain",
     # errors
     "GatehouseError",

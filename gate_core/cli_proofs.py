@@ -1,0 +1,63 @@
+"""`gatehouse audit prove | consistency | verify-proof`: RFC 9162 proofs over the audit log.
+
+`prove` and `consistency` read the home's log and sign a checkpoint note with its key;
+`verify-proof` needs no home and no database — only a bundle and the log's public key — so an
+auditor can check one decision on their own machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from gate_core._audit import load_public_key
+from gate_core._errors import AuditError
+from gate_core._home import Settings, open_gatekeeper
+from gate_core._proofs import verify_bundle
+from gate_core.cli_errors import clean_errors, fail
+
+
+@click.command()
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@clean_errors
+def prove(seq: int, output: Path | None) -> None:
+    """Write an inclusion bundle for entry SEQ: the entry, its O(log n) proof, a signed checkpoint."""
+    text = open_gatekeeper(Settings.from_env()).audit.prove(seq)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote the inclusion proof of entry {seq} to {output}", err=True)
+
+
+@click.command()
+@click.argument("old", type=click.IntRange(min=0))
+@click.argument("new", type=click.IntRange(min=0), required=False)
+@clean_errors
+def consistency(old: int, new: int | None) -> None:
+    """Prove the log of OLD entries is a prefix of the log of NEW (default: now): it only grew."""
+    click.echo(json.dumps(open_gatekeeper(Settings.from_env()).audit.consistency(old, new), indent=2))
+
+
+@click.command(name="verify-proof")
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The log's public key, from a copy you trust.",
+)
+@clean_errors
+def verify_proof(bundle_path: Path, public_key: Path) -> None:
+    """Check an inclusion bundle with nothing but the log's public key. Exit 1 says what failed."""
+    try:
+        entry = verify_bundle(bundle_path.read_text(encoding="utf-8"), load_public_key(public_key))
+    except AuditError as exc:
+        fail(f"proof REJECTED: {exc}")
+    click.echo(
+        f"proof OK: entry {entry['seq']} ({entry.get('event')}, gate {entry.get('gate')}) is in the log"
+    )
+    sys.exit(0)

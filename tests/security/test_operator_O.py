@@ -1,0 +1,269 @@
+"""Adversary O — an operator with database access (and, in the worst case, the log's signing key)
+— rewrites history. Property 5: the audit trail is tamper-evident to a third party holding a
+trust root (the pinned public key, a checkpoint it kept): `gatehouse audit verify` exits 1 and
+names the first bad entry or gate; it never passes without a trust root.
+
+Every attack runs as the adversary would: the real `gatehouse` CLI in a subprocess for the history
+and the verdict, plain SQL on the real database (SQLite file, PostgreSQL as the table owner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from gate_core import Gatekeeper, SqlStore
+from gate_core._errors import AuditError
+from gate_core.testing import actor, example_directory, example_policy
+from tests.conftest import Report
+from tests.gate_core.conftest import prod_redeploy
+from tests.gate_core.test_audit import fill
+from tests.security._operator import Body, cut_tail, rewrite, run_sql
+
+GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class World:
+    home: Path
+    database_url: str
+    engine: Engine
+    pii_gate: str
+
+    def gatehouse(self, *args: str, user: str = "alice") -> Result:
+        env = {
+            **os.environ,
+            "GATEHOUSE_HOME": str(self.home),
+            "GATEHOUSE_DATABASE_URL": self.database_url,
+            "USER": user,
+        }
+        proc = subprocess.run([*GATEHOUSE, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def verify(self, *args: str) -> Result:
+        return self.gatehouse("audit", "verify", "--json", *args)
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    """A home used from the CLI only: a pii export requested by alice, her refused self-approval
+    (the separation-of-duties evidence), bob's approval."""
+    url = database_url.replace("postgresql://", "postgresql+psycopg://")
+    engine = create_engine(url)
+    w = World(tmp_path / "home", database_url, engine, "")
+    assert w.gatehouse("init", "--example").code == 0
+    opened = w.gatehouse(
+        "request", "--action", "export", "--target", "s3://x/c.csv", "--dataset", "warehouse/customers#pii"
+    )
+    assert opened.code == 0, opened.err
+    w.pii_gate = opened.out.strip().splitlines()[-1]
+    assert w.gatehouse("approve", w.pii_gate, user="alice").code == 1
+    assert w.gatehouse("approve", w.pii_gate, user="bob").code == 0
+    intact = w.verify()
+    assert intact.code == 0, intact.out + intact.err
+    yield w
+    engine.dispose()
+
+
+def _reattribute(entries: list[Body]) -> list[Body]:
+    """Drop alice's refused self-approval and make carol, not bob, the approver."""
+    out = []
+    for body in entries:
+        if body["event"] == "decision.refused":
+            continue
+        if body["actor"]["principal_id"] == "bob":
+            body["actor"] = {**body["actor"], "principal_id": "carol", "display_name": "carol"}
+        if body["event"] == "gate.approved":
+            body["payload"] = {**body["payload"], "by": ["carol"]}
+        out.append(body)
+    return out
+
+
+def _first_bad(result: Result) -> dict[str, object]:
+    assert result.code == 1, result.out + result.err
+    verdict = json.loads(result.out)
+    assert verdict["ok"] is False
+    return dict(verdict)
+
+
+def test_rewrite_after_cli_use_is_detected_even_with_an_out_of_band_key(
+    world: World, tmp_path: Path, report: Report
+) -> None:
+    pinned = tmp_path / "auditor.pub"
+    shutil.copy(world.home / "audit-signing.pub", pinned)
+    rewrite(world.engine, _reattribute)
+    run_sql(world.engine, "UPDATE gh_decisions SET principal_id = 'carol' WHERE principal_id = 'bob'")
+    verdict = _first_bad(world.verify("--public-key", str(pinned)))
+    assert verdict["first_bad_seq"] is not None
+    assert "rewritten" in str(verdict["problem"]) or "removed" in str(verdict["problem"])
+    _first_bad(world.verify())
+    report(f"Tamper O ({world.engine.dialect.name}): rewrite after CLI use", "detected", "", "detected")
+
+
+def test_cut_tail_after_cli_use_is_detected(world: World, report: Report) -> None:
+    with world.engine.connect() as conn:
+        size = int(conn.execute(text("SELECT max(seq) FROM gh_audit_log")).scalar_one())
+    cut_tail(world.engine, size - 2)
+    verdict = _first_bad(world.verify())
+    assert verdict["first_bad_seq"] == size - 1
+    report(f"Tamper O ({world.engine.dialect.name}): cut the tail", "detected", "", "detected")
+
+
+def test_deleting_later_checkpoints_is_caught_by_the_auditors_copy(
+    world: World, tmp_path: Path, report: Report
+) -> None:
+    kept = tmp_path / "auditor-checkpoints.jsonl"
+    shutil.copy(world.home / "audit-checkpoints.jsonl", kept)
+    rewrite(world.engine, _reattribute)
+    with world.engine.connect() as conn:
+        first = conn.execute(text("SELECT min(size) FROM gh_audit_checkpoints")).scalar_one()
+    run_sql(world.engine, "DELETE FROM gh_audit_checkpoints WHERE size > :s", s=first)
+    witness = world.home / "audit-checkpoints.jsonl"
+    lines = witness.read_text().splitlines()
+    witness.write_text("\n".join(line for line in lines if json.loads(line)["size"] <= first) + "\n")
+    verdict = _first_bad(world.verify("--checkpoints", str(kept)))
+    assert "rewritten" in str(verdict["problem"]) or "removed" in str(verdict["problem"])
+    report(
+        f"Tamper O ({world.engine.dialect.name}): rewrite + delete later checkpoints (auditor kept one)",
+        "detected",
+        "",
+        "detected",
+    )
+
+
+def test_missing_public_key_is_an_error_not_a_skip(world: World, report: Report) -> None:
+    (world.home / "audit-signing.pub").unlink()
+    result = world.verify()
+    assert result.code == 2, result.out + result.err
+    assert "no trust root" in result.err
+    assert world.gatehouse("audit", "verify", "--public-key", str(world.home / "nope.pub")).code != 0
+    report(f"Tamper O ({world.engine.dialect.name}): public key removed", "refused (exit 2)", "", "refused")
+
+
+def test_resigning_with_the_home_key_is_caught_by_the_auditors_checkpoint(
+    world: World, tmp_path: Path, report: Report
+) -> None:
+    """The private key sits beside the database: O re-signs the forged head with it. A verifier
+    holding an earlier checkpoint (or, with witnesses, a witness holding it) still sees the fork."""
+    kept = tmp_path / "auditor-checkpoints.jsonl"
+    shutil.copy(world.home / "audit-checkpoints.jsonl", kept)
+    rewrite(world.engine, _reattribute)
+    run_sql(world.engine, "DELETE FROM gh_audit_checkpoints")
+    (world.home / "audit-checkpoints.jsonl").unlink()
+    assert world.gatehouse("audit", "checkpoint").code == 0  # the home key signs the forgery
+    verdict = _first_bad(world.verify("--checkpoints", str(kept)))
+    assert "rewritten" in str(verdict["problem"]) or "removed" in str(verdict["problem"])
+    report(
+        f"Tamper O ({world.engine.dialect.name}): rewrite re-signed with the log key (auditor kept one)",
+        "detected",
+        "",
+        "detected",
+    )
+
+
+def test_status_without_its_decisions_is_detected_naming_the_gate(world: World, report: Report) -> None:
+    opened = world.gatehouse(
+        "request", "--action", "export", "--target", "s3://y/d.csv", "--dataset", "warehouse/customers#pii"
+    )
+    gate = opened.out.strip().splitlines()[-1]
+    with world.engine.begin() as conn:
+        conn.execute(text("UPDATE gh_gates SET status = 'APPROVED' WHERE id = :g"), {"g": gate})
+    verdict = _first_bad(world.verify())
+    assert gate in str(verdict["problem"])
+    assert verdict["gate"] == gate
+    with world.engine.begin() as conn:
+        conn.execute(text("UPDATE gh_gates SET status = 'CONSUMED' WHERE id = :g"), {"g": gate})
+    consumed = _first_bad(world.verify())
+    assert consumed["gate"] == gate
+    report(
+        f"Tamper O ({world.engine.dialect.name}): gate status set without decisions",
+        "detected",
+        "",
+        "detected",
+    )
+
+
+# ---------------------------------------------------------------- the running service
+
+
+def test_running_service_refuses_to_sign_a_rewritten_log(
+    gatekeeper: Gatekeeper, report: Report, caplog: pytest.LogCaptureFixture
+) -> None:
+    """O, as the table owner, disables the triggers, rewrites the log and deletes every later
+    checkpoint; the service must not sign the forged head, and its own verify still fails.
+    Gates keep working meanwhile (their changes commit); each refused signing is logged."""
+    fill(gatekeeper)
+    engine = gatekeeper.store.engine
+    rewrite(engine, _reattribute)
+    run_sql(engine, "DELETE FROM gh_audit_checkpoints")
+    for _ in range(3):  # past the fixture's cadence of 4 entries: the hot path tries to sign
+        gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    assert "audit checkpoint refused: refusing to sign" in caplog.text
+    with pytest.raises(AuditError, match="refusing to sign"):
+        gatekeeper.audit.checkpoint_if_moved()
+    assert gatekeeper.store.checkpoints() == []
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok
+    assert verdict.first_bad_seq is not None
+    report(
+        f"Tamper O ({engine.dialect.name}): service asked to sign a rewritten log",
+        "refused, verify fails",
+        "",
+        "refused",
+    )
+
+
+def test_approving_in_sql_then_consuming_is_detected(gatekeeper: Gatekeeper, report: Report) -> None:
+    """``UPDATE gh_gates SET status='APPROVED'`` and consume through the real path: the log holds
+    the consumption but no decision, so the replay never reaches APPROVED."""
+    gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(text("UPDATE gh_gates SET status = 'APPROVED' WHERE id = :g"), {"g": gate.id})
+    gatekeeper.consume(gate.id, actor=actor("etl-bot"), binding_hash=gate.binding_hash)
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok
+    assert verdict.gate == gate.id
+    assert "never approved" in verdict.problem
+    assert gate.id in verdict.summary()
+
+
+def test_forged_decision_row_is_detected(gatekeeper: Gatekeeper) -> None:
+    gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    gatekeeper.approve(gate.id, actor=actor("bob"))
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO gh_decisions (gate_id, principal_id, person_key, display_name, verdict, "
+                "comment, at, via, break_glass) SELECT gate_id, 'dave', 'dave', 'dave', verdict, comment, "
+                "at, via, break_glass FROM gh_decisions WHERE gate_id = :g"
+            ),
+            {"g": gate.id},
+        )
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok
+    assert verdict.gate == gate.id
+    assert "2 approve decision(s) in the database but 1 in the log" in verdict.problem
+
+
+def test_verify_without_a_trust_root_is_an_error(store: SqlStore) -> None:
+    keyless = Gatekeeper(store, example_directory(), example_policy())
+    keyless.open(prod_redeploy(), submitted_by=actor("alice"))
+    with pytest.raises(AuditError, match="no trust root"):
+        keyless.audit.verify()
