@@ -663,6 +663,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
                 "notify": list(gate.notify),
                 "requester_identities": list(gate.requester_identities),
                 "involved": [i.model_dump(mode="json") for i in gate.involved],
+                "identified_by": list(gate.identified_by),
                 "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
             }
         ),
@@ -684,6 +685,7 @@ def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         submitted_by=row.submitted_by,
         requester_identities=tuple(context["requester_identities"]),
         involved=tuple(Involved.model_validate(i) for i in context.get("involved", ())),
+        identified_by=tuple(context.get("identified_by", ())),
         binding_hash=row.binding_hash,
         policy_hash=row.policy_hash,
         rule=row.rule,
