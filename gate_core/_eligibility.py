@@ -8,7 +8,8 @@ The rules, in the order they are checked (the first that applies answers):
    the pipeline names, the pipeline's owners (``Gate.involved``); the same id, or the same e-mail
    under another id, compared in the canonical form of gate_core.identity — decides; there is no
    admin bypass;
-5. only members of the rule's approver groups, or of its break-glass groups, decide;
+5. only members of the rule's approver groups, or of its break-glass groups, decide — identified
+   by one of the rule's ``identified_by`` methods when it lists any;
 6. one person counts once: a second decision by the same person is refused;
 7. any allowed reject is final; approvals complete when the distinct approvers reach the rule's
    count, or at once when the approver acts through a break-glass group (flagged in the audit).
@@ -32,7 +33,7 @@ from gate_core._errors import (
     ServicePrincipalRefused,
 )
 from gate_core._models import Gate, GateStatus, Principal, PrincipalKind, Verdict
-from gate_core.identity import canonical_key, identity_key, same_person
+from gate_core.identity import AuthMethod, canonical_key, identity_key, same_person
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,9 @@ def _why_involved(gate: Gate, principal: Principal) -> str:
     )
 
 
-def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: datetime) -> DecisionEffect:
+def judge_decision(
+    gate: Gate, principal: Principal, verdict: Verdict, now: datetime, *, via: AuthMethod | None = None
+) -> DecisionEffect:
     """Accept a decision and say what it does, or raise the DecisionRefused that explains why not."""
     refuse_if_closed(gate, now)
     if principal.kind is not PrincipalKind.HUMAN:
@@ -91,6 +94,12 @@ def judge_decision(gate: Gate, principal: Principal, verdict: Verdict, now: date
     if not (in_approvers or in_break_glass):
         allowed = " or ".join(gate.approver_groups) or "nobody"
         raise NotAnApprover(f"{principal.id} is not in an approver group of this gate (needs {allowed})")
+    if gate.identified_by and via is not None and via.value not in gate.identified_by:
+        raise NotAnApprover(
+            f"{principal.id}: rule {gate.rule!r} needs an approver identified by "
+            f"{' or '.join(gate.identified_by)}; you were identified by {via.value}"
+            + (" (a sandbox name is never verified)" if via is AuthMethod.SANDBOX else "")
+        )
     for earlier in gate.decisions:
         if same_person(earlier.principal_id, earlier.email, principal.id, principal.email):
             raise DuplicateDecision(

@@ -55,7 +55,7 @@ from gate_core._models import (
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
-from gate_core.identity import IdentitySource, identity_key
+from gate_core.identity import AuthMethod, IdentitySource, identity_key
 
 log = logging.getLogger("gatehouse")
 
@@ -224,6 +224,7 @@ class Gatekeeper:
             required_approvals=decision.required_approvals,
             approver_groups=decision.approver_groups,
             break_glass_groups=decision.break_glass_groups,
+            identified_by=decision.identified_by,
             notify=decision.notify,
             created_at=now,
             expires_at=now + decision.expiry,
@@ -359,7 +360,7 @@ class Gatekeeper:
                     ),
                 )
             try:
-                effect = judge_decision(gate, principal, verdict, now)
+                effect = judge_decision(gate, principal, verdict, now, via=actor.via)
             except DecisionRefused as refusal:
                 return Mutation(
                     events=[
@@ -606,10 +607,13 @@ class Gatekeeper:
         return self.store.list_gates(query)
 
 
-def principal_may_decide(gate: Gate, principal: Principal, now: datetime) -> str | None:
-    """Why ``principal`` may not approve ``gate`` right now, or None if they may (for UIs)."""
+def principal_may_decide(
+    gate: Gate, principal: Principal, now: datetime, via: AuthMethod | None = None
+) -> str | None:
+    """Why ``principal`` may not approve ``gate`` right now, or None if they may (for UIs; without
+    ``via`` the rule's ``identified_by`` is not judged — the decision itself always is)."""
     try:
-        judge_decision(gate, principal, Verdict.APPROVE, now)
+        judge_decision(gate, principal, Verdict.APPROVE, now, via=via)
     except (DecisionRefused, AlreadyDecided) as refusal:
         return str(refusal)
     return None

@@ -251,6 +251,10 @@ class Gate(_Frozen):
     involved: tuple[Involved, ...] = Field(
         default=(), description="who is involved (requester, submitter, named, owners) and by which source"
     )
+    identified_by: tuple[str, ...] = Field(
+        default=(),
+        description="how approvers must have been identified (the rule's identified_by); empty: any",
+    )
     binding_hash: str
     policy_hash: str
     rule: str

@@ -60,6 +60,7 @@ from gate_core._errors import PolicyError
 from gate_core._models import ApprovalRequirement, GateRequest, Principal, canonical_json, sha256_hex
 from gate_core._notify_target import NotifyTarget
 from gate_core._terms import normalise_term, visible_term_problem
+from gate_core.identity import AuthMethod
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -210,6 +211,9 @@ class _OutcomeSpec(_Strict):
     notify: tuple[Target, ...] = ()
     reminder: Duration | None = None
     break_glass_groups: tuple[str, ...] = ()
+    # How approvers must have been identified (AuthMethod values: oidc, slack, api-token, …); empty:
+    # any channel. A sandbox's --as is never a method a rule lists by accident (issue 14).
+    identified_by: tuple[AuthMethod, ...] = ()
 
     @model_validator(mode="after")
     def _approvers_iff_require(self) -> _OutcomeSpec:
@@ -329,6 +333,7 @@ class PolicyDecision(_Strict):
     required_approvals: int
     approver_groups: tuple[str, ...]
     break_glass_groups: tuple[str, ...]
+    identified_by: tuple[str, ...] = ()
     expiry: timedelta
     reminder: timedelta | None
     notify: tuple[str, ...]
@@ -552,6 +557,7 @@ def evaluate(
         required_approvals=approvers.total if approvers else 0,
         approver_groups=approvers.all_groups if approvers else (),
         break_glass_groups=deciding.break_glass_groups,
+        identified_by=tuple(m.value for m in deciding.identified_by),
         expiry=deciding.expiry,
         reminder=deciding.reminder,
         notify=deciding.notify,

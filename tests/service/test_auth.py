@@ -78,9 +78,9 @@ def decide_as(service: Service, token: str, gate_id: str) -> httpx.Response:
 
 def test_oidc_person_with_the_idp_group_decides(oidc_service: Service, jwks: Jwks) -> None:
     gate_id = open_gate(oidc_service)["id"]
-    token = jwks.token(sub="u-frank", email="frank@example.com", name="Frank", groups=["data-governance"])
+    token = jwks.token(sub="u-grace", email="grace@example.com", name="Grace", groups=["data-governance"])
     me = httpx.get(f"{oidc_service.base_url}/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
-    assert (me["principal_id"], me["via"], me["groups"]) == ("oidc:u-frank", "oidc", ["data-governance"])
+    assert (me["principal_id"], me["via"], me["groups"]) == ("oidc:u-grace", "oidc", ["data-governance"])
     response = decide_as(oidc_service, token, gate_id)
     assert response.status_code == 200, response.text
     assert response.json()["decisions"][0]["via"] == "oidc"
@@ -90,9 +90,9 @@ def test_oidc_person_with_the_idp_group_decides(oidc_service: Service, jwks: Jwk
         if e.event == Event.DECISION_RECORDED
     ]
     assert recorded[-1]["actor"] == {
-        "principal_id": "oidc:u-frank",
+        "principal_id": "oidc:u-grace",
         "via": "oidc",
-        "email": "frank@example.com",
+        "email": "grace@example.com",
     }
 
 

@@ -124,7 +124,7 @@ def test_local_signin_lists_people_not_services_and_sets_a_hardened_cookie(local
         page = client.get("/console/login")
         assert "single-machine" in page.text.lower() and "OpenID Connect" in page.text
         offered = set(re.findall(r'name="principal" value="([^"]+)"', page.text))
-        assert offered == {"alice", "bob", "carol", "dave", "erin"}
+        assert offered == {"alice", "bob", "carol", "dave", "erin", "frank"}  # frank joined with issue 14
         token = csrf_of(page)
         refused = client.post("/console/login/local", data={"csrf_token": token, "principal": "etl-bot"})
         assert refused.status_code == 403
