@@ -7,15 +7,21 @@ classifier's, so a caller's tags can add to what is known and never remove from 
 gate records where it came from (``Gate.tag_sources``: dataset → tag → sources, ``caller``
 among them), and every reader of the gate shows that.
 
-gate_core never imports a classifier: ``lineage`` provides one (catalog + recorded columns)
-through its ``gatehouse.service`` plugin install, calling ``Gatekeeper.add_classifier``.
+gate_core never imports a classifier: a distribution provides one through the
+``gatehouse.classifiers`` entry point — a factory ``(gatekeeper, settings) -> DatasetClassifier |
+None`` — which ``open_gatekeeper`` calls for every gatekeeper it builds, so the local CLI and the
+service classify alike (``lineage`` provides the catalog + recorded columns this way). A factory
+that cannot be loaded or fails stops ``open_gatekeeper``: an unclassified gate could pass a rule
+its data should not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from importlib.metadata import entry_points
+from typing import Any, Protocol
 
+from gate_core._errors import ConfigError
 from gate_core._models import DatasetRef, GateRequest
 from gate_core._terms import normalise_term
 
@@ -49,3 +55,20 @@ def classify_request(
     if datasets and tuple(datasets) != request.datasets:
         request = request.model_copy(update={"datasets": tuple(datasets)})
     return request, sources
+
+
+CLASSIFIERS_ENTRY_POINT = "gatehouse.classifiers"
+
+
+def install_classifiers(gatekeeper: Any, settings: Any) -> None:
+    """Add every installed classifier to ``gatekeeper`` (see the module docstring). Raises
+    ConfigError naming the plugin when one cannot be loaded or built: fail closed."""
+    for plugin in entry_points(group=CLASSIFIERS_ENTRY_POINT):
+        try:
+            classifier = plugin.load()(gatekeeper, settings)
+        except Exception as exc:
+            raise ConfigError(
+                f"dataset classifier {plugin.name!r} ({plugin.value}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if classifier is not None:
+            gatekeeper.add_classifier(classifier)

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from gate_core._audit import CheckpointSigner
+from gate_core._classify import install_classifiers
 from gate_core._errors import ConfigError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._policy import load_policy
@@ -161,5 +162,6 @@ def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: 
     gatekeeper = Gatekeeper(
         store, directory, policy, clock=clock, signer=signer, witness_path=settings.witness_path
     )
+    install_classifiers(gatekeeper, settings)
     gatekeeper.record_configuration(settings.policy_path.read_text(encoding="utf-8"))
     return gatekeeper

@@ -1,6 +1,8 @@
 """The dataset classifier lineage gives the gate service (gate_core._classify's port): what the
 catalog declares for a dataset and its columns, and every tag lineage has recorded on accesses
-to it. Installed by ``lineage._service.install``; gate_core never imports this module."""
+to it. ``for_gatekeeper`` is lineage's ``gatehouse.classifiers`` entry point: every gatekeeper
+``open_gatekeeper`` builds (the CLI's and the service's) classifies with it; gate_core never
+imports this module."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import select
 
-from gate_core import DatasetRef
+from gate_core import DatasetRef, Gatekeeper, Settings, SqlStore
 from lineage._catalog import Catalog
 from lineage._schema import event_tags, events
 from lineage._store import LineageStore
@@ -37,3 +39,10 @@ class LineageClassifier:
         )
         with self.store.db.read() as conn:  # type: ignore[union-attr]
             return list(conn.execute(stmt).scalars())
+
+
+def for_gatekeeper(gatekeeper: Gatekeeper, settings: Settings) -> LineageClassifier:
+    """The ``gatehouse.classifiers`` entry point: the home's catalog, and lineage's records when
+    the gate store is SQL (lineage keeps its tables in the same database)."""
+    store = LineageStore.for_gate_store(gatekeeper.store) if isinstance(gatekeeper.store, SqlStore) else None
+    return LineageClassifier(Catalog.from_settings(settings), store)

@@ -175,10 +175,12 @@ def install(app: FastAPI, context: ServiceContext) -> None:
         return
     app.state.gatehouse_lineage = LineageStore.for_gate_store(context.gatekeeper.store)
     app.state.gatehouse_lineage_catalog = Catalog.from_settings()
-    # tags the server knows: every gate this service opens is classified by the catalog and lineage
-    context.gatekeeper.add_classifier(
-        LineageClassifier(app.state.gatehouse_lineage_catalog, app.state.gatehouse_lineage)
-    )
+    # tags the server knows: a gatekeeper from open_gatekeeper already classifies through lineage's
+    # gatehouse.classifiers entry point; one built by hand (create_app in tests) gets it here
+    if not any(isinstance(c, LineageClassifier) for c in context.gatekeeper.classifiers):
+        context.gatekeeper.add_classifier(
+            LineageClassifier(app.state.gatehouse_lineage_catalog, app.state.gatehouse_lineage)
+        )
     app.include_router(router)
     from lineage._console import install_page
 

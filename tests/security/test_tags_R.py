@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,38 @@ def test_an_unknown_dataset_still_follows_its_declared_tags(classified: Service)
     gate = _export(classified, {"namespace": "warehouse", "name": "weather"})
     assert gate["rule"] == "dev-export" and gate["status"] == "APPROVED"
     assert gate["tag_sources"] == {"warehouse/weather": {}}
+
+
+def test_the_local_cli_classifies_too(
+    home_for: Callable[..., object], tmp_path: Path, report: Report
+) -> None:
+    """The issue's own attack, through the local CLI (no service): `gatehouse request --action export
+    --env dev --dataset warehouse/customers` with no `#pii`. Before, only the service classified, so
+    this was allowed by dev-export with no human; lineage's `gatehouse.classifiers` entry point now
+    classifies every gatekeeper `open_gatekeeper` builds."""
+    home: Any = home_for(kernel_is="alice", sandbox=False)
+    (home.settings.home / "catalog.yaml").write_text(CATALOG, encoding="utf-8")
+    done = home.run("request", "--action", "export", "--env", "dev", "--dataset", "warehouse/customers")
+    assert done.code == 0, done.err
+    shown = home.run("show", done.last_line, "--json")
+    gate = json.loads(shown.out)
+    report(
+        "Server-side tags (R): untagged pii exports allowed without a person, local CLI",
+        int(gate["status"] == "APPROVED"),
+        "",
+        "0",
+    )
+    assert (gate["status"], gate["rule"]) == ("PENDING", "pii-export"), gate["explanation"]
+    assert gate["tag_sources"] == {"warehouse/customers": {"pii": ["catalog"]}}
+
+
+def test_a_broken_classifier_stops_opening_gates_rather_than_skipping_it(
+    home_for: Callable[..., object],
+) -> None:
+    home: Any = home_for(kernel_is="alice", sandbox=False)
+    (home.settings.home / "catalog.yaml").write_text(
+        "version: 1\ndatasets: [not, a, mapping]\n", encoding="utf-8"
+    )
+    done = home.run("request", "--action", "export", "--env", "dev", "--dataset", "warehouse/customers")
+    assert done.code == 1
+    assert "dataset classifier 'lineage'" in done.err
