@@ -10,6 +10,7 @@ import base64
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ class AuditService:
         if self.signer is None:
             return None
         last = self._last_signed()
-        size, head = extends(self.log.audit_rows(from_seq=max(last.size, 1)), last)
+        with closing(self.log.audit_rows(from_seq=max(last.size, 1))) as rows:  # closed even if cut short
+            size, head = extends(rows, last)
         checkpoint = self.signer.sign(size, head, self.clock.now())
         self.log.add_checkpoint(checkpoint)
         if self.witness_path is not None:
@@ -207,12 +209,13 @@ class AuditService:
         if mark is None or self.signer is None:
             raise AuditError("no signing key: proofs need a signed checkpoint (run `gatehouse init`)")
         leaves, bodies, prev = [], [], GENESIS_HASH
-        for seq, _event, _gate, body, _prev, _digest in self.log.audit_rows():
-            if seq > mark.size:
-                break
-            prev = chain_hash(prev, body)
-            leaves.append(leaf_hash(body.encode()))
-            bodies.append(body)
+        with closing(self.log.audit_rows()) as rows:
+            for seq, _event, _gate, body, _prev, _digest in rows:
+                if seq > mark.size:
+                    break
+                prev = chain_hash(prev, body)
+                leaves.append(leaf_hash(body.encode()))
+                bodies.append(body)
         if len(leaves) != mark.size or prev != mark.head_hash:
             raise AuditError("refusing to prove: the log does not match its own checkpoint; run verify")
         public = self.signer.public_key

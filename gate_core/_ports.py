@@ -15,7 +15,7 @@ outcome and its audit entries, commit — or write nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -129,7 +129,7 @@ class AuditLog(Protocol):
 
     def audit_head(self) -> tuple[int, str]: ...
 
-    def audit_rows(self, from_seq: int = 1) -> Iterator[tuple[int, str, str | None, str, str, str]]: ...
+    def audit_rows(self, from_seq: int = 1) -> Generator[tuple[int, str, str | None, str, str, str]]: ...
 
     def stored_state(self) -> StoredState: ...
 

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -530,7 +530,7 @@ class SqlStore:
 
     def audit_rows(
         self, from_seq: int = 1, batch: int = 20_000
-    ) -> Iterator[tuple[int, str, str | None, str, str, str]]:
+    ) -> Generator[tuple[int, str, str | None, str, str, str]]:
         """Every entry ``(seq, event, gate_id, body, prev_hash, hash)`` from ``from_seq`` on, in
         seq order, streamed.
 
