@@ -19,8 +19,9 @@ def without_sandbox_banner(stderr: str, args: tuple[str, ...]) -> str:
     """The example home is a sandbox: every command but the first ``init`` says so first on stderr
     (issue 14). Checked here, then removed, so the tests below read the command's own message."""
     first, _, rest = stderr.partition("\n")
-    if (args[:1] == ("init",) or first.startswith("Usage:")) and "SANDBOX" not in first:
-        return stderr  # before the home exists, or click refused the command line first
+    opens_no_home = args[:1] == ("init",) or args[:2] == ("audit", "verify-proof")
+    if (opens_no_home or first.startswith("Usage:")) and "SANDBOX" not in first:
+        return stderr  # before the home exists, a command that needs none, or click refused it first
     assert first.startswith("gatehouse: SANDBOX home ") and "unverified" in first, stderr
     return rest
 

@@ -51,9 +51,11 @@ class World:
             **os.environ,
             "GATEHOUSE_HOME": str(self.home),
             "GATEHOUSE_DATABASE_URL": self.database_url,
-            "USER": user,
         }
-        proc = subprocess.run([*GATEHOUSE, *args], capture_output=True, text=True, env=env, timeout=120)
+        # the example home is a sandbox: --as chooses the person (issue 14; $USER is no identity)
+        proc = subprocess.run(
+            [*GATEHOUSE, "--as", user, *args], capture_output=True, text=True, env=env, timeout=120
+        )
         assert "Traceback" not in proc.stderr, proc.stderr
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

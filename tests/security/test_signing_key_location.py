@@ -14,11 +14,12 @@ GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
 
 
 def _run(home: Path, *args: str, user: str = "alice", **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "GATEHOUSE_HOME": str(home), "USER": user, **env}
+    environ = {**os.environ, "GATEHOUSE_HOME": str(home), **env}
     environ.pop("GATEHOUSE_DATABASE_URL", None)
     environ.pop("GATEHOUSE_SIGNING_KEY", None)
     environ.update(env)
-    proc = subprocess.run([*GATEHOUSE, *args], capture_output=True, text=True, env=environ, timeout=120)
+    command = [*GATEHOUSE, "--as", user, *args]  # example homes are sandboxes: --as chooses the person
+    proc = subprocess.run(command, capture_output=True, text=True, env=environ, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 

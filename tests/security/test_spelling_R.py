@@ -89,9 +89,8 @@ def test_the_cli_normalises_too(tmp_path: Path, database_url: str) -> None:
         **os.environ,
         "GATEHOUSE_HOME": str(tmp_path / "home"),
         "GATEHOUSE_DATABASE_URL": database_url,
-        "USER": "alice",
     }
-    cli = [sys.executable, "-m", "gate_core.cli"]
+    cli = [sys.executable, "-m", "gate_core.cli", "--as", "alice"]  # the example home is a sandbox
     assert (
         subprocess.run([*cli, "init", "--example"], env=env, capture_output=True, timeout=120).returncode == 0
     )

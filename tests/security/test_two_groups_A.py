@@ -9,8 +9,9 @@ Before issue 16 the policy could not say "one from data-governance AND one from 
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate_core import Gatekeeper, GateRequest, GateStatus, SqlStore, Verdict
+from gate_core import CheckpointSigner, Gatekeeper, GateRequest, GateStatus, SqlStore, Verdict
 from gate_core._errors import DuplicateDecision, NotAnApprover
 from gate_core.identity import Directory
 from gate_core.testing import ManualClock, actor, example_policy
@@ -49,7 +50,8 @@ def test_two_groups_over_http_need_one_from_each(service: Service) -> None:
 
 
 def test_one_person_in_both_groups_never_satisfies_both(store: SqlStore, report: Report) -> None:
-    gk = Gatekeeper(store, Directory.parse(DIRECTORY), example_policy(), clock=ManualClock())
+    signer = CheckpointSigner(Ed25519PrivateKey.generate())  # verifying needs a trust root (issue 17)
+    gk = Gatekeeper(store, Directory.parse(DIRECTORY), example_policy(), clock=ManualClock(), signer=signer)
     gate = gk.open(GateRequest(action="model_publish", requester="alice"), submitted_by=actor("bot"))
     after_bob = gk.decide(gate.id, actor=actor("bob"), verdict=Verdict.APPROVE)
     assert after_bob.status is GateStatus.PENDING  # bob is in both groups and still counts once
