@@ -25,6 +25,7 @@ from gate_core.service.notify._teams import request_card
 from lineage import AccessEvent, ColumnInfo, Operation
 from tests.conftest import Report
 from tests.service.conftest import Service
+from tests.service.test_console import browser, sign_in
 
 CATALOG = """
 version: 1
@@ -42,7 +43,7 @@ def classified(
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(CATALOG)
     monkeypatch.setenv("GATEHOUSE_LINEAGE_CATALOG", str(catalog))
-    return service_factory()
+    return service_factory(local_signin=True)
 
 
 def _export(service: Service, dataset: dict[str, object], environment: str = "dev") -> dict[str, object]:
@@ -91,6 +92,12 @@ def test_the_catalog_classifies_what_the_caller_left_out(classified: Service, re
         timeout=120,
     )
     assert "tags from   pii (catalog)" in cli.stdout, cli.stdout + cli.stderr
+    with browser(classified) as console:  # and the console, on the gate's page and in the list
+        sign_in(console, "bob")
+        page = console.get(f"/console/gates/{gate['id']}").text
+        listed = console.get("/console/").text
+    for html in (page, listed):
+        assert 'title="known from catalog">pii (catalog)</span>' in html
 
 
 def test_caller_tags_add_and_never_remove(classified: Service) -> None:
