@@ -4,6 +4,7 @@
     notifiers:                                     # instances by name; a rule's target is NAME:ADDRESS
       slack:   {type: slack, bot_token: xoxb-…, signing_secret: …}          # slack:#chan, slack:@U0123
       teams:   {type: teams, webhooks: {governance: https://…webhook…}}    # teams:governance
+      teamsbot: {type: teams-bot, app_id: …, app_password: …, tenant_id: …, conversations: {…}}  # teamsbot:N
       webhook: {type: webhook, endpoints: {siem: {url: https://…, secret: …}}}   # webhook:siem
       pager:   {type: pager, …}            # a plugin's type (entry point gatehouse.notifiers)
     oidc:      {issuer: https://idp/, audience: gatehouse, jwks_url: https://idp/jwks, groups_claim: groups}
@@ -49,6 +50,7 @@ from gate_core._errors import ConfigError
 from gate_core._notify_target import NotifyTarget
 from gate_core.service.notify._registry import ConfiguredNotifier, configure
 from gate_core.service.notify._slack import SlackConfig
+from gate_core.service.notify._teams_bot import TeamsBotConfig
 
 log = logging.getLogger("gatehouse.service")
 
@@ -127,6 +129,12 @@ class ServiceConfig(_Strict):
                 f"{source}: notifiers: {', '.join(slack_apps)} are all of type slack; one Slack app "
                 "receives the button clicks at /v1/slack/interactions, so configure one"
             )
+        bots = [i.name for i in instances.values() if isinstance(i.config, TeamsBotConfig)]
+        if len(bots) > 1:
+            raise ConfigError(
+                f"{source}: notifiers: {', '.join(bots)} are all of type teams-bot; one bot receives "
+                "the card clicks at /v1/teams/messages, so configure one (with several conversations)"
+            )
         self._instances = instances
         return self
 
@@ -148,6 +156,13 @@ class ServiceConfig(_Strict):
         """The Slack app whose signed button clicks the interactivity endpoint accepts."""
         for instance in self._instances.values():
             if isinstance(instance.config, SlackConfig):
+                return instance.config
+        return None
+
+    def teams_bot(self) -> TeamsBotConfig | None:
+        """The Teams bot whose card clicks ``/v1/teams/messages`` accepts."""
+        for instance in self._instances.values():
+            if isinstance(instance.config, TeamsBotConfig):
                 return instance.config
         return None
 
