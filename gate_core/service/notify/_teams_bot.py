@@ -25,20 +25,24 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from microsoft_agents.activity import Activity, Attachment
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from gate_core._errors import ConfigError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Gate
 from gate_core._notify_target import NotifyTarget
 from gate_core._ports import NotificationRef
-from gate_core.service.notify._bot_connector import BotConnector
 from gate_core.service.notify._port import NotifierContext, NotifierType
 from gate_core.service.notify._teams import plain, when
 from gate_core.service.notify._teams_bot_card import bot_card, card_attachment
 from gate_core.service.notify._webhook import is_http_url
+
+if TYPE_CHECKING:  # the SDK is the `teams` extra: imported only where a bot is configured
+    from microsoft_agents.activity import Activity
+
+    from gate_core.service.notify._bot_connector import BotConnector
 
 log = logging.getLogger("gatehouse.notify.teams")
 
@@ -78,7 +82,21 @@ class TeamsBotConfig(BaseModel):
     token_scope: str = BOT_FRAMEWORK_SCOPE
     openid_metadata_url: Url = BOT_FRAMEWORK_OPENID
 
+    @model_validator(mode="after")
+    def _sdk_installed(self) -> TeamsBotConfig:
+        """Refused when the configuration loads, not at the first gate."""
+        try:
+            import microsoft_agents.activity  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "notifier type teams-bot needs the Microsoft 365 Agents SDK's activity models: "
+                "pip install 'gatehouse[teams]'"
+            ) from exc
+        return self
+
     def connector(self, timeout_s: float = 10.0) -> BotConnector:
+        from gate_core.service.notify._bot_connector import BotConnector
+
         return BotConnector(
             app_id=self.app_id,
             app_password=self.app_password,
@@ -89,6 +107,8 @@ class TeamsBotConfig(BaseModel):
 
 
 def card_message(card: dict[str, object], summary: str) -> Activity:
+    from microsoft_agents.activity import Activity, Attachment
+
     return Activity(
         type="message",
         summary=summary,
@@ -171,6 +191,8 @@ class TeamsBotNotifier:
         conversation = self._conversation(target.address, gate)
         if conversation is None:
             return
+        from microsoft_agents.activity import Activity
+
         text = Activity(type="message", text=reminder_text(gate), text_format="markdown")
         card = next((r for r in self._gatekeeper.notifications_for(gate.id) if r.target == str(target)), None)
         if card is not None:
