@@ -20,7 +20,8 @@ and log one deprecation line each: ``slack: {…}`` is the instance ``slack`` of
 
 Secrets may come from the environment instead: GATEHOUSE_SLACK_BOT_TOKEN,
 GATEHOUSE_SLACK_SIGNING_SECRET, GATEHOUSE_SLACK_APP_TOKEN (Socket Mode) and GATEHOUSE_SLACK_API_URL
-fill the notifier instance named ``slack`` (the legacy ``slack:`` key when the file uses it); also
+fill the notifier instance named ``slack`` (the legacy ``slack:`` key when the file uses it);
+GATEHOUSE_TEAMS_APP_PASSWORD the client secret of the ``teams-bot`` instance; also
 GATEHOUSE_PUBLIC_URL,
 GATEHOUSE_OIDC_ISSUER / _AUDIENCE / _JWKS_URL / _GROUPS_CLAIM, GATEHOUSE_PROXY_USER_HEADER.
 """
@@ -183,6 +184,8 @@ class ServiceConfig(_Strict):
             data["public_url"] = env["GATEHOUSE_PUBLIC_URL"]
         if any(env.get(f"GATEHOUSE_SLACK_{key.upper()}") for key in _SLACK_ENV):
             _slack_from_env(data, env, path)
+        if env.get("GATEHOUSE_TEAMS_APP_PASSWORD"):
+            _teams_password_from_env(data, env["GATEHOUSE_TEAMS_APP_PASSWORD"], path)
         if env.get("GATEHOUSE_OIDC_ISSUER"):
             data["oidc"] = {
                 "issuer": env["GATEHOUSE_OIDC_ISSUER"],
@@ -231,3 +234,19 @@ def _slack_from_env(data: dict[str, Any], env: dict[str, str], path: Path) -> No
     for key in (*_SLACK_ENV, "api_url"):
         if env.get(f"GATEHOUSE_SLACK_{key.upper()}"):
             slack[key] = env[f"GATEHOUSE_SLACK_{key.upper()}"]
+
+
+def _teams_password_from_env(data: dict[str, Any], password: str, path: Path) -> None:
+    """GATEHOUSE_TEAMS_APP_PASSWORD is the client secret of the one ``teams-bot`` instance."""
+    notifiers = data.get("notifiers")
+    bots = [
+        entry
+        for entry in (notifiers.values() if isinstance(notifiers, dict) else ())
+        if isinstance(entry, dict) and entry.get("type") == "teams-bot"
+    ]
+    if not bots:
+        raise ConfigError(
+            f"{path}: GATEHOUSE_TEAMS_APP_PASSWORD is set, but no notifier of type teams-bot is"
+        )
+    for bot in bots:  # several are refused when the configuration validates, with the reason
+        bot["app_password"] = password

@@ -163,7 +163,15 @@ class TeamsInvokes:
             log.warning("teams activity refused: %s", refusal)
             return problem(refusal.status, "Bot Framework token refused", str(refusal), "teams_token_invalid")
         if activity.type != "invoke" or activity.name != INVOKE_NAME:
-            return Response(status_code=200)  # messages, installs, other invokes: acknowledged, not ours
+            # messages, installs, other invokes: acknowledged, not acted on — but logged with where
+            # they come from, which is how an admin learns a channel's conversation id and service URL
+            log.info(
+                "teams %s activity in conversation %s (serviceUrl %s)",
+                activity.type,
+                activity.conversation.id if activity.conversation is not None else "?",
+                activity.service_url,
+            )
+            return Response(status_code=200)
         answer = await run_in_threadpool(self.on_card_action, activity)
         return JSONResponse(answer)
 

@@ -15,13 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from gate_core import AuthMethod, Gate, GateStatus, Settings, Verdict
 from gate_core._audit import Event
+from gate_core._errors import ConfigError
 from gate_core.service import ServiceConfig
 from tests.conftest import Report
 from tests.service.conftest import Service
@@ -461,3 +464,47 @@ def test_no_bot_configured_answers_404(service: Service) -> None:
     )
     assert response.status_code == 404
     assert response.json()["code"] == "teams_not_configured"
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_config_checks_the_bot_entry_and_takes_the_secret_from_the_environment(
+    tmp_path: Path, connector: BotConnectorStandIn
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    entry = bot_entry(connector)
+    del entry["app_password"]
+    (home / "service.yaml").write_text(yaml.safe_dump({"notifiers": {"teamsbot": entry}}), encoding="utf-8")
+    loaded = ServiceConfig.load(home, {"GATEHOUSE_TEAMS_APP_PASSWORD": "from-the-environment"})
+    bot = loaded.teams_bot()
+    assert bot is not None and bot.app_password.get_secret_value() == "from-the-environment"
+    with pytest.raises(ConfigError, match="app_password"):
+        ServiceConfig.load(home, {})
+    (home / "service.yaml").write_text(yaml.safe_dump({"notifiers": {}}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="no notifier of type teams-bot"):
+        ServiceConfig.load(home, {"GATEHOUSE_TEAMS_APP_PASSWORD": "x"})
+    two = {"a": bot_entry(connector), "b": bot_entry(connector)}
+    (home / "service.yaml").write_text(yaml.safe_dump({"notifiers": two}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="one bot receives the card clicks"):
+        ServiceConfig.load(home, {})
+    bad = {"teamsbot": {**bot_entry(connector), "conversations": {"g": {"service_url": "ftp://x"}}}}
+    (home / "service.yaml").write_text(yaml.safe_dump({"notifiers": bad}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"notifiers\.teamsbot\.conversations\.g"):
+        ServiceConfig.load(home, {})
+
+
+def test_a_refused_bot_secret_is_reported_and_the_service_keeps_serving(
+    start_teams: Callable[..., TeamsRig], caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = start_teams(app_password="not-the-secret")
+    failures: list[str] = []
+    rig.service.app.state.gatehouse.hub.on_failure = lambda what, exc: failures.append(f"{what}: {exc}")
+    rig.service.app.state.gatehouse.hub.backoff_s = 0.01
+    gate_id = rig.open_gate()
+    rig.service.drain()
+    assert any("token endpoint refused the bot's credentials: HTTP 401" in f for f in failures), failures
+    assert all("not-the-secret" not in f for f in failures)
+    assert rig.gate(gate_id).status is GateStatus.PENDING
+    assert httpx.get(f"{rig.service.base_url}/healthz").status_code == 200
