@@ -173,7 +173,7 @@ def caller_from_teams_member(source: IdentitySource, email: str | None, upn: str
                 continue
     named = {p.id for p in found.values()}
     if not named:
-        shown = " / ".join(n for n in (email, upn) if n) or "no e-mail or user principal name"
+        shown = " / ".join(dict.fromkeys(n for n in (email, upn) if n)) or "no e-mail or user principal name"
         raise AuthenticationFailed(f"Teams member ({shown}) is not in the directory")
     if len(named) > 1:
         raise AuthenticationFailed(

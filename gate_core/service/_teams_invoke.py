@@ -243,11 +243,7 @@ class TeamsInvokes:
             ).principal
         except AuthenticationFailed as exc:
             log.warning("teams member %s (%s): %s", sender.id, sender.aad_object_id, exc)
-            shown = member.email or member.user_principal_name or "no e-mail"
-            raise _Refused(
-                f"Your Teams account ({shown}) is not in the Gatehouse directory, so you cannot decide "
-                "gates; nothing was recorded."
-            ) from exc
+            raise _Refused(f"Gatehouse cannot tell who you are: {exc}; nothing was recorded.") from exc
 
     def decide(self, gate_id: str, principal: Principal, verdict: Verdict, comment: str) -> Gate:
         actor = Actor(principal_id=principal.id, via=AuthMethod.TEAMS, email=principal.email)

@@ -46,6 +46,10 @@ PEOPLE: dict[str, tuple[str, str | None, str | None, str]] = {
     "29:1erin": ("Erin Brockovich", None, "erin@example.com", "aad-erin"),  # no mailbox: the UPN names her
     "29:1mallory": ("Mallory Malicious", "mallory@elsewhere.example", "mallory@elsewhere.example", "aad-mal"),
     "29:1nomail": ("Guest User", None, None, "aad-guest"),
+    # alice's second mailbox spelling (case, sub-address) under another sign-in name: still alice
+    "29:1alias": ("Alice Again", "Alice+Teams@EXAMPLE.com", "a.liddell@example.onmicrosoft.com", "aad-alias"),
+    # a mailbox that is bob's and a sign-in name that is carol's: which one clicked?
+    "29:1split": ("Split Person", "bob@example.com", "carol@example.com", "aad-split"),
 }
 PII_EXPORT: dict[str, Any] = {
     "action": "export",
@@ -335,8 +339,8 @@ def test_members_the_directory_does_not_know_decide_nothing(rig: TeamsRig) -> No
     gate_id = rig.open_gate()
     audit_before = rig.audit_size()
     refusals = {
-        "29:1mallory": "(mallory@elsewhere.example) is not in the Gatehouse directory",
-        "29:1nomail": "(no e-mail) is not in the Gatehouse directory",
+        "29:1mallory": "Teams member (mallory@elsewhere.example) is not in the directory",
+        "29:1nomail": "Teams member (no e-mail or user principal name) is not in the directory",
         "29:1ghost": "Teams could not tell Gatehouse who you are",  # the member lookup answers 404
     }
     for user, says in refusals.items():
@@ -347,6 +351,16 @@ def test_members_the_directory_does_not_know_decide_nothing(rig: TeamsRig) -> No
     assert rig.audit_size() == audit_before  # no principal, so no decision to audit
     rig.service.drain()
     assert rig.connector.calls("PUT") == []
+
+
+def test_members_are_matched_on_canonical_identities_and_never_ambiguously(rig: TeamsRig) -> None:
+    gate_id = rig.open_gate()
+    alias = invoke_card(rig.click("29:1alias", "approve", gate_id))
+    assert "alice: you requested this gate; someone else must decide it" in card_text(alias)
+    split = invoke_card(rig.click("29:1split", "approve", gate_id))
+    assert "user principal name carol@example.com name different principals (bob, carol)" in card_text(split)
+    assert rig.gate(gate_id).decisions == ()
+    assert rig.gate(gate_id).status is GateStatus.PENDING
 
 
 def test_user_principal_name_names_a_member_without_a_mailbox(rig: TeamsRig) -> None:
