@@ -81,6 +81,12 @@ def _error_response(status: int, message: str) -> dict[str, Any]:
     return response.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def _malformed(detail: str) -> Response:
+    return problem(
+        400, "Malformed activity", f"not a Bot Framework activity: {detail}", "teams_activity_malformed"
+    )
+
+
 def _tenant_of(activity: Activity) -> str | None:
     """The tenant Teams says the activity comes from (channelData.tenant.id, else the conversation's)."""
     data = activity.channel_data
@@ -143,25 +149,28 @@ class TeamsInvokes:
             )
         body = await request.body()
         try:
-            activity = Activity.model_validate(json.loads(body))
-        except (ValueError, ValidationError) as exc:
-            detail = str(exc).splitlines()[0][:200]
-            return problem(
-                400,
-                "Malformed activity",
-                f"not a Bot Framework activity: {detail}",
-                "teams_activity_malformed",
-            )
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return _malformed("the body is not a JSON object")
+        # The token is checked against the two fields it vouches for, read straight off the JSON:
+        # nothing else of an unauthenticated body is looked at, not even by the SDK's models.
+        service_url, channel_id = data.get("serviceUrl"), data.get("channelId")
         try:
             await run_in_threadpool(
                 self.tokens.verify,
                 authorization,
-                service_url=activity.service_url,
-                channel_id=str(activity.channel_id) if activity.channel_id is not None else None,
+                service_url=service_url if isinstance(service_url, str) else None,
+                channel_id=channel_id if isinstance(channel_id, str) else None,
             )
         except TokenRefused as refusal:
             log.warning("teams activity refused: %s", refusal)
             return problem(refusal.status, "Bot Framework token refused", str(refusal), "teams_token_invalid")
+        try:
+            activity = Activity.model_validate(data)
+        except Exception as exc:  # ValidationError, and the SDK's own plain Exceptions for conflicts
+            return _malformed(str(exc).splitlines()[0][:200])
         if activity.type != "invoke" or activity.name != INVOKE_NAME:
             # messages, installs, other invokes: acknowledged, not acted on — but logged with where
             # they come from, which is how an admin learns a channel's conversation id and service URL

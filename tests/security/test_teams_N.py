@@ -314,3 +314,42 @@ def test_unreachable_key_metadata_fails_closed(bot: Bot, connector: BotConnector
     assert "cannot fetch the Bot Framework OpenID metadata" in response.json()["detail"]
     assert bot.status(gate_id) == "PENDING"
     assert connector.member_lookups() == []
+
+
+def test_hostile_activity_bodies_are_refused_before_parsing_and_never_a_server_error(
+    bot: Bot, connector: BotConnectorStandIn
+) -> None:
+    """The SDK's Activity model raises a plain Exception (not a ValidationError) for a channelId
+    whose sub-channel contradicts a productInfo entity; before this test that was a 500, reachable
+    without any token because the body was parsed before the token was checked."""
+    gate_id, card_id = bot.open_gate()
+    genuine = bot.click(gate_id, card_id)
+    conflicting = {
+        **genuine,
+        "channelId": "msteams:abc",
+        "entities": [{"type": "ProductInfo", "id": "other"}],
+    }
+    bodies: list[Any] = [
+        conflicting,
+        {**genuine, "entities": "not a list"},
+        {**genuine, "from": [1, 2]},
+        {
+            **genuine,
+            "value": {"action": {"type": "Action.Execute", "verb": "approve", "data": {"gate": ["x"]}}},
+        },
+        {**genuine, "type": None},
+        [genuine],
+        "a string",
+    ]
+    forged = f"Bearer {connector.connector_token(key=new_key())}"
+    for body in bodies:
+        for authorization in (None, forged):
+            response = bot.post(body, authorization)
+            assert response.status_code in (400, 401), (body, response.status_code, response.text)
+    for body in bodies:  # with the genuine token: a clear 400 or Teams' own error response, never a 5xx
+        response = bot.post(body, f"Bearer {connector.connector_token()}")
+        assert response.status_code < 500, (body, response.text)
+        if response.status_code == 200:
+            assert response.json()["statusCode"] == 400
+    assert bot.status(gate_id) == "PENDING"
+    assert connector.member_lookups() == []
