@@ -402,7 +402,11 @@ def test_malformed_activities_and_actions(rig: TeamsRig) -> None:
     token = rig.connector.connector_token()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     service_url = rig.connector.service_url.encode()
-    for body in (b"not json", b"[1, 2]", b'{"no": "type", "serviceUrl": "' + service_url + b'"}'):
+    for body in (
+        b"not json",
+        b"[1, 2]",
+        b'{"no": "type", "channelId": "msteams", "serviceUrl": "' + service_url + b'"}',
+    ):
         response = httpx.post(f"{rig.service.base_url}{MESSAGES}", content=body, headers=headers)
         assert response.status_code == 400, body
         assert response.json()["code"] == "teams_activity_malformed"
