@@ -11,6 +11,8 @@ tests/security/test_teams_N.py.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -520,3 +522,25 @@ def test_a_refused_bot_secret_is_reported_and_the_service_keeps_serving(
     assert all("not-the-secret" not in f for f in failures)
     assert rig.gate(gate_id).status is GateStatus.PENDING
     assert httpx.get(f"{rig.service.base_url}/healthz").status_code == 200
+
+
+def test_the_sdk_is_needed_only_where_a_bot_is_configured(tmp_path: Path) -> None:
+    """``microsoft-agents-activity`` is the ``teams`` extra: a service without it imports and runs;
+    configuring a teams-bot without it stops start-up saying what to install."""
+    script = """
+import sys
+sys.modules["microsoft_agents"] = None  # as if the teams extra were not installed
+sys.modules["microsoft_agents.activity"] = None
+from gate_core.service import ServiceConfig, create_app
+from gate_core.testing import example_gatekeeper
+create_app(example_gatekeeper(), ServiceConfig())
+try:
+    ServiceConfig(notifiers={"teamsbot": {"type": "teams-bot", "app_id": "a", "app_password": "p",
+                                          "tenant_id": "t", "conversations": {}}})
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ConfigError" in done.stdout
+    assert "pip install 'gatehouse[teams]'" in done.stdout
