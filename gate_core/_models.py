@@ -255,6 +255,9 @@ class Gate(_Frozen):
         default=(),
         description="how approvers must have been identified (the rule's identified_by); empty: any",
     )
+    signature: str = Field(
+        default="", description="'passkey': every decision must be signed with the decider's passkey"
+    )
     binding_hash: str
     policy_hash: str
     rule: str

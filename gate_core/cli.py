@@ -344,6 +344,7 @@ def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json:
                     "first_bad_seq": report.first_bad_seq,
                     "gate": report.gate,
                     "problem": report.problem,
+                    "signed_decisions": report.signed_decisions,
                 }
             )
         )

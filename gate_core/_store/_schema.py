@@ -164,3 +164,20 @@ notifications = Table(
     Column("kind", String(16), nullable=False),
     Column("sent_at", UtcDateTime, nullable=False),
 )
+
+# Passkeys (WebAuthn credentials) people registered in the console to sign decisions (issue 19).
+# The audit log holds every registration and removal with the public key, so verification needs
+# only the log; this table is the service's working copy (and the live signature counter).
+passkeys = Table(
+    "gh_passkeys",
+    metadata,
+    Column("credential_id", String(1400), primary_key=True, doc="base64url"),
+    Column("principal_id", String(200), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("public_key", Text, nullable=False, doc="COSE_Key, base64url"),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("rp_id", String(253), nullable=False),
+    Column("origin", String(500), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("removed_at", UtcDateTime),
+)
