@@ -77,3 +77,35 @@ class SoftAuthenticator:
             client_data_json=b64url(client_data),
             signature=b64url(signature),
         )
+
+    def attestation(
+        self, challenge: bytes, *, origin: str | None = None, user_verified: bool = True
+    ) -> dict[str, object]:
+        """A registration response (``none`` attestation) as the browser would post it."""
+        flags = FLAG_UP | (FLAG_UV if user_verified else 0) | 0x40  # AT: attested credential data
+        raw_id = base64.urlsafe_b64decode(self.credential_id + "=" * (-len(self.credential_id) % 4))
+        auth_data = (
+            hashlib.sha256(self.rp_id.encode()).digest()
+            + bytes([flags])
+            + struct.pack(">I", self.counter)
+            + bytes(16)  # AAGUID
+            + struct.pack(">H", len(raw_id))
+            + raw_id
+            + self.cose_public_key()
+        )
+        client_data = json.dumps(
+            {"type": "webauthn.create", "challenge": b64url(challenge), "origin": origin or self.origin},
+            separators=(",", ":"),
+        ).encode()
+        attestation_object = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        return {
+            "id": self.credential_id,
+            "rawId": self.credential_id,
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": b64url(client_data),
+                "attestationObject": b64url(attestation_object),
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {},
+        }
