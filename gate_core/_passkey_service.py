@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from gate_core._audit import AuditDraft, Event
 from gate_core._audit_service import AuditService
-from gate_core._errors import InvalidInput
-from gate_core._models import Actor, require_storable
+from gate_core._errors import InvalidInput, PermissionDenied
+from gate_core._models import Actor, Principal, PrincipalKind, require_storable
 from gate_core._passkeys import Passkey
 from gate_core._ports import Clock, GateStore
 
@@ -74,8 +74,13 @@ class PasskeyService:
         self.audit.maybe_checkpoint()
         return removed > 0
 
-    def reset(self, principal_id: str, *, actor: Actor, reason: str = "") -> int:
-        """An administrator clears every passkey of a person (a lost device); audited."""
+    def reset(self, principal_id: str, *, actor: Actor, admin: Principal, reason: str = "") -> int:
+        """An administrator (``ADMIN_GROUP``) clears every passkey of a person (a lost device);
+        audited. ``admin`` is the verified principal behind ``actor``."""
+        from gate_core._token_service import ADMIN_GROUP
+
+        if admin.id != actor.principal_id or admin.kind is not PrincipalKind.HUMAN or ADMIN_GROUP not in admin.groups:
+            raise PermissionDenied(f"{actor.principal_id} may not reset passkeys: only members of {ADMIN_GROUP} do")
         require_storable(reason, "reason")
         now = self.clock.now()
         payload = {"principal": principal_id, "reason": reason}

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from gate_core import Gatekeeper, Settings, init_home, open_gatekeeper
-from gate_core._models import Verdict
+from gate_core._models import Verdict, canonical_json
 from gate_core._passkeys import decision_challenge
 from gate_core.testing import actor
 from tests.conftest import Report
@@ -238,3 +238,49 @@ def test_without_the_passkey_check_the_resigned_forgery_would_pass(world: World)
     rewrite(world.engine, harmless)
     world.resign()
     assert world.verify()["exit"] == 0
+
+
+def test_an_exported_log_verifies_offline_and_an_edited_export_names_the_entry(
+    world: World, tmp_path: Path, report: Report
+) -> None:
+    """An auditor holds an export, the public key and the checkpoints — no home, no database.
+    O edits the export's signed decision, rechains it and re-signs the head with the home's key."""
+    from datetime import UTC, datetime
+
+    from gate_core._audit import CheckpointSigner, chain_hash
+
+    export = tmp_path / "audit.jsonl"
+    assert world.gatehouse("audit", "export", "-o", str(export)).returncode == 0
+    public = world.settings.public_key_path
+    marks = world.settings.home / "audit-checkpoints.jsonl"
+    nowhere = {**os.environ, "GATEHOUSE_HOME": str(tmp_path / "no-home"), "GATEHOUSE_DATABASE_URL": "sqlite:///nowhere"}
+
+    def verify_export(checkpoints: Path) -> dict[str, object]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gate_core.cli", "audit", "verify-export", str(export),
+             "--public-key", str(public), "--checkpoints", str(checkpoints), "--json"],
+            capture_output=True, text=True, env=nowhere, timeout=120,
+        )  # fmt: skip
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return {**json.loads(proc.stdout), "exit": proc.returncode}
+
+    intact = verify_export(marks)
+    assert intact["exit"] == 0 and intact["signed_decisions"] == 2, intact
+
+    records = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
+    [edited] = [r for r in records if r["event"] == "decision.recorded" and r["gate"] == world.first]
+    edited["payload"]["verdict"] = "reject"
+    prev = records[0]["prev_hash"]
+    for record in records:
+        body = canonical_json({k: record[k] for k in ("seq", "at", "event", "actor", "gate", "payload")})
+        record["prev_hash"], record["hash"] = prev, chain_hash(prev, body)
+        prev = record["hash"]
+    export.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    resigned = tmp_path / "resigned-checkpoints.jsonl"
+    signer = CheckpointSigner.load(world.settings.signing_key_path)
+    resigned.write_text(signer.sign(len(records), prev, datetime.now(UTC)).to_json() + "\n", encoding="utf-8")
+
+    verdict = verify_export(resigned)
+    assert verdict["exit"] == 1 and verdict["first_bad_seq"] == edited["seq"], verdict
+    assert "does not verify" in str(verdict["problem"])
+    report(f"Tamper O ({world.engine.dialect.name}): exported log, signed decision's verdict edited", "detected", "", "detected")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from gate_core import Gatekeeper
-from gate_core._errors import DecisionRefused, SelfApprovalRefused
+from gate_core._errors import DecisionRefused, PermissionDenied, SelfApprovalRefused
 from gate_core._models import Gate, Verdict
 from gate_core._passkeys import PasskeyAssertion, SignatureInvalid, SignatureRequired, decision_challenge
 from gate_core._policy import parse_policy
@@ -111,7 +111,10 @@ def test_a_removed_or_reset_passkey_signs_nothing_and_both_are_audited(core: Gat
     core.passkeys.register(spare.passkey("bob", "spare"), actor=actor("bob"))
     assert core.passkeys.remove("bob", bobs.credential_id, actor=actor("bob"))
     assert not core.passkeys.remove("dave", spare.credential_id, actor=actor("dave"))  # not dave's
-    assert core.passkeys.reset("bob", actor=actor("frank"), reason="lost phone") == 1
+    with pytest.raises(PermissionDenied):  # only gatehouse-admins reset someone's passkeys
+        core.passkeys.reset("bob", actor=actor("dave"), admin=core.directory.get("dave"))
+    frank = core.directory.get("frank")
+    assert core.passkeys.reset("bob", actor=actor("frank"), admin=frank, reason="lost phone") == 1
     gate = core.open(prod_redeploy(), submitted_by=actor("alice"))
     for key in (bobs, spare):
         with pytest.raises(DecisionRefused, match="not registered to you"):
