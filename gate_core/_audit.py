@@ -91,8 +91,16 @@ CONTROL_IDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     },
     Event.TOKEN_CREATED: {"soc2": ("CC6.1", "CC6.2"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
     Event.TOKEN_REVOKED: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
-    Event.PASSKEY_REGISTERED: {"soc2": ("CC6.1", "CC6.2"), "iso27001": ("A.5.17",), "nist80053": ("IA-2", "IA-5")},
-    Event.PASSKEY_REMOVED: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
+    Event.PASSKEY_REGISTERED: {
+        "soc2": ("CC6.1", "CC6.2"),
+        "iso27001": ("A.5.17",),
+        "nist80053": ("IA-2", "IA-5"),
+    },
+    Event.PASSKEY_REMOVED: {
+        "soc2": ("CC6.2", "CC6.3"),
+        "iso27001": ("A.5.17",),
+        "nist80053": ("IA-5", "AC-2"),
+    },
     Event.PASSKEY_RESET: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
 }
 _ALWAYS = {"nist80053": ("AU-9", "AU-10")}

@@ -79,8 +79,14 @@ class PasskeyService:
         audited. ``admin`` is the verified principal behind ``actor``."""
         from gate_core._token_service import ADMIN_GROUP
 
-        if admin.id != actor.principal_id or admin.kind is not PrincipalKind.HUMAN or ADMIN_GROUP not in admin.groups:
-            raise PermissionDenied(f"{actor.principal_id} may not reset passkeys: only members of {ADMIN_GROUP} do")
+        if (
+            admin.id != actor.principal_id
+            or admin.kind is not PrincipalKind.HUMAN
+            or ADMIN_GROUP not in admin.groups
+        ):
+            raise PermissionDenied(
+                f"{actor.principal_id} may not reset passkeys: only members of {ADMIN_GROUP} do"
+            )
         require_storable(reason, "reason")
         now = self.clock.now()
         payload = {"principal": principal_id, "reason": reason}

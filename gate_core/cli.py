@@ -30,9 +30,9 @@ from gate_core._audit import (
     read_checkpoints,
     verify_chain,
 )
-from gate_core._hashing import canonical_json
 from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
+from gate_core._hashing import canonical_json
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
@@ -384,7 +384,9 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True)
 @clean_errors
-def verify_export(export_file: Path, public_key: Path, checkpoint_files: tuple[Path, ...], as_json: bool) -> None:
+def verify_export(
+    export_file: Path, public_key: Path, checkpoint_files: tuple[Path, ...], as_json: bool
+) -> None:
     """Verify an exported log (``audit export``, JSON lines) with no home and no database: the
     hash chain from the first entry, the signed checkpoints, and every passkey-signed decision
     against the key registered earlier in the export. Exit 1 names the first bad entry."""
@@ -549,7 +551,10 @@ def passkeys_list(principal: str) -> None:
     gatekeeper = _gatekeeper()
     person = gatekeeper.directory.get(principal)
     for key in gatekeeper.passkeys.of(person.id):
-        click.echo(f"{key.credential_id[:22]}…  {key.name}  added {key.created_at:%Y-%m-%d}  counter {key.sign_count}")
+        click.echo(
+            f"{key.credential_id[:22]}…  {key.name}  added {key.created_at:%Y-%m-%d}  "
+            f"counter {key.sign_count}"
+        )
 
 
 @passkeys.command(name="reset")

@@ -299,7 +299,9 @@ class Console:
         try:
             return PasskeyAssertion.from_json(json.loads(text))
         except ValueError:
-            raise PageError(400, "Bad signature", "The passkey assertion is not JSON; nothing was recorded.") from None
+            raise PageError(
+                400, "Bad signature", "The passkey assertion is not JSON; nothing was recorded."
+            ) from None
 
     def _decide(
         self,

@@ -80,7 +80,9 @@ class ConsolePasskeys:
             lambda: self.service.remove(viewer.principal.id, credential_id, actor=viewer.actor)
         )
         self.console.sessions.flash(
-            request, "ok" if removed else "error", "Passkey removed." if removed else "No such passkey of yours."
+            request,
+            "ok" if removed else "error",
+            "Passkey removed." if removed else "No such passkey of yours.",
         )
         return redirect(request, "/passkeys")
 
@@ -96,7 +98,9 @@ class ConsolePasskeys:
         except GatehouseError as exc:
             self.console.sessions.flash(request, "error", str(exc))
             return redirect(request, "/passkeys")
-        self.console.sessions.flash(request, "ok" if renamed else "error", "Renamed." if renamed else "No such passkey.")
+        self.console.sessions.flash(
+            request, "ok" if renamed else "error", "Renamed." if renamed else "No such passkey."
+        )
         return redirect(request, "/passkeys")
 
     # ------------------------------------------------------------ JSON ceremonies
@@ -104,9 +108,15 @@ class ConsolePasskeys:
     async def _json(self, request: Request) -> dict[str, Any]:
         """The body of a same-origin, CSRF-checked JSON request from this session's page."""
         expected = request.session.get("csrf")
-        if not isinstance(expected, str) or not same_secret(request.headers.get("x-csrf-token", ""), expected):
+        if not isinstance(expected, str) or not same_secret(
+            request.headers.get("x-csrf-token", ""), expected
+        ):
             raise PageError(403, "Form expired or forged", "missing or wrong CSRF token; nothing was changed")
-        if request.headers.get("origin") not in (None, self.origin, f"{request.url.scheme}://{request.url.netloc}"):
+        if request.headers.get("origin") not in (
+            None,
+            self.origin,
+            f"{request.url.scheme}://{request.url.netloc}",
+        ):
             raise PageError(403, "Cross-site request refused", "this request came from another site")
         body = await request.body()
         if len(body) > MAX_JSON:
@@ -160,9 +170,12 @@ class ConsolePasskeys:
         challenge = request.session.pop("passkey_challenge", None)  # one ceremony per challenge
         if not isinstance(challenge, str):
             return JSONResponse({"error": "no registration in progress; start again"}, status_code=400)
+        credential = data.get("credential")
+        if not isinstance(credential, dict):
+            return JSONResponse({"error": "credential must be a JSON object"}, status_code=400)
         try:
             verified = verify_registration_response(
-                credential=data.get("credential"),
+                credential=credential,
                 expected_challenge=base64url_to_bytes(challenge),
                 expected_rp_id=self.rp_id,
                 expected_origin=self.origin,
@@ -205,13 +218,18 @@ class ConsolePasskeys:
         keys = await run_in_threadpool(self.service.of, viewer.principal.id)
         if not keys:
             return JSONResponse(
-                {"error": "this gate needs a decision signed with a passkey; register one under Passkeys first"},
+                {
+                    "error": "this gate needs a decision signed with a passkey; "
+                    "register one under Passkeys first"
+                },
                 status_code=409,
             )
         options = generate_authentication_options(
             rp_id=self.rp_id,
             challenge=decision_challenge(gate.id, gate.binding_hash, verdict_text, comment),
-            allow_credentials=[PublicKeyCredentialDescriptor(id=base64url_to_bytes(k.credential_id)) for k in keys],
+            allow_credentials=[
+                PublicKeyCredentialDescriptor(id=base64url_to_bytes(k.credential_id)) for k in keys
+            ],
             user_verification=UserVerificationRequirement.REQUIRED,
         )
         return Response(options_to_json(options), media_type="application/json")

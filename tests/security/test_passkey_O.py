@@ -48,7 +48,11 @@ class World:
             "GATEHOUSE_DATABASE_URL": self.settings.database_url,
         }
         proc = subprocess.run(
-            [sys.executable, "-m", "gate_core.cli", *args], capture_output=True, text=True, env=env, timeout=120
+            [sys.executable, "-m", "gate_core.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
         assert "Traceback" not in proc.stderr, proc.stderr
         return proc
@@ -70,7 +74,9 @@ class World:
 def _signed_policy(settings: Settings) -> None:
     text = settings.policy_path.read_text(encoding="utf-8")
     marker = "    break_glass_groups: [sre-oncall]\n"
-    settings.policy_path.write_text(text.replace(marker, marker + "    signature: passkey\n"), encoding="utf-8")
+    settings.policy_path.write_text(
+        text.replace(marker, marker + "    signature: passkey\n"), encoding="utf-8"
+    )
 
 
 @pytest.fixture
@@ -90,7 +96,9 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
     for comment in ("canary metrics look good", ""):
         gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
         signed = bobs.sign(decision_challenge(gate.id, gate.binding_hash, "approve", comment))
-        gatekeeper.decide(gate.id, actor=actor("bob"), verdict=Verdict.APPROVE, comment=comment, assertion=signed)
+        gatekeeper.decide(
+            gate.id, actor=actor("bob"), verdict=Verdict.APPROVE, comment=comment, assertion=signed
+        )
         gates.append(gate.id)
     gatekeeper.store.close()  # from here on only the CLI and O's SQL touch the home
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -182,7 +190,11 @@ ATTACKS: dict[str, tuple[Callable[[World], Callable[[list[Body]], list[Body]]], 
         "second",
         "does not verify",
     ),
-    "decision moved to another gate": (lambda w: _edit_decision(w.first, _move_to_second(w)), "first", "does not verify"),
+    "decision moved to another gate": (
+        lambda w: _edit_decision(w.first, _move_to_second(w)),
+        "first",
+        "does not verify",
+    ),
     "binding hash of the decision alone": (
         lambda w: _edit_decision(w.first, _set("binding_hash", "0" * 64)),
         "first",
@@ -215,7 +227,12 @@ def test_editing_a_signed_decision_fails_verify_naming_the_entry(
     named = {"first": first_seq, "second": second_seq, "first-after-swap": second_seq}[which]
     assert verdict["first_bad_seq"] == named, verdict
     assert words in str(verdict["problem"]), verdict
-    report(f"Tamper O ({world.engine.dialect.name}): passkey-signed decision, {attack}", "detected", "", "detected")
+    report(
+        f"Tamper O ({world.engine.dialect.name}): passkey-signed decision, {attack}",
+        "detected",
+        "",
+        "detected",
+    )
 
 
 def _bodies(world: World) -> list[Body]:
@@ -232,7 +249,10 @@ def test_without_the_passkey_check_the_resigned_forgery_would_pass(world: World)
     def harmless(entries: list[Body]) -> list[Body]:
         for body in entries:
             if body["event"] == "directory.loaded":
-                body["payload"] = {**body["payload"], "principals": [*body["payload"]["principals"], "mallory"]}
+                body["payload"] = {
+                    **body["payload"],
+                    "principals": [*body["payload"]["principals"], "mallory"],
+                }
         return entries
 
     rewrite(world.engine, harmless)
@@ -253,7 +273,11 @@ def test_an_exported_log_verifies_offline_and_an_edited_export_names_the_entry(
     assert world.gatehouse("audit", "export", "-o", str(export)).returncode == 0
     public = world.settings.public_key_path
     marks = world.settings.home / "audit-checkpoints.jsonl"
-    nowhere = {**os.environ, "GATEHOUSE_HOME": str(tmp_path / "no-home"), "GATEHOUSE_DATABASE_URL": "sqlite:///nowhere"}
+    nowhere = {
+        **os.environ,
+        "GATEHOUSE_HOME": str(tmp_path / "no-home"),
+        "GATEHOUSE_DATABASE_URL": "sqlite:///nowhere",
+    }
 
     def verify_export(checkpoints: Path) -> dict[str, object]:
         proc = subprocess.run(
@@ -283,4 +307,9 @@ def test_an_exported_log_verifies_offline_and_an_edited_export_names_the_entry(
     verdict = verify_export(resigned)
     assert verdict["exit"] == 1 and verdict["first_bad_seq"] == edited["seq"], verdict
     assert "does not verify" in str(verdict["problem"])
-    report(f"Tamper O ({world.engine.dialect.name}): exported log, signed decision's verdict edited", "detected", "", "detected")
+    report(
+        f"Tamper O ({world.engine.dialect.name}): exported log, signed decision's verdict edited",
+        "detected",
+        "",
+        "detected",
+    )

@@ -43,6 +43,10 @@ def core(database_url: str) -> Iterator[Gatekeeper]:
     gatekeeper.store.close()
 
 
+def backend(database_url: str) -> str:
+    return "SQLite" if database_url.startswith("sqlite") else "PostgreSQL"
+
+
 def challenge(gate: Gate, verdict: str = "approve", comment: str = "") -> bytes:
     return decision_challenge(gate.id, gate.binding_hash, verdict, comment)
 
@@ -55,7 +59,9 @@ def refusal_reasons(gatekeeper: Gatekeeper, gate_id: str) -> list[str]:
     ]
 
 
-def test_forged_and_misused_signatures_never_decide(core: Gatekeeper, report: Report) -> None:
+def test_forged_and_misused_signatures_never_decide(
+    core: Gatekeeper, database_url: str, report: Report
+) -> None:
     bobs, daves = SoftAuthenticator(), SoftAuthenticator(counter=10)  # dave's has signed before
     core.passkeys.register(bobs.passkey("bob"), actor=actor("bob"))
     core.passkeys.register(daves.passkey("dave"), actor=actor("dave"))
@@ -70,15 +76,30 @@ def test_forged_and_misused_signatures_never_decide(core: Gatekeeper, report: Re
         "bob's signature used by dave": ("dave", Verdict.APPROVE, "", bobs.sign(challenge(gate))),
         "dave's key under bob's credential id": ("bob", Verdict.APPROVE, "", as_bob),
         "signed approve, submitted as reject": ("dave", Verdict.REJECT, "no", daves.sign(challenge(gate))),
-        "signed comment differs": ("dave", Verdict.APPROVE, "LGTM", daves.sign(challenge(gate, comment="ok"))),
-        "no user verification": ("dave", Verdict.APPROVE, "", daves.sign(challenge(gate), user_verified=False)),
+        "signed comment differs": (
+            "dave",
+            Verdict.APPROVE,
+            "LGTM",
+            daves.sign(challenge(gate, comment="ok")),
+        ),
+        "no user verification": (
+            "dave",
+            Verdict.APPROVE,
+            "",
+            daves.sign(challenge(gate), user_verified=False),
+        ),
         "phishing origin": (
             "dave",
             Verdict.APPROVE,
             "",
             daves.sign(challenge(gate), origin="http://localhost.evil.example"),
         ),
-        "counter not increasing (cloned)": ("dave", Verdict.APPROVE, "", daves.sign(challenge(gate), counter=10)),
+        "counter not increasing (cloned)": (
+            "dave",
+            Verdict.APPROVE,
+            "",
+            daves.sign(challenge(gate), counter=10),
+        ),
     }
     for what, (who, verdict, comment, assertion) in attempts.items():
         with pytest.raises((SignatureRequired, SignatureInvalid)) as refused:
@@ -88,11 +109,13 @@ def test_forged_and_misused_signatures_never_decide(core: Gatekeeper, report: Re
     assert len(refusal_reasons(core, gate.id)) == len(attempts)  # every attempt audited
 
     # the genuine one still decides, and verify checks it
-    decided = core.decide(gate.id, actor=actor("dave"), verdict=Verdict.APPROVE, assertion=daves.sign(challenge(gate)))
+    decided = core.decide(
+        gate.id, actor=actor("dave"), verdict=Verdict.APPROVE, assertion=daves.sign(challenge(gate))
+    )
     assert len(decided.decisions) == 1
     assert core.audit.verify().signed_decisions == 1
     report(
-        f"Passkey-signed decisions R/A/N ({core.store.dialect}): forged, misused, replayed, unverified",
+        f"Passkey-signed decisions R/A/N ({backend(database_url)}): forged, misused, replayed, unverified",
         f"{len(attempts)} tried, 0 accepted",
     )
 
@@ -102,7 +125,9 @@ def test_the_requester_with_a_passkey_is_still_the_requester(core: Gatekeeper) -
     core.passkeys.register(alices.passkey("alice"), actor=actor("alice"))
     gate = core.open(prod_redeploy(), submitted_by=actor("alice"))
     with pytest.raises(SelfApprovalRefused):
-        core.decide(gate.id, actor=actor("alice"), verdict=Verdict.APPROVE, assertion=alices.sign(challenge(gate)))
+        core.decide(
+            gate.id, actor=actor("alice"), verdict=Verdict.APPROVE, assertion=alices.sign(challenge(gate))
+        )
 
 
 def test_a_removed_or_reset_passkey_signs_nothing_and_both_are_audited(core: Gatekeeper) -> None:
@@ -118,8 +143,12 @@ def test_a_removed_or_reset_passkey_signs_nothing_and_both_are_audited(core: Gat
     gate = core.open(prod_redeploy(), submitted_by=actor("alice"))
     for key in (bobs, spare):
         with pytest.raises(DecisionRefused, match="not registered to you"):
-            core.decide(gate.id, actor=actor("bob"), verdict=Verdict.APPROVE, assertion=key.sign(challenge(gate)))
-    events = [(e.event, e.decoded()["payload"]) for e in core.audit.entries() if e.event.startswith("passkey.")]
+            core.decide(
+                gate.id, actor=actor("bob"), verdict=Verdict.APPROVE, assertion=key.sign(challenge(gate))
+            )
+    events = [
+        (e.event, e.decoded()["payload"]) for e in core.audit.entries() if e.event.startswith("passkey.")
+    ]
     assert [name for name, _ in events] == [
         "passkey.registered",
         "passkey.registered",
@@ -150,7 +179,7 @@ def page_csrf(client: httpx.Client) -> str:
 
 
 def test_registration_refuses_other_origins_no_uv_replays_and_forged_forms(
-    service_factory: Callable[..., Service], report: Report
+    service_factory: Callable[..., Service], database_url: str, report: Report
 ) -> None:
     service = service_factory(local_signin=True)
     key = SoftAuthenticator(rp_id="127.0.0.1", origin=service.base_url)
@@ -174,21 +203,27 @@ def test_registration_refuses_other_origins_no_uv_replays_and_forged_forms(
         for what, credential in refused.items():
             if what == "another challenge":
                 begin()
-            answer = bob.post("/console/passkeys/register", headers=headers, json={"name": what, "credential": credential})
+            answer = bob.post(
+                "/console/passkeys/register", headers=headers, json={"name": what, "credential": credential}
+            )
             assert answer.status_code == 400, (what, answer.text)
         no_csrf = bob.post("/console/passkeys/options", json={})
         assert no_csrf.status_code == 403
 
         genuine = key.attestation(begin())
-        ok = bob.post("/console/passkeys/register", headers=headers, json={"name": "laptop", "credential": genuine})
+        ok = bob.post(
+            "/console/passkeys/register", headers=headers, json={"name": "laptop", "credential": genuine}
+        )
         assert ok.status_code == 200, ok.text
-        replay = bob.post("/console/passkeys/register", headers=headers, json={"name": "again", "credential": genuine})
+        replay = bob.post(
+            "/console/passkeys/register", headers=headers, json={"name": "again", "credential": genuine}
+        )
         assert replay.status_code == 400  # the challenge was used up
     [kept] = service.gatekeeper.passkeys.of("bob")
     assert (kept.credential_id, kept.rp_id, kept.origin) == (key.credential_id, "127.0.0.1", service.base_url)
     registered = [e for e in service.gatekeeper.audit.entries() if e.event == "passkey.registered"]
     assert len(registered) == 1
     report(
-        f"Passkey registration N ({service.gatekeeper.store.dialect}): other origin, no UV, replay, no CSRF",
+        f"Passkey registration N ({backend(database_url)}): other origin, no UV, replay, no CSRF",
         "4 tried, 0 accepted",
     )

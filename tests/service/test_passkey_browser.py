@@ -50,7 +50,9 @@ def require_signatures(settings: Settings) -> None:
     text = settings.policy_path.read_text(encoding="utf-8")
     marker = "    break_glass_groups: [sre-oncall]\n"
     assert marker in text
-    settings.policy_path.write_text(text.replace(marker, marker + "    signature: passkey\n"), encoding="utf-8")
+    settings.policy_path.write_text(
+        text.replace(marker, marker + "    signature: passkey\n"), encoding="utf-8"
+    )
 
 
 @pytest.fixture
@@ -104,7 +106,11 @@ def register_passkey(page: Page, service: Service, name: str) -> None:
 
 
 def gatehouse(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GATEHOUSE_HOME": str(settings.home), "GATEHOUSE_DATABASE_URL": settings.database_url}
+    env = {
+        **os.environ,
+        "GATEHOUSE_HOME": str(settings.home),
+        "GATEHOUSE_DATABASE_URL": settings.database_url,
+    }
     return subprocess.run(
         [sys.executable, "-m", "gate_core.cli", *args], capture_output=True, text=True, env=env, timeout=120
     )
@@ -115,7 +121,8 @@ def audit_bodies(service: Service, event: str) -> list[dict[str, Any]]:
 
 
 def test_bob_signs_a_prod_redeploy_with_his_passkey_and_verify_checks_it(
-    localhost_service: Service, browser: Browser  # noqa: F811 - the shared fixture
+    localhost_service: Service,
+    browser: Browser,  # noqa: F811 - the shared fixture
 ) -> None:
     service = localhost_service
     gate_id = open_redeploy(service)
@@ -158,7 +165,8 @@ def test_bob_signs_a_prod_redeploy_with_his_passkey_and_verify_checks_it(
 
 
 def test_a_stolen_session_cookie_without_the_authenticator_cannot_decide(
-    localhost_service: Service, browser: Browser  # noqa: F811 - the shared fixture
+    localhost_service: Service,
+    browser: Browser,  # noqa: F811 - the shared fixture
 ) -> None:
     service = localhost_service
     first, target = open_redeploy(service), open_redeploy(service)
@@ -175,7 +183,7 @@ def test_a_stolen_session_cookie_without_the_authenticator_cannot_decide(
 
     # The attacker copies bob's session cookie into a browser with an authenticator of their own.
     stolen = browser.new_context()
-    stolen.add_cookies(bobs.cookies())
+    stolen.add_cookies(bobs.cookies())  # type: ignore[arg-type]  # a Cookie is a valid SetCookieParam
     thief = stolen.new_page()
     virtual_authenticator(stolen, thief)
     thief.goto(f"{service.base_url}/console/gates/{target}")
