@@ -22,23 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gate_core._errors import DecisionRefused
+from gate_core._errors import SignatureInvalid, SignatureRequired
 from gate_core._hashing import canonical_json
 
 SIGNATURE_PASSKEY = "passkey"
 CHALLENGE_CONTEXT = "gatehouse.decision.v1"  # a challenge for nothing else can equal one of ours
-
-
-class SignatureRequired(DecisionRefused):
-    """The gate's rule requires a passkey-signed decision and this channel cannot provide one."""
-
-    code = "signature_required"
-
-
-class SignatureInvalid(DecisionRefused):
-    """A passkey assertion that does not sign this decision with a key registered to this person."""
-
-    code = "signature_invalid"
 
 
 class PasskeyEvent:

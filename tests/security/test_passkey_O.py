@@ -228,7 +228,7 @@ def test_editing_a_signed_decision_fails_verify_naming_the_entry(
     assert verdict["first_bad_seq"] == named, verdict
     assert words in str(verdict["problem"]), verdict
     report(
-        f"Tamper O ({world.engine.dialect.name}): passkey-signed decision, {attack}",
+        f"Passkey tamper O ({world.engine.dialect.name}): signed decision, {attack}",
         "detected",
         "",
         "detected",
@@ -308,7 +308,7 @@ def test_an_exported_log_verifies_offline_and_an_edited_export_names_the_entry(
     assert verdict["exit"] == 1 and verdict["first_bad_seq"] == edited["seq"], verdict
     assert "does not verify" in str(verdict["problem"])
     report(
-        f"Tamper O ({world.engine.dialect.name}): exported log, signed decision's verdict edited",
+        f"Passkey tamper O ({world.engine.dialect.name}): exported log, signed verdict edited",
         "detected",
         "",
         "detected",
