@@ -455,6 +455,7 @@ class Gatekeeper:
                 via=actor.via,
                 break_glass=effect.break_glass,
                 counts_for=effect.counts_for,
+                passkey=request.assertion.credential_id if signed and request.assertion else None,
             )
             events = [
                 AuditDraft(

@@ -217,6 +217,9 @@ class Decision(_Frozen):
     counts_for: int | None = Field(
         default=None, description="index in Gate.requirements this approval counts toward (multi-group rules)"
     )
+    passkey: str | None = Field(
+        default=None, description="credential id of the passkey that signed this decision (signature rules)"
+    )
 
 
 class ApprovalRequirement(_Frozen):

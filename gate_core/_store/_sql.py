@@ -483,6 +483,7 @@ class SqlStore:
                     via=r.via,
                     break_glass=r.break_glass,
                     counts_for=r.counts_for,
+                    passkey=r.passkey,
                 )
             )
         return {k: tuple(v) for k, v in out.items()}
@@ -894,4 +895,5 @@ def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
         "via": decision.via.value,
         "break_glass": decision.break_glass,
         "counts_for": decision.counts_for,
+        "passkey": decision.passkey,
     }

@@ -140,6 +140,7 @@ def test_bob_signs_a_prod_redeploy_with_his_passkey_and_verify_checks_it(
         "Your approval is recorded (signed with your passkey); 1 more needed"
     )
     expect(page.get_by_role("cell", name="canary metrics look good")).to_be_visible()
+    expect(page.get_by_role("cell", name=re.compile("signed with passkey"))).to_be_visible()
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "passkey-approve.png"), full_page=True)
 
@@ -154,6 +155,9 @@ def test_bob_signs_a_prod_redeploy_with_his_passkey_and_verify_checks_it(
     signed = decision["payload"]["passkey"]
     assert signed["credential_id"] == registered["payload"]["credential_id"]
     assert set(signed) >= {"authenticator_data", "client_data_json", "signature", "sign_count"}
+    with service.client("bob") as api:
+        [recorded] = api.get(f"/v1/gates/{gate_id}").json()["decisions"]
+    assert recorded["passkey"] == signed["credential_id"]
 
     verified = gatehouse(service.settings, "audit", "verify", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr

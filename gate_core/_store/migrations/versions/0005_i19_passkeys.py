@@ -31,8 +31,11 @@ def upgrade() -> None:
         sa.Column("removed_at", UtcDateTime),
     )
     op.create_index("ix_gh_passkeys_principal_id", "gh_passkeys", ["principal_id"])
+    # which passkey signed a decision (NULL: unsigned, and every decision before this migration)
+    op.add_column("gh_decisions", sa.Column("passkey", sa.String(1400), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("gh_decisions", "passkey")
     op.drop_index("ix_gh_passkeys_principal_id", "gh_passkeys")
     op.drop_table("gh_passkeys")
