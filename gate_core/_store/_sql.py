@@ -37,7 +37,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, chain
-from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable, UnreadableRecord
+from gate_core._errors import (
+    GatehouseError,
+    GateNotFound,
+    InvalidInput,
+    StoreError,
+    StoreUnavailable,
+    UnreadableRecord,
+)
 from gate_core._hashing import sha256_hex
 from gate_core._models import (
     ApprovalRequirement,
@@ -666,6 +673,15 @@ class SqlStore:
     # ------------------------------------------------------------ passkeys
 
     def add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None:
+        """Keep a new passkey with its audit events; InvalidInput if the credential is known."""
+        try:
+            self._add_passkey(key, events)
+        except IntegrityError:
+            raise InvalidInput(
+                "this passkey is already registered (a removed passkey cannot be registered again)"
+            ) from None
+
+    def _add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None:
         with self._begin() as conn:
             conn.execute(
                 insert(passkeys),
