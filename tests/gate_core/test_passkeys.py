@@ -55,7 +55,8 @@ def test_the_challenge_covers_each_field_and_hashes_the_comment(decision: tuple[
 
 
 def test_malformed_assertions_are_refused_before_decoding() -> None:
-    good = AUTHENTICATOR.sign(b"x" * 32).record()
+    good: dict[str, object] = dict(AUTHENTICATOR.sign(b"x" * 32).record())
+    broken: object
     for broken in ({**good, "signature": "not base64!"}, {**good, "client_data_json": ""}, [], "text"):
         with pytest.raises(SignatureInvalid):
             PasskeyAssertion.from_json(broken)
