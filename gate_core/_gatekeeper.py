@@ -388,7 +388,7 @@ class Gatekeeper:
         if gate.signature != SIGNATURE_PASSKEY and assertion is None:
             return None
         if assertion is None:
-            where = f"{self.console_url}/gates/{gate.id}" if self.console_url else "the console"
+            where = f"{self.console_url or 'the Gatehouse console at /console'}/gates/{gate.id}"
             raise SignatureRequired(
                 f"gate {gate.id} needs a decision signed with your passkey (rule {gate.rule!r}); "
                 f"this channel cannot sign it — decide in the console: {where}"
