@@ -130,6 +130,8 @@ def test_bob_signs_a_prod_redeploy_with_his_passkey_and_verify_checks_it(
     page = context.new_page()
     cdp, authenticator = virtual_authenticator(context, page)
     sign_in(page, service, "Bob (data governance)")
+    row = page.get_by_role("row").filter(has_text=gate_id)
+    expect(row).to_contain_text("signed decisions")  # the pending list says so too
     register_passkey(page, service, "bob's laptop")
 
     page.goto(f"{service.base_url}/console/gates/{gate_id}")
