@@ -71,9 +71,8 @@ def _describe(gate: Gate) -> str:
         f"  requester   {req.requester}"
         + (f" (submitted by {gate.submitted_by})" if gate.submitted_by != req.requester else ""),
     ]
-    for person in gate.involved:
-        if person.principal != req.requester:  # the requester has its own line
-            lines.append(f"  involved    {person.principal} ({person.source}; may not decide)")
+    for principal, sources in gate.involved_people():
+        lines.append(f"  involved    {principal} ({sources}; may not decide)")
     if req.datasets:
         lines.append("  datasets    " + ", ".join(str(d) for d in req.datasets))
         sourced = [gate.tag_with_source(d, t) for d in req.datasets for t in sorted(d.tags)]
