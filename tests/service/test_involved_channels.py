@@ -150,9 +150,9 @@ def test_the_console_gate_page_and_gatehouse_show_list_everyone_involved(
         csrf = html.unescape(re.search(r'name="csrf_token" value="([^"]+)"', login).group(1))  # type: ignore[union-attr]
         signed = client.post("/console/login/local", data={"csrf_token": csrf, "principal": "erin"})
         assert signed.status_code == 303, signed.text
-        page = client.get(f"/console/gates/{gid}")
-        assert page.status_code == 200, page.text
-        page = page.text
+        answer = client.get(f"/console/gates/{gid}")
+        assert answer.status_code == 200, answer.text
+        page = answer.text
     listed = re.search(r'<ul class="involved"[^>]*>(.*?)</ul>', page, re.S)
     assert listed, page
     items = [
