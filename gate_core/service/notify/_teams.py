@@ -328,7 +328,7 @@ def outcome_card(gate: Gate, public_url: str) -> AdaptiveCard:
             ("When", _decided_at(gate)),
             ("Approvals", _approvals(gate)),
             ("Requester", _requester(gate)),
-        ("Involved", _involved(gate)),
+            ("Involved", _involved(gate)),
             ("Gate", gate.id),
         ),
     ]
