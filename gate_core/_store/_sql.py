@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -30,8 +30,11 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -56,6 +59,7 @@ from gate_core._store._schema import (
     audit_checkpoints,
     audit_head,
     audit_log,
+    audit_tree,
     config_versions,
     decisions,
     gate_datasets,
@@ -588,10 +592,28 @@ class SqlStore:
     def checkpoints(self) -> list[Checkpoint]:
         with self._read() as conn:
             rows = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.id)).all()
-        return [Checkpoint(r.size, r.head_hash, r.at, r.key_id, r.signature) for r in rows]
+        return [Checkpoint(r.size, r.head_hash, r.at, r.key_id, r.signature, r.root) for r in rows]
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+    def latest_checkpoints(self, limit: int) -> list[Checkpoint]:
+        """The ``limit`` largest checkpoints, largest first (a signer finding where it left off)."""
+        stmt = (
+            select(audit_checkpoints)
+            .order_by(audit_checkpoints.c.size.desc(), audit_checkpoints.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [Checkpoint(r.size, r.head_hash, r.at, r.key_id, r.signature, r.root) for r in rows]
+
+    def add_checkpoint(self, checkpoint: Checkpoint, nodes: Sequence[tuple[int, int, bytes]] = ()) -> None:
+        """Store a checkpoint and the Merkle tree nodes its root completed, in one transaction: a
+        stored root always has its nodes. A node already there is kept (another replica's signer
+        wrote the same hash; an edited one is for verify to report, never for a signer to mend)."""
         with self._begin() as conn:
+            if nodes:
+                rows = [{"level": level, "idx": index, "hash": digest} for level, index, digest in nodes]
+                for start in range(0, len(rows), _IDS_PER_QUERY):
+                    conn.execute(_insert_new_nodes(conn), rows[start : start + _IDS_PER_QUERY])
             conn.execute(
                 insert(audit_checkpoints),
                 {
@@ -600,8 +622,34 @@ class SqlStore:
                     "at": checkpoint.at,
                     "key_id": checkpoint.key_id,
                     "signature": checkpoint.signature,
+                    "root": checkpoint.root,
                 },
             )
+
+    def tree_nodes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored Merkle nodes by ``(level, index)``; absent ones are left out."""
+        if not keys:
+            return {}
+        stmt = select(audit_tree.c.level, audit_tree.c.idx, audit_tree.c.hash).where(
+            tuple_(audit_tree.c.level, audit_tree.c.idx).in_(list(keys))
+        )
+        with self._read() as conn:
+            return {(int(r.level), int(r.idx)): bytes(r.hash) for r in conn.execute(stmt)}
+
+    def tree_rows(self) -> Iterator[tuple[int, int, bytes]]:
+        """Every stored Merkle node ``(level, index, hash)``, by level then index (for verify)."""
+        stmt = select(audit_tree.c.level, audit_tree.c.idx, audit_tree.c.hash).order_by(
+            audit_tree.c.level, audit_tree.c.idx
+        )
+        with self._read() as conn:
+            for r in conn.execute(stmt):
+                yield int(r.level), int(r.idx), bytes(r.hash)
+
+    def audit_bodies(self, first_seq: int, last_seq: int) -> dict[int, str]:
+        """The bodies of entries ``first_seq``…``last_seq`` (a block of the tree), by seq."""
+        stmt = select(audit_log.c.seq, audit_log.c.body).where(audit_log.c.seq.between(first_seq, last_seq))
+        with self._read() as conn:
+            return {int(r.seq): str(r.body) for r in conn.execute(stmt)}
 
     def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
         key = and_(config_versions.c.kind == kind, config_versions.c.hash == content_hash)
@@ -674,6 +722,13 @@ class SqlStore:
         return [
             NotificationRef.model_validate({k: v for k, v in r._asdict().items() if k != "id"}) for r in rows
         ]
+
+
+def _insert_new_nodes(conn: Connection) -> Any:
+    """INSERT into gh_audit_tree that keeps a node already stored (ON CONFLICT DO NOTHING)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql_insert(audit_tree).on_conflict_do_nothing()
+    return sqlite_insert(audit_tree).on_conflict_do_nothing()
 
 
 def scoped_idempotency_key(submitted_by: str, key: str) -> str:
