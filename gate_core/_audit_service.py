@@ -69,6 +69,7 @@ class AuditService:
         self._signed_size = -1  # the head size this process last signed (checkpoint_if_moved)
         self._last: Checkpoint | None = None  # the checkpoint this process last signed
         self._tree: Frontier | None = None  # the Merkle tree's right edge at _last.size, trusted
+        self._found: Checkpoint | None = None  # the newest of ours stored when this process started
 
     def record(
         self, event: str, *, actor: Actor, payload: Mapping[str, Any], gate_id: str | None = None
@@ -118,6 +119,11 @@ class AuditService:
     def _last_signed(self) -> Checkpoint:
         if self._last is not None:
             return self._last
+        if self._found is None:
+            self._found = self._newest_stored()
+        return self._found
+
+    def _newest_stored(self) -> Checkpoint:
         assert self.signer is not None
         key = self.signer.public_key
         # The largest stored ones first: one query at start, unless someone stored 16 forgeries.
