@@ -21,7 +21,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -334,19 +334,40 @@ class VerifyReport:
         return f"audit log TAMPERED at entry {self.first_bad_seq}: {self.problem}"
 
 
-def _columns_match(body: str, seq: int, event: str, gate_id: str | None) -> bool:
-    """Do the indexed columns agree with the hashed body? Checked by position in the canonical
-    layout ``{"actor":{…},"at":"…","event":…,"gate":…,"payload":{…},"seq":N}`` instead of parsing
-    a million bodies: JSON strings cannot hold an unescaped quote, so the first ``},"at":"`` ends
+def _payload_at(body: str, seq: int, event_json: str, gate_json: str) -> int:
+    """Where the payload starts if the indexed columns agree with the hashed body, else -1.
+    Checked by position in the canonical layout
+    ``{"actor":{…},"at":"…","event":…,"gate":…,"payload":{…},"seq":N}`` instead of parsing a
+    million bodies: JSON strings cannot hold an unescaped quote, so the first ``},"at":"`` ends
     the actor object, and event, gate and payload must follow the timestamp exactly."""
     if not body.endswith(f',"seq":{seq}}}'):
-        return False
+        return -1
     at_value = body.find('},"at":"')
     if at_value < 0:
-        return False
-    at_end = body.find('"', at_value + 8)
-    gate_json = "null" if gate_id is None else _json_string(gate_id)
-    return body.startswith(f',"event":{_json_string(event)},"gate":{gate_json},"payload":', at_end + 1)
+        return -1
+    at_end = body.find('"', at_value + 8) + 1
+    columns = f',"event":{event_json},"gate":{gate_json},"payload":'
+    return at_end + len(columns) if body.startswith(columns, at_end) else -1
+
+
+def _gate_json(gate_id: str | None) -> str:
+    if gate_id is None:
+        return "null"
+    if gate_id.isalnum() and gate_id.isascii():  # every id the core makes: nothing to escape
+        return f'"{gate_id}"'
+    return _json_string(gate_id)
+
+
+def _verdict(body: str, payload_at: int) -> str:
+    """A decision entry's verdict: the payload's ``"verdict":"…"`` read in place (strings cannot
+    hold an unescaped quote, so the pattern is a key), parsed in full only if it is not there."""
+    start = body.find('"verdict":"', payload_at)
+    if start >= 0:
+        end = body.find('"', start + 11)
+        value = body[start + 11 : end]
+        if value.isalpha():
+            return value
+    return str(json.loads(body)["payload"].get("verdict"))
 
 
 def _json_string(text: str) -> str:
@@ -485,8 +506,9 @@ def verify_chain(
     # and, per level from NODE_LEVEL up, every completed subtree's hash in index order: what
     # gh_audit_tree must hold. Kept as concatenated 32-byte digests, 1/8 of the leaf count.
     edge: list[bytes] = []
-    completed: dict[int, bytearray] = {}
+    completed = [bytearray() for _ in range(64)]
     node_level = NODE_LEVEL
+    quoted: dict[str, str] = {}  # event name → its JSON string, for the column check
     for seq, event, gate_id, body, prev_hash, digest in rows:
         if seq != expected_seq:
             missing = expected_seq if seq > expected_seq else seq
@@ -502,7 +524,11 @@ def verify_chain(
             return VerifyReport(
                 False, seq - 1, prev, 0, seq, "content does not match its hash (entry edited)"
             )
-        if not _columns_match(body, seq, event, gate_id):
+        event_json = quoted.get(event)
+        if event_json is None:
+            event_json = quoted[event] = _json_string(event)
+        payload_at = _payload_at(body, seq, event_json, _gate_json(gate_id))
+        if payload_at < 0:
             return VerifyReport(False, seq - 1, prev, 0, seq, _column_problem(body, seq, event, gate_id))
         node = sha256(b"\x00" + data).digest()
         index = seq - 1
@@ -512,10 +538,7 @@ def verify_chain(
             index >>= 1
             level += 1
             if level >= node_level:
-                done = completed.get(level)
-                if done is None:
-                    done = completed[level] = bytearray()
-                done += node
+                completed[level] += node
         edge.append(node)
         if gate_id is not None:
             if event in status_after:
@@ -527,7 +550,7 @@ def verify_chain(
                 else:
                     logged.status = status_after[event]
             elif event == Event.DECISION_RECORDED and gate_id in replay:
-                verdict = str(json.loads(body)["payload"].get("verdict"))
+                verdict = _verdict(body, payload_at)
                 counts = replay[gate_id].decisions
                 counts[verdict] = counts.get(verdict, 0) + 1
         prev = digest
@@ -593,12 +616,12 @@ def verify_chain(
 
 
 def _check_nodes(
-    stored: Iterable[tuple[int, int, bytes]], completed: Mapping[int, bytearray]
+    stored: Iterable[tuple[int, int, bytes]], completed: Sequence[bytearray]
 ) -> tuple[int, str] | None:
     """The first stored Merkle node that is not the subtree the entries hash to: ``(first entry it
     covers, why)``. Nodes past the recomputed tree (written for entries since removed) count too."""
     for level, index, digest in stored:
-        expected = completed.get(level, b"")[32 * index : 32 * index + 32]
+        expected = completed[level][32 * index : 32 * index + 32] if 0 <= level < len(completed) else b""
         if expected != digest:
             first = (index << level) + 1
             last = (index + 1) << level
