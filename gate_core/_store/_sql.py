@@ -70,6 +70,7 @@ from gate_core.identity import canonical_identity
 
 _IDS_PER_QUERY = 10_000
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_INSUFFICIENT_PRIVILEGE = "42501"  # also "must be owner of table"
 CHANGE_CHANNEL = "gatehouse_gate_changed"  # PostgreSQL NOTIFY channel: payload is the gate id
 READ_ONLY = "gatehouse_read_only"  # execution option: this connection only reads
 
@@ -151,6 +152,16 @@ class SqlStore:
                 _migrate.MIGRATIONS.upgrade(engine)
             except OperationalError as exc:
                 raise _unavailable(exc) from exc
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+                    raise
+                engine.dispose()
+                raise StoreError(
+                    f"the database schema needs upgrading to {_migrate.HEAD}, and this role may not "
+                    "change it (a service role only reads and appends): run `gatehouse db upgrade` with "
+                    "the owner's database URL, then `gatehouse db grant-service-role ROLE` again "
+                    f"({str(exc.orig).strip().splitlines()[0]})"
+                ) from exc
         return store
 
     @property
