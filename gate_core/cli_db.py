@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import click
 
+from gate_core._errors import StoreError
 from gate_core._home import Settings
 from gate_core._store import SqlStore
-from gate_core._store._migrate import HEAD
+from gate_core._store._migrate import HEAD, MIGRATIONS
 from gate_core._store._roles import grant_service_role, plan_service_role
 from gate_core.cli_errors import clean_errors
 
@@ -40,8 +41,15 @@ def grant_service_role_cmd(role: str, print_only: bool) -> None:
     """Let ROLE run the service: SELECT and INSERT on the audit log, its checkpoints and its Merkle
     tree — never UPDATE, DELETE, TRUNCATE or TRIGGER — and what the service needs on the other
     tables. Run as the tables' owner; ROLE must exist, own nothing and not be a superuser."""
-    store = SqlStore.open(Settings.from_env().database_url)
+    store = SqlStore.open(Settings.from_env().database_url, migrate=False)
     try:
+        with store.engine.connect() as conn:
+            revision = MIGRATIONS.current_revision(conn)
+        if revision != HEAD:
+            raise StoreError(
+                f"the schema is at {revision or 'nothing'}, not {HEAD}: run `gatehouse db upgrade` first "
+                "(grants are made for the tables of the current schema)"
+            )
         plan = (plan_service_role if print_only else grant_service_role)(store.engine, role)
     finally:
         store.close()
