@@ -23,6 +23,7 @@ MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 
 TITLES = {
     "audit_verify": "Audit verification (1,000,000 entries)",
+    "audit_proof": "Audit proofs (10,000,000 entries)",
     "gate_throughput": "Gate open + decide with audit chaining (core)",
     "service_http": "Gate service over HTTP",
     "lineage_capture": "Lineage: DataFrame metadata capture",
@@ -66,7 +67,7 @@ def headline_rows(results: dict[str, dict[str, Any]]) -> list[str]:
         for fig in result["figures"]:
             label = fig["figure"]
             if fig.get("target") is not None or re.search(
-                r"ratio|anchor|native|ApprovalOperator", label, re.I
+                r"ratio|anchor|native|ApprovalOperator|before|after", label, re.I
             ):
                 rows.append(f"| {title} | {label} | {_value(fig)} | {_target(fig)} | {_verdict(fig)} |")
     return rows
