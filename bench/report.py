@@ -67,7 +67,7 @@ def headline_rows(results: dict[str, dict[str, Any]]) -> list[str]:
         for fig in result["figures"]:
             label = fig["figure"]
             if fig.get("target") is not None or re.search(
-                r"ratio|anchor|native|ApprovalOperator|before|after", label, re.I
+                r"ratio|anchor|native|ApprovalOperator", label, re.I
             ):
                 rows.append(f"| {title} | {label} | {_value(fig)} | {_target(fig)} | {_verdict(fig)} |")
     return rows

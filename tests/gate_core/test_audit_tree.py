@@ -31,6 +31,7 @@ from gate_core._merkle import (
     verify_consistency,
 )
 from gate_core._models import SYSTEM_ACTOR
+from gate_core._ports import GateStore
 from gate_core._store._migrate import MIGRATIONS
 from gate_core._store._schema import audit_head, audit_log
 from gate_core._tree import consistency, inclusion
@@ -46,13 +47,13 @@ def _grow(gk: Gatekeeper, gates: int) -> None:
         gk.approve(gate.id, actor=actor("dave"))
 
 
-def _leaves(store: SqlStore) -> list[bytes]:
+def _leaves(store: GateStore) -> list[bytes]:
     return [leaf_hash(row[3].encode()) for row in store.audit_rows()]
 
 
 def _expected_nodes(leaves: list[bytes]) -> dict[tuple[int, int], bytes]:
     tree = Frontier()
-    out = {}
+    out: dict[tuple[int, int], bytes] = {}
     for leaf in leaves:
         out |= {(lv, ix): h for lv, ix, h in tree.append(leaf) if lv >= NODE_LEVEL}
     return out

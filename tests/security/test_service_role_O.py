@@ -167,7 +167,7 @@ def test_the_grant_is_exact_and_refuses_roles_that_could_lift_triggers(
             "FROM information_schema.role_table_grants WHERE grantee = %s GROUP BY table_name",
             (service_role.name,),
         ).fetchall()
-    privileges = dict(granted)
+    privileges: dict[str, str] = dict(granted)
     for table in AUDIT_TABLES:
         assert privileges[table] == "INSERT,SELECT", (table, privileges[table])
     assert privileges["gh_audit_head"] == "SELECT,UPDATE"
