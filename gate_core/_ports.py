@@ -15,7 +15,7 @@ outcome and its audit entries, commit — or write nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -138,7 +138,18 @@ class AuditLog(Protocol):
 
     def checkpoints(self) -> list[Checkpoint]: ...
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def latest_checkpoints(self, limit: int) -> list[Checkpoint]: ...
+
+    def add_checkpoint(
+        self, checkpoint: Checkpoint, nodes: Sequence[tuple[int, int, bytes]] = ()
+    ) -> None: ...
+
+    # The stored RFC 9162 tree (gate_core._tree): read by proofs, checked by verify, never trusted.
+    def tree_nodes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+
+    def tree_rows(self) -> Iterator[tuple[int, int, bytes]]: ...
+
+    def audit_bodies(self, first_seq: int, last_seq: int) -> dict[int, str]: ...
 
 
 class TokenStore(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gate_core.sql import SchemaMigrations
 
-HEAD = "0005_i19_passkeys"
+HEAD = "0006_i17p_merkle_nodes"
 VERSION_TABLE = "gh_alembic_version"  # not Airflow's or Prefect's alembic_version, should they share a DB
 
 MIGRATIONS = SchemaMigrations(

@@ -10,7 +10,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -119,6 +121,19 @@ audit_checkpoints = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("key_id", String(32), nullable=False),
     Column("signature", String(128), nullable=False),
+    Column("root", String(64), doc="hex RFC 9162 root at size, signed too (v2); NULL before 0005"),
+)
+
+# The RFC 9162 tree over the log: the hash of every perfect subtree of 2^level leaves from level
+# NODE_LEVEL (16) up, written by the signer with each checkpoint. Read by proofs in O(log n) rows,
+# never trusted: every proof is checked against a signed root, and verify recomputes the tree.
+audit_tree = Table(
+    "gh_audit_tree",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Every policy and directory version that was ever in force, so an audit entry's policy hash can
@@ -135,7 +150,7 @@ config_versions = Table(
 
 # Append-only enforcement, installed by the migrations. SQLite: triggers; PostgreSQL: a trigger
 # function that also refuses TRUNCATE.
-APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints")
+APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree")
 
 api_tokens = Table(
     "gh_api_tokens",
