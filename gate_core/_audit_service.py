@@ -7,8 +7,10 @@ inside each gate's transaction and asks this service to sign when enough have pi
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
@@ -33,11 +35,13 @@ from gate_core._audit import (
     signature_valid,
     verify_chain,
 )
+from gate_core._cosign import SignatureLine, check_cosignatures, parse_checkpoint_text, parse_note
 from gate_core._errors import AuditError, InvalidInput
-from gate_core._merkle import consistency_proof, inclusion_proof, leaf_hash, root
+from gate_core._merkle import EMPTY_ROOT, consistency_proof, inclusion_proof, leaf_hash, node_hash, root
 from gate_core._models import Actor, require_storable
 from gate_core._ports import AuditLog, Clock
 from gate_core._proofs import NoteCheckpoint, bundle, origin_for, sign_note
+from gate_core._witnessing import HttpWitnessTransport, WitnessPolicy, WitnessTransport, submit
 
 log = logging.getLogger("gatehouse.audit")
 
@@ -64,6 +68,18 @@ class AuditService:
         self._checkpointed_at: int | None = None  # log.appended when this process last signed
         self._signed_size = -1  # the head size this process last signed (checkpoint_if_moved)
         self._last: Checkpoint | None = None  # the checkpoint this process last signed
+        self.witnesses: WitnessPolicy | None = None
+        self.transport: WitnessTransport | None = None
+        self._leaves: list[bytes] = []  # RFC 9162 leaf hashes of the log's prefix, for witnessing
+        self._leaves_head = GENESIS_HASH  # the chain hash at len(_leaves)
+        self._retry_at: dict[str, float] = {}  # witness → monotonic time of its next attempt
+        self._retry_delay: dict[str, float] = {}
+
+    def use_witnesses(self, policy: WitnessPolicy | None, transport: WitnessTransport | None = None) -> None:
+        """Submit every checkpoint signed from now on to these witnesses, and require their quorum
+        in :meth:`verify`."""
+        self.witnesses = policy
+        self.transport = transport or (HttpWitnessTransport() if policy is not None and policy.urls else None)
 
     def record(
         self, event: str, *, actor: Actor, payload: Mapping[str, Any], gate_id: str | None = None
@@ -102,7 +118,187 @@ class AuditService:
         self._checkpointed_at = self.log.appended
         self._signed_size = size
         self._last = checkpoint
+        self._witness_new(checkpoint)
         return checkpoint
+
+    # ------------------------------------------------------------ witnesses
+
+    def _witness_new(self, checkpoint: Checkpoint) -> None:
+        """Ask the witnesses to cosign a checkpoint just signed. A failure is logged and retried
+        (:meth:`witness_pending`), never raised into the decision or the loop that signed it."""
+        if self.witnesses is None or self.transport is None or self.signer is None:
+            return
+        try:
+            self._submit(checkpoint, due=list(self.witnesses.urls))
+        except Exception:  # a witness problem must never undo or block the log's own work
+            log.exception(
+                "audit checkpoint at size %d: submitting it to the witnesses failed", checkpoint.size
+            )
+
+    def witness_pending(self) -> list[str]:
+        """Submit the newest checkpoint this process knows it signed to every witness that has not
+        cosigned it yet and whose back-off (1 s doubling to 60 s) has passed: the sweeper's duty,
+        and every CLI command's on exit. Returns the problems (also logged)."""
+        if self.witnesses is None or self.transport is None or self.signer is None:
+            return []
+        last = self._last_signed()
+        if last.size == 0:
+            return []
+        now = time.monotonic()
+        due = [name for name in self.witnesses.urls if self._retry_at.get(name, 0.0) <= now]
+        return self._submit(last, due=due) if due else []
+
+    def _submit(self, checkpoint: Checkpoint, due: list[str]) -> list[str]:
+        assert self.witnesses is not None
+        assert self.transport is not None
+        assert self.signer is not None
+        done = {c.witness for c in self.log.cosignatures(checkpoint.size)}
+        todo = [name for name in due if name not in done]
+        if not todo:
+            return []
+        leaves = self._leaves_to(checkpoint.size, checkpoint.head_hash)
+        mark = NoteCheckpoint(origin_for(self.signer.public_key), checkpoint.size, root(leaves))
+        outcome = submit(
+            self.witnesses,
+            self.transport,
+            sign_note(mark, self.signer),
+            mark,
+            lambda old: consistency_proof(leaves, old),
+            self.log.cosigned_sizes(),
+            only=todo,
+        )
+        self.log.add_cosignatures(outcome.cosignatures, self.clock.now())
+        cosigned = {c.witness for c in outcome.cosignatures}
+        now = time.monotonic()
+        for name in todo:
+            if name in cosigned:
+                self._retry_delay.pop(name, None)
+                self._retry_at.pop(name, None)
+            else:
+                delay = min(60.0, self._retry_delay.get(name, 0.5) * 2)
+                self._retry_delay[name], self._retry_at[name] = delay, now + delay
+        for problem in outcome.problems:
+            log.warning("audit checkpoint at size %d not witnessed: %s", checkpoint.size, problem)
+        return outcome.problems
+
+    def _leaves_to(self, size: int, head_hash: str) -> list[bytes]:
+        """The RFC 9162 leaf hashes of entries 1…size, whose chain ends in ``head_hash``: cached in
+        memory and extended by the new entries only; rebuilt once from the start if the cached
+        prefix is no longer the log's."""
+        for _attempt in range(2):
+            if size <= len(self._leaves):
+                return self._leaves[:size]
+            prev, new = self._leaves_head, []
+            with closing(self.log.audit_rows(from_seq=len(self._leaves) + 1)) as rows:
+                for seq, _event, _gate, body, prev_hash, digest in rows:
+                    if seq > size or prev_hash != prev or chain_hash(prev, body) != digest:
+                        break
+                    new.append(leaf_hash(body.encode()))
+                    prev = digest
+            if len(self._leaves) + len(new) == size and prev == head_hash:
+                self._leaves += new
+                self._leaves_head = prev
+                return self._leaves
+            self._leaves, self._leaves_head = [], GENESIS_HASH
+        raise AuditError(
+            f"the log no longer matches its checkpoint at size {size}; run `gatehouse audit verify`"
+        )
+
+    def _roots_at(self, sizes: Iterable[int]) -> dict[int, bytes]:
+        """The RFC 9162 root of the log's first n entries for each n in ``sizes`` (those the log
+        reaches), in one streaming pass with O(log n) memory."""
+        wanted = sorted({n for n in sizes if n > 0})
+        roots = {0: EMPTY_ROOT}
+        stack: list[tuple[int, bytes]] = []  # complete subtrees, left to right: (height, hash)
+        at = 0
+        if not wanted:
+            return roots
+        with closing(self.log.audit_rows()) as rows:
+            for seq, _event, _gate, body, _prev, _digest in rows:
+                height, digest = 0, leaf_hash(body.encode())
+                while stack and stack[-1][0] == height:
+                    digest = node_hash(stack.pop()[1], digest)
+                    height += 1
+                stack.append((height, digest))
+                if seq == wanted[at]:
+                    folded = stack[-1][1]
+                    for _height, left in reversed(stack[:-1]):
+                        folded = node_hash(left, folded)
+                    roots[seq] = folded
+                    at += 1
+                    if at == len(wanted):
+                        break
+        return roots
+
+    def _check_witnessed(
+        self,
+        report: VerifyReport,
+        marks: list[Checkpoint],
+        public_key: Ed25519PublicKey,
+        policy: WitnessPolicy,
+    ) -> VerifyReport:
+        """Every stored cosignature by a trusted witness still verifies over the log's own root at
+        its size (else the log was rewritten behind the witness, or the row forged), and the newest
+        checkpoint carries a quorum of them."""
+
+        def failed(problem: str) -> VerifyReport:
+            return dataclasses.replace(report, ok=False, problem=problem)
+
+        newest = max(marks, key=lambda c: c.size)
+        origin = origin_for(public_key)
+        trusted = {k.name for k in policy.keys}
+        rows = [c for c in self.log.cosignatures() if c.witness in trusted]
+        roots = self._roots_at([newest.size, *(c.size for c in rows)])
+        for row in rows:
+            if row.size not in roots:
+                return failed(
+                    f"witness {row.witness} cosigned the log at size {row.size}, but it has {report.entries} "
+                    f"entries: entries {report.entries + 1}…{row.size} were removed"
+                )
+            text = NoteCheckpoint(origin, row.size, roots[row.size]).body()
+            try:
+                line = row.signature_line()
+            except AuditError:
+                return failed(
+                    f"the cosignature stored for witness {row.witness} at size {row.size} is unreadable"
+                )
+            if row.witness in check_cosignatures(text, [line], policy.keys).valid:
+                continue
+            return failed(
+                self._why_not_cosigned(row.note, line, policy, row.witness, row.size, roots[row.size])
+            )
+        text = NoteCheckpoint(origin, newest.size, roots[newest.size]).body()
+        lines = [c.line for c in rows if c.size == newest.size]
+        try:
+            names = policy.require(
+                text, lines, f"the newest checkpoint (size {newest.size})", now=int(time.time())
+            )
+        except AuditError as exc:
+            return failed(str(exc))
+        return dataclasses.replace(report, witnessed_size=newest.size, witnesses=tuple(names))
+
+    @staticmethod
+    def _why_not_cosigned(
+        note: str, line: SignatureLine, policy: WitnessPolicy, witness: str, size: int, log_root: bytes
+    ) -> str:
+        """A trusted witness's stored cosignature does not verify over the log's root: did it sign
+        another root (the log changed after) or nothing at all (a forged row)?"""
+        try:
+            cosigned_text = parse_note(note).text
+            cosigned = parse_checkpoint_text(cosigned_text)
+        except AuditError:
+            cosigned_text, cosigned = "", None
+        if (
+            cosigned is not None
+            and cosigned.size == size
+            and witness in check_cosignatures(cosigned_text, [line], policy.keys).valid
+        ):
+            return (
+                f"witness {witness} cosigned the log at size {size} with root "
+                f"{base64.b64encode(cosigned.root).decode()}, but entries 1…{size} now hash to "
+                f"{base64.b64encode(log_root).decode()}: history was rewritten after it was witnessed"
+            )
+        return f"the cosignature stored for witness {witness} at size {size} does not verify (forged)"
 
     def _last_signed(self) -> Checkpoint:
         if self._last is not None:
@@ -160,7 +356,11 @@ class AuditService:
     # ------------------------------------------------------------ reading
 
     def verify(
-        self, extra_checkpoints: Iterable[Checkpoint] = (), *, public_key: Ed25519PublicKey | None = None
+        self,
+        extra_checkpoints: Iterable[Checkpoint] = (),
+        *,
+        public_key: Ed25519PublicKey | None = None,
+        witnesses: WitnessPolicy | None = None,
     ) -> VerifyReport:
         """Recompute the chain, check every checkpoint (stored ones, the one this process last
         signed, and ``extra_checkpoints``, e.g. a witness file's or an auditor's) with
@@ -168,7 +368,11 @@ class AuditService:
         skips — and check every gate's status and decisions against the replayed log.
 
         Gates that change while the log is read (a live service) are left out of the state
-        check: the state is read before and after the scan and only gates equal in both count."""
+        check: the state is read before and after the scan and only gates equal in both count.
+
+        With ``witnesses`` (by default those configured for this log), the newest checkpoint must
+        carry a quorum of their valid cosignatures, and every stored cosignature of theirs must
+        still verify over the log's RFC 9162 root at its size."""
         key = public_key or (self.signer.public_key if self.signer else None)
         # Our last checkpoint is read before the stored ones: it is stored before it is kept, so
         # one signed meanwhile (the sweeper's thread) is never mistaken for a deleted one.
@@ -197,7 +401,11 @@ class AuditService:
                     f"no signed checkpoint at size {mark.size} in the database, though one was "
                     "signed and kept elsewhere (checkpoints deleted)",
                 )
-        return report
+        policy = witnesses or self.witnesses
+        if policy is None or report.entries == 0:
+            return report
+        assert key is not None  # verify_chain raised without one
+        return self._check_witnessed(report, [*stored, *elsewhere], key, policy)
 
     # ------------------------------------------------------------ proofs
 
@@ -219,7 +427,12 @@ class AuditService:
         if len(leaves) != mark.size or prev != mark.head_hash:
             raise AuditError("refusing to prove: the log does not match its own checkpoint; run verify")
         public = self.signer.public_key
-        note = sign_note(NoteCheckpoint(origin_for(public), mark.size, root(leaves)), self.signer)
+        tree_root = root(leaves)
+        note = sign_note(NoteCheckpoint(origin_for(public), mark.size, tree_root), self.signer)
+        # the witnesses' cosignatures on this very checkpoint travel with it (tlog-cosignature)
+        # (one line per witness: signed-note verifiers may reject a key's repeated line)
+        cosigned = {c.witness: c.line for c in self.log.cosignatures(mark.size) if c.root == tree_root}
+        note += "".join(f"{line}\n" for line in cosigned.values())
         return leaves, bodies, note
 
     def prove(self, seq: int) -> str:

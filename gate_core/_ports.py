@@ -23,6 +23,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState
+from gate_core._cosign import StoredCosignature
 from gate_core._errors import GatehouseError
 from gate_core._models import Decision, Gate, GateStatus
 from gate_core._tokens import ApiToken
@@ -138,6 +139,12 @@ class AuditLog(Protocol):
     def checkpoints(self) -> list[Checkpoint]: ...
 
     def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    def add_cosignatures(self, cosignatures: Sequence[StoredCosignature], at: datetime) -> None: ...
+
+    def cosignatures(self, size: int | None = None) -> list[StoredCosignature]: ...
+
+    def cosigned_sizes(self) -> dict[str, int]: ...
 
 
 class TokenStore(Protocol):

@@ -85,6 +85,7 @@ def _sweep_once(state: ServiceState) -> None:
         "expiry": expiry,
         "reminders": reminders,
         "checkpoint": gatekeeper.audit.checkpoint_if_moved,
+        "witnesses": gatekeeper.audit.witness_pending,  # a checkpoint a witness missed, retried
     }
     for duty, run in duties.items():
         try:
