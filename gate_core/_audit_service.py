@@ -41,7 +41,7 @@ from gate_core._merkle import EMPTY_ROOT, consistency_proof, inclusion_proof, le
 from gate_core._models import Actor, require_storable
 from gate_core._ports import AuditLog, Clock
 from gate_core._proofs import NoteCheckpoint, bundle, origin_for, sign_note
-from gate_core._witnessing import HttpWitnessTransport, WitnessPolicy, WitnessTransport, submit
+from gate_core._witnessing import HttpWitnessTransport, WitnessPolicy, WitnessTransport, held_sizes, submit
 
 log = logging.getLogger("gatehouse.audit")
 
@@ -246,8 +246,8 @@ class AuditService:
 
         newest = max(marks, key=lambda c: c.size)
         origin = origin_for(public_key)
-        trusted = {k.name for k in policy.keys}
-        rows = [c for c in self.log.cosignatures() if c.witness in trusted]
+        trusted = {(k.name, k.key_id) for k in policy.keys}  # other keys, even under a trusted name: ignored
+        rows = [c for c in self.log.cosignatures() if (c.witness, c.key_id) in trusted]
         roots = self._roots_at([newest.size, *(c.size for c in rows)])
         for row in rows:
             if row.size not in roots:
@@ -275,7 +275,29 @@ class AuditService:
             )
         except AuditError as exc:
             return failed(str(exc))
+        ahead = self._witness_ahead(policy, [c.note for c in rows if c.size == newest.size], newest.size)
+        if ahead:
+            return failed(ahead)
         return dataclasses.replace(report, witnessed_size=newest.size, witnesses=tuple(names))
+
+    def _witness_ahead(self, policy: WitnessPolicy, notes: list[str], newest: int) -> str:
+        """A witness holding a larger checkpoint than any in the database (asked live, where its
+        URL is known) proves that later entries or checkpoints were removed."""
+        if not policy.urls or not notes:
+            return ""
+        held = held_sizes(policy, self.transport or HttpWitnessTransport(timeout_s=5.0), notes[-1])
+        beyond = {name: size for name, size in held.items() if size > newest}
+        if not beyond:
+            return ""
+        stored_since = max((c.size for c in self.log.checkpoints()), default=0)  # signed while we read?
+        beyond = {name: size for name, size in beyond.items() if size > stored_since}
+        if not beyond:
+            return ""
+        name, size = max(beyond.items(), key=lambda item: item[1])
+        return (
+            f"witness {name} holds a checkpoint of size {size}, but the newest checkpoint in the database is "
+            f"at size {newest}: entries or checkpoints after it were removed"
+        )
 
     @staticmethod
     def _why_not_cosigned(

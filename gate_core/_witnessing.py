@@ -246,3 +246,24 @@ def verify_witnessed_bundle(
     note = parse_note(str(json.loads(text)["checkpoint"]))
     lines = [line.text() for line in note.signatures]
     return entry, policy.require(note.text, lines, "the proof's checkpoint", now=int(time.time()))
+
+
+def held_sizes(policy: WitnessPolicy, transport: WitnessTransport, note: str) -> dict[str, int]:
+    """Ask each reachable witness which size it holds for the note's log: ``old 0`` with a note
+    the log signed (tlog-witness lets a client learn the size this way). A witness that holds more
+    than the database's newest checkpoint proves entries or checkpoints were removed; the answer
+    can only ever fail a verification, never pass one. Unreachable witnesses are left out."""
+    held: dict[str, int] = {}
+    for key in policy.keys:
+        url = policy.urls.get(key.name)
+        if url is None:
+            continue
+        try:
+            status, content_type, answer = transport.post(
+                f"{url}/add-checkpoint", add_checkpoint_body(0, [], note)
+            )
+            if status == 409 and content_type.split(";")[0].strip() == SIZE_CONTENT_TYPE:
+                held[key.name] = parse_decimal(answer.strip(), "the witness's size")
+        except (httpx.HTTPError, AuditError) as exc:
+            log.warning("witness %s not asked for its size: %s", key.name, exc)
+    return held

@@ -331,7 +331,15 @@ def witness_policy(
     keys = [k for path in files for k in read_verifier_keys(path.read_text(encoding="utf-8"), str(path))]
     if not keys:
         raise ConfigError(f"no witness verifier key in {', '.join(map(str, files))}")
-    return WitnessPolicy(tuple(keys), quorum if quorum is not None else len(keys))
+    # where to ask each witness for the size it holds: the home's URLs, for the very keys given here
+    urls = {}
+    if configured is not None:
+        urls = {
+            k.name: configured.urls[k.name]
+            for k in keys
+            if k in configured.keys and k.name in configured.urls
+        }
+    return WitnessPolicy(tuple(keys), quorum if quorum is not None else len(keys), urls)
 
 
 @audit.command()

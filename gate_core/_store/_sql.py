@@ -629,9 +629,10 @@ class SqlStore:
 
     def cosignatures(self, size: int | None = None) -> list[StoredCosignature]:
         """Stored cosignatures, oldest first; only those on the checkpoint of ``size`` if given."""
-        query = select(audit_cosignatures).order_by(audit_cosignatures.c.id)
+        c = audit_cosignatures.c
+        query = select(c.size, c.root, c.witness, c.key_id, c.cosigned_at, c.line, c.note).order_by(c.id)
         if size is not None:
-            query = query.where(audit_cosignatures.c.size == size)
+            query = query.where(c.size == size)
         with self._read() as conn:
             rows = conn.execute(query).all()
         out = []
