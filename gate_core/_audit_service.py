@@ -70,6 +70,10 @@ class AuditService:
         self._last: Checkpoint | None = None  # the checkpoint this process last signed
         self.witnesses: WitnessPolicy | None = None
         self.transport: WitnessTransport | None = None
+        # Submit to the witnesses as soon as a checkpoint is signed (a CLI command, which has no
+        # sweeper). The service turns this off: its sweeper submits, so a slow witness never
+        # holds up a decision whose commit happened to sign a checkpoint.
+        self.submit_inline = True
         self._leaves: list[bytes] = []  # RFC 9162 leaf hashes of the log's prefix, for witnessing
         self._leaves_head = GENESIS_HASH  # the chain hash at len(_leaves)
         self._retry_at: dict[str, float] = {}  # witness → monotonic time of its next attempt
@@ -126,6 +130,10 @@ class AuditService:
     def _witness_new(self, checkpoint: Checkpoint) -> None:
         """Ask the witnesses to cosign a checkpoint just signed. A failure is logged and retried
         (:meth:`witness_pending`), never raised into the decision or the loop that signed it."""
+        if self.submit_inline:
+            self._witness_now(checkpoint)
+
+    def _witness_now(self, checkpoint: Checkpoint) -> None:
         if self.witnesses is None or self.transport is None or self.signer is None:
             return
         try:
@@ -449,6 +457,8 @@ class AuditService:
         if len(leaves) != mark.size or prev != mark.head_hash:
             raise AuditError("refusing to prove: the log does not match its own checkpoint; run verify")
         public = self.signer.public_key
+        if not self.submit_inline:
+            self._witness_now(mark)  # the bundle should carry the cosignatures of its checkpoint
         tree_root = root(leaves)
         note = sign_note(NoteCheckpoint(origin_for(public), mark.size, tree_root), self.signer)
         # the witnesses' cosignatures on this very checkpoint travel with it (tlog-cosignature)

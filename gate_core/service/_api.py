@@ -74,6 +74,8 @@ class VerifyOut(BaseModel):
     checkpoints_checked: int
     first_bad_seq: int | None
     problem: str
+    witnessed_size: int | None = None  # the newest checkpoint a quorum of witnesses cosigned
+    witnesses: list[str] = []
 
 
 @router.get("/me", response_model=Me, tags=["identity"])
@@ -206,6 +208,8 @@ def audit_verify(caller: Caller, request: Request) -> VerifyOut:
         checkpoints_checked=report.checkpoints_checked,
         first_bad_seq=report.first_bad_seq,
         problem=report.problem,
+        witnessed_size=report.witnessed_size,
+        witnesses=list(report.witnesses),
     )
 
 

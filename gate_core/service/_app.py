@@ -130,6 +130,7 @@ def create_app(
     local_signin: bool = False,
 ) -> FastAPI:
     config = config or ServiceConfig()
+    gatekeeper.audit.submit_inline = False  # the sweeper submits checkpoints to witnesses
     state = ServiceState(
         gatekeeper=gatekeeper,
         config=config,

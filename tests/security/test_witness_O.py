@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from gate_core import Settings
 from gate_core._merkle import consistency_proof, leaf_hash, root
 from tests.conftest import Report
 from tests.security._operator import Body, cut_tail, rewrite, run_sql
 from tests.security._witness import WitnessProcess
+from tests.security.conftest import PII_EXPORT
+from tests.service.conftest import launch_server, stop_server
 
 GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
 EM_DASH = "\u2014"
@@ -434,3 +438,50 @@ def test_rollback_and_malformed_submissions_to_the_witness_directly(tmp_path: Pa
     finally:
         witness.stop()
     report("Tamper O: hand-built rollback and fork submissions to the witness", f"{tried} tried, 0 accepted")
+
+
+# ---------------------------------------------------------------- the running service
+
+
+def test_the_service_submits_its_checkpoints_and_retries_a_witness_that_was_down(
+    make_log: object, tmp_path: Path, report: Report
+) -> None:
+    """The sweeper signs what the API appended and submits it; the witness is down, so the
+    submission fails, is logged, the service stays healthy; once the witness is up, the sweeper's
+    retry gets the newest checkpoint cosigned and verify passes."""
+    log: Log = make_log("witness.test/w1", start=False)  # type: ignore[operator]
+    witness = log.witnesses[0]
+    minted = log.gatehouse("token", "create", "--principal", "alice", "--scope", "request")
+    assert minted.code == 0, minted.err
+    settings = Settings(
+        home=log.home,
+        database_url=log.database_url,
+        policy_path=log.home / "policy.yaml",
+        directory_path=log.home / "directory.yaml",
+    )
+    server = launch_server(settings, tmp_path / "serve.log")
+    try:
+        headers = {"Authorization": f"Bearer {minted.out.strip().splitlines()[-1]}"}
+        opened = httpx.post(f"{server.base_url}/v1/gates", json=PII_EXPORT, headers=headers, timeout=30)
+        assert opened.status_code in (200, 201), opened.text
+        deadline = time.monotonic() + 30
+        while "not witnessed" not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "not reached" in server.log.read_text()
+        assert httpx.get(f"{server.base_url}/healthz", timeout=10).status_code == 200
+        witness.start()
+        deadline = time.monotonic() + 90
+        while witness.held_size(log.origin) != log.size() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert witness.held_size(log.origin) == log.size()
+        code, verdict = log.verify()
+        assert code == 0, verdict
+        assert verdict["witnessed_size"] == log.size()
+    finally:
+        stop_server(server)
+    report(
+        f"Tamper O ({log.engine.dialect.name}): service checkpoints witnessed after a witness outage",
+        "cosigned",
+        "",
+        "cosigned",
+    )
