@@ -245,9 +245,9 @@ class AuditService:
         public_key: Ed25519PublicKey,
         policy: WitnessPolicy,
     ) -> VerifyReport:
-        """Every stored cosignature by a trusted witness still verifies over the log's own root at
-        its size (else the log was rewritten behind the witness, or the row forged), and the newest
-        checkpoint carries a quorum of them."""
+        """Each trusted witness's latest stored cosignature still verifies over the log's own root
+        at its size (else the log was rewritten behind the witness, or the row forged), the newest
+        checkpoint carries a quorum of them, and no witness holds a larger checkpoint."""
 
         def failed(problem: str) -> VerifyReport:
             return dataclasses.replace(report, ok=False, problem=problem)
@@ -256,8 +256,14 @@ class AuditService:
         origin = origin_for(public_key)
         trusted = {(k.name, k.key_id) for k in policy.keys}  # other keys, even under a trusted name: ignored
         rows = [c for c in self.log.cosignatures() if (c.witness, c.key_id) in trusted]
-        roots = self._roots_at([newest.size, *(c.size for c in rows)])
+        # Each witness's latest cosignature is enough: it cosigned only consistent extensions, so a
+        # log whose root still matches it there matches every earlier one too (O(witnesses) roots).
+        latest: dict[str, int] = {}
         for row in rows:
+            latest[row.witness] = max(latest.get(row.witness, 0), row.size)
+        checked = [c for c in rows if c.size == latest[c.witness]]
+        roots = self._roots_at([newest.size, *latest.values()])
+        for row in checked:
             if row.size not in roots:
                 return failed(
                     f"witness {row.witness} cosigned the log at size {row.size}, but it has {report.entries} "
@@ -401,8 +407,9 @@ class AuditService:
         check: the state is read before and after the scan and only gates equal in both count.
 
         With ``witnesses`` (by default those configured for this log), the newest checkpoint must
-        carry a quorum of their valid cosignatures, and every stored cosignature of theirs must
-        still verify over the log's RFC 9162 root at its size."""
+        carry a quorum of their valid cosignatures, each witness's latest stored cosignature must
+        still verify over the log's RFC 9162 root at its size, and no witness reached may hold a
+        larger checkpoint than the database's newest."""
         key = public_key or (self.signer.public_key if self.signer else None)
         # Our last checkpoint is read before the stored ones: it is stored before it is kept, so
         # one signed meanwhile (the sweeper's thread) is never mistaken for a deleted one.

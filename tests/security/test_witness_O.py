@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,9 @@ class Log:
         return "SQLite" if self.database_url.startswith("sqlite") else "PostgreSQL"
 
 
+MakeLog = Callable[..., Log]
+
+
 def _reattribute(entries: list[Body]) -> list[Body]:
     """Drop alice's refused self-approval and make carol, not bob, the approver."""
     out = []
@@ -104,7 +107,7 @@ def _reattribute(entries: list[Body]) -> list[Body]:
 
 
 @pytest.fixture
-def make_log(tmp_path: Path, database_url: str) -> Iterator[object]:
+def make_log(tmp_path: Path, database_url: str) -> Iterator[MakeLog]:
     made: list[Log] = []
 
     def make(*names: str, quorum: int = 1, start: bool = True) -> Log:
@@ -147,9 +150,9 @@ def _key_file(tmp_path: Path, *witnesses: WitnessProcess) -> Path:
 
 
 def test_rewrite_resigned_with_the_log_key_is_refused_by_the_honest_witness(
-    make_log: object, tmp_path: Path, report: Report
+    make_log: MakeLog, tmp_path: Path, report: Report
 ) -> None:
-    log: Log = make_log("witness.test/w1")  # type: ignore[operator]
+    log: Log = make_log("witness.test/w1")
     witness = log.witnesses[0]
     _history(log)
     code, verdict = log.verify()
@@ -190,9 +193,9 @@ def test_rewrite_resigned_with_the_log_key_is_refused_by_the_honest_witness(
     )
 
 
-def test_rewrite_keeping_the_cosignatures_names_the_witnessed_size(make_log: object, report: Report) -> None:
+def test_rewrite_keeping_the_cosignatures_names_the_witnessed_size(make_log: MakeLog, report: Report) -> None:
     """O leaves the stored cosignatures alone: they no longer verify over the log's own root."""
-    log: Log = make_log("witness.test/w1")  # type: ignore[operator]
+    log: Log = make_log("witness.test/w1")
     _history(log)
     size = log.size()
     rewrite(log.engine, _reattribute)
@@ -214,12 +217,12 @@ def test_rewrite_keeping_the_cosignatures_names_the_witnessed_size(make_log: obj
 
 
 def test_forged_and_foreign_cosignatures_do_not_count(
-    make_log: object, tmp_path: Path, report: Report
+    make_log: MakeLog, tmp_path: Path, report: Report
 ) -> None:
     """O forges the witness's cosignature on the re-signed forgery: a line under the witness's
     name and key ID with a made-up signature is rejected as forged; a real cosignature by a key
     O made under the same name (another key ID) is ignored, so the quorum is not met."""
-    log: Log = make_log("witness.test/w1")  # type: ignore[operator]
+    log: Log = make_log("witness.test/w1")
     witness = log.witnesses[0]
     _history(log)
     rewrite(log.engine, _reattribute)
@@ -272,9 +275,9 @@ def _insert_cosignature(log: Log, size: int, tree_root: bytes, key_id: bytes, li
 
 
 def test_quorum_of_two_with_one_witness_fails_until_the_second_cosigns(
-    make_log: object, tmp_path: Path, report: Report
+    make_log: MakeLog, tmp_path: Path, report: Report
 ) -> None:
-    log: Log = make_log("witness.test/w1", "witness.test/w2", quorum=2, start=False)  # type: ignore[operator]
+    log: Log = make_log("witness.test/w1", "witness.test/w2", quorum=2, start=False)
     first, second = log.witnesses
     first.start()
     _history(log)  # w2 is down: every submission to it fails, logged, and the commands still work
@@ -294,9 +297,9 @@ def test_quorum_of_two_with_one_witness_fails_until_the_second_cosigns(
 
 
 def test_a_restarted_witness_keeps_its_state_and_refuses_a_rollback(
-    make_log: object, tmp_path: Path, report: Report
+    make_log: MakeLog, tmp_path: Path, report: Report
 ) -> None:
-    log: Log = make_log("witness.test/w1")  # type: ignore[operator]
+    log: Log = make_log("witness.test/w1")
     witness = log.witnesses[0]
     _history(log)
     keep = log.size()
@@ -331,8 +334,8 @@ def test_a_restarted_witness_keeps_its_state_and_refuses_a_rollback(
     )
 
 
-def test_cosignatures_are_append_only(make_log: object) -> None:
-    log: Log = make_log("witness.test/w1")  # type: ignore[operator]
+def test_cosignatures_are_append_only(make_log: MakeLog) -> None:
+    log: Log = make_log("witness.test/w1")
     _history(log)
     for statement in ("UPDATE gh_audit_cosignatures SET size = 1", "DELETE FROM gh_audit_cosignatures"):
         with pytest.raises(Exception, match="append-only"), log.engine.begin() as conn:
@@ -444,12 +447,12 @@ def test_rollback_and_malformed_submissions_to_the_witness_directly(tmp_path: Pa
 
 
 def test_the_service_submits_its_checkpoints_and_retries_a_witness_that_was_down(
-    make_log: object, tmp_path: Path, report: Report
+    make_log: MakeLog, tmp_path: Path, report: Report
 ) -> None:
     """The sweeper signs what the API appended and submits it; the witness is down, so the
     submission fails, is logged, the service stays healthy; once the witness is up, the sweeper's
     retry gets the newest checkpoint cosigned and verify passes."""
-    log: Log = make_log("witness.test/w1", start=False)  # type: ignore[operator]
+    log: Log = make_log("witness.test/w1", start=False)
     witness = log.witnesses[0]
     minted = log.gatehouse("token", "create", "--principal", "alice", "--scope", "request")
     assert minted.code == 0, minted.err
