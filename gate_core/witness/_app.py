@@ -27,7 +27,9 @@ def create_witness_app(witness: Witness, verifier_key: VerifierKey) -> Starlette
             lines = await run_in_threadpool(witness.add_checkpoint, body)
         except Refused as refused:
             if refused.status == 409 and refused.size is not None:
-                return Response(f"{refused.size}\n", status_code=409, media_type=SIZE_CONTENT_TYPE)
+                # exactly the spec's media type: Starlette would append "; charset=utf-8" to text/*
+                size = f"{refused.size}\n".encode()
+                return Response(size, status_code=409, headers={"content-type": SIZE_CONTENT_TYPE})
             return PlainTextResponse(refused.reason + "\n", status_code=refused.status)
         return PlainTextResponse(lines)
 
