@@ -46,6 +46,7 @@ from gate_core._errors import AuditError, ConfigError
 from gate_core._proofs import NoteCheckpoint, verify_bundle
 
 log = logging.getLogger("gatehouse.audit")
+MAX_ANSWER_BYTES = 16_384
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,15 @@ class HttpWitnessTransport:
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
 
     def post(self, url: str, body: bytes) -> tuple[int, str, str]:
-        response = self._client.post(url, content=body)
-        return response.status_code, response.headers.get("content-type", ""), response.text[:2000]
+        # a witness answers a few lines: read no more than that from whatever answers at its URL
+        with self._client.stream("POST", url, content=body) as response:
+            answer = b""
+            for chunk in response.iter_bytes():
+                answer += chunk
+                if len(answer) > MAX_ANSWER_BYTES:
+                    break
+            text = answer[:MAX_ANSWER_BYTES].decode("utf-8", errors="replace")
+            return response.status_code, response.headers.get("content-type", ""), text
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -29,9 +32,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from gate_core import Settings
+from gate_core import Gatekeeper, Settings, SqlStore
+from gate_core._cosign import COSIGNATURE_V1, VerifierKey, cosign
 from gate_core._merkle import consistency_proof, leaf_hash, root
+from gate_core._witnessing import WitnessPolicy
+from gate_core.testing import actor
 from tests.conftest import Report
+from tests.gate_core.conftest import prod_redeploy
 from tests.security._operator import Body, cut_tail, rewrite, run_sql
 from tests.security._witness import WitnessProcess
 from tests.security.conftest import PII_EXPORT
@@ -487,4 +494,66 @@ def test_the_service_submits_its_checkpoints_and_retries_a_witness_that_was_down
         "cosigned",
         "",
         "cosigned",
+    )
+
+
+# ---------------------------------------------------------------- a hostile witness endpoint
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """What answers at a witness's URL when the network (or O) controls it."""
+
+    answers: ClassVar[list[tuple[int, str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        status, content_type, body = self.answers.pop(0)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_answers_from_a_hostile_witness_endpoint_are_never_stored(
+    gatekeeper: Gatekeeper, caplog: pytest.LogCaptureFixture, report: Report
+) -> None:
+    """A cosignature line under the witness's name by another key, a megabyte of noise, a 409
+    claiming an absurd size: nothing is stored as a cosignature, each is logged, nothing raises
+    into the log's own work, and verify still finds the quorum unmet."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    honest = Ed25519PrivateKey.generate()
+    key = VerifierKey.for_key("witness.test/w1", honest.public_key(), COSIGNATURE_V1)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    gatekeeper.audit.use_witnesses(WitnessPolicy((key,), 1, {key.name: url}))
+    stranger = cosign(
+        "x\n1\n" + base64.b64encode(bytes(32)).decode() + "\n",
+        "witness.test/w1",
+        Ed25519PrivateKey.generate(),
+        1,
+    )
+    _Hostile.answers[:] = [
+        (200, "text/plain", (stranger.text() + "\n").encode()),
+        (200, "text/plain", b"\xe2\x80\x94 " * 400_000),
+        (409, "text/x.tlog.size", b"99999999999\n"),
+    ]
+    try:
+        for _ in range(3):
+            gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+            gatekeeper.audit.checkpoint()
+    finally:
+        server.shutdown()
+    assert gatekeeper.store.cosignatures() == []
+    assert "answered 200 without a cosignature line by its key" in caplog.text
+    assert "it holds size 99999999999" in caplog.text
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok and "not cosigned by witness.test/w1" in verdict.problem
+    assert isinstance(gatekeeper.store, SqlStore)
+    report(
+        f"Tamper O ({gatekeeper.store.engine.dialect.name}): hostile answers at a witness URL",
+        "3 tried, 0 stored",
     )
