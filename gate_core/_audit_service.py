@@ -78,6 +78,7 @@ class AuditService:
         self._leaves_head = GENESIS_HASH  # the chain hash at len(_leaves)
         self._retry_at: dict[str, float] = {}  # witness → monotonic time of its next attempt
         self._retry_delay: dict[str, float] = {}
+        self._cosigned: dict[str, int] = {}  # witness → largest size it cosigned for this process
 
     def use_witnesses(self, policy: WitnessPolicy | None, transport: WitnessTransport | None = None) -> None:
         """Submit every checkpoint signed from now on to these witnesses, and require their quorum
@@ -143,25 +144,32 @@ class AuditService:
                 "audit checkpoint at size %d: submitting it to the witnesses failed", checkpoint.size
             )
 
-    def witness_pending(self) -> list[str]:
+    def witness_pending(self, *, now: bool = False) -> list[str]:
         """Submit the newest checkpoint this process knows it signed to every witness that has not
         cosigned it yet and whose back-off (1 s doubling to 60 s) has passed: the sweeper's duty,
-        and every CLI command's on exit. Returns the problems (also logged)."""
+        and every CLI command's on exit; ``now`` ignores the back-off (the service's verify
+        endpoint, so a checkpoint signed a moment ago is witnessed before it is judged). Returns
+        the problems (also logged)."""
         if self.witnesses is None or self.transport is None or self.signer is None:
             return []
         last = self._last_signed()
         if last.size == 0:
             return []
-        now = time.monotonic()
-        due = [name for name in self.witnesses.urls if self._retry_at.get(name, 0.0) <= now]
+        moment = time.monotonic()
+        due = [name for name in self.witnesses.urls if now or self._retry_at.get(name, 0.0) <= moment]
         return self._submit(last, due=due) if due else []
 
     def _submit(self, checkpoint: Checkpoint, due: list[str]) -> list[str]:
         assert self.witnesses is not None
         assert self.transport is not None
         assert self.signer is not None
-        done = {c.witness for c in self.log.cosignatures(checkpoint.size)}
-        todo = [name for name in due if name not in done]
+        # Witnesses that already cosigned this size or a later one (by this process, or as the
+        # database records) are skipped without reading or hashing anything. A record that lies
+        # only makes verify fail for want of their cosignature: it never passes a forgery.
+        acknowledged = self.log.cosigned_sizes()
+        for name, size in self._cosigned.items():
+            acknowledged[name] = max(size, acknowledged.get(name, 0))
+        todo = [name for name in due if acknowledged.get(name, 0) < checkpoint.size]
         if not todo:
             return []
         leaves = self._leaves_to(checkpoint.size, checkpoint.head_hash)
@@ -172,11 +180,13 @@ class AuditService:
             sign_note(mark, self.signer),
             mark,
             lambda old: consistency_proof(leaves, old),
-            self.log.cosigned_sizes(),
+            acknowledged,
             only=todo,
         )
         self.log.add_cosignatures(outcome.cosignatures, self.clock.now())
         cosigned = {c.witness for c in outcome.cosignatures}
+        for name in cosigned:
+            self._cosigned[name] = max(checkpoint.size, self._cosigned.get(name, 0))
         now = time.monotonic()
         for name in todo:
             if name in cosigned:
@@ -194,7 +204,9 @@ class AuditService:
         memory and extended by the new entries only; rebuilt once from the start if the cached
         prefix is no longer the log's."""
         for _attempt in range(2):
-            if size <= len(self._leaves):
+            if size == len(self._leaves):
+                return self._leaves  # the usual case: no copy of a long list
+            if size < len(self._leaves):
                 return self._leaves[:size]
             prev, new = self._leaves_head, []
             with closing(self.log.audit_rows(from_seq=len(self._leaves) + 1)) as rows:
