@@ -268,19 +268,15 @@ class AuditService:
         origin = origin_for(public_key)
         trusted = {(k.name, k.key_id) for k in policy.keys}  # other keys, even under a trusted name: ignored
         rows = [c for c in self.log.cosignatures() if (c.witness, c.key_id) in trusted]
-        # Each witness's latest cosignature is enough: it cosigned only consistent extensions, so a
-        # log whose root still matches it there matches every earlier one too (O(witnesses) roots).
-        latest: dict[str, int] = {}
+        # Each witness's latest cosignature within the log is enough: it cosigned only consistent
+        # extensions, so a log whose root still matches there matches every earlier one too
+        # (O(witnesses) roots). One beyond the log's end means entries were removed.
+        within: dict[str, int] = {}
         for row in rows:
-            latest[row.witness] = max(latest.get(row.witness, 0), row.size)
-        checked = [c for c in rows if c.size == latest[c.witness]]
-        roots = self._roots_at([newest.size, *latest.values()])
-        for row in checked:
-            if row.size not in roots:
-                return failed(
-                    f"witness {row.witness} cosigned the log at size {row.size}, but it has {report.entries} "
-                    f"entries: entries {report.entries + 1}…{row.size} were removed"
-                )
+            if row.size <= report.entries:
+                within[row.witness] = max(within.get(row.witness, 0), row.size)
+        roots = self._roots_at([newest.size, *within.values()])
+        for row in (c for c in rows if c.size == within.get(c.witness)):
             text = NoteCheckpoint(origin, row.size, roots[row.size]).body()
             try:
                 line = row.signature_line()
@@ -292,6 +288,12 @@ class AuditService:
                 continue
             return failed(
                 self._why_not_cosigned(row.note, line, policy, row.witness, row.size, roots[row.size])
+            )
+        beyond = max(rows, key=lambda c: c.size, default=None)
+        if beyond is not None and beyond.size > report.entries:
+            return failed(
+                f"witness {beyond.witness} cosigned the log at size {beyond.size}, but it has "
+                f"{report.entries} entries: entries {report.entries + 1}…{beyond.size} were removed"
             )
         text = NoteCheckpoint(origin, newest.size, roots[newest.size]).body()
         lines = [c.line for c in rows if c.size == newest.size]
