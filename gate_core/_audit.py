@@ -338,9 +338,16 @@ class VerifyReport:
     problem: str = ""
     gate: str | None = None  # the gate whose stored state disagrees with the log, if that is the problem
     signed_decisions: int = 0  # passkey-signed decisions whose signature verified (gate_core._passkeys)
+    witnessed_size: int | None = None  # the newest checkpoint a quorum of witnesses cosigned
+    witnesses: tuple[str, ...] = ()  # who cosigned it
 
     def summary(self) -> str:
         if self.ok:
+            witnessed = ""
+            if self.witnessed_size is not None:
+                witnessed = f", cosigned at size {self.witnessed_size} by {', '.join(self.witnesses)}"
+                if self.entries > self.witnessed_size:
+                    witnessed += f" ({self.entries - self.witnessed_size} newer entries not witnessed yet)"
             return (
                 f"audit log intact: {self.entries} entries, head {self.head_hash[:16]}…, "
                 f"{self.checkpoints_checked} signed checkpoint(s) verified, gate states match the log"
@@ -349,7 +356,10 @@ class VerifyReport:
                     if self.signed_decisions
                     else ""
                 )
+                + witnessed
             )
+        if self.first_bad_seq is None and self.gate is None:
+            return f"audit log NOT WITNESSED or TAMPERED: {self.problem}"
         if self.first_bad_seq is None:
             return f"audit log TAMPERED at gate {self.gate}: {self.problem}"
         return f"audit log TAMPERED at entry {self.first_bad_seq}: {self.problem}"

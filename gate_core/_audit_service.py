@@ -7,8 +7,10 @@ inside each gate's transaction and asks this service to sign when enough have pi
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
@@ -33,8 +35,18 @@ from gate_core._audit import (
     signature_valid,
     verify_chain,
 )
+from gate_core._cosign import SignatureLine, check_cosignatures, parse_checkpoint_text, parse_note
 from gate_core._errors import AuditError, InvalidInput
-from gate_core._merkle import Frontier, leaf_hash, verify_consistency, verify_inclusion
+from gate_core._merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    consistency_proof,
+    leaf_hash,
+    node_hash,
+    root,
+    verify_consistency,
+    verify_inclusion,
+)
 from gate_core._models import Actor, require_storable
 from gate_core._ports import AuditLog, Clock
 from gate_core._proofs import NoteCheckpoint, bundle, origin_for, sign_note
@@ -42,6 +54,7 @@ from gate_core._tree import StoredNode, stored_nodes
 from gate_core._tree import consistency as tree_consistency
 from gate_core._tree import frontier as stored_frontier
 from gate_core._tree import inclusion as tree_inclusion
+from gate_core._witnessing import HttpWitnessTransport, WitnessPolicy, WitnessTransport, held_sizes, submit
 
 log = logging.getLogger("gatehouse.audit")
 
@@ -70,6 +83,23 @@ class AuditService:
         self._last: Checkpoint | None = None  # the checkpoint this process last signed
         self._tree: Frontier | None = None  # the Merkle tree's right edge at _last.size, trusted
         self._found: Checkpoint | None = None  # the newest of ours stored when this process started
+        self.witnesses: WitnessPolicy | None = None
+        self.transport: WitnessTransport | None = None
+        # Submit to the witnesses as soon as a checkpoint is signed (a CLI command, which has no
+        # sweeper). The service turns this off: its sweeper submits, so a slow witness never
+        # holds up a decision whose commit happened to sign a checkpoint.
+        self.submit_inline = True
+        self._leaves: list[bytes] = []  # RFC 9162 leaf hashes of the log's prefix, for witnessing
+        self._leaves_head = GENESIS_HASH  # the chain hash at len(_leaves)
+        self._retry_at: dict[str, float] = {}  # witness → monotonic time of its next attempt
+        self._retry_delay: dict[str, float] = {}
+        self._cosigned: dict[str, int] = {}  # witness → largest size it cosigned for this process
+
+    def use_witnesses(self, policy: WitnessPolicy | None, transport: WitnessTransport | None = None) -> None:
+        """Submit every checkpoint signed from now on to these witnesses, and require their quorum
+        in :meth:`verify`."""
+        self.witnesses = policy
+        self.transport = transport or (HttpWitnessTransport() if policy is not None and policy.urls else None)
 
     def record(
         self, event: str, *, actor: Actor, payload: Mapping[str, Any], gate_id: str | None = None
@@ -114,7 +144,232 @@ class AuditService:
         self._signed_size = size
         self._last = checkpoint
         self._tree = tree
+        self._witness_new(checkpoint)
         return checkpoint
+
+    # ------------------------------------------------------------ witnesses
+
+    def _witness_new(self, checkpoint: Checkpoint) -> None:
+        """Ask the witnesses to cosign a checkpoint just signed. A failure is logged and retried
+        (:meth:`witness_pending`), never raised into the decision or the loop that signed it."""
+        if self.submit_inline:
+            self._witness_now(checkpoint)
+
+    def _witness_now(self, checkpoint: Checkpoint) -> None:
+        if self.witnesses is None or self.transport is None or self.signer is None:
+            return
+        try:
+            self._submit(checkpoint, due=list(self.witnesses.urls))
+        except Exception:  # a witness problem must never undo or block the log's own work
+            log.exception(
+                "audit checkpoint at size %d: submitting it to the witnesses failed", checkpoint.size
+            )
+
+    def witness_pending(self, *, now: bool = False) -> list[str]:
+        """Submit the newest checkpoint this process knows it signed to every witness that has not
+        cosigned it yet and whose back-off (1 s doubling to 60 s) has passed: the sweeper's duty,
+        and every CLI command's on exit; ``now`` ignores the back-off (the service's verify
+        endpoint, so a checkpoint signed a moment ago is witnessed before it is judged). Returns
+        the problems (also logged)."""
+        if self.witnesses is None or self.transport is None or self.signer is None:
+            return []
+        last = self._last_signed()
+        if last.size == 0:
+            return []
+        moment = time.monotonic()
+        due = [name for name in self.witnesses.urls if now or self._retry_at.get(name, 0.0) <= moment]
+        return self._submit(last, due=due) if due else []
+
+    def _submit(self, checkpoint: Checkpoint, due: list[str]) -> list[str]:
+        assert self.witnesses is not None
+        assert self.transport is not None
+        assert self.signer is not None
+        # Witnesses that already cosigned this size or a later one (by this process, or as the
+        # database records) are skipped without reading or hashing anything. A record that lies
+        # only makes verify fail for want of their cosignature: it never passes a forgery.
+        acknowledged = self.log.cosigned_sizes()
+        for name, size in self._cosigned.items():
+            acknowledged[name] = max(size, acknowledged.get(name, 0))
+        todo = [name for name in due if acknowledged.get(name, 0) < checkpoint.size]
+        if not todo:
+            return []
+        leaves = self._leaves_to(checkpoint.size, checkpoint.head_hash)
+        mark = NoteCheckpoint(origin_for(self.signer.public_key), checkpoint.size, root(leaves))
+        outcome = submit(
+            self.witnesses,
+            self.transport,
+            sign_note(mark, self.signer),
+            mark,
+            lambda old: consistency_proof(leaves, old),
+            acknowledged,
+            only=todo,
+        )
+        self.log.add_cosignatures(outcome.cosignatures, self.clock.now())
+        cosigned = {c.witness for c in outcome.cosignatures}
+        for name in cosigned:
+            self._cosigned[name] = max(checkpoint.size, self._cosigned.get(name, 0))
+        now = time.monotonic()
+        for name in todo:
+            if name in cosigned:
+                self._retry_delay.pop(name, None)
+                self._retry_at.pop(name, None)
+            else:
+                delay = min(60.0, self._retry_delay.get(name, 0.5) * 2)
+                self._retry_delay[name], self._retry_at[name] = delay, now + delay
+        for problem in outcome.problems:
+            log.warning("audit checkpoint at size %d not witnessed: %s", checkpoint.size, problem)
+        return outcome.problems
+
+    def _leaves_to(self, size: int, head_hash: str) -> list[bytes]:
+        """The RFC 9162 leaf hashes of entries 1…size, whose chain ends in ``head_hash``: cached in
+        memory and extended by the new entries only; rebuilt once from the start if the cached
+        prefix is no longer the log's."""
+        for _attempt in range(2):
+            if size == len(self._leaves):
+                return self._leaves  # the usual case: no copy of a long list
+            if size < len(self._leaves):
+                return self._leaves[:size]
+            prev, new = self._leaves_head, []
+            with closing(self.log.audit_rows(from_seq=len(self._leaves) + 1)) as rows:
+                for seq, _event, _gate, body, prev_hash, digest in rows:
+                    if seq > size or prev_hash != prev or chain_hash(prev, body) != digest:
+                        break
+                    new.append(leaf_hash(body.encode()))
+                    prev = digest
+            if len(self._leaves) + len(new) == size and prev == head_hash:
+                self._leaves += new
+                self._leaves_head = prev
+                return self._leaves
+            self._leaves, self._leaves_head = [], GENESIS_HASH
+        raise AuditError(
+            f"the log no longer matches its checkpoint at size {size}; run `gatehouse audit verify`"
+        )
+
+    def _roots_at(self, sizes: Iterable[int]) -> dict[int, bytes]:
+        """The RFC 9162 root of the log's first n entries for each n in ``sizes`` (those the log
+        reaches), in one streaming pass with O(log n) memory."""
+        wanted = sorted({n for n in sizes if n > 0})
+        roots = {0: EMPTY_ROOT}
+        stack: list[tuple[int, bytes]] = []  # complete subtrees, left to right: (height, hash)
+        at = 0
+        if not wanted:
+            return roots
+        with closing(self.log.audit_rows()) as rows:
+            for seq, _event, _gate, body, _prev, _digest in rows:
+                height, digest = 0, leaf_hash(body.encode())
+                while stack and stack[-1][0] == height:
+                    digest = node_hash(stack.pop()[1], digest)
+                    height += 1
+                stack.append((height, digest))
+                if seq == wanted[at]:
+                    folded = stack[-1][1]
+                    for _height, left in reversed(stack[:-1]):
+                        folded = node_hash(left, folded)
+                    roots[seq] = folded
+                    at += 1
+                    if at == len(wanted):
+                        break
+        return roots
+
+    def _check_witnessed(
+        self,
+        report: VerifyReport,
+        marks: list[Checkpoint],
+        public_key: Ed25519PublicKey,
+        policy: WitnessPolicy,
+    ) -> VerifyReport:
+        """Each trusted witness's latest stored cosignature still verifies over the log's own root
+        at its size (else the log was rewritten behind the witness, or the row forged), the newest
+        checkpoint carries a quorum of them, and no witness holds a larger checkpoint."""
+
+        def failed(problem: str) -> VerifyReport:
+            return dataclasses.replace(report, ok=False, problem=problem)
+
+        newest = max(marks, key=lambda c: c.size)
+        origin = origin_for(public_key)
+        trusted = {(k.name, k.key_id) for k in policy.keys}  # other keys, even under a trusted name: ignored
+        rows = [c for c in self.log.cosignatures() if (c.witness, c.key_id) in trusted]
+        # Each witness's latest cosignature within the log is enough: it cosigned only consistent
+        # extensions, so a log whose root still matches there matches every earlier one too
+        # (O(witnesses) roots). One beyond the log's end means entries were removed.
+        within: dict[str, int] = {}
+        for row in rows:
+            if row.size <= report.entries:
+                within[row.witness] = max(within.get(row.witness, 0), row.size)
+        roots = self._roots_at([newest.size, *within.values()])
+        for row in (c for c in rows if c.size == within.get(c.witness)):
+            text = NoteCheckpoint(origin, row.size, roots[row.size]).body()
+            try:
+                line = row.signature_line()
+            except AuditError:
+                return failed(
+                    f"the cosignature stored for witness {row.witness} at size {row.size} is unreadable"
+                )
+            if row.witness in check_cosignatures(text, [line], policy.keys).valid:
+                continue
+            return failed(
+                self._why_not_cosigned(row.note, line, policy, row.witness, row.size, roots[row.size])
+            )
+        beyond = max(rows, key=lambda c: c.size, default=None)
+        if beyond is not None and beyond.size > report.entries:
+            return failed(
+                f"witness {beyond.witness} cosigned the log at size {beyond.size}, but it has "
+                f"{report.entries} entries: entries {report.entries + 1}…{beyond.size} were removed"
+            )
+        text = NoteCheckpoint(origin, newest.size, roots[newest.size]).body()
+        lines = [c.line for c in rows if c.size == newest.size]
+        try:
+            names = policy.require(
+                text, lines, f"the newest checkpoint (size {newest.size})", now=int(time.time())
+            )
+        except AuditError as exc:
+            return failed(str(exc))
+        ahead = self._witness_ahead(policy, [c.note for c in rows if c.size == newest.size], newest.size)
+        if ahead:
+            return failed(ahead)
+        return dataclasses.replace(report, witnessed_size=newest.size, witnesses=tuple(names))
+
+    def _witness_ahead(self, policy: WitnessPolicy, notes: list[str], newest: int) -> str:
+        """A witness holding a larger checkpoint than any in the database (asked live, where its
+        URL is known) proves that later entries or checkpoints were removed."""
+        if not policy.urls or not notes:
+            return ""
+        held = held_sizes(policy, self.transport or HttpWitnessTransport(timeout_s=5.0), notes[-1])
+        beyond = {name: size for name, size in held.items() if size > newest}
+        if not beyond:
+            return ""
+        stored_since = max((c.size for c in self.log.checkpoints()), default=0)  # signed while we read?
+        beyond = {name: size for name, size in beyond.items() if size > stored_since}
+        if not beyond:
+            return ""
+        name, size = max(beyond.items(), key=lambda item: item[1])
+        return (
+            f"witness {name} holds a checkpoint of size {size}, but the newest checkpoint in the database is "
+            f"at size {newest}: entries or checkpoints after it were removed"
+        )
+
+    @staticmethod
+    def _why_not_cosigned(
+        note: str, line: SignatureLine, policy: WitnessPolicy, witness: str, size: int, log_root: bytes
+    ) -> str:
+        """A trusted witness's stored cosignature does not verify over the log's root: did it sign
+        another root (the log changed after) or nothing at all (a forged row)?"""
+        try:
+            cosigned_text = parse_note(note).text
+            cosigned = parse_checkpoint_text(cosigned_text)
+        except AuditError:
+            cosigned_text, cosigned = "", None
+        if (
+            cosigned is not None
+            and cosigned.size == size
+            and witness in check_cosignatures(cosigned_text, [line], policy.keys).valid
+        ):
+            return (
+                f"witness {witness} cosigned the log at size {size} with root "
+                f"{base64.b64encode(cosigned.root).decode()}, but entries 1…{size} now hash to "
+                f"{base64.b64encode(log_root).decode()}: history was rewritten after it was witnessed"
+            )
+        return f"the cosignature stored for witness {witness} at size {size} does not verify (forged)"
 
     def _last_signed(self) -> Checkpoint:
         if self._last is not None:
@@ -227,7 +482,11 @@ class AuditService:
     # ------------------------------------------------------------ reading
 
     def verify(
-        self, extra_checkpoints: Iterable[Checkpoint] = (), *, public_key: Ed25519PublicKey | None = None
+        self,
+        extra_checkpoints: Iterable[Checkpoint] = (),
+        *,
+        public_key: Ed25519PublicKey | None = None,
+        witnesses: WitnessPolicy | None = None,
     ) -> VerifyReport:
         """Recompute the chain, check every checkpoint (stored ones, the one this process last
         signed, and ``extra_checkpoints``, e.g. a witness file's or an auditor's) with
@@ -235,7 +494,12 @@ class AuditService:
         skips — and check every gate's status and decisions against the replayed log.
 
         Gates that change while the log is read (a live service) are left out of the state
-        check: the state is read before and after the scan and only gates equal in both count."""
+        check: the state is read before and after the scan and only gates equal in both count.
+
+        With ``witnesses`` (by default those configured for this log), the newest checkpoint must
+        carry a quorum of their valid cosignatures, each witness's latest stored cosignature must
+        still verify over the log's RFC 9162 root at its size, and no witness reached may hold a
+        larger checkpoint than the database's newest."""
         key = public_key or (self.signer.public_key if self.signer else None)
         # Our last checkpoint is read before the stored ones: it is stored before it is kept, so
         # one signed meanwhile (the sweeper's thread) is never mistaken for a deleted one.
@@ -264,7 +528,11 @@ class AuditService:
                     f"no signed checkpoint at size {mark.size} in the database, though one was "
                     "signed and kept elsewhere (checkpoints deleted)",
                 )
-        return report
+        policy = witnesses or self.witnesses
+        if policy is None or report.entries == 0:
+            return report
+        assert key is not None  # verify_chain raised without one
+        return self._check_witnessed(report, [*stored, *elsewhere], key, policy)
 
     # ------------------------------------------------------------ proofs
 
@@ -278,11 +546,18 @@ class AuditService:
             mark = self.checkpoint() or mark
         if mark.root is None or mark.size < covering:
             raise InvalidInput(f"no entry {covering}: the log has {mark.size}")
+        if not self.submit_inline:
+            self._witness_now(mark)  # a bundle should carry the cosignatures of its checkpoint
         return mark, bytes.fromhex(mark.root)
 
     def _note(self, size: int, tree_root: bytes) -> str:
+        """The signed checkpoint note for ``size``, followed by the witnesses' cosignatures on this
+        very root (tlog-cosignature), one line per witness: signed-note verifiers may reject a
+        key's repeated line."""
         assert self.signer is not None
-        return sign_note(NoteCheckpoint(origin_for(self.signer.public_key), size, tree_root), self.signer)
+        note = sign_note(NoteCheckpoint(origin_for(self.signer.public_key), size, tree_root), self.signer)
+        cosigned = {c.witness: c.line for c in self.log.cosignatures(size) if c.root == tree_root}
+        return note + "".join(f"{line}\n" for line in cosigned.values())
 
     def prove(self, seq: int) -> str:
         """An inclusion bundle for entry ``seq``: the entry, its RFC 9162 inclusion proof against

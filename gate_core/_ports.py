@@ -23,6 +23,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState
+from gate_core._cosign import StoredCosignature
 from gate_core._errors import GatehouseError
 from gate_core._models import Decision, Gate, GateStatus
 from gate_core._passkeys import Passkey
@@ -150,6 +151,12 @@ class AuditLog(Protocol):
     def tree_rows(self) -> Iterator[tuple[int, int, bytes]]: ...
 
     def audit_bodies(self, first_seq: int, last_seq: int) -> dict[int, str]: ...
+
+    def add_cosignatures(self, cosignatures: Sequence[StoredCosignature], at: datetime) -> None: ...
+
+    def cosignatures(self, size: int | None = None) -> list[StoredCosignature]: ...
+
+    def cosigned_sizes(self) -> dict[str, int]: ...
 
 
 class TokenStore(Protocol):

@@ -25,11 +25,13 @@ SERVICE_GRANTS: Mapping[str, tuple[str, ...]] = {
     "gh_audit_log": ("SELECT", "INSERT"),
     "gh_audit_checkpoints": ("SELECT", "INSERT"),
     "gh_audit_tree": ("SELECT", "INSERT"),
+    "gh_audit_cosignatures": ("SELECT", "INSERT"),  # witnesses' cosignatures, kept as received
     "gh_audit_head": ("SELECT", "UPDATE"),  # the chain's head row moves with every append
     "gh_gates": ("SELECT", "INSERT", "UPDATE"),
     "gh_gate_datasets": ("SELECT", "INSERT"),
     "gh_decisions": ("SELECT", "INSERT"),
     "gh_api_tokens": ("SELECT", "INSERT", "UPDATE"),  # revocation sets revoked_at
+    "gh_passkeys": ("SELECT", "INSERT", "UPDATE"),  # rename, sign counter, removal sets removed_at
     "gh_notifications": ("SELECT", "INSERT"),
     "gh_config_versions": ("SELECT", "INSERT"),
     "gh_alembic_version": ("SELECT",),  # opening the store checks the schema is at head
@@ -41,7 +43,7 @@ SERVICE_GRANTS: Mapping[str, tuple[str, ...]] = {
     "gh_lineage_purge": ("SELECT", "INSERT", "DELETE"),
     "gh_lineage_alembic_version": ("SELECT",),
 }
-AUDIT_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree")
+AUDIT_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree", "gh_audit_cosignatures")
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,22 @@ audit_tree = Table(
     sqlite_with_rowid=False,
 )
 
+# Witness cosignatures (C2SP tlog-cosignature) on the C2SP checkpoint note of the log at ``size``:
+# the witness's signature line as it answered, and the log-signed note it cosigned.
+audit_cosignatures = Table(
+    "gh_audit_cosignatures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("size", BigInteger, nullable=False, index=True),
+    Column("root", String(64), nullable=False, doc="base64 RFC 9162 root at size"),
+    Column("witness", String(200), nullable=False, index=True, doc="the witness's key name"),
+    Column("key_id", String(8), nullable=False),
+    Column("cosigned_at", BigInteger, nullable=False, doc="the cosignature's POSIX timestamp"),
+    Column("line", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
 # Every policy and directory version that was ever in force, so an audit entry's policy hash can
 # be resolved to the exact rules that applied.
 config_versions = Table(
@@ -150,7 +166,7 @@ config_versions = Table(
 
 # Append-only enforcement, installed by the migrations. SQLite: triggers; PostgreSQL: a trigger
 # function that also refuses TRUNCATE.
-APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree")
+APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree", "gh_audit_cosignatures")
 
 api_tokens = Table(
     "gh_api_tokens",

@@ -8,6 +8,7 @@ write lock up front (``BEGIN IMMEDIATE``) and waits up to ``busy_timeout`` for i
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sqlite3
@@ -39,6 +40,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, chain
+from gate_core._cosign import StoredCosignature
 from gate_core._errors import (
     GatehouseError,
     GateNotFound,
@@ -64,6 +66,7 @@ from gate_core._store import _migrate
 from gate_core._store._schema import (
     api_tokens,
     audit_checkpoints,
+    audit_cosignatures,
     audit_head,
     audit_log,
     audit_tree,
@@ -672,6 +675,53 @@ class SqlStore:
             sql = f"SELECT seq, body FROM gh_audit_log WHERE seq BETWEEN {mark} AND {mark}"  # noqa: S608
             found = conn.exec_driver_sql(sql, (first_seq, last_seq)).all()
         return {int(seq): str(body) for seq, body in found}
+
+    def add_cosignatures(self, cosignatures: Sequence[StoredCosignature], at: datetime) -> None:
+        if not cosignatures:
+            return
+        with self._begin() as conn:
+            conn.execute(
+                insert(audit_cosignatures),
+                [
+                    {
+                        "size": c.size,
+                        "root": base64.b64encode(c.root).decode(),
+                        "witness": c.witness,
+                        "key_id": c.key_id.hex(),
+                        "cosigned_at": c.cosigned_at,
+                        "line": c.line,
+                        "note": c.note,
+                        "received_at": at,
+                    }
+                    for c in cosignatures
+                ],
+            )
+
+    def cosignatures(self, size: int | None = None) -> list[StoredCosignature]:
+        """Stored cosignatures, oldest first; only those on the checkpoint of ``size`` if given."""
+        c = audit_cosignatures.c
+        query = select(c.size, c.root, c.witness, c.key_id, c.cosigned_at, c.line, c.note).order_by(c.id)
+        if size is not None:
+            query = query.where(c.size == size)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for r in rows:
+            try:
+                root, key = base64.b64decode(r.root, validate=True), bytes.fromhex(r.key_id)
+            except ValueError:
+                continue  # an unreadable row proves nothing; verify counts only what verifies
+            out.append(
+                StoredCosignature(int(r.size), root, r.witness, key, int(r.cosigned_at), r.line, r.note)
+            )
+        return out
+
+    def cosigned_sizes(self) -> dict[str, int]:
+        """The largest size each witness has a stored cosignature for."""
+        column = audit_cosignatures.c
+        with self._read() as conn:
+            rows = conn.execute(select(column.witness, func.max(column.size)).group_by(column.witness)).all()
+        return {str(w): int(n) for w, n in rows}
 
     def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
         key = and_(config_versions.c.kind == kind, config_versions.c.hash == content_hash)

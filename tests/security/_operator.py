@@ -21,8 +21,10 @@ SQLITE_TRIGGERS = (
     "gh_audit_checkpoints_no_delete",
     "gh_audit_tree_no_update",
     "gh_audit_tree_no_delete",
+    "gh_audit_cosignatures_no_update",
+    "gh_audit_cosignatures_no_delete",
 )
-APPEND_ONLY = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree")
+APPEND_ONLY = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree", "gh_audit_cosignatures")
 
 Body = dict[str, Any]
 HEAD_UPDATE = text("UPDATE gh_audit_head SET seq = :s, hash = :h WHERE id = 1")

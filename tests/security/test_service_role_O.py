@@ -34,7 +34,7 @@ from tests.conftest import PostgresServer, Report
 from tests.gate_core.conftest import pii_export
 
 GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
-AUDIT_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree")
+AUDIT_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree", "gh_audit_cosignatures")
 
 
 @dataclass
