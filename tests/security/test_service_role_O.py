@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -159,7 +160,7 @@ def test_the_service_role_cannot_rewrite_or_unlock_the_audit_trail(
 
 
 def test_the_grant_is_exact_and_refuses_roles_that_could_lift_triggers(
-    service_role: ServiceRole, postgres_url: str
+    service_role: ServiceRole, postgres_url: str, tmp_path: Path
 ) -> None:
     with psycopg.connect(service_role.owner_url) as conn:
         granted = conn.execute(
@@ -184,7 +185,7 @@ def test_the_grant_is_exact_and_refuses_roles_that_could_lift_triggers(
     missing = _db(postgres_url, "grant-service-role", "gh_nobody_" + uuid.uuid4().hex[:6])
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr and "CREATE ROLE" in missing.stderr
-    sqlite = _db("sqlite:////tmp/gh-no-roles.db", "grant-service-role", service_role.name)
+    sqlite = _db(f"sqlite:///{tmp_path / 'gh-no-roles.db'}", "grant-service-role", service_role.name)
     assert sqlite.returncode == 1
     assert "PostgreSQL" in sqlite.stderr
 
