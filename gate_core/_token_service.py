@@ -9,6 +9,10 @@ Credentials belong to their owner (who may create which token, checked here for 
     a human principal    that same person, and nobody else           an interactive channel
     a service principal  a human member of ``ADMIN_GROUP``           an interactive channel
                          (optionally limited to pipeline globs)
+    scope ``scim``       a human member of ``ADMIN_GROUP``, for      an interactive channel
+                         themselves (the IdP's provisioning
+                         credential; it stops when they leave
+                         ``ADMIN_GROUP``, checked on every use)
 
 Interactive channels are the ones where the issuer proved who they are just now: the kernel's OS
 account, the console after sign-in, the IdP, a trusted proxy — and the sandbox's ``--as``, which the
@@ -87,6 +91,8 @@ class TokenService:
         PermissionDenied when ``created_by`` may not issue this token (see the module's table);
         ``channel`` (cli, console, …) goes into the audit entry beside how the issuer was identified."""
         principal = self.directory.get(principal_id)
+        if scope is Scope.SCIM:
+            self._check_scim_issuer(principal, created_by, pipelines)
         self._check_issuer(principal, created_by, pipelines)
         check_pipeline_globs(pipelines)
         now = self.clock.now()
@@ -118,6 +124,17 @@ class TokenService:
         )
         self.audit.maybe_checkpoint()
         return token, token_string
+
+    def _check_scim_issuer(
+        self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None
+    ) -> None:
+        if pipelines is not None:
+            raise InvalidInput("a SCIM credential is not limited to pipelines")
+        if principal.kind is not PrincipalKind.HUMAN or ADMIN_GROUP not in principal.groups:
+            raise PermissionDenied(
+                f"a SCIM credential is created by a member of {ADMIN_GROUP} for themselves; "
+                f"{principal.id} is not one"
+            )
 
     def _check_issuer(self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None) -> None:
         if issuer.via not in ISSUING_CHANNELS:

@@ -100,6 +100,8 @@ class OidcClaimNames(Protocol):
 
 def caller_from_token(tokens: TokenAuthenticator, credential: str) -> Caller:
     principal, token = tokens.authenticate(credential)
+    if token.scope is Scope.SCIM:  # the IdP's provisioning credential does nothing else
+        raise AuthenticationFailed(f"token {token.id} is a SCIM credential: it is accepted only at /scim/v2")
     return Caller(principal, AuthMethod.API_TOKEN, token.scope, token)
 
 

@@ -97,6 +97,11 @@ class Directory:
         _refuse_shared_identities(parsed.principals, source)
         return cls(principals, aliases)
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Alias -> principal id, as the file lists them."""
+        return dict(self._aliases)
+
     def __iter__(self) -> Iterator[Principal]:
         return iter(self._by_id.values())
 
