@@ -45,16 +45,17 @@ from scim2_models import (
     Filter,
     Group,
     InvalidValueException,
-    ListResponse,
     Meta,
     NotFoundException,
     Patch,
     PatchOp,
     PayloadTooLargeException,
     ResourceType,
+    ResponseParameters,
     SCIMException,
     ScimFilter,
     ScimPolicy,
+    SearchRequest,
     ServiceProviderConfig,
     Sort,
     UniquenessException,
@@ -84,6 +85,7 @@ from gate_core.service._state import ServiceState
 SCIM_MEDIA = "application/scim+json"
 UserModel = User[EnterpriseUser]
 MAX_PAGE = 200
+DISCOVERY = frozenset({"ServiceProviderConfig", "ResourceTypes", "Schemas"})
 MAX_EMAILS = 20
 MAX_PATCH_OPERATIONS = 200
 # Okta and Entra ID send attributes of their own (custom schemas): kept out rather than refused,
@@ -297,6 +299,16 @@ def _changed(
     return out
 
 
+def _list_response(total: int, start: int, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }
+
+
 def service_provider_config(base: str) -> ServiceProviderConfig:
     """What this provider does — and, honestly, what it does not (bulk, sort, ETags, passwords)."""
     return ServiceProviderConfig(
@@ -379,10 +391,25 @@ def _router(provisioning: ScimProvisioning) -> APIRouter:
         except GatehouseError as exc:
             return _error(503 if exc.code == "store_unavailable" else 400, str(exc))
 
-    def dump(kind: str, stored: Mapping[str, Any], request: Request, ctx: Context) -> dict[str, Any]:
-        resource = models[kind].model_validate(dict(stored))
+    def dump(
+        kind: str,
+        stored: Mapping[str, Any],
+        request: Request,
+        ctx: Context,
+        parameters: ResponseParameters[Any] | None = None,
+    ) -> dict[str, Any]:
+        """A stored resource as the response shows it: its location, the attributes asked for."""
+        model = models[kind]
+        if parameters is None:
+            parameters = ResponseParameters[model].model_validate(  # type: ignore[valid-type]
+                {
+                    "attributes": request.query_params.get("attributes"),
+                    "excludedAttributes": request.query_params.get("excludedAttributes"),
+                }
+            )
+        resource = model.model_validate(dict(stored))
         resource.meta.location = provisioning.location(base_of(request), kind, str(stored["id"]))
-        return dict(resource.model_dump(scim_ctx=ctx))
+        return dict(resource.model_dump(scim_ctx=ctx, response_parameters=parameters))
 
     # -- discovery ------------------------------------------------------------------------------
     @router.get("/ServiceProviderConfig")
@@ -410,13 +437,7 @@ def _router(provisioning: ScimProvisioning) -> APIRouter:
         return out
 
     def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-            "totalResults": len(items),
-            "startIndex": 1,
-            "itemsPerPage": len(items),
-            "Resources": items,
-        }
+        return _list_response(len(items), 1, items)
 
     @router.get("/ResourceTypes")
     async def list_resource_types(request: Request) -> Response:
@@ -447,8 +468,35 @@ def _router(provisioning: ScimProvisioning) -> APIRouter:
         return await handle(request, work)
 
     # -- resources ------------------------------------------------------------------------------
-    for kind, collection in (("User", "Users"), ("Group", "Groups")):
+    searches = [
         _resource_routes(router, provisioning, kind, collection, models[kind], handle, dump, base_of)
+        for kind, collection in (("User", "Users"), ("Group", "Groups"))
+    ]
+
+    @router.post("/.search")
+    async def search_all(request: Request) -> Response:
+        """Every resource type's matches, Users first (RFC 7644 §3.4.3 at the root)."""
+
+        def work(_a: Actor, payload: dict[str, Any]) -> Response:
+            start = int(payload.get("startIndex") or 1)
+            count = payload.get("count")
+            everything: list[dict[str, Any]] = []
+            for run in searches:
+                everything += run(request, {**payload, "startIndex": 1, "count": MAX_PAGE})
+            limit = MAX_PAGE if count is None else min(MAX_PAGE, max(0, int(count)))
+            page = everything[max(1, start) - 1 : max(1, start) - 1 + limit]
+            return _scim_response(_list_response(len(everything), max(1, start), page))
+
+        return await handle(request, work, body=True)
+
+    @router.api_route("/{unknown:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def not_here(request: Request, unknown: str) -> Response:
+        def work(_a: Actor, _p: Any) -> Response:
+            if unknown.split("/")[0] in DISCOVERY:
+                return _error(405, f"{request.method} is not allowed on /{unknown[:100]}: it is read-only")
+            raise NotFoundException(detail=f"no SCIM endpoint /{unknown[:100]}")
+
+        return await handle(request, work)
 
     return router
 
@@ -460,9 +508,9 @@ def _resource_routes(
     collection: str,
     model: Any,
     handle: Any,
-    dump: Callable[[str, Mapping[str, Any], Request, Context], dict[str, Any]],
+    dump: Callable[..., dict[str, Any]],
     base_of: Callable[[Request], str],
-) -> None:
+) -> Callable[[Request, Mapping[str, Any]], list[dict[str, Any]]]:
     def table(state: ProvisionedDirectory) -> dict[str, Mapping[str, Any]]:
         return state.users if kind == "User" else state.groups
 
@@ -481,38 +529,41 @@ def _resource_routes(
         data.pop("password", None)  # never stored: passwords are not Gatehouse's (changePassword: false)
         return dict(data)
 
+    def run_search(request: Request, query: Mapping[str, Any]) -> Response:
+        total, start, shown = matching(request, query)
+        return _scim_response(_list_response(total, start, shown))
+
+    def all_matching(request: Request, query: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return matching(request, query)[2]
+
+    def matching(request: Request, query: Mapping[str, Any]) -> tuple[int, int, list[dict[str, Any]]]:
+        search = SearchRequest[model].model_validate(  # type: ignore[valid-type]
+            {k: v for k, v in query.items() if k != "schemas"}, scim_ctx=Context.SEARCH_REQUEST
+        )
+        start = max(1, search.start_index or 1)
+        count = MAX_PAGE if search.count is None else min(MAX_PAGE, max(0, search.count))
+        flt = ScimFilter[model](str(search.filter)) if search.filter else None  # type: ignore[valid-type]
+        state = provisioning.snapshot()
+        ordered = sorted(table(state).values(), key=lambda r: (str(r["meta"]["created"]), str(r["id"])))
+        matches = [s for s in ordered if flt is None or flt.match(model.model_validate(dict(s)))]
+        page = matches[start - 1 : start - 1 + count]
+        shown = [dump(kind, s, request, Context.RESOURCE_QUERY_RESPONSE, search) for s in page]
+        return len(matches), start, shown
+
     @router.get(f"/{collection}")
     async def search(request: Request) -> Response:
-        params = request.query_params
+        query = dict(request.query_params)
+        for number in ("startIndex", "count"):
+            if number in query:
+                try:
+                    query[number] = int(query[number])
+                except ValueError:
+                    return _error(400, f"{number} is an integer", "invalidValue")
+        return await handle(request, lambda _a, _p: run_search(request, query))
 
-        def work(_a: Actor, _p: Any) -> Response:
-            try:
-                start = max(1, int(params.get("startIndex", "1")))
-                count = min(MAX_PAGE, max(0, int(params.get("count", str(MAX_PAGE)))))
-            except ValueError as exc:
-                raise InvalidValueException(detail="startIndex and count are integers") from exc
-            text = params.get("filter")
-            flt = ScimFilter[model](text) if text else None  # type: ignore[valid-type]
-            state = provisioning.snapshot()
-            matches = []
-            for stored in sorted(
-                table(state).values(), key=lambda r: str(r.get("meta", {}).get("created", ""))
-            ):
-                if flt is None or flt.match(model.model_validate(dict(stored))):
-                    matches.append(stored)
-            page = matches[start - 1 : start - 1 + count]
-            body = ListResponse[model](  # type: ignore[valid-type]
-                total_results=len(matches),
-                start_index=start,
-                items_per_page=len(page),
-                resources=[
-                    model.model_validate(dump(kind, s, request, Context.RESOURCE_QUERY_RESPONSE))
-                    for s in page
-                ],
-            )
-            return _scim_response(body.model_dump(scim_ctx=Context.SEARCH_RESPONSE))
-
-        return await handle(request, work)
+    @router.post(f"/{collection}/.search")
+    async def post_search(request: Request) -> Response:
+        return await handle(request, lambda _a, payload: run_search(request, payload), body=True)
 
     @router.get(f"/{collection}/{{resource_id}}")
     async def read(request: Request, resource_id: str) -> Response:
@@ -592,3 +643,5 @@ def _resource_routes(
             return _scim_response(None, 204)
 
         return await handle(request, work)
+
+    return all_matching
