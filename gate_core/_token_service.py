@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from gate_core._audit import AuditDraft, Event
 from gate_core._audit_service import AuditService
-from gate_core._errors import AuthenticationFailed, InvalidInput, PermissionDenied
+from gate_core._errors import AuthenticationFailed, InvalidInput, PermissionDenied, PrincipalDeparted
 from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
 from gate_core._ports import Clock, TokenStore
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
@@ -203,6 +203,8 @@ class TokenService:
         if parts is None or found is None or not secret_matches(parts[1], found[1]):
             raise AuthenticationFailed("invalid API token")
         token, _ = found
+        if self.directory.departed(token.principal_id):  # revoked when they left; said as such
+            raise PrincipalDeparted(token.principal_id, AuthMethod.API_TOKEN.value)
         if not token.usable_at(self.clock.now()):
             raise AuthenticationFailed("API token expired or revoked")
         principal = self.directory.find(token.principal_id)

@@ -129,6 +129,10 @@ class Directory:
         except UnknownPrincipal:
             return None
 
+    def departed(self, name: str) -> bool:
+        """A file's principals never depart: they are removed from the file instead."""
+        return False
+
     def by_email(self, email: str) -> Principal:
         principal = self._by_email.get(canonical_email(email))
         if principal is None:

@@ -50,6 +50,11 @@ class IdentitySource(Protocol):
         """By e-mail only, compared in canonical form (the channels that prove a mailbox use it)."""
         ...
 
+    def departed(self, name: str) -> bool:
+        """Whether ``name`` (id or e-mail) is a person the IdP deactivated or deleted: every channel
+        refuses them, even one whose proof (an IdP token, a session) would still name them."""
+        ...
+
 
 def load_source(settings: Settings, provisioned: DirectoryChanges | None = None) -> IdentitySource:
     """The identity source a Gatehouse home configures: its directory file, combined with the

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -468,9 +468,10 @@ def _router(provisioning: ScimProvisioning) -> APIRouter:
         return await handle(request, work)
 
     # -- resources ------------------------------------------------------------------------------
+    kinds: tuple[tuple[ResourceKind, str], ...] = (("User", "Users"), ("Group", "Groups"))
     searches = [
         _resource_routes(router, provisioning, kind, collection, models[kind], handle, dump, base_of)
-        for kind, collection in (("User", "Users"), ("Group", "Groups"))
+        for kind, collection in kinds
     ]
 
     @router.post("/.search")
@@ -504,10 +505,10 @@ def _router(provisioning: ScimProvisioning) -> APIRouter:
 def _resource_routes(
     router: APIRouter,
     provisioning: ScimProvisioning,
-    kind: str,
+    kind: ResourceKind,
     collection: str,
     model: Any,
-    handle: Any,
+    handle: Callable[..., Awaitable[Response]],
     dump: Callable[..., dict[str, Any]],
     base_of: Callable[[Request], str],
 ) -> Callable[[Request, Mapping[str, Any]], list[dict[str, Any]]]:
@@ -537,12 +538,12 @@ def _resource_routes(
         return matching(request, query)[2]
 
     def matching(request: Request, query: Mapping[str, Any]) -> tuple[int, int, list[dict[str, Any]]]:
-        search = SearchRequest[model].model_validate(  # type: ignore[valid-type]
+        search = SearchRequest[model].model_validate(
             {k: v for k, v in query.items() if k != "schemas"}, scim_ctx=Context.SEARCH_REQUEST
         )
         start = max(1, search.start_index or 1)
         count = MAX_PAGE if search.count is None else min(MAX_PAGE, max(0, search.count))
-        flt = ScimFilter[model](str(search.filter)) if search.filter else None  # type: ignore[valid-type]
+        flt = ScimFilter[model](str(search.filter)) if search.filter else None
         state = provisioning.snapshot()
         ordered = sorted(table(state).values(), key=lambda r: (str(r["meta"]["created"]), str(r["id"])))
         matches = [s for s in ordered if flt is None or flt.match(model.model_validate(dict(s)))]
@@ -552,7 +553,7 @@ def _resource_routes(
 
     @router.get(f"/{collection}")
     async def search(request: Request) -> Response:
-        query = dict(request.query_params)
+        query: dict[str, Any] = dict(request.query_params)
         for number in ("startIndex", "count"):
             if number in query:
                 try:
@@ -618,7 +619,7 @@ def _resource_routes(
             operations = payload.get("Operations") or payload.get("operations") or []
             if isinstance(operations, list) and len(operations) > MAX_PATCH_OPERATIONS:
                 raise PayloadTooLargeException(detail=f"at most {MAX_PATCH_OPERATIONS} operations per PATCH")
-            patch_op = PatchOp[model].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)  # type: ignore[valid-type]
+            patch_op = PatchOp[model].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)
 
             def build(state: ProvisionedDirectory) -> dict[str, Any]:
                 current = existing(state, resource_id)
