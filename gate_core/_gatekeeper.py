@@ -57,7 +57,7 @@ from gate_core._models import (
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
-from gate_core.identity import AuthMethod, IdentitySource, identity_key
+from gate_core.identity import AuthMethod, IdentitySource, has_departed, identity_key
 
 log = logging.getLogger("gatehouse")
 
@@ -370,7 +370,7 @@ class Gatekeeper:
         names = [request.actor.principal_id, request.actor.email]
         if request.principal is not None:
             names.append(request.principal.email)
-        departed = next((n for n in names if n and self.directory.departed(n)), None)
+        departed = next((n for n in names if n and has_departed(self.directory, n)), None)
         if departed is not None:
             return self._refused_departed(departed, request)
         if request.principal is not None:

@@ -31,7 +31,7 @@ from gate_core._errors import AuthenticationFailed, InvalidInput, PermissionDeni
 from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
 from gate_core._ports import Clock, TokenStore
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
-from gate_core.identity import IdentitySource, canonical_identity, same_person
+from gate_core.identity import IdentitySource, canonical_identity, has_departed, same_person
 
 ADMIN_GROUP = "gatehouse-admins"
 """Members manage service principals' tokens; a group of the directory like any other."""
@@ -203,7 +203,7 @@ class TokenService:
         if parts is None or found is None or not secret_matches(parts[1], found[1]):
             raise AuthenticationFailed("invalid API token")
         token, _ = found
-        if self.directory.departed(token.principal_id):  # revoked when they left; said as such
+        if has_departed(self.directory, token.principal_id):  # revoked when they left; said as such
             raise PrincipalDeparted(token.principal_id, AuthMethod.API_TOKEN.value)
         if not token.usable_at(self.clock.now()):
             raise AuthenticationFailed("API token expired or revoked")

@@ -36,7 +36,7 @@ from gate_core._errors import (
 )
 from gate_core._tokens import ApiToken, Scope
 from gate_core.identity._principal import Actor, AuthMethod, Principal, PrincipalKind
-from gate_core.identity._source import IdentitySource, load_source
+from gate_core.identity._source import IdentitySource, has_departed, load_source
 
 if TYPE_CHECKING:
     from gate_core._home import Settings
@@ -172,7 +172,7 @@ def caller_from_slack_email(source: IdentitySource, email: str) -> Caller:
 
 def _refuse_departed(source: IdentitySource, via: AuthMethod, *names: str | None) -> None:
     for name in names:
-        if name and source.departed(name):
+        if name and has_departed(source, name):
             raise PrincipalDeparted(name, via.value)
 
 

@@ -50,10 +50,13 @@ class IdentitySource(Protocol):
         """By e-mail only, compared in canonical form (the channels that prove a mailbox use it)."""
         ...
 
-    def departed(self, name: str) -> bool:
-        """Whether ``name`` (id or e-mail) is a person the IdP deactivated or deleted: every channel
-        refuses them, even one whose proof (an IdP token, a session) would still name them."""
-        ...
+
+def has_departed(source: IdentitySource, name: str) -> bool:
+    """Whether ``name`` (id or e-mail) is a person the IdP deactivated or deleted: every channel
+    refuses them, even one whose proof (an IdP token, a session) would still name them. An optional
+    capability of a source (``departed(name)``): sources without it know no departures."""
+    departed = getattr(source, "departed", None)
+    return bool(departed(name)) if callable(departed) else False
 
 
 def load_source(settings: Settings, provisioned: DirectoryChanges | None = None) -> IdentitySource:

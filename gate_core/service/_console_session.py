@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate_core._errors import PrincipalDeparted
 from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
+from gate_core.identity import has_departed
 from gate_core.service._state import ServiceState
 
 PREFIX = "/console"
@@ -161,7 +162,7 @@ class Sessions:
             return None
         via = AuthMethod(via)
         for name in (session.get("pid"), session.get("email")):
-            if isinstance(name, str) and name and self.state.gatekeeper.directory.departed(name):
+            if isinstance(name, str) and name and has_departed(self.state.gatekeeper.directory, name):
                 # They left the directory: the session ends here, and the attempt is on record.
                 self.state.gatekeeper.refuse_departed(
                     PrincipalDeparted(name, via.value),
