@@ -197,8 +197,12 @@ def display_name(user: Mapping[str, Any]) -> str:
 
 
 def identity_keys_of_user(user: Mapping[str, Any]) -> set[str]:
-    """Every canonical key a SCIM user would claim: its userName and each of its e-mails."""
-    keys = {identity_key("id", str(user.get("userName", "")))}
+    """Every canonical key a SCIM user would claim: its userName (also as a mailbox when it is
+    e-mail shaped, as Entra's UPNs are: lookups by e-mail would otherwise find it) and its e-mails."""
+    user_name = str(user.get("userName", ""))
+    keys = {identity_key("id", user_name)}
+    if "@" in user_name:
+        keys.add(identity_key("email", user_name))
     keys |= {identity_key("email", str(e["value"])) for e in user.get("emails") or () if e.get("value")}
     return keys
 

@@ -213,10 +213,6 @@ class ScimProvisioning:
 
     def _check_user(self, current: ProvisionedDirectory, resource_id: str, user: Mapping[str, Any]) -> None:
         name = str(user.get("userName") or "")
-        if not name or len(name) > 200 or not set(name) <= PRINCIPAL_ID_CHARS:
-            raise InvalidValueException(
-                detail="userName becomes a Gatehouse principal id: 1 to 200 of A-Z a-z 0-9 . _ @ + -"
-            )
         if len(user.get("emails") or ()) > MAX_EMAILS:
             raise InvalidValueException(detail=f"at most {MAX_EMAILS} e-mails per user")
         if resource_id not in current.users and len(current.users) >= self.config.max_users:
@@ -235,6 +231,11 @@ class ScimProvisioning:
             raise UniquenessException(
                 detail=f"{name} is the same person as {owner} of the directory file: one person is one "
                 "principal (remove them from the file to provision them from the IdP)"
+            )
+        # after the identity checks, so a look-alike is answered as the person it imitates
+        if not name or len(name) > 200 or not set(name) <= PRINCIPAL_ID_CHARS:
+            raise InvalidValueException(
+                detail="userName becomes a Gatehouse principal id: 1 to 200 of A-Z a-z 0-9 . _ @ + -"
             )
 
     def _check_group(self, current: ProvisionedDirectory, resource_id: str, group: Mapping[str, Any]) -> None:

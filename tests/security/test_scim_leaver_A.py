@@ -14,7 +14,7 @@ import httpx
 
 from gate_core import GateStatus, Scope
 from gate_core.service._slack_card import ACTION_APPROVE
-from tests.service.scim_rig import SLACK_SECRET, ScimRig, person_token, scim_rig  # noqa: F401 - fixture
+from tests.service.scim_rig import SLACK_SECRET, ScimRig, person_token
 from tests.service.slack_standin import block_actions, signed_interaction
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
