@@ -88,11 +88,13 @@ MAX_PAGE = 200
 DISCOVERY = frozenset({"ServiceProviderConfig", "ResourceTypes", "Schemas"})
 MAX_EMAILS = 20
 MAX_PATCH_OPERATIONS = 200
-# Okta and Entra ID send attributes of their own (custom schemas): kept out rather than refused,
+# Okta and Entra ID send attributes of their own (custom schemas): kept out rather than refused;
 # and Entra's filtered PATCH paths on a value it has not set yet create it.
 POLICY = ScimPolicy(
     unknown=ScimPolicy.Unknown.ignore,
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+    # Entra removes members with {"op": "Remove", "path": "members", "value": [{"value": id}]}
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
 )
 
 
