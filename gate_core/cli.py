@@ -29,6 +29,7 @@ from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
+from gate_core.cli_directory import directory_commands
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import SANDBOX_BANNER, local_caller
 from gate_core.cli_policy import policy as policy_commands
@@ -497,6 +498,7 @@ def _load_plugins() -> None:
 
 
 main.add_command(policy_commands)  # gatehouse policy test|check (gate_core.cli_policy)
+main.add_command(directory_commands)  # gatehouse directory show [--at] (gate_core.cli_directory)
 _load_plugins()
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from gate_core.identity._directory import Directory
 from gate_core.identity._principal import Principal, PrincipalKind
 
 ResourceKind = Literal["User", "Group"]
+ADMIN_GROUP = "gatehouse-admins"  # the token service's administrators (gate_core._token_service)
 PRINCIPAL_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@+-")
 
 
@@ -53,8 +54,11 @@ class ProvisioningConfig(BaseModel):
     max_members: int = Field(default=20_000, ge=1, le=1_000_000)
 
     def policy_group(self, display_name: str) -> str | None:
+        """The policy group an IdP group grants. By display name, except ``gatehouse-admins``
+        (token administration): that one only through an explicit mapping, so a SCIM credential
+        cannot make more administrators by naming a group."""
         if not self.groups:
-            return display_name
+            return None if display_name == ADMIN_GROUP else display_name
         return self.groups.get(display_name)
 
 
@@ -289,4 +293,57 @@ __all__: Sequence[str] = (
     "DirectoryChanges",
     "ProvisionedDirectory",
     "ProvisioningConfig",
+    "directory_view",
 )
+
+
+def directory_view(source: object, moment: datetime | None = None) -> dict[str, Any]:
+    """Who existed and who was in which group at ``moment`` (now when None): the provisioned
+    people as the change log had them then, and the directory file's principals (the file's
+    history is its audited hash: ``directory.loaded``). Groups are the policy groups."""
+    file_principals: list[Principal] = []
+    provisioned = ProvisionedDirectory()
+    config = ProvisioningConfig()
+    if isinstance(source, CombinedSource):
+        file_principals = list(source.file)
+        provisioned = ProvisionedDirectory.at(source.changes, moment)
+        config = source.config
+    elif isinstance(source, Directory):
+        file_principals = list(source)
+    people: list[dict[str, Any]] = [
+        {
+            "id": p.id,
+            "email": p.email,
+            "kind": p.kind.value,
+            "groups": sorted(p.groups),
+            "source": "file",
+            "active": True,
+        }
+        for p in file_principals
+    ]
+    active = {p.id: p for p in provisioned.principals(config)}
+    for user_id, user in sorted(provisioned.users.items()):
+        name = str(user.get("userName"))
+        mapped = {config.policy_group(g) for g in provisioned.groups_of(user_id)}
+        people.append(
+            {
+                "id": name,
+                "email": primary_email(user),
+                "kind": PrincipalKind.HUMAN.value,
+                "groups": sorted(g for g in mapped if g),
+                "source": "scim",
+                "active": name in active,
+                "externalId": user.get("externalId"),
+            }
+        )
+    groups: dict[str, list[str]] = {}
+    for person in people:
+        if person["active"]:
+            for group in person["groups"]:
+                groups.setdefault(group, []).append(person["id"])
+    return {
+        "at": moment.isoformat() if moment else None,
+        "version": provisioned.version,
+        "principals": sorted(people, key=lambda p: str(p["id"])),
+        "groups": {g: sorted(m) for g, m in sorted(groups.items())},
+    }

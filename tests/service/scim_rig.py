@@ -48,6 +48,7 @@ class ScimRig:
     gatekeeper: Gatekeeper
     scim_token: str
     slack: SlackStandIn
+    settings: Settings
     tokens: dict[str, str] = field(default_factory=dict)
 
     def scim(self, token: str | None = None) -> httpx.Client:
@@ -124,7 +125,7 @@ def scim_rig(service_settings: Settings) -> Iterator[ScimRig]:
         app = create_app(gatekeeper, config, local_signin=True)
         with ThreadServer(app, port):
             wait_healthy(base_url)
-            yield ScimRig(base_url, gatekeeper, scim_token, slack, {"bot": bot_token})
+            yield ScimRig(base_url, gatekeeper, scim_token, slack, service_settings, {"bot": bot_token})
     gatekeeper.store.close()
 
 
