@@ -132,3 +132,25 @@ def test_a_scim_credential_dies_with_its_owners_admin_rights(scim_rig: ScimRig) 
     with rig.scim() as scim:
         assert scim.get("/Users").status_code == 200
     assert Scope.SCIM.allows(Scope.SCIM) and not Scope.ADMIN.allows(Scope.SCIM)
+
+
+def test_a_leavers_pending_requests_stay_visible_with_a_flag(scim_rig: ScimRig) -> None:
+    rig = scim_rig
+    bob_id, _, _ = _provision(rig)
+    person_token(rig, "bob")
+    request = {
+        "action": "export",
+        "target": "s3://exports/bob.csv",
+        "datasets": [{"namespace": "warehouse", "name": "customers", "tags": ["pii"]}],
+        "reason": "before leaving",
+    }
+    with rig.api("bob") as bob:
+        opened = bob.post("/v1/gates", json=request)
+    assert opened.status_code == 200, opened.text
+    gate_id = opened.json()["id"]
+    assert rig.patch(f"/Users/{bob_id}", {"op": "replace", "value": {"active": False}}).status_code == 200
+    carol = _console(rig, "carol")
+    assert "(left)" in carol.get("/console/").text
+    page = carol.get(f"/console/gates/{gate_id}")
+    assert page.status_code == 200 and "has left the directory" in page.text
+    assert rig.gatekeeper.get(gate_id).status is GateStatus.PENDING
