@@ -173,7 +173,21 @@ class Gatekeeper:
                         Event.DIRECTORY_LOADED,
                         now,
                         SYSTEM_ACTOR,
-                        payload={"hash": directory_hash, "principals": sorted(p.id for p in self.directory)},
+                        payload={
+                            "hash": directory_hash,
+                            "principals": sorted(p.id for p in self.directory),
+                            # the version's full content, so an auditor can tell who was in
+                            # which group from the trail alone (not just that something changed)
+                            "content": [
+                                {
+                                    "id": p.id,
+                                    "email": p.email,
+                                    "kind": p.kind.value,
+                                    "groups": sorted(p.groups),
+                                }
+                                for p in sorted(self.directory, key=lambda p: p.id)
+                            ],
+                        },
                     )
                 ]
             )
