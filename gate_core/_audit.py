@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gate_core._errors import AuditError
 from gate_core._models import Actor, canonical_json
+from gate_core._passkeys import PasskeyLedger
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_DOMAIN = "gatehouse-audit-checkpoint/v1"
@@ -59,6 +60,9 @@ class Event:
     ACCESS_REFUSED = "access.refused"  # a departed person's credential or session, refused
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    PASSKEY_REGISTERED = "passkey.registered"
+    PASSKEY_REMOVED = "passkey.removed"
+    PASSKEY_RESET = "passkey.reset"
 
 
 # Which controls each event evidences. Every entry also evidences the log's own integrity
@@ -99,6 +103,17 @@ CONTROL_IDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     },
     Event.TOKEN_CREATED: {"soc2": ("CC6.1", "CC6.2"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
     Event.TOKEN_REVOKED: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
+    Event.PASSKEY_REGISTERED: {
+        "soc2": ("CC6.1", "CC6.2"),
+        "iso27001": ("A.5.17",),
+        "nist80053": ("IA-2", "IA-5"),
+    },
+    Event.PASSKEY_REMOVED: {
+        "soc2": ("CC6.2", "CC6.3"),
+        "iso27001": ("A.5.17",),
+        "nist80053": ("IA-5", "AC-2"),
+    },
+    Event.PASSKEY_RESET: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
 }
 _ALWAYS = {"nist80053": ("AU-9", "AU-10")}
 
@@ -322,12 +337,18 @@ class VerifyReport:
     first_bad_seq: int | None = None
     problem: str = ""
     gate: str | None = None  # the gate whose stored state disagrees with the log, if that is the problem
+    signed_decisions: int = 0  # passkey-signed decisions whose signature verified (gate_core._passkeys)
 
     def summary(self) -> str:
         if self.ok:
             return (
                 f"audit log intact: {self.entries} entries, head {self.head_hash[:16]}…, "
                 f"{self.checkpoints_checked} signed checkpoint(s) verified, gate states match the log"
+                + (
+                    f", {self.signed_decisions} passkey-signed decision(s) verified"
+                    if self.signed_decisions
+                    else ""
+                )
             )
         if self.first_bad_seq is None:
             return f"audit log TAMPERED at gate {self.gate}: {self.problem}"
@@ -475,6 +496,7 @@ def verify_chain(
     prev = GENESIS_HASH
     sha256 = hashlib.sha256
     status_after = STATUS_AFTER
+    passkeys = PasskeyLedger()
     for seq, event, gate_id, body, prev_hash, digest in rows:
         if seq != expected_seq:
             missing = expected_seq if seq > expected_seq else seq
@@ -504,6 +526,10 @@ def verify_chain(
                 verdict = str(json.loads(body)["payload"].get("verdict"))
                 counts = replay[gate_id].decisions
                 counts[verdict] = counts.get(verdict, 0) + 1
+        if passkeys.wants(event, gate_id, body):
+            problem = passkeys.feed(event, gate_id, body)
+            if problem is not None:
+                return VerifyReport(False, seq - 1, prev, 0, seq, problem)
         prev = digest
         if seq in wanted:
             hash_at[seq] = digest
@@ -548,7 +574,7 @@ def verify_chain(
         wrong = check_state(replay, state())
         if wrong is not None:
             return VerifyReport(False, size, prev, checked, None, wrong[1], gate=wrong[0])
-    return VerifyReport(True, size, prev, checked)
+    return VerifyReport(True, size, prev, checked, signed_decisions=passkeys.signed_decisions)
 
 
 def extends(rows: Iterable[tuple[int, str, str | None, str, str, str]], last: Checkpoint) -> tuple[int, str]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState
 from gate_core._errors import GatehouseError
 from gate_core._models import Decision, Gate, GateStatus
+from gate_core._passkeys import Passkey
 from gate_core._tokens import ApiToken
 
 
@@ -152,6 +153,24 @@ class TokenStore(Protocol):
     def revoke_token(self, token_id: str, at: datetime, events: Sequence[AuditDraft]) -> bool: ...
 
 
+class PasskeyStore(Protocol):
+    """Passkeys people registered to sign decisions; every change is audited with the key."""
+
+    def add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None: ...
+
+    def passkeys_of(self, principal_id: str) -> list[Passkey]: ...
+
+    def get_passkey(self, credential_id: str) -> Passkey | None: ...
+
+    def remove_passkeys(
+        self, principal_id: str, credential_id: str | None, at: datetime, events: Sequence[AuditDraft]
+    ) -> int: ...
+
+    def advance_sign_count(self, credential_id: str, previous: int, new: int) -> bool: ...
+
+    def rename_passkey(self, principal_id: str, credential_id: str, name: str) -> bool: ...
+
+
 class NotificationLog(Protocol):
     """Where each gate's request was posted, so its messages can be updated later."""
 
@@ -166,7 +185,7 @@ class ConfigVersions(Protocol):
         ...
 
 
-class GateStore(Gates, AuditLog, TokenStore, NotificationLog, ConfigVersions, Protocol):
+class GateStore(Gates, AuditLog, TokenStore, PasskeyStore, NotificationLog, ConfigVersions, Protocol):
     """Every port at once, on one database (SqlStore): a gate's change and its audit entries
     commit together, which is why the ports share one store object."""
 

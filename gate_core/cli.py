@@ -22,9 +22,17 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from gate_core import cli_proofs
-from gate_core._audit import export_csv, export_jsonl, load_public_key, read_checkpoints
+from gate_core._audit import (
+    VerifyReport,
+    export_csv,
+    export_jsonl,
+    load_public_key,
+    read_checkpoints,
+    verify_chain,
+)
 from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
+from gate_core._hashing import canonical_json
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
@@ -333,6 +341,10 @@ def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json:
     for path in checkpoint_files:
         marks += read_checkpoints(path)
     report = gatekeeper.audit.verify(marks, public_key=key)
+    _print_report(report, as_json)
+
+
+def _print_report(report: VerifyReport, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
@@ -344,6 +356,7 @@ def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json:
                     "first_bad_seq": report.first_bad_seq,
                     "gate": report.gate,
                     "problem": report.problem,
+                    "signed_decisions": report.signed_decisions,
                 }
             )
         )
@@ -351,6 +364,50 @@ def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json:
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
+
+
+@audit.command(name="verify-export")
+@click.argument("export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The log's public key, from a copy you trust.",
+)
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Signed checkpoints (JSON lines) covering the export, e.g. audit-checkpoints.jsonl. Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@clean_errors
+def verify_export(
+    export_file: Path, public_key: Path, checkpoint_files: tuple[Path, ...], as_json: bool
+) -> None:
+    """Verify an exported log (``audit export``, JSON lines) with no home and no database: the
+    hash chain from the first entry, the signed checkpoints, and every passkey-signed decision
+    against the key registered earlier in the export. Exit 1 names the first bad entry."""
+    rows = []
+    with export_file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                body = canonical_json(
+                    {key: record[key] for key in ("seq", "at", "event", "actor", "gate", "payload")}
+                )
+                rows.append(
+                    (int(record["seq"]), str(record["event"]), record["gate"], body,
+                     str(record["prev_hash"]), str(record["hash"]))
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError) as exc:
+                fail(f"{export_file}:{number}: not an exported audit entry ({exc})")
+    marks = [mark for path in checkpoint_files for mark in read_checkpoints(path)]
+    _print_report(verify_chain(rows, marks, load_public_key(public_key)), as_json)
 
 
 @audit.command(name="export")
@@ -480,6 +537,39 @@ def token_revoke(token_id: str) -> None:
     if not gatekeeper.tokens.revoke(token_id, actor=_local_actor(gatekeeper), channel="cli"):
         fail(f"no active token with id {token_id!r}")
     click.echo(f"revoked {token_id}")
+
+
+@main.group()
+def passkeys() -> None:
+    """List people's passkeys; reset a person's (admins). People add theirs in the console."""
+
+
+@passkeys.command(name="list")
+@click.argument("principal")
+@clean_errors
+def passkeys_list(principal: str) -> None:
+    """The passkeys that may sign PRINCIPAL's decisions."""
+    gatekeeper = _gatekeeper()
+    person = gatekeeper.directory.get(principal)
+    for key in gatekeeper.passkeys.of(person.id):
+        click.echo(
+            f"{key.credential_id[:22]}…  {key.name}  added {key.created_at:%Y-%m-%d}  "
+            f"counter {key.sign_count}"
+        )
+
+
+@passkeys.command(name="reset")
+@click.argument("principal")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail), e.g. 'lost laptop'.")
+@clean_errors
+def passkeys_reset(principal: str, reason: str) -> None:
+    """Remove every passkey of PRINCIPAL (gatehouse-admins only; audited as passkey.reset). They
+    register a new one in the console; signed rules wait for it, never fall back to unsigned."""
+    gatekeeper = _gatekeeper()
+    person = gatekeeper.directory.get(principal)
+    caller = local_caller(gatekeeper.directory, Settings.from_env())
+    removed = gatekeeper.passkeys.reset(person.id, actor=caller.actor, admin=caller.principal, reason=reason)
+    click.echo(f"removed {removed} passkey(s) of {person.id}")
 
 
 def _load_plugins() -> None:

@@ -82,6 +82,7 @@ decisions = Table(
     Column("via", String(32), nullable=False),
     Column("break_glass", Boolean, nullable=False),
     Column("counts_for", Integer, doc="index of the gate's approval requirement (multi-group rules)"),
+    Column("passkey", String(1400), doc="credential id of the passkey that signed it (signature rules)"),
     # The database itself refuses a second decision by one person: quorum can never double-count.
     UniqueConstraint("gate_id", "person_key", name="uq_gh_decisions_person"),
     UniqueConstraint("gate_id", "principal_id", name="uq_gh_decisions_principal"),
@@ -176,4 +177,21 @@ directory_changes = Table(
     Column("resource_id", String(64), nullable=False, index=True),
     Column("resource", JSON, doc="the SCIM resource after the change; NULL: deleted"),
     Column("actor", String(200), nullable=False),
+)
+
+# Passkeys (WebAuthn credentials) people registered in the console to sign decisions (issue 19).
+# The audit log holds every registration and removal with the public key, so verification needs
+# only the log; this table is the service's working copy (and the live signature counter).
+passkeys = Table(
+    "gh_passkeys",
+    metadata,
+    Column("credential_id", String(1400), primary_key=True, doc="base64url"),
+    Column("principal_id", String(200), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("public_key", Text, nullable=False, doc="COSE_Key, base64url"),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("rp_id", String(253), nullable=False),
+    Column("origin", String(500), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("removed_at", UtcDateTime),
 )

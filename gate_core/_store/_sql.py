@@ -37,7 +37,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, chain
-from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable, UnreadableRecord
+from gate_core._errors import (
+    GatehouseError,
+    GateNotFound,
+    InvalidInput,
+    StoreError,
+    StoreUnavailable,
+    UnreadableRecord,
+)
 from gate_core._hashing import sha256_hex
 from gate_core._models import (
     ApprovalRequirement,
@@ -49,6 +56,7 @@ from gate_core._models import (
     LastReview,
     canonical_json,
 )
+from gate_core._passkeys import Passkey
 from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef
 from gate_core._store import _migrate
 from gate_core._store._schema import (
@@ -61,6 +69,7 @@ from gate_core._store._schema import (
     gate_datasets,
     gates,
     notifications,
+    passkeys,
 )
 from gate_core._tokens import ApiToken
 from gate_core.identity import canonical_identity
@@ -481,6 +490,7 @@ class SqlStore:
                     via=r.via,
                     break_glass=r.break_glass,
                     counts_for=r.counts_for,
+                    passkey=r.passkey,
                 )
             )
         return {k: tuple(v) for k, v in out.items()}
@@ -660,6 +670,89 @@ class SqlStore:
             self._append(conn, events)
             return True
 
+    # ------------------------------------------------------------ passkeys
+
+    def add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None:
+        """Keep a new passkey with its audit events; InvalidInput if the credential is known."""
+        try:
+            self._add_passkey(key, events)
+        except IntegrityError:
+            raise InvalidInput(
+                "this passkey is already registered (a removed passkey cannot be registered again)"
+            ) from None
+
+    def _add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                insert(passkeys),
+                {
+                    "credential_id": key.credential_id,
+                    "principal_id": key.principal_id,
+                    "name": key.name,
+                    "public_key": key.public_key,
+                    "sign_count": key.sign_count,
+                    "rp_id": key.rp_id,
+                    "origin": key.origin,
+                    "created_at": key.created_at,
+                },
+            )
+            self._append(conn, events)
+
+    def passkeys_of(self, principal_id: str) -> list[Passkey]:
+        query = (
+            select(passkeys)
+            .where(and_(passkeys.c.principal_id == principal_id, passkeys.c.removed_at.is_(None)))
+            .order_by(passkeys.c.created_at)
+        )
+        with self._read() as conn:
+            return [Passkey(**row._asdict()) for row in conn.execute(query).all()]
+
+    def get_passkey(self, credential_id: str) -> Passkey | None:
+        query = select(passkeys).where(
+            and_(passkeys.c.credential_id == credential_id, passkeys.c.removed_at.is_(None))
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else Passkey(**row._asdict())
+
+    def remove_passkeys(
+        self, principal_id: str, credential_id: str | None, at: datetime, events: Sequence[AuditDraft]
+    ) -> int:
+        """Mark one passkey (or, with None, all of a person's) removed; the events only if any was."""
+        where = and_(passkeys.c.principal_id == principal_id, passkeys.c.removed_at.is_(None))
+        if credential_id is not None:
+            where = and_(where, passkeys.c.credential_id == credential_id)
+        with self._begin() as conn:
+            removed = conn.execute(update(passkeys).where(where).values(removed_at=at)).rowcount
+            if removed:
+                self._append(conn, events)
+            return int(removed)
+
+    def advance_sign_count(self, credential_id: str, previous: int, new: int) -> bool:
+        """Compare-and-set: two decisions signed with one counter value cannot both advance it."""
+        with self._begin() as conn:
+            result = conn.execute(
+                update(passkeys)
+                .where(and_(passkeys.c.credential_id == credential_id, passkeys.c.sign_count == previous))
+                .values(sign_count=new)
+            )
+            return bool(result.rowcount == 1)
+
+    def rename_passkey(self, principal_id: str, credential_id: str, name: str) -> bool:
+        with self._begin() as conn:
+            result = conn.execute(
+                update(passkeys)
+                .where(
+                    and_(
+                        passkeys.c.credential_id == credential_id,
+                        passkeys.c.principal_id == principal_id,
+                        passkeys.c.removed_at.is_(None),
+                    )
+                )
+                .values(name=name)
+            )
+            return bool(result.rowcount == 1)
+
     # ------------------------------------------------------------ notification references
 
     def add_notification(self, ref: NotificationRef) -> None:
@@ -713,6 +806,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
                 "requester_identities": list(gate.requester_identities),
                 "involved": [i.model_dump(mode="json") for i in gate.involved],
                 "identified_by": list(gate.identified_by),
+                "signature": gate.signature,
                 "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
                 "tag_sources": gate.tag_sources,
                 "requirements": [r.model_dump(mode="json") for r in gate.requirements],
@@ -748,6 +842,7 @@ def _parse_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         requester_identities=tuple(context["requester_identities"]),
         involved=tuple(Involved.model_validate(i) for i in context.get("involved", ())),
         identified_by=tuple(context.get("identified_by", ())),
+        signature=str(context.get("signature", "")),
         binding_hash=row.binding_hash,
         policy_hash=row.policy_hash,
         rule=row.rule,
@@ -816,4 +911,5 @@ def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
         "via": decision.via.value,
         "break_glass": decision.break_glass,
         "counts_for": decision.counts_for,
+        "passkey": decision.passkey,
     }

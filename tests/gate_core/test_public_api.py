@@ -78,6 +78,8 @@ EXPECTED = {
     "DecisionRefused",
     "SelfApprovalRefused",
     "ServicePrincipalRefused",
+    "SignatureInvalid",
+    "SignatureRequired",
     "NotAnApprover",
     "DuplicateDecision",
     "AlreadyDecided",

@@ -1,7 +1,7 @@
 """The provisioned directory (SCIM 2.0): a versioned change log of User and Group resources.
 
-Revision ID: 0005_i18_scim_directory
-Revises: 0004_i16_decision_requirement
+Revision ID: 0006_i18_scim_directory
+Revises: 0005_i19_passkeys
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from gate_core.sql import UtcDateTime
 
-revision = "0005_i18_scim_directory"
-down_revision = "0004_i16_decision_requirement"
+revision = "0006_i18_scim_directory"
+down_revision = "0005_i19_passkeys"
 branch_labels = None
 depends_on = None
 
