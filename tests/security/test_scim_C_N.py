@@ -12,6 +12,7 @@ over a real socket on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -123,7 +124,7 @@ def test_oversized_and_malformed_payloads_are_refused_with_scim_errors_and_nothi
     bob = rig.create_user("bob", "bob@example.com")
     before = _versions(rig)
     many_mails = [{"value": f"bob{i}@mail{i}.example.com"} for i in range(21)]
-    cases = [
+    cases: list[tuple[str, str, Any, int]] = [
         ("POST", "/Users", _user("zed", "zed@example.com", emails=many_mails), 400),
         ("POST", "/Users", _user("x" * 201, "long@example.com"), 400),
         ("POST", "/Users", _user("semi;colon", "semi@example.com"), 400),

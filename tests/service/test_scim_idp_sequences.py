@@ -61,8 +61,8 @@ def test_an_idp_sequence_provisions_the_directory_and_leaving_ends_the_right_to_
 
     # bob left: he decides nothing, his token is dead; dana approves
     assert rig.gatekeeper.directory.find("bob@example.com") is None
-    with rig.api("bob@example.com") as bob:
-        assert bob.post(f"/v1/gates/{gate_id}/decisions", json={"decision": "approve"}).status_code == 401
+    with rig.api("bob@example.com") as bob_api:
+        assert bob_api.post(f"/v1/gates/{gate_id}/decisions", json={"decision": "approve"}).status_code == 401
     with rig.api("dana@example.com") as dana:
         approved = dana.post(f"/v1/gates/{gate_id}/decisions", json={"decision": "approve"})
     assert approved.status_code == 200, approved.text
