@@ -15,7 +15,7 @@ outcome and its audit entries, commit — or write nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -23,6 +23,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState
+from gate_core._cosign import StoredCosignature
 from gate_core._errors import GatehouseError
 from gate_core._models import Decision, Gate, GateStatus
 from gate_core._passkeys import Passkey
@@ -138,7 +139,24 @@ class AuditLog(Protocol):
 
     def checkpoints(self) -> list[Checkpoint]: ...
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def latest_checkpoints(self, limit: int) -> list[Checkpoint]: ...
+
+    def add_checkpoint(
+        self, checkpoint: Checkpoint, nodes: Sequence[tuple[int, int, bytes]] = ()
+    ) -> None: ...
+
+    # The stored RFC 9162 tree (gate_core._tree): read by proofs, checked by verify, never trusted.
+    def tree_nodes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+
+    def tree_rows(self) -> Iterator[tuple[int, int, bytes]]: ...
+
+    def audit_bodies(self, first_seq: int, last_seq: int) -> dict[int, str]: ...
+
+    def add_cosignatures(self, cosignatures: Sequence[StoredCosignature], at: datetime) -> None: ...
+
+    def cosignatures(self, size: int | None = None) -> list[StoredCosignature]: ...
+
+    def cosigned_sizes(self) -> dict[str, int]: ...
 
 
 class TokenStore(Protocol):

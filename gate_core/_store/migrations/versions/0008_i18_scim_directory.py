@@ -1,7 +1,7 @@
 """The provisioned directory (SCIM 2.0): a versioned change log of User and Group resources.
 
-Revision ID: 0006_i18_scim_directory
-Revises: 0005_i19_passkeys
+Revision ID: 0008_i18_scim_directory
+Revises: 0007_i17w_cosignatures
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from gate_core.sql import UtcDateTime
 
-revision = "0006_i18_scim_directory"
-down_revision = "0005_i19_passkeys"
+revision = "0008_i18_scim_directory"
+down_revision = "0007_i17w_cosignatures"
 branch_labels = None
 depends_on = None
 
