@@ -60,6 +60,8 @@ class Event:
     GATE_CONSUMED = "gate.consumed"
     POLICY_LOADED = "policy.loaded"
     DIRECTORY_LOADED = "directory.loaded"
+    DIRECTORY_CHANGED = "directory.changed"  # one SCIM change: what changed, and the content after
+    ACCESS_REFUSED = "access.refused"  # a departed person's credential or session, refused
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
     PASSKEY_REGISTERED = "passkey.registered"
@@ -92,6 +94,16 @@ CONTROL_IDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "soc2": ("CC6.2", "CC6.3"),
         "iso27001": ("A.5.16", "A.5.18"),
         "nist80053": ("AC-2",),
+    },
+    Event.DIRECTORY_CHANGED: {
+        "soc2": ("CC6.2", "CC6.3"),
+        "iso27001": ("A.5.16", "A.5.18"),
+        "nist80053": ("AC-2", "AC-2(4)"),
+    },
+    Event.ACCESS_REFUSED: {
+        "soc2": ("CC6.1", "CC6.2"),
+        "iso27001": ("A.5.18",),
+        "nist80053": ("AC-2", "AC-3"),
     },
     Event.TOKEN_CREATED: {"soc2": ("CC6.1", "CC6.2"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
     Event.TOKEN_REVOKED: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},

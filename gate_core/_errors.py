@@ -121,6 +121,10 @@ class DecisionRefused(GatehouseError):
     code = "decision_refused"
 
 
+class DepartedRefused(DecisionRefused):
+    code = "principal_departed"
+
+
 class SelfApprovalRefused(DecisionRefused):
     code = "self_approval"
 
@@ -223,6 +227,20 @@ class ApprovalNotUsable(DecisionRefused):
 
 class AuthenticationFailed(GatehouseError):
     code = "unauthenticated"
+
+
+class PrincipalDeparted(AuthenticationFailed):
+    """A person the IdP deactivated or deleted (SCIM): no channel identifies them any more."""
+
+    code = "principal_departed"
+
+    def __init__(self, identity: str, via: str) -> None:
+        self.identity = identity
+        self.via = via
+        super().__init__(
+            f"{identity} has left the directory (deactivated or deleted by the identity provider); "
+            "they decide nothing and their credentials no longer work"
+        )
 
 
 class PermissionDenied(GatehouseError):

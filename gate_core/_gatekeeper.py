@@ -30,10 +30,12 @@ from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
     DecisionRefused,
+    DepartedRefused,
     GateExpired,
     GatehouseError,
     IdempotencyConflict,
     NotTheRequester,
+    PrincipalDeparted,
     StoreUnavailable,
     SubmitterNotAllowed,
 )
@@ -66,7 +68,7 @@ from gate_core._passkeys import (
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
-from gate_core.identity import AuthMethod, IdentitySource, identity_key
+from gate_core.identity import AuthMethod, IdentitySource, has_departed, identity_key
 
 log = logging.getLogger("gatehouse")
 
@@ -186,7 +188,21 @@ class Gatekeeper:
                         Event.DIRECTORY_LOADED,
                         now,
                         SYSTEM_ACTOR,
-                        payload={"hash": directory_hash, "principals": sorted(p.id for p in self.directory)},
+                        payload={
+                            "hash": directory_hash,
+                            "principals": sorted(p.id for p in self.directory),
+                            # the version's full content, so an auditor can tell who was in
+                            # which group from the trail alone (not just that something changed)
+                            "content": [
+                                {
+                                    "id": p.id,
+                                    "email": p.email,
+                                    "kind": p.kind.value,
+                                    "groups": sorted(p.groups),
+                                }
+                                for p in sorted(self.directory, key=lambda p: p.id)
+                            ],
+                        },
                     )
                 ]
             )
@@ -435,6 +451,12 @@ class Gatekeeper:
         key = self.store.get_passkey(request.assertion.credential_id) if request.assertion else None
         if request.principal is not None and request.principal.id != request.actor.principal_id:
             raise ValueError("the verified principal and the acting principal must be the same")
+        names = [request.actor.principal_id, request.actor.email]
+        if request.principal is not None:
+            names.append(request.principal.email)
+        departed = next((n for n in names if n and has_departed(self.directory, n)), None)
+        if departed is not None:
+            return self._refused_departed(departed, request)
         if request.principal is not None:
             principal = self._directory_person(request.principal)
         else:
@@ -524,6 +546,37 @@ class Gatekeeper:
             )
 
         return change
+
+    def _refused_departed(self, name: str, request: DecisionRequest) -> Callable[[Gate], Mutation]:
+        """Someone the IdP deactivated or deleted: refused on the gate, and audited there, whatever
+        channel still carried their click (a Slack button, a console session, an IdP token)."""
+        refusal = DepartedRefused(
+            f"{name} has left the directory (deactivated or deleted by the identity provider) and "
+            "decides nothing"
+        )
+
+        def change(gate: Gate) -> Mutation:
+            payload = {
+                "verdict": request.verdict.value,
+                "reason": refusal.code,
+                "message": str(refusal),
+            }
+            return Mutation(
+                events=[
+                    AuditDraft(Event.DECISION_REFUSED, self.clock.now(), request.actor, gate.id, payload)
+                ],
+                raise_after=refusal,
+            )
+
+        return change
+
+    def refuse_departed(self, error: PrincipalDeparted, attempt: str) -> None:
+        """Audit a departed person's attempt that a channel refused before any gate was named
+        (a revoked token, an ended console session): who, over what, and what they tried."""
+        actor = Actor(principal_id=error.identity[:200], via=AuthMethod(error.via))
+        payload = {"reason": error.code, "attempt": attempt[:300], "message": str(error)}
+        self.store.append_audit([AuditDraft(Event.ACCESS_REFUSED, self.clock.now(), actor, None, payload)])
+        self.audit.maybe_checkpoint()
 
     def approve(self, gate_id: str, *, actor: Actor, comment: str = "") -> Gate:
         return self.decide(gate_id, actor=actor, verdict=Verdict.APPROVE, comment=comment)

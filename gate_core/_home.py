@@ -28,8 +28,9 @@ from gate_core._gatekeeper import Gatekeeper
 from gate_core._policy import load_policy
 from gate_core._ports import Clock
 from gate_core._store import SqlStore
+from gate_core._store._directory import SqlDirectoryChanges
 from gate_core._witnessing import WitnessPolicy
-from gate_core.identity import load_source
+from gate_core.identity import Directory, load_source
 
 MINIMAL_POLICY = """\
 # Gatehouse policy. See `gatehouse init --example` for a commented example.
@@ -158,7 +159,7 @@ def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: 
             f"{settings.home} does not exist; run `gatehouse init` (or `gatehouse init --example`) first"
         )
     policy = load_policy(settings.policy_path)
-    directory = load_source(settings)
+    Directory.load(settings.directory_path)  # a bad file is refused before the store is opened
     if settings.signing_key is not None and not settings.signing_key.exists():
         raise ConfigError(
             f"GATEHOUSE_SIGNING_KEY names {settings.signing_key}, which does not exist; run `gatehouse init` "
@@ -166,6 +167,7 @@ def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: 
         )
     signer = CheckpointSigner.load(settings.signing_key_path) if settings.signing_key_path.exists() else None
     store = SqlStore.open(settings.database_url, migrate=migrate, timeout_s=settings.db_timeout_s)
+    directory = load_source(settings, SqlDirectoryChanges(store))
     gatekeeper = Gatekeeper(
         store, directory, policy, clock=clock, signer=signer, witness_path=settings.witness_path
     )

@@ -9,6 +9,10 @@ Credentials belong to their owner (who may create which token, checked here for 
     a human principal    that same person, and nobody else           an interactive channel
     a service principal  a human member of ``ADMIN_GROUP``           an interactive channel
                          (optionally limited to pipeline globs)
+    scope ``scim``       a human member of ``ADMIN_GROUP``, for      an interactive channel
+                         themselves (the IdP's provisioning
+                         credential; it stops when they leave
+                         ``ADMIN_GROUP``, checked on every use)
 
 Interactive channels are the ones where the issuer proved who they are just now: the kernel's OS
 account, the console after sign-in, the IdP, a trusted proxy — and the sandbox's ``--as``, which the
@@ -23,11 +27,11 @@ from datetime import timedelta
 
 from gate_core._audit import AuditDraft, Event
 from gate_core._audit_service import AuditService
-from gate_core._errors import AuthenticationFailed, InvalidInput, PermissionDenied
+from gate_core._errors import AuthenticationFailed, InvalidInput, PermissionDenied, PrincipalDeparted
 from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
 from gate_core._ports import Clock, TokenStore
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
-from gate_core.identity import IdentitySource, canonical_identity, same_person
+from gate_core.identity import IdentitySource, canonical_identity, has_departed, same_person
 
 ADMIN_GROUP = "gatehouse-admins"
 """Members manage service principals' tokens; a group of the directory like any other."""
@@ -87,6 +91,8 @@ class TokenService:
         PermissionDenied when ``created_by`` may not issue this token (see the module's table);
         ``channel`` (cli, console, …) goes into the audit entry beside how the issuer was identified."""
         principal = self.directory.get(principal_id)
+        if scope is Scope.SCIM:
+            self._check_scim_issuer(principal, created_by, pipelines)
         self._check_issuer(principal, created_by, pipelines)
         check_pipeline_globs(pipelines)
         now = self.clock.now()
@@ -118,6 +124,17 @@ class TokenService:
         )
         self.audit.maybe_checkpoint()
         return token, token_string
+
+    def _check_scim_issuer(
+        self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None
+    ) -> None:
+        if pipelines is not None:
+            raise InvalidInput("a SCIM credential is not limited to pipelines")
+        if principal.kind is not PrincipalKind.HUMAN or ADMIN_GROUP not in principal.groups:
+            raise PermissionDenied(
+                f"a SCIM credential is created by a member of {ADMIN_GROUP} for themselves; "
+                f"{principal.id} is not one"
+            )
 
     def _check_issuer(self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None) -> None:
         if issuer.via not in ISSUING_CHANNELS:
@@ -186,6 +203,8 @@ class TokenService:
         if parts is None or found is None or not secret_matches(parts[1], found[1]):
             raise AuthenticationFailed("invalid API token")
         token, _ = found
+        if has_departed(self.directory, token.principal_id):  # revoked when they left; said as such
+            raise PrincipalDeparted(token.principal_id, AuthMethod.API_TOKEN.value)
         if not token.usable_at(self.clock.now()):
             raise AuthenticationFailed("API token expired or revoked")
         principal = self.directory.find(token.principal_id)

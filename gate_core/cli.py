@@ -40,6 +40,7 @@ from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
 from gate_core._witnessing import WitnessPolicy
 from gate_core.cli_db import db as db_commands
+from gate_core.cli_directory import directory_commands
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import SANDBOX_BANNER, local_caller
 from gate_core.cli_policy import policy as policy_commands
@@ -657,6 +658,7 @@ def _load_plugins() -> None:
 main.add_command(policy_commands)  # gatehouse policy test|check (gate_core.cli_policy)
 main.add_command(db_commands)  # gatehouse db upgrade|grant-service-role (gate_core.cli_db)
 main.add_command(cli_witness.witness)  # gatehouse witness init|add-log|show|serve
+main.add_command(directory_commands)  # gatehouse directory show [--at] (gate_core.cli_directory)
 _load_plugins()
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ SERVICE_GRANTS: Mapping[str, tuple[str, ...]] = {
     "gh_passkeys": ("SELECT", "INSERT", "UPDATE"),  # rename, sign counter, removal sets removed_at
     "gh_notifications": ("SELECT", "INSERT"),
     "gh_config_versions": ("SELECT", "INSERT"),
+    "gh_directory_changes": ("SELECT", "INSERT"),  # SCIM: the provisioned directory's versions
     "gh_alembic_version": ("SELECT",),  # opening the store checks the schema is at head
     # lineage (same database, its own history): edges are upserted; events and tags are
     # deleted only by a retention purge, which their triggers confine to rows past the cutoff

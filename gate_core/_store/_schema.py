@@ -197,6 +197,19 @@ notifications = Table(
     Column("sent_at", UtcDateTime, nullable=False),
 )
 
+# The provisioned directory (SCIM) as a change log: each row is one version, the resource as it
+# became (NULL when deleted). The state at any moment is the fold of the rows up to it.
+directory_changes = Table(
+    "gh_directory_changes",
+    metadata,
+    Column("version", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("kind", String(8), nullable=False, doc="User | Group"),
+    Column("resource_id", String(64), nullable=False, index=True),
+    Column("resource", JSON, doc="the SCIM resource after the change; NULL: deleted"),
+    Column("actor", String(200), nullable=False),
+)
+
 # Passkeys (WebAuthn credentials) people registered in the console to sign decisions (issue 19).
 # The audit log holds every registration and removal with the public key, so verification needs
 # only the log; this table is the service's working copy (and the live signature counter).

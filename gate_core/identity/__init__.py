@@ -4,6 +4,9 @@ a caller is. The layer below the gate domain: it imports nothing of gates, polic
     Principal, Actor, AuthMethod        who, and how we know (re-exported by gate_core)
 
     IdentitySource (port)  ◄── Directory         the directory.yaml file; load_source(settings)
+          ▲                ◄── CombinedSource    the file + people an IdP provisions over SCIM
+          │                                      (_provisioned.py); has_departed(source, name):
+          │                                      someone the IdP deactivated, refused everywhere
           ▲
           │ looks up                    one canonical form (canonical_identity, identity_key):
     caller_from_token                   Principal.identity_keys / person_key, the directory's
@@ -47,7 +50,7 @@ from gate_core.identity._canonical import (
 )
 from gate_core.identity._directory import Directory
 from gate_core.identity._principal import SYSTEM_ACTOR, Actor, AuthMethod, Principal, PrincipalKind
-from gate_core.identity._source import IdentitySource, load_source
+from gate_core.identity._source import IdentitySource, has_departed, load_source
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -70,6 +73,7 @@ __all__ = [
     "canonical_identity",
     "canonical_key",
     "claim_groups",
+    "has_departed",
     "identity_key",
     "load_source",
     "local_actor_name",

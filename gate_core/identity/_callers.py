@@ -27,10 +27,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gate_core._errors import AuthenticationFailed, GatehouseError, PermissionDenied, UnknownPrincipal
+from gate_core._errors import (
+    AuthenticationFailed,
+    GatehouseError,
+    PermissionDenied,
+    PrincipalDeparted,
+    UnknownPrincipal,
+)
 from gate_core._tokens import ApiToken, Scope
 from gate_core.identity._principal import Actor, AuthMethod, Principal, PrincipalKind
-from gate_core.identity._source import IdentitySource, load_source
+from gate_core.identity._source import IdentitySource, has_departed, load_source
 
 if TYPE_CHECKING:
     from gate_core._home import Settings
@@ -100,6 +106,8 @@ class OidcClaimNames(Protocol):
 
 def caller_from_token(tokens: TokenAuthenticator, credential: str) -> Caller:
     principal, token = tokens.authenticate(credential)
+    if token.scope is Scope.SCIM:  # the IdP's provisioning credential does nothing else
+        raise AuthenticationFailed(f"token {token.id} is a SCIM credential: it is accepted only at /scim/v2")
     return Caller(principal, AuthMethod.API_TOKEN, token.scope, token)
 
 
@@ -117,6 +125,9 @@ def caller_from_oidc_claims(
     token — an IdP-verified person, with the IdP's groups."""
     groups = claim_groups(claims, names.groups_claim)
     email = claims.get(names.email_claim)
+    _refuse_departed(
+        source, AuthMethod.OIDC, email if isinstance(email, str) else None, f"oidc:{claims['sub']}"
+    )
     known = None
     if isinstance(email, str) and email:
         try:
@@ -138,6 +149,7 @@ def caller_from_oidc_claims(
 def caller_from_proxy(source: IdentitySource, user: str, groups: Iterable[str] = ()) -> Caller:
     """The user a trusted identity-aware proxy names (id, alias or e-mail), with the extra groups
     it asserts. Whether the header came from the proxy is the HTTP adapter's check."""
+    _refuse_departed(source, AuthMethod.PROXY_HEADER, user)
     try:
         principal = source.by_email(user) if "@" in user else source.get(user)
     except UnknownPrincipal as exc:
@@ -150,11 +162,18 @@ def caller_from_proxy(source: IdentitySource, user: str, groups: Iterable[str] =
 
 def caller_from_slack_email(source: IdentitySource, email: str) -> Caller:
     """The person behind a Slack user, by the profile e-mail Slack vouches for."""
+    _refuse_departed(source, AuthMethod.SLACK, email)
     try:
         principal = source.by_email(email)
     except UnknownPrincipal as exc:
         raise AuthenticationFailed(f"Slack e-mail {email} is not in the directory") from exc
     return Caller(principal, AuthMethod.SLACK, Scope.DECIDE)
+
+
+def _refuse_departed(source: IdentitySource, via: AuthMethod, *names: str | None) -> None:
+    for name in names:
+        if name and has_departed(source, name):
+            raise PrincipalDeparted(name, via.value)
 
 
 def caller_from_teams_member(source: IdentitySource, email: str | None, upn: str | None) -> Caller:
@@ -165,6 +184,7 @@ def caller_from_teams_member(source: IdentitySource, email: str | None, upn: str
     names a principal, they must name the same one: a member whose mailbox is one person and
     whose sign-in name is another decides nothing rather than whichever lookup ran first."""
     found: dict[str, Principal] = {}
+    _refuse_departed(source, AuthMethod.TEAMS, email, upn)
     for label, name in (("e-mail", email), ("user principal name", upn)):
         if name and "@" in name:
             try:

@@ -97,6 +97,11 @@ class Directory:
         _refuse_shared_identities(parsed.principals, source)
         return cls(principals, aliases)
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Alias -> principal id, as the file lists them."""
+        return dict(self._aliases)
+
     def __iter__(self) -> Iterator[Principal]:
         return iter(self._by_id.values())
 
@@ -123,6 +128,10 @@ class Directory:
             return self.get(principal_id)
         except UnknownPrincipal:
             return None
+
+    def departed(self, name: str) -> bool:
+        """A file's principals never depart: they are removed from the file instead."""
+        return False
 
     def by_email(self, email: str) -> Principal:
         principal = self._by_email.get(canonical_email(email))

@@ -1,7 +1,8 @@
 """The identity-source port: where principals come from, as the Gatekeeper and every channel see it.
 
-    IdentitySource ◄── Directory        the directory.yaml file (today's only source)
-                   ◄── (later) SCIM provisioning from the IdP, OIDC subject links
+    IdentitySource ◄── Directory        the directory.yaml file
+                   ◄── CombinedSource   the file + the people an IdP provisions over SCIM
+                                        (``_provisioned.py``), read from the store's change log
 
 A source answers "which principal is this name?" for ids, aliases and e-mails, lists its
 principals (the console's sign-in list, the configuration audit) and has a content hash, audited
@@ -14,8 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
+import yaml
+from pydantic import ValidationError
+
+from gate_core._errors import ConfigError
 from gate_core.identity._directory import Directory
 from gate_core.identity._principal import Principal
+from gate_core.identity._provisioned import CombinedSource, DirectoryChanges, ProvisioningConfig
 
 if TYPE_CHECKING:
     from gate_core._home import Settings
@@ -45,7 +51,38 @@ class IdentitySource(Protocol):
         ...
 
 
-def load_source(settings: Settings) -> IdentitySource:
-    """The identity source a Gatehouse home configures: today its directory file. Raises
+def has_departed(source: IdentitySource, name: str) -> bool:
+    """Whether ``name`` (id or e-mail) is a person the IdP deactivated or deleted: every channel
+    refuses them, even one whose proof (an IdP token, a session) would still name them. An optional
+    capability of a source (``departed(name)``): sources without it know no departures."""
+    departed = getattr(source, "departed", None)
+    return bool(departed(name)) if callable(departed) else False
+
+
+def load_source(settings: Settings, provisioned: DirectoryChanges | None = None) -> IdentitySource:
+    """The identity source a Gatehouse home configures: its directory file, combined with the
+    people an IdP provisions (SCIM) when the store's change log is given. Raises
     ``DirectoryError`` when the file is missing or invalid."""
-    return Directory.load(settings.directory_path)
+    directory = Directory.load(settings.directory_path)
+    if provisioned is None:
+        return directory
+    return CombinedSource(directory, provisioned, provisioning_config(settings))
+
+
+def provisioning_config(settings: Settings) -> ProvisioningConfig:
+    """``scim:`` of ``$GATEHOUSE_HOME/service.yaml`` (the group mapping the CLI and the service
+    must agree on); defaults when the file or the section is absent."""
+    path = settings.home / "service.yaml"
+    if not path.is_file():
+        return ProvisioningConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    section = data.get("scim") if isinstance(data, dict) else None
+    try:
+        return ProvisioningConfig.model_validate(section or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: scim.{where}: {first['msg']}") from exc

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._store._sql import CHANGE_CHANNEL, SqlStore
-from gate_core.service import _api, _console, _problems
+from gate_core.service import _api, _console, _directory_api, _problems, _scim
 from gate_core.service._auth import Authenticator
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
@@ -194,9 +194,11 @@ def create_app(
     _problems.install(app)
     app.add_middleware(_problems.BodyLimit, limit=config.max_body_bytes)
     app.include_router(_api.router)
+    app.include_router(_directory_api.router)
     app.include_router(slack_router(interactions))
     app.include_router(teams_router(teams_invokes(state)))
     _console.install(app, state)
+    _scim.install(app, state)
     install_plugins(app, state)
 
     @app.get("/healthz", tags=["service"])

@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 from fastapi import Request
 
-from gate_core._errors import AuthenticationFailed
+from gate_core._errors import AuthenticationFailed, PrincipalDeparted
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._tokens import PREFIX
 from gate_core.identity import Caller, caller_from_oidc_claims, caller_from_proxy, caller_from_token
@@ -59,7 +59,15 @@ class Authenticator:
         self.proxy = proxy
 
     def identify(self, request: Request) -> Identity:
-        """Blocking (a token lookup, maybe a JWKS fetch): call from a worker thread."""
+        """Blocking (a token lookup, maybe a JWKS fetch): call from a worker thread. A person who
+        left the directory is refused, and the attempt audited (``access.refused``)."""
+        try:
+            return self._identify(request)
+        except PrincipalDeparted as departed:
+            self.gatekeeper.refuse_departed(departed, f"{request.method} {request.url.path}")
+            raise
+
+    def _identify(self, request: Request) -> Identity:
         header = request.headers.get("authorization", "")
         if header:
             scheme, _, credential = header.partition(" ")

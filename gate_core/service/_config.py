@@ -49,6 +49,7 @@ from pydantic import (
 
 from gate_core._errors import ConfigError
 from gate_core._notify_target import NotifyTarget
+from gate_core.identity._provisioned import ProvisioningConfig
 from gate_core.service.notify._registry import ConfiguredNotifier, configure
 from gate_core.service.notify._slack import SlackConfig
 from gate_core.service.notify._teams_bot import TeamsBotConfig
@@ -98,6 +99,7 @@ class ServiceConfig(_Strict):
     webhooks: dict[str, Any] = {}
     oidc: OidcConfig | None = None
     proxy: ProxyConfig | None = None
+    scim: ProvisioningConfig | None = None  # SCIM provisioning at /scim/v2 (identity/_provisioned.py)
     console: ConsoleConfig = ConsoleConfig()
     session_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
     _instances: dict[str, ConfiguredNotifier] = PrivateAttr(default_factory=dict)

@@ -41,6 +41,7 @@ from gate_core._gatekeeper import principal_may_decide
 from gate_core._models import Gate, GateStatus, Verdict
 from gate_core._passkeys import PasskeyAssertion
 from gate_core._ports import GateFilter
+from gate_core.identity import has_departed
 from gate_core.service._console_audit import AUDIT_EVENTS, AuditPage, read_audit_page
 from gate_core.service._console_login import SignIn
 from gate_core.service._console_passkeys import ConsolePasskeys
@@ -125,6 +126,8 @@ class Console:
             statuses=[s.value for s in GateStatus],
             nav_plugins=self.nav_pages,
             sandbox=state.sandbox,
+            # a requester the IdP deactivated: their pending requests stay listed, flagged
+            departed=lambda name: has_departed(state.gatekeeper.directory, str(name)),
         )
         self._app: Starlette | None = None
 

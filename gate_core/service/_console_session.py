@@ -28,7 +28,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gate_core._errors import PrincipalDeparted
 from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
+from gate_core.identity import has_departed
 from gate_core.service._state import ServiceState
 
 PREFIX = "/console"
@@ -146,12 +148,12 @@ class Sessions:
             if session.get("pid") != proxied.principal.id or session.get("via") != AuthMethod.PROXY_HEADER:
                 self.start(request, proxied.principal, AuthMethod.PROXY_HEADER)
             return Viewer(proxied.principal, AuthMethod.PROXY_HEADER)
-        viewer = self._from_session(session)
+        viewer = self._from_session(session, request)
         if viewer is None and "pid" in session:
             session.clear()  # a session this server no longer honours: start over
         return viewer
 
-    def _from_session(self, session: dict[str, Any]) -> Viewer | None:
+    def _from_session(self, session: dict[str, Any], request: Request) -> Viewer | None:
         via = session.get("via")
         # A proxy session only carries the CSRF token: the proxy's header is the identity on every
         # request, so without it (not through the proxy any more) nobody is signed in. A mode that
@@ -161,6 +163,14 @@ class Sessions:
         ):
             return None
         via = AuthMethod(via)
+        for name in (session.get("pid"), session.get("email")):
+            if isinstance(name, str) and name and has_departed(self.state.gatekeeper.directory, name):
+                # They left the directory: the session ends here, and the attempt is on record.
+                self.state.gatekeeper.refuse_departed(
+                    PrincipalDeparted(name, via.value),
+                    f"{request.method} {request.url.path} (console session)",
+                )
+                return None
         principal = self._session_principal(session, via)
         if principal is None or principal.kind is not PrincipalKind.HUMAN:
             return None

@@ -36,7 +36,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 from starlette.concurrency import run_in_threadpool
 
-from gate_core._errors import AuthenticationFailed, DecisionRefused, NotFound
+from gate_core._errors import AuthenticationFailed, DecisionRefused, NotFound, PrincipalDeparted
 from gate_core._gatekeeper import principal_may_decide
 from gate_core._models import (
     Actor,
@@ -310,7 +310,8 @@ class SlackInteractions:
             return  # some other button (none of ours): nothing to do
         gate_id = _gate_id(action.value)
         try:
-            principal = self.principal_of(payload.user.id)
+            verdict = Verdict.APPROVE if action.action_id == ACTION_APPROVE else Verdict.REJECT
+            principal = self.principal_of(payload.user.id, gate_id, verdict)
             if action.action_id == ACTION_APPROVE:
                 self.decide(gate_id, principal, Verdict.APPROVE, "")
             else:
@@ -332,15 +333,26 @@ class SlackInteractions:
                 raise _Refused("A reason is required: it goes into the audit trail and to the requester.")
             if len(reason) > REASON_MAX:
                 raise _Refused(f"Keep the reason under {REASON_MAX} characters.")
-            self.decide(gate_id, self.principal_of(payload.user.id), Verdict.REJECT, reason)
+            self.decide(
+                gate_id, self.principal_of(payload.user.id, gate_id, Verdict.REJECT), Verdict.REJECT, reason
+            )
         except _Refused as refusal:
             return {"response_action": "errors", "errors": {REASON_BLOCK: str(refusal)}}
         return None
 
-    def principal_of(self, slack_user_id: str) -> Principal:
+    def principal_of(self, slack_user_id: str, gate_id: str, verdict: Verdict) -> Principal:
         email = self.emails.email_of(slack_user_id)
         try:
             return caller_from_slack_email(self.state.gatekeeper.directory, email).principal
+        except PrincipalDeparted as departed:
+            # Someone who left clicked a card still on screen: the core refuses it on that gate
+            # and audits it there (decision.refused), like any other refused decision.
+            actor = Actor(principal_id=email, via=AuthMethod.SLACK, email=email)
+            try:
+                self.state.gatekeeper.decide(gate_id, actor=actor, verdict=verdict)
+            except (DecisionRefused, NotFound) as refusal:
+                raise _Refused(f"{refusal} (gate {gate_id}; nothing changed)") from departed
+            raise _Refused(str(departed)) from departed  # not reached: the core refuses them
         except AuthenticationFailed as exc:
             log.warning("slack user %s (%s) is not in the directory", slack_user_id, email)
             raise _Refused(

@@ -118,6 +118,7 @@ IDENTITY = {
     "IdentitySource",
     "Directory",
     "load_source",
+    "has_departed",  # people an IdP deactivated (SCIM): refused on every channel
     # the one canonical form
     "canonical_identity",
     "canonical_key",

@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 from gate_core import Settings
 from tests.gate_core.conftest import clock, gatekeeper, signer  # noqa: F401 - shared fixtures
 from tests.service.conftest import service, service_factory, service_settings  # noqa: F401 - shared fixtures
+from tests.service.scim_rig import scim_rig  # noqa: F401 - shared fixture
 
 GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
 KERNEL_ACCOUNT = pwd.getpwuid(os.geteuid()).pw_name

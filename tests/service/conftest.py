@@ -200,3 +200,6 @@ def start_server(service_settings: Settings, tmp_path: Path) -> Iterator[Callabl
     yield start
     for server in processes:
         stop_server(server)
+
+
+from tests.service.scim_rig import scim_rig  # noqa: E402, F401 - shared fixture
