@@ -393,9 +393,16 @@ audit.add_command(cli_proofs.verify_proof)
 @click.option(
     "--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"])
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="json: one JSON event per line on stderr, with request id, gate id and actor "
+    "[default: service.yaml's log_format, $GATEHOUSE_LOG_FORMAT, else text]",
+)
 @clean_errors
-def serve(host: str, port: int, log_level: str) -> None:
-    """Run the gate service: REST API, Slack endpoint and web console."""
+def serve(host: str, port: int, log_level: str, log_format: str | None) -> None:
+    """Run the gate service: REST API, Slack endpoint, web console and /metrics."""
     from gate_core.service import ServiceConfig, create_app
     from gate_core.service._serve import serve_app
 
@@ -405,10 +412,11 @@ def serve(host: str, port: int, log_level: str) -> None:
     loopback = host in ("127.0.0.1", "localhost", "::1")
     local_signin = config.console.local_signin if config.console.local_signin is not None else loopback
     app = create_app(gatekeeper, config, local_signin=local_signin)
-    click.echo(
-        f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
-    )
-    serve_app(app, host=host, port=port, log_level=log_level)
+    log_format = log_format or config.log_format
+    banner = f"serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json, /metrics)"
+    if log_format == "text":  # json: stdout stays empty, stderr holds nothing but JSON lines
+        click.echo(f"gatehouse: {banner}")
+    serve_app(app, host=host, port=port, log_level=log_level, log_format=log_format)
 
 
 @main.group()
