@@ -14,6 +14,7 @@ step could use. The Gatekeeper's own reads never write.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -116,7 +117,7 @@ def main(ctx: click.Context, as_name: str | None) -> None:
     """Gatehouse: human approval gates and a tamper-evident audit trail for data pipelines."""
     ctx.obj = {"as": as_name}
     settings = Settings.from_env()
-    if settings.is_sandbox:
+    if settings.is_sandbox and ctx.invoked_subcommand != "serve":  # serve says it in its log format
         click.echo(SANDBOX_BANNER.format(home=settings.home), err=True)
 
 
@@ -403,19 +404,36 @@ audit.add_command(cli_proofs.verify_proof)
 @clean_errors
 def serve(host: str, port: int, log_level: str, log_format: str | None) -> None:
     """Run the gate service: REST API, Slack endpoint, web console and /metrics."""
+    import logging.config
+
     from gate_core.service import ServiceConfig, create_app
+    from gate_core.service._logs import log_config
     from gate_core.service._serve import serve_app
 
     settings = Settings.from_env()
+    # JSON from the first line when the option or the environment asks for it (a service.yaml
+    # that asks is read below: what is logged before that is text)
+    early = log_format or os.environ.get("GATEHOUSE_LOG_FORMAT") or "text"
+    if (json_logs := log_config(early, log_level)) is not None:
+        logging.config.dictConfig(json_logs)
     gatekeeper = open_gatekeeper(settings)
     config = ServiceConfig.load(settings.home)
+    log_format = log_format or config.log_format
+    if (json_logs := log_config(log_format, log_level)) is not None:
+        logging.config.dictConfig(json_logs)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     local_signin = config.console.local_signin if config.console.local_signin is not None else loopback
     app = create_app(gatekeeper, config, local_signin=local_signin)
-    log_format = log_format or config.log_format
-    banner = f"serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json, /metrics)"
-    if log_format == "text":  # json: stdout stays empty, stderr holds nothing but JSON lines
-        click.echo(f"gatehouse: {banner}")
+    serving = f"serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json, /metrics)"
+    sandbox = SANDBOX_BANNER.format(home=settings.home) if settings.is_sandbox else None
+    if json_logs is None:
+        if sandbox:
+            click.echo(sandbox, err=True)
+        click.echo(f"gatehouse: {serving}")
+    else:  # stdout stays empty; stderr holds nothing but JSON lines
+        if sandbox:
+            logging.getLogger("gatehouse").warning(sandbox.removeprefix("gatehouse: "))
+        logging.getLogger("gatehouse.service").info(serving)
     serve_app(app, host=host, port=port, log_level=log_level, log_format=log_format)
 
 
