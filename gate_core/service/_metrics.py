@@ -11,7 +11,7 @@ Two kinds of figures, because a service runs as N replicas behind a load balance
             worker, so no multiprocess mode is needed):
             gatehouse_decisions_total{channel,verdict}, gatehouse_refusals_total{action,reason,channel},
             gatehouse_gates_opened_total{rule,status}, gatehouse_time_to_decision_seconds{outcome},
-            gatehouse_decision_to_resume_seconds, gatehouse_notifier_deliveries_total{type,instance,outcome},
+            gatehouse_decision_to_resume_seconds, gatehouse_notifier_deliveries_total{type,notifier,outcome},
             gatehouse_longpoll_waiters, gatehouse_longpoll_gates, gatehouse_loop_*, gatehouse_db_pool_*
                                                                   aggregate with sum() (counters: of rate())
 
@@ -91,7 +91,7 @@ class GateMetrics:
         self.deliveries = Counter(
             "gatehouse_notifier_deliveries",
             "Attempts to reach a notifier: delivered, retried (failed, tried again) or failed for good.",
-            ["type", "instance", "outcome"],
+            ["type", "notifier", "outcome"],
             registry=registry,
         )
 

@@ -105,6 +105,8 @@ def test_metrics_name_no_person_and_no_content(service_factory: Callable[..., Se
         "action": {"decide", "cancel", "consume"},
         "loop": {"sweeper", "notifier", "listener"},
         "duty": {"expiry", "reminders", "checkpoint", "delivery", "listen"},
+        "type": {"webhook", "slack", "teams"},
+        "notifier": set(service.app.state.gatehouse.hub.notifiers),
     }
     seen = 0
     for family in text_string_to_metric_families(text):

@@ -124,7 +124,7 @@ def test_metrics_follow_a_gates_life(service: Service, failing_hook: HttpReceive
         now = scrape(service)
         return (
             value(
-                now, "gatehouse_notifier_deliveries_total", type="webhook", instance="hook", outcome="failed"
+                now, "gatehouse_notifier_deliveries_total", type="webhook", notifier="hook", outcome="failed"
             )
             == 1
         )
@@ -136,7 +136,7 @@ def test_metrics_follow_a_gates_life(service: Service, failing_hook: HttpReceive
             notified,
             "gatehouse_notifier_deliveries_total",
             type="webhook",
-            instance="hook",
+            notifier="hook",
             outcome="retried",
         )
         == 2
@@ -146,7 +146,7 @@ def test_metrics_follow_a_gates_life(service: Service, failing_hook: HttpReceive
             notified,
             "gatehouse_notifier_deliveries_total",
             type="webhook",
-            instance="hook",
+            notifier="hook",
             outcome="delivered",
         )
         == 0
