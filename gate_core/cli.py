@@ -24,6 +24,7 @@ import click
 
 from gate_core import cli_proofs
 from gate_core._audit import export_csv, export_jsonl, load_public_key, read_checkpoints
+from gate_core._distribution import distribution_version
 from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._home import Settings, init_home, open_gatekeeper
@@ -104,7 +105,7 @@ def _describe(gate: Gate) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="gatehouse")
+@click.version_option(version=distribution_version(), prog_name="gatehouse")
 @click.option(
     "--as",
     "as_name",
