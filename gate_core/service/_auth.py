@@ -9,10 +9,21 @@ signatures; which principal a proof names, and with which scope, is gate_core.id
 (``caller_from_token``, ``caller_from_oidc_claims``, ``caller_from_proxy``). People signed in with
 OIDC or through the proxy act with the ``decide`` scope; what they may actually decide is still the
 core's rules (approver groups, never their own gate).
+
+API tokens are checked against the database (the token row: revoked? expired?) and the identity
+source (the principal still there?) — at most once per ``TOKEN_CACHE_S`` per token per replica.
+A verified token is remembered for that long, keyed by a hash of the whole credential, so a
+request with a remembered token is answered on the event loop without a database read or a
+worker thread. That bounds what a revocation or a removed person may still do: at most
+``TOKEN_CACHE_S`` (0.5 s) on every replica (tests/security/test_token_cache_P.py measures it).
+Failures are never remembered, and a token's own expiry is checked on every request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from typing import Any
 
 import jwt
@@ -51,12 +62,66 @@ class OidcVerifier:
         return claims
 
 
+TOKEN_CACHE_S = 0.5  # how stale a replica's view of a token and its principal may be
+TOKEN_CACHE_SIZE = 10_000
+
+
+class TokenCache:
+    """API tokens verified in the last ``ttl_s`` seconds: sha256(credential) → (caller, until).
+    Thread-safe; bounded (full: emptied, the next requests re-read)."""
+
+    def __init__(self, ttl_s: float = TOKEN_CACHE_S, size: int = TOKEN_CACHE_SIZE) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple[Identity, float, object]] = {}
+
+    @staticmethod
+    def key(credential: str) -> bytes:
+        return hashlib.sha256(credential.encode()).digest()
+
+    def get(self, credential: str, directory: object) -> Identity | None:
+        key = self.key(credential)
+        with self._lock:
+            found = self._entries.get(key)
+        if found is None:
+            return None
+        caller, until, seen_directory = found
+        if time.monotonic() >= until or seen_directory is not directory:  # stale, or the source changed
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        return caller
+
+    def put(self, credential: str, caller: Identity, directory: object) -> None:
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[self.key(credential)] = (caller, time.monotonic() + self.ttl_s, directory)
+
+
 class Authenticator:
     def __init__(self, gatekeeper: Gatekeeper, oidc: OidcConfig | None, proxy: ProxyConfig | None) -> None:
         self.gatekeeper = gatekeeper
         self.oidc_config = oidc
         self.oidc = OidcVerifier(oidc) if oidc else None
         self.proxy = proxy
+        self.tokens = TokenCache()
+
+    def remembered(self, request: Request) -> Identity | None:
+        """The caller, when the request carries an API token verified less than TOKEN_CACHE_S
+        ago and not expired since; None means: call ``identify`` (from a worker thread)."""
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential.startswith(PREFIX):
+            return None
+        caller = self.tokens.get(credential, self.gatekeeper.directory)
+        if caller is None or caller.token is None:
+            return None
+        if not caller.token.usable_at(self.gatekeeper.clock.now()):
+            return None  # expired meanwhile: identify says so
+        return caller
 
     def identify(self, request: Request) -> Identity:
         """Blocking (a token lookup, maybe a JWKS fetch): call from a worker thread."""
@@ -73,7 +138,10 @@ class Authenticator:
 
     def bearer(self, credential: str) -> Identity:
         if credential.startswith(PREFIX):
-            return caller_from_token(self.gatekeeper.tokens, credential)
+            directory = self.gatekeeper.directory  # the source this verification read
+            caller = caller_from_token(self.gatekeeper.tokens, credential)
+            self.tokens.put(credential, caller, directory)
+            return caller
         if self.oidc is None or self.oidc_config is None:
             raise AuthenticationFailed("invalid API token")
         claims = self.oidc.claims(credential)

@@ -1,0 +1,95 @@
+"""Adversary P (a pipeline's token, leaked) against the service's token cache.
+
+Each replica remembers a verified API token for at most 0.5 s (gate_core/service/_auth.py) so that
+a busy pipeline costs no database read per request. What must still hold:
+
+- a revoked token is refused by **every** replica within 1 s of the revocation's commit, and
+  never accepted again after that (measured here on two replicas sharing one database);
+- a remembered token does not make a forged one pass: another secret under the same token id,
+  the token with a suffix, or a different scheme is refused while the real one is remembered;
+- a token that expires is refused from its expiry on, remembered or not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+
+from gate_core import Scope
+from gate_core.service import ServiceConfig
+from gate_core.testing import actor
+from tests.service.conftest import Service
+
+REVOCATION_BOUND_S = 1.0
+
+
+def _me(base_url: str, token: str) -> int:
+    return httpx.get(
+        f"{base_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).status_code
+
+
+def test_a_revoked_token_is_refused_by_every_replica_within_a_second(
+    service_factory: Callable[..., Service], report: Callable[..., None]
+) -> None:
+    first = service_factory()
+    second = service_factory(ServiceConfig())
+    token = first.tokens["bot"]
+    replicas = [first.base_url, second.base_url]
+    for _ in range(5):  # both replicas remember it now
+        assert all(_me(url, token) == 200 for url in replicas)
+    token_id = token.split("_")[1]
+
+    assert first.gatekeeper.tokens.revoke(token_id, actor=actor("frank"))  # committed on return
+    revoked_at = time.monotonic()
+    refused_after: dict[str, float] = {}
+    while len(refused_after) < len(replicas):
+        for url in replicas:
+            if url not in refused_after and _me(url, token) == 401:
+                refused_after[url] = time.monotonic() - revoked_at
+        assert time.monotonic() - revoked_at < 5, f"still accepted 5 s after revocation: {refused_after}"
+    slowest = max(refused_after.values())
+    assert slowest < REVOCATION_BOUND_S, f"a replica accepted the revoked token for {slowest:.3f}s"
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # and never again
+        assert all(_me(url, token) == 401 for url in replicas)
+    report(
+        f"Token cache: revoked token refused on every replica ({first.settings.database_url.split(':')[0]})",
+        round(slowest * 1000),
+        "ms",
+        f"< {REVOCATION_BOUND_S * 1000:.0f} ms",
+    )
+
+
+def test_a_remembered_token_lets_no_forgery_through(service: Service) -> None:
+    token = service.tokens["bot"]
+    _, token_id, secret = token.split("_", 2)
+    assert _me(service.base_url, token) == 200  # remembered from now on
+    forgeries = [
+        f"gh_{token_id}_{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}",  # one character off
+        f"gh_{token_id}_{secret}x",
+        f"gh_{token_id}_",
+        token.upper(),
+    ]
+    for forged in forgeries:
+        assert _me(service.base_url, forged) == 401, forged
+    for header in (f"Basic {token}", f"Token {token}", token):
+        response = httpx.get(f"{service.base_url}/v1/me", headers={"Authorization": header}, timeout=10)
+        assert response.status_code == 401, header
+    assert _me(service.base_url, token) == 200
+
+
+def test_a_remembered_token_is_refused_from_its_expiry(service: Service) -> None:
+    _, token = service.gatekeeper.tokens.create(
+        "bob", Scope.DECIDE, created_by=actor("bob"), expires_in=timedelta(seconds=2)
+    )
+    expires = time.monotonic() + 2
+    while time.monotonic() < expires - 0.3:
+        assert _me(service.base_url, token) == 200
+        time.sleep(0.05)
+    while time.monotonic() < expires + 0.1:
+        time.sleep(0.02)
+    assert _me(service.base_url, token) == 401
