@@ -1,4 +1,4 @@
-"""The gate service as an ASGI app: REST API, Slack endpoint, console, all on one core.
+"""The gate service as an ASGI app: REST API, Slack and Teams endpoints, console, all on one core.
 
 Background duties, run by every replica (all are idempotent, so replicas never conflict):
 - a PostgreSQL LISTEN thread that wakes local waiters when another replica changes a gate;
@@ -31,6 +31,7 @@ from gate_core.service._loops import LoopHealth
 from gate_core.service._slack import slack_interactions, slack_router
 from gate_core.service._slack_socket import SlackSocketMode
 from gate_core.service._state import ServiceState
+from gate_core.service._teams import teams_invokes, teams_router
 from gate_core.service.notify import NotificationHub, Notifier, NotifyTarget
 from gate_core.service.notify._hub import DeliveryOutcome
 
@@ -210,6 +211,7 @@ def create_app(
     if config.metrics.enabled:
         app.include_router(metrics_router)
     app.include_router(slack_router(interactions))
+    app.include_router(teams_router(teams_invokes(state)))
     _console.install(app, state)
     install_plugins(app, state)
 
