@@ -55,6 +55,7 @@ from gate_core._models import (
     RunContext,
     Verdict,
 )
+from gate_core._observer import GateObserver
 from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate, load_policy, parse_policy
 from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
 from gate_core._proofs import verify_bundle
@@ -90,6 +91,7 @@ __all__ = [
     "GateFilter",
     "GateNotApproved",
     "GateNotFound",
+    "GateObserver",
     "GateRejected",
     "GateRequest",
     "GateStatus",
