@@ -33,10 +33,19 @@ class Recorder:
 
 
 class Broken:
+    """Every call fails, as a metrics backend that is down would."""
+
     def gate_opened(self, gate: Gate) -> None:
         raise RuntimeError("metrics backend down")
 
-    decision_recorded = refused = approval_used = gate_opened  # type: ignore[assignment]
+    def decision_recorded(self, gate: Gate, verdict: Verdict, via: AuthMethod) -> None:
+        raise RuntimeError("metrics backend down")
+
+    def refused(self, action: str, reason: str, via: AuthMethod) -> None:
+        raise RuntimeError("metrics backend down")
+
+    def approval_used(self, gate: Gate) -> None:
+        raise RuntimeError("metrics backend down")
 
 
 def test_observers_hear_each_committed_event_once(gatekeeper: Gatekeeper, clock: ManualClock) -> None:

@@ -100,6 +100,7 @@ def test_a_busy_token_is_re_verified_by_one_request_at_a_time(service: Service) 
     life of an entry, not once per request and not by every caller when the entry ages out."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from gate_core._tokens import ApiToken
     from gate_core.service._auth import TOKEN_CACHE_S
 
     token = service.tokens["bob"]
@@ -107,7 +108,7 @@ def test_a_busy_token_is_re_verified_by_one_request_at_a_time(service: Service) 
     reads = 0
     real_get_token = store.get_token
 
-    def counting(token_id: str) -> object:
+    def counting(token_id: str) -> tuple[ApiToken, str] | None:
         nonlocal reads
         reads += 1
         return real_get_token(token_id)
