@@ -142,3 +142,13 @@ __all__ = [
     "verify_bundle",
     "verify_chain",
 ]
+
+
+def __getattr__(name: str) -> str:
+    """``gate_core.__version__``: the installed distribution's version ("0.0.0" from a source
+    tree never installed), looked up when first asked for, not at every import."""
+    if name == "__version__":
+        from gate_core._distribution import distribution_version
+
+        return distribution_version()
+    raise AttributeError(f"module 'gate_core' has no attribute {name!r}")

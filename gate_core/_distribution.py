@@ -12,16 +12,23 @@ from __future__ import annotations
 from importlib import metadata
 
 DISTRIBUTION = "gatehouse-approvals"
+FORMER_NAMES = ("gatehouse",)  # before the rename (issue 21)
 _CLI = "gate_core.cli:main"
 
 
 def installed() -> list[metadata.Distribution]:
-    """Every installed distribution that declares our CLI (more than one is a broken install)."""
-    return [
-        ep.dist
-        for ep in metadata.entry_points(group="console_scripts", name="gatehouse")
-        if ep.value == _CLI and ep.dist is not None
-    ]
+    """Every installed distribution, under our name or a former one, that declares our CLI (more
+    than one is a broken install). Looked up by name: scanning every distribution's entry points
+    costs a CLI start-up a second."""
+    found = []
+    for name in (DISTRIBUTION, *FORMER_NAMES):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if any(ep.group == "console_scripts" and ep.value == _CLI for ep in dist.entry_points):
+            found.append(dist)
+    return found
 
 
 def distribution_name() -> str:

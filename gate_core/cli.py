@@ -104,8 +104,21 @@ def _describe(gate: Gate) -> str:
     return "\n".join(lines)
 
 
+def _print_version(ctx: click.Context) -> None:
+    """Looked up only when asked: the installed distribution's version (its name changed once)."""
+    click.echo(f"gatehouse, version {distribution_version()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version=distribution_version(), prog_name="gatehouse")
+@click.option(
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _param, wanted: _print_version(ctx) if wanted else None,
+    help="Show the version and exit.",
+)
 @click.option(
     "--as",
     "as_name",

@@ -40,8 +40,8 @@ from openlineage.client.transport import Transport
 from openlineage.client.utils import RedactMixin
 from openlineage.client.uuid import generate_new_uuid
 
+import gate_core
 from gate_core import ConfigError, DatasetRef, Gate, RunContext, Settings
-from gate_core._distribution import distribution_version
 from lineage._errors import EmitFailed
 from lineage._models import AccessEvent, ColumnInfo, Operation
 
@@ -54,7 +54,7 @@ APPROVAL_FACET_KEY = "gatehouse_approval"  # custom facets carry their project's
 APPROVAL_FACET_SCHEMA_URL = (
     "https://gatehouse.dev/spec/facets/1-0-0/GatehouseApprovalRunFacet.json#/$defs/GatehouseApprovalRunFacet"
 )
-_VERSION = distribution_version()  # "0.0.0" from a source tree that was never installed
+_VERSION = gate_core.__version__  # "0.0.0" from a source tree that was never installed
 PRODUCER = f"https://gatehouse.dev/gatehouse/{_VERSION}"
 _TAG_SOURCE = "GATEHOUSE"
 # A fixed namespace makes run ids deterministic: START and COMPLETE built apart still match.
