@@ -113,6 +113,14 @@ class TokenCache:
                 self._entries.clear()
             self._entries[self.key(credential)] = _Remembered(caller, verified, directory)
 
+    def forget_token(self, token_id: str) -> None:
+        """Drop every remembered credential of this token (revoked through this replica)."""
+        with self._lock:
+            for key in [
+                k for k, e in self._entries.items() if e.caller.token and e.caller.token.id == token_id
+            ]:
+                del self._entries[key]
+
     def forget(self, credential: str) -> None:
         with self._lock:
             self._entries.pop(self.key(credential), None)
@@ -147,6 +155,7 @@ class Authenticator:
         self.oidc = OidcVerifier(oidc) if oidc else None
         self.proxy = proxy
         self.tokens = TokenCache()
+        gatekeeper.tokens.when_revoked(self.tokens.forget_token)  # this replica: refused at once
         self._verifying: dict[bytes, asyncio.Task[Identity]] = {}  # API token → its verification running
 
     async def verify(self, request: Request) -> Identity:
