@@ -145,7 +145,10 @@ def create_app(
     *,
     notifiers: Mapping[str, Notifier] | None = None,
     local_signin: bool = False,
+    sandbox: bool = False,
 ) -> FastAPI:
+    """The gate service. ``sandbox``: the home is a sandbox (``init --example``, where identities
+    are chosen, not verified); every console page then carries a banner saying so."""
     config = config or ServiceConfig()
     state = ServiceState(
         gatekeeper=gatekeeper,
@@ -156,6 +159,7 @@ def create_app(
         ),
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
         decisions=DecisionBatcher(gatekeeper),
+        sandbox=sandbox,
     )
     interactions = slack_interactions(state)
     slack = config.slack_app()
