@@ -12,6 +12,7 @@ a busy pipeline costs no database read per request. What must still hold:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -39,20 +40,42 @@ def test_a_revoked_token_is_refused_by_every_replica_within_a_second(
     second = service_factory(ServiceConfig())
     token = first.tokens["bot"]
     replicas = [first.base_url, second.base_url]
-    for _ in range(5):  # both replicas remember it now
-        assert all(_me(url, token) == 200 for url in replicas)
     token_id = token.split("_")[1]
+    # Each replica is asked without pause from before the revocation until it refuses, so its
+    # cache is warm when the revocation lands: what is measured is how long it still accepted —
+    # the time the last 200 was *received* (an upper bound of when it accepted). The latency of
+    # the 401 that ends the wait is a loaded machine's, not staleness, and is not counted.
+    answers: dict[str, list[tuple[float, int]]] = {url: [] for url in replicas}
+    stop = threading.Event()
 
-    assert first.gatekeeper.tokens.revoke(token_id, actor=actor("frank"))  # committed on return
-    revoked_at = time.monotonic()
-    refused_after: dict[str, float] = {}
-    while len(refused_after) < len(replicas):
-        for url in replicas:
-            if url not in refused_after and _me(url, token) == 401:
-                refused_after[url] = time.monotonic() - revoked_at
-        assert time.monotonic() - revoked_at < 5, f"still accepted 5 s after revocation: {refused_after}"
-    slowest = max(refused_after.values())
+    def ask(url: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                status = client.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code
+                answers[url].append((time.monotonic(), status))
+
+    askers = [threading.Thread(target=ask, args=(url,), daemon=True) for url in replicas]
+    for asker in askers:
+        asker.start()
+    while not all(any(s == 200 for _, s in answers[url]) for url in replicas):
+        time.sleep(0.01)  # both replicas remember it now
+    time.sleep(0.3)
+    revoked_at = time.monotonic()  # before the call: the commit is somewhere inside it
+    assert first.gatekeeper.tokens.revoke(token_id, actor=actor("frank"))
+    while not all(any(t > revoked_at and s == 401 for t, s in answers[url]) for url in replicas):
+        assert time.monotonic() - revoked_at < 5, "still accepted 5 s after revocation"
+        time.sleep(0.01)
+    stop.set()
+    for asker in askers:
+        asker.join(timeout=10)
+    accepted_after = [
+        t - revoked_at for url in replicas for t, s in answers[url] if t > revoked_at and s == 200
+    ]
+    slowest = max(accepted_after, default=0.0)
     assert slowest < REVOCATION_BOUND_S, f"a replica accepted the revoked token for {slowest:.3f}s"
+    for url in replicas:  # once refused, never accepted again
+        statuses = [s for t, s in answers[url] if t > revoked_at]
+        assert statuses[statuses.index(401) :] == [401] * (len(statuses) - statuses.index(401))
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:  # and never again
         assert all(_me(url, token) == 401 for url in replicas)
