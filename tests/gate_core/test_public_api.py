@@ -64,6 +64,9 @@ EXPECTED = {
     "control_ids",
     "verify_bundle",
     "verify_chain",
+    "verify_witnessed_bundle",
+    "VerifierKey",
+    "WitnessPolicy",
     # errors
     "GatehouseError",
     "ConfigError",
@@ -79,6 +82,8 @@ EXPECTED = {
     "DecisionRefused",
     "SelfApprovalRefused",
     "ServicePrincipalRefused",
+    "SignatureInvalid",
+    "SignatureRequired",
     "NotAnApprover",
     "DuplicateDecision",
     "AlreadyDecided",
