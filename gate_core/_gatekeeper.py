@@ -52,9 +52,7 @@ from gate_core._models import (
     Verdict,
     require_storable,
 )
-<<<<<<< HEAD
 from gate_core._observer import GateObserver, Observers
-=======
 from gate_core._passkey_service import PasskeyService
 from gate_core._passkeys import (
     SIGNATURE_PASSKEY,
@@ -66,7 +64,6 @@ from gate_core._passkeys import (
     decision_challenge,
     verify_assertion,
 )
->>>>>>> main
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService

@@ -203,7 +203,6 @@ class ConfigVersions(Protocol):
         ...
 
 
-<<<<<<< HEAD
 @dataclass(frozen=True, slots=True)
 class StoreFigures:
     """What the store holds, counted in one read for monitoring (the service's ``/metrics``):
@@ -222,10 +221,9 @@ class Figures(Protocol):
         ...
 
 
-class GateStore(Gates, AuditLog, TokenStore, NotificationLog, ConfigVersions, Figures, Protocol):
-=======
-class GateStore(Gates, AuditLog, TokenStore, PasskeyStore, NotificationLog, ConfigVersions, Protocol):
->>>>>>> main
+class GateStore(
+    Gates, AuditLog, TokenStore, PasskeyStore, NotificationLog, ConfigVersions, Figures, Protocol
+):
     """Every port at once, on one database (SqlStore): a gate's change and its audit entries
     commit together, which is why the ports share one store object."""
 

@@ -22,12 +22,6 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-<<<<<<< HEAD
-from gate_core import cli_proofs
-from gate_core._audit import export_csv, export_jsonl, load_public_key, read_checkpoints
-from gate_core._distribution import distribution_version
-from gate_core._errors import GatehouseError
-=======
 from gate_core import cli_proofs, cli_witness
 from gate_core._audit import (
     VerifyReport,
@@ -38,8 +32,8 @@ from gate_core._audit import (
     verify_chain,
 )
 from gate_core._cosign import log_verifier_key, read_verifier_keys
+from gate_core._distribution import distribution_version
 from gate_core._errors import ConfigError, GatehouseError
->>>>>>> main
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._hashing import canonical_json
 from gate_core._home import Settings, init_home, open_gatekeeper

@@ -60,12 +60,8 @@ from gate_core._models import (
     LastReview,
     canonical_json,
 )
-<<<<<<< HEAD
-from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef, StoreFigures
-=======
 from gate_core._passkeys import Passkey
-from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef
->>>>>>> main
+from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef, StoreFigures
 from gate_core._store import _migrate
 from gate_core._store._schema import (
     api_tokens,
