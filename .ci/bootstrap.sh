@@ -28,6 +28,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "==> installing gatehouse and its dependencies (uv, bytecode compiled: imports are ~2x faster)"
     .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip --upgrade >/dev/null
     .venv/bin/python -m pip install --quiet --disable-pip-version-check uv
+    # Installed before the distribution was renamed gatehouse-approvals: remove the old name first,
+    # or two distributions would declare the same entry points (the CLI, Airflow's provider).
+    if .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(not any(e.value == "gate_core.cli:main" for e in m.distribution("gatehouse").entry_points))' 2>/dev/null; then
+        echo "==> removing the install under the old distribution name gatehouse"
+        VIRTUAL_ENV="$PWD/.venv" .venv/bin/uv pip uninstall --quiet gatehouse
+    fi
     if ! UV_COMPILE_BYTECODE=1 VIRTUAL_ENV="$PWD/.venv" .venv/bin/uv pip install --quiet -e '.[all,dev]' \
         --constraint requirements/lock.txt; then
         echo "gatehouse: installing from requirements/lock.txt failed; if pyproject.toml's dependencies" >&2

@@ -35,6 +35,20 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# The alert rules' test runs promtool (`promtool check rules`, `promtool test rules`), which comes
+# with Debian's prometheus package. Without it that test fails; it is never skipped.
+if ! command -v promtool >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing promtool for the alert rules' test (apt-get install prometheus)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus
+    else
+        echo "gatehouse: promtool is missing; the alert rules' test needs it." >&2
+        echo "           install it as root: apt-get update && apt-get install -y prometheus" >&2
+        exit 1
+    fi
+fi
+
 echo "==> ruff"
 ruff check .
 ruff format --check .

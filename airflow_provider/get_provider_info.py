@@ -7,30 +7,25 @@ connection form; ``@task.gated`` becomes available. Validated against Airflow's 
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
-PACKAGE = "gatehouse"  # the distribution; not "apache-airflow-providers-*", which Airflow reserves
+from gate_core._distribution import distribution_name, distribution_version
+
 INTEGRATION = "Gatehouse"
-
-
-def _version() -> str:
-    try:
-        return metadata.version(PACKAGE)
-    except metadata.PackageNotFoundError:  # a source tree that was never installed
-        return "0.0.0"
 
 
 def get_provider_info() -> dict[str, Any]:
     """What Airflow's ProvidersManager reads about this provider."""
     return {
-        "package-name": PACKAGE,
+        # Airflow refuses a provider whose package-name is not its distribution's name
+        # ("gatehouse-approvals"; "gatehouse" in environments installed before the rename)
+        "package-name": distribution_name(),
         "name": INTEGRATION,
         "description": (
             "Human approval gates for Airflow tasks — Slack/Teams/console approvals, quorum of "
             "distinct approvers, no self-approval, a signed audit trail — and data-usage lineage."
         ),
-        "versions": [_version()],
+        "versions": [distribution_version()],
         "integrations": [
             {
                 "integration-name": INTEGRATION,

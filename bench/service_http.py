@@ -200,18 +200,25 @@ def gatehouse_cli(env: dict[str, str], *args: str) -> str:
 
 
 def prepare_home(path: Path, database_url: str | None) -> Home:
-    """`gatehouse init --example`, then a request-scoped token for etl-bot and decide-scoped
-    tokens for bob and carol, created by carol (the token is the last line of stdout)."""
-    env = {**os.environ, "GATEHOUSE_HOME": str(path), "USER": "carol"}
+    """`gatehouse init --example`, then a request-scoped token for etl-bot (created by frank, of
+    gatehouse-admins) and decide-scoped tokens for bob and carol, each created by its owner —
+    chosen with --as, which the example home (a sandbox) allows; the token is stdout's last line."""
+    env = {**os.environ, "GATEHOUSE_HOME": str(path)}
     env.pop("GATEHOUSE_DATABASE_URL", None)
     if database_url is not None:
         env["GATEHOUSE_DATABASE_URL"] = database_url
     gatehouse_cli(env, "init", "--example")
-    wanted = {"bot": ("etl-bot", "request"), "bob": ("bob", "decide"), "carol": ("carol", "decide")}
+    wanted = {
+        "bot": ("etl-bot", "request", "frank"),
+        "bob": ("bob", "decide", "bob"),
+        "carol": ("carol", "decide", "carol"),
+    }
     with ThreadPoolExecutor(len(wanted)) as pool:  # three CLI start-ups at once, not one after another
         outputs = {
-            who: pool.submit(gatehouse_cli, env, "token", "create", "--principal", pid, "--scope", scope)
-            for who, (pid, scope) in wanted.items()
+            who: pool.submit(
+                gatehouse_cli, env, "--as", issuer, "token", "create", "--principal", pid, "--scope", scope
+            )
+            for who, (pid, scope, issuer) in wanted.items()
         }
         tokens = {who: out.result().strip().splitlines()[-1] for who, out in outputs.items()}
     return Home(path, env, tokens, database_url)

@@ -58,6 +58,7 @@ from gate_core._models import (
     RunContext,
     Verdict,
 )
+from gate_core._observer import GateObserver
 from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate, load_policy, parse_policy
 from gate_core._ports import Clock, GateFilter, GateStore, SystemClock
 from gate_core._proofs import verify_bundle
@@ -94,6 +95,7 @@ __all__ = [
     "GateFilter",
     "GateNotApproved",
     "GateNotFound",
+    "GateObserver",
     "GateRejected",
     "GateRequest",
     "GateStatus",
@@ -149,3 +151,13 @@ __all__ = [
     "verify_chain",
     "verify_witnessed_bundle",
 ]
+
+
+def __getattr__(name: str) -> str:
+    """``gate_core.__version__``: the installed distribution's version ("0.0.0" from a source
+    tree never installed), looked up when first asked for, not at every import."""
+    if name == "__version__":
+        from gate_core._distribution import distribution_version
+
+        return distribution_version()
+    raise AttributeError(f"module 'gate_core' has no attribute {name!r}")

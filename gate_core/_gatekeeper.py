@@ -54,6 +54,7 @@ from gate_core._models import (
     Verdict,
     require_storable,
 )
+from gate_core._observer import GateObserver, Observers
 from gate_core._passkey_service import PasskeyService
 from gate_core._passkeys import (
     SIGNATURE_PASSKEY,
@@ -143,6 +144,12 @@ class Gatekeeper:
         self.console_url = ""
         self._directory = directory
         self.classifiers: list[DatasetClassifier] = []
+        self.observers = Observers()
+
+    def add_observer(self, observer: GateObserver) -> None:
+        """Tell ``observer`` of every gate opened, decision recorded or refused and approval used
+        from now on (gate_core._observer), after each is committed."""
+        self.observers.add(observer)
 
     def add_classifier(self, classifier: DatasetClassifier) -> None:
         """Classify every dataset of every gate opened from now on (gate_core._classify)."""
@@ -308,6 +315,7 @@ class Gatekeeper:
         if not created:  # a retried step finds its gate, expired (audited) if its time has passed
             return (self.expire(stored.id) if is_expired(stored, now) else stored), False
         self.audit.maybe_checkpoint()
+        self.observers.gate_opened(stored)
         return stored, True
 
     def _involved(
@@ -410,7 +418,13 @@ class Gatekeeper:
                         key.principal_id,
                     )
         self.audit.maybe_checkpoint()
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        for request, result in zip(requests, done, strict=True):
+            if isinstance(result, GatehouseError):
+                self.observers.refused("decide", result.code, request.actor.via)
+            else:
+                self.observers.decision_recorded(result, request.verdict, request.actor.via)
+        return done
 
     def _signed(
         self,
@@ -607,16 +621,23 @@ class Gatekeeper:
                 decided_by=(principal.id,),
             )
 
-        gate = self.store.mutate(gate_id, change)
+        gate = self._observed("cancel", actor, lambda: self.store.mutate(gate_id, change))
         self.audit.maybe_checkpoint()
         return gate
+
+    def _observed(self, action: str, actor: Actor, run: Callable[[], Gate]) -> Gate:
+        try:
+            return run()
+        except GatehouseError as refused:
+            self.observers.refused(action, refused.code, actor.via)
+            raise
 
     def consume(self, gate_id: str, *, actor: Actor, binding_hash: str, try_number: int = 1) -> Gate:
         """Mark that the step ran under this approval. Only an approved gate, within its expiry,
         for exactly the payload it was approved for; a retry of the same step may consume again
         within the expiry (the approval is single-use per request, not per attempt)."""
 
-        def change(gate: Gate) -> Mutation:
+        def judge(gate: Gate) -> Mutation:
             now = self.clock.now()
             if gate.status not in (GateStatus.APPROVED, GateStatus.CONSUMED):
                 raise ApprovalNotUsable(
@@ -642,8 +663,18 @@ class Gatekeeper:
                 consumed_at=now if gate.consumed_at is None else None,
             )
 
-        gate = self.store.mutate(gate_id, change)
+        first_use = False
+
+        def change(gate: Gate) -> Mutation:
+            nonlocal first_use
+            mutation = judge(gate)
+            first_use = mutation.consumed_at is not None  # the last attempt's view is the committed one
+            return mutation
+
+        gate = self._observed("consume", actor, lambda: self.store.mutate(gate_id, change))
         self.audit.maybe_checkpoint()
+        if gate.consumed_at is not None and first_use:
+            self.observers.approval_used(gate)
         return gate
 
     def _expire(self, gate: Gate, now: datetime, raise_after: DecisionRefused | None = None) -> Mutation:

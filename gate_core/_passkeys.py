@@ -148,7 +148,8 @@ def verify_assertion(assertion: PasskeyAssertion, key: Passkey, challenge: bytes
         from webauthn.helpers import base64url_to_bytes
     except ImportError:  # pragma: no cover - the service extra installs it
         raise SignatureInvalid(
-            "checking passkey signatures needs the webauthn package (pip install 'gatehouse[service]')"
+            "checking passkey signatures needs the webauthn package "
+            "(pip install 'gatehouse-approvals[service]')"
         ) from None
     if assertion.credential_id != key.credential_id:
         raise SignatureInvalid("the assertion was made with another credential")

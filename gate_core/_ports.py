@@ -203,7 +203,27 @@ class ConfigVersions(Protocol):
         ...
 
 
-class GateStore(Gates, AuditLog, TokenStore, PasskeyStore, NotificationLog, ConfigVersions, Protocol):
+@dataclass(frozen=True, slots=True)
+class StoreFigures:
+    """What the store holds, counted in one read for monitoring (the service's ``/metrics``):
+    the same on every replica, because it comes from the database, not from a process."""
+
+    gates: dict[tuple[GateStatus, str], int]  # (status, rule) → gates
+    expiring_undecided: dict[str, int]  # rule → PENDING gates nobody has decided, expiring soon
+    audit_entries: int
+    checkpoint_size: int  # entries the newest checkpoint covers (0: none yet)
+    checkpoint_at: datetime | None  # when the newest checkpoint was signed
+
+
+class Figures(Protocol):
+    def figures(self, expiring_before: datetime) -> StoreFigures:
+        """Counts for monitoring; ``expiring_before`` bounds "expiring soon"."""
+        ...
+
+
+class GateStore(
+    Gates, AuditLog, TokenStore, PasskeyStore, NotificationLog, ConfigVersions, Figures, Protocol
+):
     """Every port at once, on one database (SqlStore): a gate's change and its audit entries
     commit together, which is why the ports share one store object."""
 

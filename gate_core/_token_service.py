@@ -23,6 +23,7 @@ the token may decide (a token its own principal did not issue never does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from gate_core._audit import AuditDraft, Event
@@ -75,6 +76,13 @@ class TokenService:
         self.directory = directory
         self.clock = clock
         self.audit = audit
+        self._on_revoked: list[Callable[[str], None]] = []
+
+    def when_revoked(self, forget: Callable[[str], None]) -> None:
+        """Call ``forget(token_id)`` after each revocation through this service, so whatever
+        remembers verified tokens in this process (the service's token cache) drops it at once;
+        revocations elsewhere reach it within that cache's own bound."""
+        self._on_revoked.append(forget)
 
     def create(
         self,
@@ -180,6 +188,8 @@ class TokenService:
         )
         if revoked:
             self.audit.maybe_checkpoint()
+            for forget in self._on_revoked:
+                forget(token_id)
         return revoked
 
     def _check_revoker(self, token: ApiToken, actor: Actor) -> None:

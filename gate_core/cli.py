@@ -14,6 +14,7 @@ step could use. The Gatekeeper's own reads never write.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -31,6 +32,7 @@ from gate_core._audit import (
     verify_chain,
 )
 from gate_core._cosign import log_verifier_key, read_verifier_keys
+from gate_core._distribution import distribution_version
 from gate_core._errors import ConfigError, GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._hashing import canonical_json
@@ -115,8 +117,21 @@ def _describe(gate: Gate) -> str:
     return "\n".join(lines)
 
 
+def _print_version(ctx: click.Context) -> None:
+    """Looked up only when asked: the installed distribution's version (its name changed once)."""
+    click.echo(f"gatehouse, version {distribution_version()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="gatehouse")
+@click.option(
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _param, wanted: _print_version(ctx) if wanted else None,
+    help="Show the version and exit.",
+)
 @click.option(
     "--as",
     "as_name",
@@ -129,7 +144,7 @@ def main(ctx: click.Context, as_name: str | None) -> None:
     """Gatehouse: human approval gates and a tamper-evident audit trail for data pipelines."""
     ctx.obj = {"as": as_name}
     settings = Settings.from_env()
-    if settings.is_sandbox:
+    if settings.is_sandbox and ctx.invoked_subcommand != "serve":  # serve says it in its log format
         click.echo(SANDBOX_BANNER.format(home=settings.home), err=True)
 
 
@@ -518,22 +533,47 @@ audit.add_command(cli_proofs.verify_proof)
 @click.option(
     "--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"])
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="json: one JSON event per line on stderr, with request id, gate id and actor "
+    "[default: service.yaml's log_format, $GATEHOUSE_LOG_FORMAT, else text]",
+)
 @clean_errors
-def serve(host: str, port: int, log_level: str) -> None:
-    """Run the gate service: REST API, Slack endpoint and web console."""
+def serve(host: str, port: int, log_level: str, log_format: str | None) -> None:
+    """Run the gate service: REST API, Slack endpoint, web console and /metrics."""
+    import logging.config
+
     from gate_core.service import ServiceConfig, create_app
+    from gate_core.service._logs import log_config
     from gate_core.service._serve import serve_app
 
     settings = Settings.from_env()
+    # JSON from the first line when the option or the environment asks for it (a service.yaml
+    # that asks is read below: what is logged before that is text)
+    early = log_format or os.environ.get("GATEHOUSE_LOG_FORMAT") or "text"
+    if (json_logs := log_config(early, log_level)) is not None:
+        logging.config.dictConfig(json_logs)
     gatekeeper = open_gatekeeper(settings)
     config = ServiceConfig.load(settings.home)
+    log_format = log_format or config.log_format
+    if (json_logs := log_config(log_format, log_level)) is not None:
+        logging.config.dictConfig(json_logs)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     local_signin = config.console.local_signin if config.console.local_signin is not None else loopback
     app = create_app(gatekeeper, config, local_signin=local_signin, sandbox=settings.is_sandbox)
-    click.echo(
-        f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
-    )
-    serve_app(app, host=host, port=port, log_level=log_level)
+    serving = f"serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json, /metrics)"
+    sandbox = SANDBOX_BANNER.format(home=settings.home) if settings.is_sandbox else None
+    if json_logs is None:
+        if sandbox:
+            click.echo(sandbox, err=True)
+        click.echo(f"gatehouse: {serving}")
+    else:  # stdout stays empty; stderr holds nothing but JSON lines
+        if sandbox:
+            logging.getLogger("gatehouse").warning(sandbox.removeprefix("gatehouse: "))
+        logging.getLogger("gatehouse.service").info(serving)
+    serve_app(app, host=host, port=port, log_level=log_level, log_format=log_format)
 
 
 @main.group()

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -40,6 +40,7 @@ from openlineage.client.transport import Transport
 from openlineage.client.utils import RedactMixin
 from openlineage.client.uuid import generate_new_uuid
 
+import gate_core
 from gate_core import ConfigError, DatasetRef, Gate, RunContext, Settings
 from lineage._errors import EmitFailed
 from lineage._models import AccessEvent, ColumnInfo, Operation
@@ -53,10 +54,7 @@ APPROVAL_FACET_KEY = "gatehouse_approval"  # custom facets carry their project's
 APPROVAL_FACET_SCHEMA_URL = (
     "https://gatehouse.dev/spec/facets/1-0-0/GatehouseApprovalRunFacet.json#/$defs/GatehouseApprovalRunFacet"
 )
-try:
-    _VERSION = metadata.version("gatehouse")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    _VERSION = "0.0.0"
+_VERSION = gate_core.__version__  # "0.0.0" from a source tree that was never installed
 PRODUCER = f"https://gatehouse.dev/gatehouse/{_VERSION}"
 _TAG_SOURCE = "GATEHOUSE"
 # A fixed namespace makes run ids deterministic: START and COMPLETE built apart still match.

@@ -49,3 +49,17 @@ def test_this_environment_is_what_the_lock_pins() -> None:
     assert len(pins) > 100
     differ = {name: (installed.get(name), want) for name, want in pins.items() if installed.get(name) != want}
     assert differ == {}, f"installed ≠ locked (installed, locked): {differ}"
+
+
+def test_one_distribution_ships_gatehouse() -> None:
+    """Renamed gatehouse → gatehouse-approvals: an environment that installed the new name beside
+    the old one declares every entry point twice (Airflow then refuses one provider as
+    mis-named, service plugins install twice). .ci/bootstrap.sh removes the old name first."""
+    from gate_core._distribution import DISTRIBUTION, distribution_name, installed
+
+    names = [d.metadata["Name"] for d in installed()]
+    assert len(names) == 1, f"distributions declaring the gatehouse CLI: {names}; uninstall all but one"
+    assert distribution_name() == names[0]
+    assert DISTRIBUTION == "gatehouse-approvals"
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'name = "{DISTRIBUTION}"' in pyproject

@@ -61,7 +61,7 @@ from gate_core._models import (
     canonical_json,
 )
 from gate_core._passkeys import Passkey
-from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef
+from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef, StoreFigures
 from gate_core._store import _migrate
 from gate_core._store._schema import (
     api_tokens,
@@ -606,6 +606,45 @@ class SqlStore:
                 "SELECT gate_id, verdict, count(*) FROM gh_decisions GROUP BY gate_id, verdict"
             ).all()
         return StoredState(statuses, {(g, v): int(n) for g, v, n in counted})
+
+    def figures(self, expiring_before: datetime) -> StoreFigures:
+        """One read-only snapshot: gates by status and rule (a GROUP BY over the status index),
+        undecided PENDING gates expiring before ``expiring_before``, the audit head and the newest
+        checkpoint."""
+        undecided = ~select(decisions.c.id).where(decisions.c.gate_id == gates.c.id).exists()
+        with self._read() as conn:
+            by_status = conn.execute(
+                select(gates.c.status, gates.c.rule, func.count()).group_by(gates.c.status, gates.c.rule)
+            ).all()
+            expiring = conn.execute(
+                select(gates.c.rule, func.count())
+                .where(
+                    gates.c.status == GateStatus.PENDING.value,
+                    gates.c.expires_at <= expiring_before,
+                    undecided,
+                )
+                .group_by(gates.c.rule)
+            ).all()
+            head = conn.execute(select(audit_head.c.seq).where(audit_head.c.id == 1)).scalar_one_or_none()
+            newest = conn.execute(
+                select(audit_checkpoints.c.size, audit_checkpoints.c.at)
+                .order_by(audit_checkpoints.c.size.desc(), audit_checkpoints.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+        counted: dict[tuple[GateStatus, str], int] = {}
+        for status, rule, n in by_status:
+            try:
+                key = (GateStatus(status), str(rule))
+            except ValueError:  # a status no version wrote: left out, never a failed scrape
+                continue
+            counted[key] = counted.get(key, 0) + int(n)
+        return StoreFigures(
+            gates=counted,
+            expiring_undecided={str(rule): int(n) for rule, n in expiring},
+            audit_entries=int(head or 0),
+            checkpoint_size=int(newest.size) if newest is not None else 0,
+            checkpoint_at=newest.at if newest is not None else None,
+        )
 
     def audit_count(self) -> int:
         with self._read() as conn:

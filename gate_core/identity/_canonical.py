@@ -56,6 +56,7 @@ def _skeleton(text: str) -> str:
     return unicodedata.normalize("NFD", "".join(table.get(c, c) for c in decomposed))
 
 
+@functools.lru_cache(maxsize=8192)  # pure, and on every request's path (token owner, quorum, involved)
 def canonical_identity(text: str) -> str:
     """Trimmed, NFKC-normalised, case-folded and reduced to its confusable skeleton. Idempotent:
     canonical text is its own canonical form (folding and skeleton alternate to a fixed point).
@@ -71,6 +72,7 @@ def canonical_identity(text: str) -> str:
     return current
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical_email(text: str) -> str:
     """A mailbox's canonical form: ``canonical_identity`` with the sub-address folded
     (``bob+2@example.com`` → ``bob@example.com``): one mailbox, one person."""

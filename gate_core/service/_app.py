@@ -22,16 +22,18 @@ from starlette.concurrency import run_in_threadpool
 from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._store._sql import CHANGE_CHANNEL, SqlStore
-from gate_core.service import _api, _console, _directory_api, _problems, _scim
+from gate_core.service import _api, _console, _directory_api, _logs, _metrics, _problems, _scim
 from gate_core.service._auth import Authenticator
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
+from gate_core.service._loops import LoopHealth
 from gate_core.service._slack import slack_interactions, slack_router
 from gate_core.service._slack_socket import SlackSocketMode
 from gate_core.service._state import ServiceState
 from gate_core.service._teams import teams_invokes, teams_router
 from gate_core.service.notify import NotificationHub, Notifier, NotifyTarget
+from gate_core.service.notify._hub import DeliveryOutcome
 
 log = logging.getLogger("gatehouse.service")
 
@@ -67,6 +69,20 @@ def _report_unknown_instances(gatekeeper: Gatekeeper, notifiers: Mapping[str, No
         )
 
 
+class _DeliveryHealth:
+    """Each delivery attempt counted in the metrics; a delivered one is also the notifier loop's
+    last success (what an alert on a stalled or failing notifier reads)."""
+
+    def __init__(self, metrics: _metrics.GateMetrics, loops: LoopHealth) -> None:
+        self._metrics = metrics
+        self._loops = loops
+
+    def delivery(self, instance: str, outcome: DeliveryOutcome) -> None:
+        self._metrics.delivery(instance, outcome)
+        if outcome == "delivered":
+            self._loops.succeeded("notifier", "delivery")
+
+
 def _sweep_once(state: ServiceState) -> None:
     """One pass; each duty on its own, so a failure in one leaves the others running."""
     gatekeeper, loops = state.gatekeeper, state.loops
@@ -91,6 +107,7 @@ def _sweep_once(state: ServiceState) -> None:
     for duty, run in duties.items():
         try:
             run()
+            loops.succeeded("sweeper", duty)
         except GatehouseError as exc:  # database away: keep sweeping once it is back
             log.warning("sweep %s skipped: %s", duty, exc)
             loops.error("sweeper", exc)
@@ -155,6 +172,8 @@ def create_app(
     )
     state.hub.on_failure = lambda what, exc: state.loops.bad_record("notifier", what, exc)
     state.loops.watch("notifier", state.hub.running)
+    metrics_router, metrics = _metrics.install(state)
+    state.hub.observer = _DeliveryHealth(metrics, state.loops)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -193,8 +212,11 @@ def create_app(
     app.state.local_signin = local_signin
     _problems.install(app)
     app.add_middleware(_problems.BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(_logs.RequestContext)  # outermost: every log line of a request carries its id
     app.include_router(_api.router)
     app.include_router(_directory_api.router)
+    if config.metrics.enabled:
+        app.include_router(metrics_router)
     app.include_router(slack_router(interactions))
     app.include_router(teams_router(teams_invokes(state)))
     _console.install(app, state)

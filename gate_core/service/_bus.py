@@ -102,6 +102,12 @@ class ChangeBus:
         with self._lock:
             return len(self._waiters)
 
+    @property
+    def waiters(self) -> int:
+        """Long-polls parked now (one may wait on many gates)."""
+        with self._lock:
+            return len({sub for subs in self._waiters.values() for sub in subs})
+
 
 class PgChangeListener(threading.Thread):
     """LISTENs on PostgreSQL and republishes every change on the local bus. Reconnects with
@@ -132,6 +138,8 @@ class PgChangeListener(threading.Thread):
                     while not self._stopping.is_set():
                         for notice in conn.notifies(timeout=0.5):
                             self._deliver(notice.payload)
+                        if self._health is not None:  # connected and listening: a cycle done
+                            self._health.succeeded("listener", "listen")
             except Exception as exc:  # the database away, or anything unforeseen: reconnect, never end
                 self.connected.clear()
                 log.warning("change listener lost PostgreSQL (%s); retrying in %.1fs", exc, backoff)

@@ -10,6 +10,8 @@
     oidc:      {issuer: https://idp/, audience: gatehouse, jwks_url: https://idp/jwks, groups_claim: groups}
     proxy:     {user_header: X-Forwarded-Email, groups_header: X-Forwarded-Groups, trusted_ips: [127.0.0.1]}
     console:   {local_signin: true}                   # default: on only when serving on loopback
+    metrics:   {token: …, min_interval_s: 1, expiring_within_s: 3600}   # /metrics (open without token)
+    log_format: json                                  # text (default) | json: one JSON event per line
 
 Each ``notifiers:`` entry is validated by its type's config class when the configuration loads
 (see ``gate_core.service.notify``). The keys used before notifier instances existed still work
@@ -23,7 +25,8 @@ GATEHOUSE_SLACK_SIGNING_SECRET, GATEHOUSE_SLACK_APP_TOKEN (Socket Mode) and GATE
 fill the notifier instance named ``slack`` (the legacy ``slack:`` key when the file uses it);
 GATEHOUSE_TEAMS_APP_PASSWORD the client secret of the ``teams-bot`` instance; also
 GATEHOUSE_PUBLIC_URL,
-GATEHOUSE_OIDC_ISSUER / _AUDIENCE / _JWKS_URL / _GROUPS_CLAIM, GATEHOUSE_PROXY_USER_HEADER.
+GATEHOUSE_OIDC_ISSUER / _AUDIENCE / _JWKS_URL / _GROUPS_CLAIM, GATEHOUSE_PROXY_USER_HEADER,
+GATEHOUSE_METRICS_TOKEN, GATEHOUSE_LOG_FORMAT.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -80,6 +83,23 @@ class ConsoleConfig(_Strict):
     local_signin: bool | None = None
 
 
+class MetricsConfig(_Strict):
+    """``/metrics`` (gate_core.service._metrics). Unauthenticated unless ``token`` is set, as
+    Prometheus endpoints usually are: it holds counts by policy rule, channel and status, never a
+    gate's content or a person. Set a token (or GATEHOUSE_METRICS_TOKEN) when the service is
+    reachable by people who should not see even those counts; Prometheus then sends it with
+    ``authorization: {credentials_file: …}``."""
+
+    enabled: bool = True
+    token: SecretStr | None = Field(default=None, min_length=16)
+    min_interval_s: float = Field(default=1.0, ge=0, le=300)  # one database read per interval per replica
+    # what "about to expire" means in gatehouse_gates_expiring_undecided
+    expiring_within_s: float = Field(default=3600.0, gt=0)
+
+
+LogFormat = Literal["text", "json"]
+
+
 def _is_instance_name(name: str) -> bool:
     try:
         target = NotifyTarget.parse(name)
@@ -101,6 +121,8 @@ class ServiceConfig(_Strict):
     proxy: ProxyConfig | None = None
     scim: ProvisioningConfig | None = None  # SCIM provisioning at /scim/v2 (identity/_provisioned.py)
     console: ConsoleConfig = ConsoleConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log_format: LogFormat = "text"  # json: one JSON object per line (gate_core.service._logs)
     session_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
     _instances: dict[str, ConfiguredNotifier] = PrivateAttr(default_factory=dict)
 
@@ -200,6 +222,12 @@ class ServiceConfig(_Strict):
                 "user_header": env["GATEHOUSE_PROXY_USER_HEADER"],
                 "groups_header": env.get("GATEHOUSE_PROXY_GROUPS_HEADER") or None,
             }
+        if env.get("GATEHOUSE_METRICS_TOKEN"):
+            metrics = data.setdefault("metrics", {})
+            if isinstance(metrics, dict):  # else model validation names the problem
+                metrics["token"] = env["GATEHOUSE_METRICS_TOKEN"]
+        if env.get("GATEHOUSE_LOG_FORMAT"):
+            data["log_format"] = env["GATEHOUSE_LOG_FORMAT"]
         secret_file = home / "console-session.key"
         if "session_secret" not in data:
             if not secret_file.exists():

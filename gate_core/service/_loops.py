@@ -9,6 +9,7 @@ orchestrator restarts the replica instead of leaving expiry, reminders and check
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ class _Loop:
     bad_records: int = 0
     errors: int = 0
     last_problem: str = ""
+    succeeded: dict[str, float] = field(default_factory=dict)  # duty → unix time of its last success
 
 
 @dataclass
@@ -30,6 +32,26 @@ class LoopHealth:
     def watch(self, name: str, running: Callable[[], bool]) -> None:
         with self._lock:
             self._loops[name] = _Loop(running)
+
+    def succeeded(self, name: str, duty: str) -> None:
+        """One duty of the loop completed (a sweep's expiry pass, a delivery, a LISTEN cycle):
+        what ``/metrics`` exposes as the loop's last successful run, so a stalled loop is alerted on."""
+        with self._lock:
+            loop = self._loops.setdefault(name, _Loop(lambda: True))
+            loop.succeeded[duty] = time.time()
+
+    def last_success(self) -> dict[tuple[str, str], float]:
+        """(loop, duty) → unix time of its last success."""
+        with self._lock:
+            return {
+                (name, duty): at for name, loop in self._loops.items() for duty, at in loop.succeeded.items()
+            }
+
+    def counts(self) -> dict[str, tuple[bool, int, int]]:
+        """loop → (running, bad records, errors), for metrics."""
+        with self._lock:
+            loops = dict(self._loops)
+        return {name: (loop.running(), loop.bad_records, loop.errors) for name, loop in loops.items()}
 
     def bad_record(self, name: str, what: str, exc: BaseException) -> None:
         """One record the loop passed over (it went on with the others)."""

@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from gate_core.service._bus import ChangeBus
+from gate_core.service._logs import log_config
 from gate_core.service._state import ServiceState
 
 
@@ -35,11 +36,20 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve_app(app: FastAPI, *, host: str, port: int, log_level: str) -> None:
+def serve_app(app: FastAPI, *, host: str, port: int, log_level: str, log_format: str = "text") -> None:
+    """One uvicorn process (no ``workers``): a replica is one process, so its metrics are its own
+    and replicas are summed by Prometheus (gate_core.service._metrics)."""
     state: ServiceState = app.state.gatehouse
+    json_logs = log_config(log_format, log_level)
     # Keep idle connections longer than clients do (httpx: 5 s), so a client never sends on a
     # connection the server is closing at that very moment (a ReadError under steady load).
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=65
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "debug" and json_logs is None,  # json: our access line, with request id
+        timeout_keep_alive=65,
+        log_config=json_logs if json_logs is not None else uvicorn.config.LOGGING_CONFIG,
     )
     DrainingServer(config, state.bus).run()

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from gate_core._distribution import distribution_name
 from tests.adapters.contract import *  # noqa: F403
 from tests.adapters.contract import Live, StepResult, StepSpec, unique
 
@@ -277,7 +278,7 @@ def test_provider_info_validates_against_airflows_own_schema(airflow_home: Airfl
     schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
     info = get_provider_info()
     jsonschema.validate(info, schema)
-    assert info["package-name"] == "gatehouse"
+    assert info["package-name"] == distribution_name()  # Airflow requires the distribution's own name
     assert info["connection-types"] == [
         {
             "connection-type": "gatehouse",
@@ -307,11 +308,11 @@ def test_airflow_lists_the_provider_its_connection_type_and_task_decorator(airfl
         return json.loads(done.stdout[done.stdout.index("[") :])
 
     providers = {p["package_name"]: p for p in cli("list")}
-    assert "gatehouse" in providers, sorted(providers)
-    assert "approval" in providers["gatehouse"]["description"]
+    assert distribution_name() in providers, sorted(providers)
+    assert "approval" in providers[distribution_name()]["description"]
     hooks = [h for h in cli("hooks") if h["connection_type"] == "gatehouse"]
     assert hooks and hooks[0]["class"] == "airflow_provider.hooks.gatehouse.GatehouseHook"
-    triggers = [t["class"] for t in cli("triggers") if t["package_name"] == "gatehouse"]
+    triggers = [t["class"] for t in cli("triggers") if t["package_name"] == distribution_name()]
     assert triggers == ["airflow_provider.triggers.gate"]
 
 

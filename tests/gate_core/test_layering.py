@@ -1,5 +1,5 @@
 """What you import matches what you install: the core (what pipelines and adapters import) never
-pulls in the service's web stack, so ``pip install gatehouse`` without the ``service`` extra is a
+pulls in the service's web stack, so ``pip install gatehouse-approvals`` without the ``service`` extra is a
 working core, and a DAG importing ``gate_core`` pays for no web framework."""
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ EXPECTED = {
     "Scope",
     # application service, ports and adapters
     "Gatekeeper",
+    "GateObserver",
     "TokenService",
     "AuditService",
     "WaitSnapshot",

@@ -543,4 +543,4 @@ except Exception as exc:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "ConfigError" in done.stdout
-    assert "pip install 'gatehouse[teams]'" in done.stdout
+    assert "pip install 'gatehouse-approvals[teams]'" in done.stdout

@@ -9,7 +9,8 @@ A rule's ``notify`` targets name an instance — ``slack:#data-approvals``, ``sl
     reminder due  → notifier.post_reminder(gate, target)
 
 Delivery runs on a small thread pool with retries, so a slow or failing chat service never
-delays or fails the API call that opened or decided the gate; failures are logged.
+delays or fails the API call that opened or decided the gate; failures are logged, and every
+attempt's outcome is told to the hub's ``observer`` (the service's metrics) by instance name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
+from typing import Literal, Protocol
 
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Gate
@@ -28,6 +30,14 @@ from gate_core._notify_target import NotifyTarget
 from gate_core.service.notify._port import Notifier
 
 log = logging.getLogger("gatehouse.notify")
+
+DeliveryOutcome = Literal["delivered", "retried", "failed"]
+
+
+class DeliveryObserver(Protocol):
+    def delivery(self, instance: str, outcome: DeliveryOutcome) -> None:
+        """One attempt to reach notifier ``instance``: delivered, failed and to be retried, or
+        failed for good (its last attempt)."""
 
 
 class NotificationHub:
@@ -58,10 +68,12 @@ class NotificationHub:
         self._pending: set[Future[None]] = set()
         self._closed = False
         self.on_failure: Callable[[str, Exception], None] | None = None  # told of each delivery given up
+        self.observer: DeliveryObserver | None = None  # told of every attempt's outcome
 
-    def deliver(self, key: str, what: str, call: Callable[[], None]) -> None:
-        """Run ``call`` in the background after everything queued under ``key``, with retries."""
-        job = partial(self._retrying, what, call)
+    def deliver(self, key: str, what: str, call: Callable[[], None], *, instance: str | None = None) -> None:
+        """Run ``call`` in the background after everything queued under ``key``, with retries;
+        the outcome is observed under notifier ``instance`` when one is named."""
+        job = partial(self._retrying, what, call, instance)
         with self._lock:
             queue = self._queues.setdefault(key, deque())
             queue.append(job)
@@ -90,17 +102,29 @@ class NotificationHub:
                     del self._queues[key]
                     return
 
-    def _retrying(self, what: str, call: Callable[[], None]) -> None:
+    def _retrying(self, what: str, call: Callable[[], None], instance: str | None) -> None:
         for attempt in range(1, self.attempts + 1):
             try:
                 call()
-                return
             except Exception as exc:  # a notifier failing must never take the service down
                 if attempt == self.attempts:
                     log.error("%s failed after %d attempts: %s", what, attempt, exc)
+                    self._observe(instance, "failed")
                     self._failed(what, exc)
                     return
+                self._observe(instance, "retried")
                 time.sleep(self.backoff_s * attempt)
+            else:
+                self._observe(instance, "delivered")
+                return
+
+    def _observe(self, instance: str | None, outcome: DeliveryOutcome) -> None:
+        if instance is None or self.observer is None:
+            return
+        try:
+            self.observer.delivery(instance, outcome)
+        except Exception:  # counting must never be what stops delivery
+            log.exception("delivery observer failed")
 
     def _failed(self, what: str, exc: Exception) -> None:
         if self.on_failure is not None:
@@ -121,7 +145,7 @@ class NotificationHub:
             if found is not None:
                 notifier, target = found
                 post = partial(self._post_request, notifier, gate, target)
-                self.deliver(gate.id, f"notify {target} of {gate.id}", post)
+                self.deliver(gate.id, f"notify {target} of {gate.id}", post, instance=target.instance)
 
     def _post_request(self, notifier: Notifier, gate: Gate, target: NotifyTarget) -> None:
         ref = notifier.post_request(gate, target)
@@ -139,8 +163,9 @@ class NotificationHub:
         for ref in self.gatekeeper.notifications_for(gate.id):
             found = self._notifier_for(ref.target, gate, quiet=True)
             if found is not None:
-                update = partial(found[0].post_outcome, gate, ref)
-                self._retrying(f"update {ref.target} for {gate.id}", update)
+                notifier, target = found
+                update = partial(notifier.post_outcome, gate, ref)
+                self._retrying(f"update {ref.target} for {gate.id}", update, target.instance)
 
     def remind(self, gate: Gate) -> None:
         for text in gate.notify:
@@ -148,7 +173,7 @@ class NotificationHub:
             if found is not None:
                 notifier, target = found
                 remind = partial(notifier.post_reminder, gate, target)
-                self.deliver(gate.id, f"remind {target} of {gate.id}", remind)
+                self.deliver(gate.id, f"remind {target} of {gate.id}", remind, instance=target.instance)
 
     def _notifier_for(
         self, text: str, gate: Gate, *, quiet: bool = False

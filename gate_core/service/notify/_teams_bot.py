@@ -90,7 +90,7 @@ class TeamsBotConfig(BaseModel):
         except ImportError as exc:
             raise ConfigError(
                 "notifier type teams-bot needs the Microsoft 365 Agents SDK's activity models: "
-                "pip install 'gatehouse[teams]'"
+                "pip install 'gatehouse-approvals[teams]'"
             ) from exc
         return self
 
