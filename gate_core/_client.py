@@ -18,13 +18,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from gate_core import _errors
 from gate_core._errors import GatehouseError, ServiceUnavailable
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Actor, AuthMethod, Gate, GateRequest, Principal, Verdict
 from gate_core._tokens import Scope
+from gate_core.identity import IdpSubject
 
 
 class WaitResult(BaseModel):
@@ -41,10 +42,24 @@ class Me(BaseModel):
     groups: list[str]
     kind: str
     via: str
-    scope: str
+    scope: str = Field(description="request, decide or admin; 'read' for an IdP identity linked to nobody")
+    issuer: str | None = Field(default=None, description="via oidc: the IdP that proved this caller")
+    subject: str | None = Field(default=None, description="via oidc: the IdP's sub for this caller")
+    linked: bool = Field(
+        default=True, description="false: an IdP identity no directory principal is linked to"
+    )
+    note: str = Field(default="", description="for an unlinked IdP identity: what to configure")
 
     @classmethod
-    def of(cls, principal: Principal, via: AuthMethod, scope: Scope) -> Me:
+    def of(
+        cls,
+        principal: Principal,
+        via: AuthMethod,
+        scope: Scope,
+        *,
+        subject: IdpSubject | None = None,
+        unlinked: str | None = None,
+    ) -> Me:
         return cls(
             principal_id=principal.id,
             email=principal.email,
@@ -52,7 +67,11 @@ class Me(BaseModel):
             groups=sorted(principal.groups),
             kind=principal.kind.value,
             via=via.value,
-            scope=scope.value,
+            scope="read" if unlinked else scope.value,
+            issuer=subject.issuer if subject else None,
+            subject=subject.subject if subject else None,
+            linked=unlinked is None,
+            note=unlinked or "",
         )
 
 

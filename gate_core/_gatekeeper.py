@@ -384,6 +384,8 @@ class Gatekeeper:
                 via=actor.via,
                 break_glass=effect.break_glass,
                 counts_for=effect.counts_for,
+                issuer=actor.issuer,
+                subject=actor.subject,
             )
             events = [
                 AuditDraft(

@@ -90,7 +90,7 @@ def _describe(gate: Gate) -> str:
         flag = " [BREAK-GLASS]" if d.break_glass else ""
         comment = f": {d.comment}" if d.comment else ""
         lines.append(
-            f"  {d.verdict.value:<11} by {d.principal_id} via {d.via.value} at "
+            f"  {d.verdict.value:<11} by {d.principal_id} via {d.via.value}{d.identified_as} at "
             f"{d.at.isoformat(timespec='seconds')}{flag}{comment}"
         )
     if gate.last_review:
@@ -403,7 +403,17 @@ def serve(host: str, port: int, log_level: str) -> None:
     gatekeeper = open_gatekeeper(settings)
     config = ServiceConfig.load(settings.home)
     loopback = host in ("127.0.0.1", "localhost", "::1")
-    local_signin = config.console.local_signin if config.console.local_signin is not None else loopback
+    # Local sign-in lets whoever opens the console pick a person, like --as: by default only in a
+    # sandbox home on loopback with no IdP or proxy. Even when enabled, the console offers it only
+    # to a browser on this machine that addresses it by a loopback name (_console_session).
+    embedded = loopback and settings.is_sandbox and config.oidc is None and config.proxy is None
+    local_signin = config.console.local_signin if config.console.local_signin is not None else embedded
+    if local_signin and not settings.is_sandbox:
+        click.echo(
+            "gatehouse: WARNING: console.local_signin is on in a home that is not a sandbox: anyone with a "
+            "browser on this machine can sign in to the console as any person",
+            err=True,
+        )
     app = create_app(gatekeeper, config, local_signin=local_signin)
     click.echo(
         f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"

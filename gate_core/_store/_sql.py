@@ -481,6 +481,8 @@ class SqlStore:
                     via=r.via,
                     break_glass=r.break_glass,
                     counts_for=r.counts_for,
+                    issuer=r.issuer,
+                    subject=r.subject,
                 )
             )
         return {k: tuple(v) for k, v in out.items()}
@@ -816,4 +818,6 @@ def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
         "via": decision.via.value,
         "break_glass": decision.break_glass,
         "counts_for": decision.counts_for,
+        "issuer": decision.issuer,
+        "subject": decision.subject,
     }

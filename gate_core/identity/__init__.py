@@ -8,6 +8,7 @@ a caller is. The layer below the gate domain: it imports nothing of gates, polic
           │ looks up                    one canonical form (canonical_identity, identity_key):
     caller_from_token                   Principal.identity_keys / person_key, the directory's
     caller_from_oidc_claims             e-mail index, self-approval and one-person-counts-once
+      (IdP subject links, verified e-mail; unlinked identities read only)
     caller_from_proxy                   all compare through it
     caller_from_slack_email
     caller_from_os_account ─► Caller(principal, via: AuthMethod, scope)   (the kernel's account)
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from gate_core.identity._callers import (
     Caller,
-    OidcClaimNames,
+    OidcIdentityRules,
     TokenAuthenticator,
     caller_from_oidc_claims,
     caller_from_os_account,
@@ -33,7 +34,9 @@ from gate_core.identity._callers import (
     caller_from_slack_email,
     caller_from_token,
     claim_groups,
+    email_verified,
     local_actor_name,
+    narrowed,
     os_account,
 )
 from gate_core.identity._canonical import (
@@ -44,7 +47,14 @@ from gate_core.identity._canonical import (
     same_person,
 )
 from gate_core.identity._directory import Directory
-from gate_core.identity._principal import SYSTEM_ACTOR, Actor, AuthMethod, Principal, PrincipalKind
+from gate_core.identity._principal import (
+    SYSTEM_ACTOR,
+    Actor,
+    AuthMethod,
+    IdpSubject,
+    Principal,
+    PrincipalKind,
+)
 from gate_core.identity._source import IdentitySource, load_source
 
 __all__ = [
@@ -54,7 +64,8 @@ __all__ = [
     "Caller",
     "Directory",
     "IdentitySource",
-    "OidcClaimNames",
+    "IdpSubject",
+    "OidcIdentityRules",
     "Principal",
     "PrincipalKind",
     "TokenAuthenticator",
@@ -67,9 +78,11 @@ __all__ = [
     "canonical_identity",
     "canonical_key",
     "claim_groups",
+    "email_verified",
     "identity_key",
     "load_source",
     "local_actor_name",
+    "narrowed",
     "os_account",
     "person_key",
     "same_person",

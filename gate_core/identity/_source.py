@@ -1,12 +1,14 @@
 """The identity-source port: where principals come from, as the Gatekeeper and every channel see it.
 
-    IdentitySource ◄── Directory        the directory.yaml file (today's only source)
-                   ◄── (later) SCIM provisioning from the IdP, OIDC subject links
+    IdentitySource ◄── Directory        the directory.yaml file (today's only source), with
+                                        each principal's IdP subject links (issuer + sub)
+                   ◄── (later) SCIM provisioning from the IdP
 
 A source answers "which principal is this name?" for ids, aliases and e-mails, lists its
 principals (the console's sign-in list, the configuration audit) and has a content hash, audited
-whenever the principals in force change. An IdP subject lookup joins the port with the source that
-can answer it.
+whenever the principals in force change. An IdP identity (issuer + ``sub``) names a principal only
+through the source's link (``by_subject``); ``subjects_of`` lets a channel refuse an e-mail match
+for a principal that names other subjects at the same IdP.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from gate_core.identity._directory import Directory
-from gate_core.identity._principal import Principal
+from gate_core.identity._principal import IdpSubject, Principal
 
 if TYPE_CHECKING:
     from gate_core._home import Settings
@@ -42,6 +44,14 @@ class IdentitySource(Protocol):
 
     def by_email(self, email: str) -> Principal:
         """By e-mail only, compared in canonical form (the channels that prove a mailbox use it)."""
+        ...
+
+    def by_subject(self, issuer: str, subject: str) -> Principal | None:
+        """The principal linked to this IdP identity (issuer without a trailing ``/``, exact ``sub``)."""
+        ...
+
+    def subjects_of(self, principal_id: str) -> tuple[IdpSubject, ...]:
+        """The IdP identities a principal is linked to (none when unknown)."""
         ...
 
 

@@ -78,7 +78,7 @@ class VerifyOut(BaseModel):
 
 @router.get("/me", response_model=Me, tags=["identity"])
 def me(caller: Caller) -> Me:
-    return Me.of(caller.principal, caller.via, caller.scope)
+    return Me.of(caller.principal, caller.via, caller.scope, subject=caller.subject, unlinked=caller.unlinked)
 
 
 @router.post("/gates", response_model=Gate, tags=["gates"])

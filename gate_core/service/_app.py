@@ -27,6 +27,7 @@ from gate_core.service._auth import Authenticator
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
+from gate_core.service._peer import SocketPeer
 from gate_core.service._slack import slack_interactions, slack_router
 from gate_core.service._slack_socket import SlackSocketMode
 from gate_core.service._state import ServiceState
@@ -190,6 +191,8 @@ def create_app(
     app.include_router(slack_router(interactions))
     _console.install(app, state)
     install_plugins(app, state)
+    # Outermost, so the connection's own peer is recorded before anything may rewrite ``client``.
+    app.add_middleware(SocketPeer, forwarded_allow_ips=config.forwarded_allow_ips)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> JSONResponse:

@@ -35,11 +35,23 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def uvicorn_config(app: FastAPI, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """How ``gatehouse serve`` runs the app. uvicorn's forwarded-header rewriting is off: the app's
+    own SocketPeer layer applies it, only for ``forwarded_allow_ips``, after recording the real
+    peer (``_peer.py``). Idle connections are kept longer than clients keep them (httpx: 5 s), so
+    a client never sends on a connection the server is closing at that very moment."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_keep_alive=65,
+        proxy_headers=False,
+        forwarded_allow_ips=None,
+    )
+
+
 def serve_app(app: FastAPI, *, host: str, port: int, log_level: str) -> None:
     state: ServiceState = app.state.gatehouse
-    # Keep idle connections longer than clients do (httpx: 5 s), so a client never sends on a
-    # connection the server is closing at that very moment (a ReadError under steady load).
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=65
-    )
-    DrainingServer(config, state.bus).run()
+    DrainingServer(uvicorn_config(app, host=host, port=port, log_level=log_level), state.bus).run()
