@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ import httpx
 from pydantic import BaseModel, Field, TypeAdapter
 
 from gate_core import _errors
+from gate_core._audit import VerifyReport
 from gate_core._errors import GatehouseError, ServiceUnavailable
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Actor, AuthMethod, Gate, GateRequest, Principal, Verdict
@@ -244,6 +245,28 @@ class HttpGateClient:
 
     def me(self) -> Me:
         return Me.model_validate(self._request("GET", "/v1/me"))
+
+    def audit_verify(self) -> VerifyReport:
+        """The service's own verification of its audit log (with its key and witnesses)."""
+        body = self._request("GET", "/v1/audit/verify")
+        return VerifyReport(
+            ok=bool(body["ok"]),
+            entries=int(body["entries"]),
+            head_hash=str(body["head_hash"]),
+            checkpoints_checked=int(body["checkpoints_checked"]),
+            first_bad_seq=body.get("first_bad_seq"),
+            problem=str(body.get("problem") or ""),
+            gate=body.get("gate"),
+        )
+
+    def audit_export(self, fmt: str = "jsonl", since_seq: int = 0) -> Iterator[str]:
+        """Every audit event as the service exports it (admin scope), as the text arrives."""
+        params: dict[str, str | int] = {"format": fmt, "since_seq": since_seq}
+        with self.http.stream("GET", "/v1/audit/export", params=params) as response:
+            if not response.is_success:
+                response.read()
+                self._check(response)
+            yield from response.iter_text()
 
     def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate:
         body = {"binding_hash": binding_hash, "try_number": try_number}
