@@ -246,6 +246,10 @@ class HttpGateClient:
     def me(self) -> Me:
         return Me.model_validate(self._request("GET", "/v1/me"))
 
+    def get_json(self, path: str, **params: str | int) -> Any:
+        """GET any route of the service (those plugins add, e.g. ``/v1/lineage/…``) as JSON."""
+        return self._request("GET", path, params=params)
+
     def audit_verify(self) -> VerifyReport:
         """The service's own verification of its audit log (with its key and witnesses)."""
         body = self._request("GET", "/v1/audit/verify")

@@ -54,11 +54,11 @@ from gate_core.cli_login import (
     Login,
     device_login,
     read_token,
-    refreshed,
     service_login_config,
     who,
 )
 from gate_core.cli_policy import policy as policy_commands
+from gate_core.cli_remote import remote_client
 from gate_core.identity import load_source, os_account
 
 P = ParamSpec("P")
@@ -154,29 +154,8 @@ def main(ctx: click.Context, as_name: str | None, url: str | None) -> None:
         click.echo(SANDBOX_BANNER.format(home=settings.home), err=True)
 
 
-def _service_url() -> str | None:
-    """The service this command goes through: --url, $GATEHOUSE_URL or the last login; None: local."""
-    obj = click.get_current_context().find_root().obj or {}
-    return obj.get("url") or os.environ.get("GATEHOUSE_URL") or CredentialStore().current_url()
-
-
 def _remote() -> HttpGateClient | None:
-    """The gate service client of a remote command, or None in local mode (no URL configured)."""
-    url = _service_url()
-    if not url:
-        return None
-    if click.get_current_context().find_root().obj.get("as"):
-        fail("--as is for sandbox homes; the gate service knows you by your login (`gatehouse whoami`)")
-    token = os.environ.get("GATEHOUSE_TOKEN")
-    if not token:
-        store = CredentialStore()
-        login = store.get(url)
-        if login is None:
-            fail(f"not logged in to {url}: run `gatehouse login --url {url}` (or set GATEHOUSE_TOKEN)")
-        token = refreshed(login, store).access_token
-    client = HttpGateClient(url, token, retries=1)
-    click.get_current_context().call_on_close(client.close)
-    return client
+    return remote_client()
 
 
 @main.command()

@@ -109,6 +109,19 @@ def test_login_with_the_device_flow_then_approve_over_http(
     assert again_remote.err.startswith("gatehouse: already approved by bob at ")
     assert again_remote.err == again_local.err
 
+    # lineage queries go through the service's /v1/lineage routes, with the local output
+    for query in (("gate", gate_id), ("accessed", "warehouse/customers"), ("exports", "--tag", "pii")):
+        remote_rows, local_rows = (
+            bob.run("lineage", *query, "--format", "json"),
+            home.run("lineage", *query, "--format", "json"),
+        )
+        assert (remote_rows.code, remote_rows.out) == (0, local_rows.out), remote_rows.err
+    # the service's own check (its key; the local one also counts the witnesses' checkpoints)
+    verified_remote, verified_local = bob.run("audit", "verify"), home.run("audit", "verify")
+    assert (verified_remote.code, verified_local.code) == (0, 0), verified_remote.err
+    assert verified_remote.out.split(", ")[:2] == verified_local.out.split(", ")[:2]  # entries, head
+    assert "verified by the service at" in verified_remote.err
+
     entries = [json.loads(line) for line in home.run("audit", "export").out.splitlines()]
     [recorded] = [e for e in entries if e["event"] == "decision.recorded"]
     assert recorded["actor"] == {
