@@ -70,7 +70,8 @@ def test_a_forwarded_for_header_does_not_make_a_request_the_proxy(
     assert "X-Forwarded-Email is only trusted from the configured proxy" in refused.json()["detail"]
     assert "127.0.0.1" in refused.json()["detail"]  # names the peer it saw
     assert decisions(home, gate_id) == []
-    home.figure(report, "proxy header with a forged X-Forwarded-For", 1, section=IDENTITY)
+    spelling = "; ".join(f"{name}: {value}" for name, value in sorted(forwarded.items()))
+    home.figure(report, f"proxy header with forged forwarding headers ({spelling})", 1, section=IDENTITY)
 
 
 def test_forwarded_headers_are_honoured_only_from_a_configured_hop_and_never_for_identity(
