@@ -504,7 +504,7 @@ def serve(host: str, port: int, log_level: str) -> None:
             "browser on this machine can sign in to the console as any person",
             err=True,
         )
-    app = create_app(gatekeeper, config, local_signin=local_signin)
+    app = create_app(gatekeeper, config, local_signin=local_signin, directory_path=settings.directory_path)
     click.echo(
         f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
     )

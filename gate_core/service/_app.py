@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -27,6 +28,7 @@ from gate_core.service._auth import Authenticator
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
+from gate_core.service._directory_watch import DirectoryWatch
 from gate_core.service._peer import SocketPeer
 from gate_core.service._slack import slack_interactions, slack_router
 from gate_core.service._slack_socket import SlackSocketMode
@@ -83,6 +85,7 @@ def _sweep_once(state: ServiceState) -> None:
             state.hub.remind(gate)
 
     duties: dict[str, Callable[[], object]] = {
+        "directory": state.directory_watch.check if state.directory_watch else lambda: None,
         "expiry": expiry,
         "reminders": reminders,
         "checkpoint": gatekeeper.audit.checkpoint_if_moved,
@@ -128,7 +131,10 @@ def create_app(
     *,
     notifiers: Mapping[str, Notifier] | None = None,
     local_signin: bool = False,
+    directory_path: Path | None = None,
 ) -> FastAPI:
+    """The service app. ``directory_path``: re-read that directory file whenever it changes (each
+    sweep), so decisions are judged on the directory as it is now (``_directory_watch``)."""
     config = config or ServiceConfig()
     state = ServiceState(
         gatekeeper=gatekeeper,
@@ -139,6 +145,7 @@ def create_app(
         ),
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
         decisions=DecisionBatcher(gatekeeper),
+        directory_watch=DirectoryWatch(directory_path, gatekeeper) if directory_path else None,
     )
     interactions = slack_interactions(state)
     slack = config.slack_app()

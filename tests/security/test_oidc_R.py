@@ -14,6 +14,7 @@ PostgreSQL. On the code before issue 15 both attacks succeeded:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -210,3 +211,38 @@ def test_the_idp_groups_claim_only_narrows_the_directory(
     # ... and with it, bob decides
     assert approve(base, idp.sign(sub="u-bob", groups=["data-governance"]), gate_id).status_code == 200
     home.figure(report, "IdP groups claim adding a group", 1, section=IDENTITY)
+
+
+def test_a_decision_is_judged_on_the_directory_as_it_is_now(
+    home_for: Callable[..., Home], serve: Callable[[Home], str], idp: StandInIdp, report: Report
+) -> None:
+    """The running service re-reads directory.yaml when it changes: bob, removed from
+    data-governance while his access token is still valid, no longer approves."""
+    home = home_for(kernel_is="alice")
+    link_subjects(home, {"bob": [{"issuer": idp.issuer, "subject": "u-bob"}]})
+    oidc_home(home, idp)
+    base = serve(home)
+    gate_id = alice_requests(home)
+    token = idp.sign(sub="u-bob", lifetime_s=600)
+    path = home.settings.directory_path
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "groups:\n  - data-governance\n  idp_subjects", "groups: []\n  idp_subjects"
+        ),
+        encoding="utf-8",
+    )
+    assert "groups: []\n  idp_subjects" in path.read_text(encoding="utf-8")
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 15  # the service notices the edit at its next sweep (1 s)
+    while (
+        httpx.get(f"{base}/v1/me", headers=headers, timeout=30).json()["groups"]
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    refused = approve(base, token, gate_id)
+    assert (refused.status_code, refused.json()["code"]) == (403, "not_an_approver"), refused.text
+    assert shown(home, gate_id)["decisions"] == []
+    loaded = [json.loads(line) for line in home.run("audit", "export").out.splitlines()]
+    events = [e["event"] for e in loaded]
+    assert "directory.loaded" in events[events.index("gate.requested") :]  # the edit is audited
+    home.figure(report, "an approver removed from the directory while signed in", 1, section=IDENTITY)
