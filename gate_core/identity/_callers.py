@@ -177,6 +177,11 @@ def caller_from_oidc_claims(
                 why_not = f"its verified e-mail {email} is in no directory entry"
             else:
                 others = [s for s in source.subjects_of(principal.id) if s.issuer == link.issuer]
+                if principal.kind is PrincipalKind.SERVICE:
+                    raise AuthenticationFailed(
+                        f"{email} is the mailbox of service principal {principal.id}; a service is "
+                        "never an IdP person by e-mail (it holds an API token, or a subject link)"
+                    )
                 if others:
                     raise AuthenticationFailed(
                         f"{principal.id} is linked to other IdP subjects at {link.issuer}; "

@@ -351,6 +351,15 @@ def test_an_unlinked_idp_identity_reads_and_never_acts(
             caller.require(scope)
 
 
+def test_a_service_principal_is_never_an_idp_person_by_email() -> None:
+    directory = Directory.parse(
+        DIRECTORY_YAML.replace("    kind: service", "    email: bots@example.com\n    kind: service")
+    )
+    claims = {"iss": IDP, "sub": "u-7", "email": "bots@example.com", "email_verified": True}
+    with pytest.raises(AuthenticationFailed, match="mailbox of service principal etl-bot"):
+        caller_from_oidc_claims(directory, claims, _Claims())
+
+
 def test_an_idp_that_always_verifies_links_by_email(directory: Directory) -> None:
     rules = _Claims()
     rules.always_verifies_email = True
