@@ -34,10 +34,14 @@ from gate_core._audit import (
     verify_chain,
 )
 from gate_core._errors import AuditError, InvalidInput
-from gate_core._merkle import consistency_proof, inclusion_proof, leaf_hash, root
+from gate_core._merkle import Frontier, leaf_hash, verify_consistency, verify_inclusion
 from gate_core._models import Actor, require_storable
 from gate_core._ports import AuditLog, Clock
 from gate_core._proofs import NoteCheckpoint, bundle, origin_for, sign_note
+from gate_core._tree import StoredNode, stored_nodes
+from gate_core._tree import consistency as tree_consistency
+from gate_core._tree import frontier as stored_frontier
+from gate_core._tree import inclusion as tree_inclusion
 
 log = logging.getLogger("gatehouse.audit")
 
@@ -64,6 +68,8 @@ class AuditService:
         self._checkpointed_at: int | None = None  # log.appended when this process last signed
         self._signed_size = -1  # the head size this process last signed (checkpoint_if_moved)
         self._last: Checkpoint | None = None  # the checkpoint this process last signed
+        self._tree: Frontier | None = None  # the Merkle tree's right edge at _last.size, trusted
+        self._found: Checkpoint | None = None  # the newest of ours stored when this process started
 
     def record(
         self, event: str, *, actor: Actor, payload: Mapping[str, Any], gate_id: str | None = None
@@ -92,25 +98,86 @@ class AuditService:
         if self.signer is None:
             return None
         last = self._last_signed()
+        tree, nodes = self._tree_at(last)
+
+        def grow(body: str) -> None:
+            nodes.extend(stored_nodes(tree.append(leaf_hash(body.encode()))))
+
         with closing(self.log.audit_rows(from_seq=max(last.size, 1))) as rows:  # closed even if cut short
-            size, head = extends(rows, last)
-        checkpoint = self.signer.sign(size, head, self.clock.now())
-        self.log.add_checkpoint(checkpoint)
+            size, head = extends(rows, last, grow)
+        checkpoint = self.signer.sign(size, head, self.clock.now(), root=tree.root())
+        self.log.add_checkpoint(checkpoint, nodes)
         if self.witness_path is not None:
             with self.witness_path.open("a", encoding="utf-8") as witness:
                 witness.write(checkpoint.to_json() + "\n")
         self._checkpointed_at = self.log.appended
         self._signed_size = size
         self._last = checkpoint
+        self._tree = tree
         return checkpoint
 
     def _last_signed(self) -> Checkpoint:
         if self._last is not None:
             return self._last
+        if self._found is None:
+            self._found = self._newest_stored()
+        return self._found
+
+    def _newest_stored(self) -> Checkpoint:
         assert self.signer is not None
         key = self.signer.public_key
-        ours = [c for c in [*self.log.checkpoints(), *self.witness_checkpoints()] if signature_valid(c, key)]
+        # The largest stored ones first: one query at start, unless someone stored 16 forgeries.
+        stored = [c for c in self.log.latest_checkpoints(16) if signature_valid(c, key)]
+        if not stored:
+            stored = [c for c in self.log.checkpoints() if signature_valid(c, key)]
+        ours = [*stored, *(c for c in self.witness_checkpoints() if signature_valid(c, key))]
         return max(ours, key=lambda c: c.size, default=GENESIS)
+
+    def _tree_at(self, last: Checkpoint) -> tuple[Frontier, list[StoredNode]]:
+        """The Merkle tree's right edge at ``last.size`` that this signer trusts, and the nodes to
+        store with the next checkpoint. Its own, in memory; else the stored edge, if its root is
+        the one ``last`` signed (O(log n) rows); else recomputed from the entries, which must
+        chain to ``last``'s head (once: after an upgrade, or when the table was edited or cut),
+        with every node below ``last.size`` to re-store where it is missing."""
+        if self._tree is not None and self._tree.size == last.size:
+            return self._tree.copy(), []
+        if last.root is not None:
+            try:
+                edge = stored_frontier(self.log, last.size)
+            except AuditError as exc:
+                log.error("audit tree: %s; recomputing it from the entries", exc)
+            else:
+                if edge.root().hex() == last.root:
+                    return edge, []
+                log.error(
+                    "audit tree: the stored Merkle nodes disagree with the root signed at size %d "
+                    "(gh_audit_tree edited); recomputing it from the entries",
+                    last.size,
+                )
+        return self._tree_from_entries(last)
+
+    def _tree_from_entries(self, last: Checkpoint) -> tuple[Frontier, list[StoredNode]]:
+        tree = Frontier()
+        nodes: list[StoredNode] = []
+        head = GENESIS_HASH
+        with closing(self.log.audit_rows()) as rows:
+            for seq, _event, _gate, body, _prev, _digest in rows:
+                if seq > last.size:
+                    break
+                if seq != tree.size + 1:
+                    break
+                head = chain_hash(head, body)
+                nodes.extend(stored_nodes(tree.append(leaf_hash(body.encode()))))
+        if tree.size != last.size or head != last.head_hash:
+            raise AuditError(
+                f"refusing to sign: the log no longer extends the last checkpoint (size {last.size}, head "
+                f"{last.head_hash[:16]}…); it was rewritten or cut — run `gatehouse audit verify`"
+            )
+        if last.root is not None and tree.root().hex() != last.root:
+            raise AuditError(
+                f"refusing to sign: the entries do not hash to the root signed at size {last.size}"
+            )
+        return tree, nodes
 
     def witness_checkpoints(self) -> list[Checkpoint]:
         """The checkpoints in the witness file (none if there is no file yet)."""
@@ -180,7 +247,7 @@ class AuditService:
         def settled() -> StoredState:
             return settle(before, self.log.stored_state())
 
-        report = verify_chain(self.log.audit_rows(), [*stored, *elsewhere], key, settled)
+        report = verify_chain(self.log.audit_rows(), [*stored, *elsewhere], key, settled, self.log.tree_rows)
         if not report.ok:
             return report
         # Every checkpoint is added to the database first; one held elsewhere that the database
@@ -201,53 +268,70 @@ class AuditService:
 
     # ------------------------------------------------------------ proofs
 
-    def _signed_tree(self) -> tuple[list[bytes], list[str], str]:
-        """The leaves and bodies up to a freshly signed head, and a signed checkpoint note on
-        their RFC 9162 root. Signing goes through :meth:`checkpoint`, so a forked log is refused
-        first; the bodies are rechained here too, so none edited behind the hashes is proved."""
-        mark = self.checkpoint()
-        if mark is None or self.signer is None:
+    def _signed_root(self, covering: int) -> tuple[Checkpoint, bytes]:
+        """The newest checkpoint this signer knows with a Merkle root, covering entry ``covering``
+        — signing one when there is none (signing refuses a forked log first)."""
+        if self.signer is None:
             raise AuditError("no signing key: proofs need a signed checkpoint (run `gatehouse init`)")
-        leaves, bodies, prev = [], [], GENESIS_HASH
-        with closing(self.log.audit_rows()) as rows:
-            for seq, _event, _gate, body, _prev, _digest in rows:
-                if seq > mark.size:
-                    break
-                prev = chain_hash(prev, body)
-                leaves.append(leaf_hash(body.encode()))
-                bodies.append(body)
-        if len(leaves) != mark.size or prev != mark.head_hash:
-            raise AuditError("refusing to prove: the log does not match its own checkpoint; run verify")
-        public = self.signer.public_key
-        note = sign_note(NoteCheckpoint(origin_for(public), mark.size, root(leaves)), self.signer)
-        return leaves, bodies, note
+        mark = self._last_signed()
+        if mark.root is None or mark.size < covering or mark.size == 0:
+            mark = self.checkpoint() or mark
+        if mark.root is None or mark.size < covering:
+            raise InvalidInput(f"no entry {covering}: the log has {mark.size}")
+        return mark, bytes.fromhex(mark.root)
+
+    def _note(self, size: int, tree_root: bytes) -> str:
+        assert self.signer is not None
+        return sign_note(NoteCheckpoint(origin_for(self.signer.public_key), size, tree_root), self.signer)
 
     def prove(self, seq: int) -> str:
-        """An inclusion bundle for entry ``seq``: the entry, its RFC 9162 inclusion proof and a
-        signed checkpoint note — everything :func:`verify_bundle` needs but the public key."""
-        leaves, bodies, note = self._signed_tree()
-        if not 1 <= seq <= len(leaves):
-            raise InvalidInput(f"no entry {seq}: the log has {len(leaves)}")
-        return bundle(bodies[seq - 1], seq - 1, len(leaves), inclusion_proof(leaves, seq - 1), note)
+        """An inclusion bundle for entry ``seq``: the entry, its RFC 9162 inclusion proof against
+        the newest signed root that covers it, and that root as a signed checkpoint note —
+        everything :func:`verify_bundle` needs but the public key. O(log n) rows: the path comes
+        from the stored tree and is checked against the signed root before it is handed out, so
+        an edited node or entry is refused here, never proved."""
+        if seq < 1:
+            raise InvalidInput(f"no entry {seq}: entries are numbered from 1")
+        mark, signed = self._signed_root(seq)
+        try:
+            body, path = tree_inclusion(self.log, seq - 1, mark.size)
+        except AuditError as exc:
+            raise AuditError(f"refusing to prove entry {seq}: {exc}") from exc
+        if not verify_inclusion(leaf_hash(body.encode()), seq - 1, mark.size, path, signed):
+            raise AuditError(
+                f"refusing to prove entry {seq}: the stored entry or Merkle tree does not match the root "
+                f"signed at size {mark.size} (edited behind the log's back) — run `gatehouse audit verify`"
+            )
+        return bundle(body, seq - 1, mark.size, path, self._note(mark.size, signed))
 
     def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
         """A consistency proof that the tree of ``old`` entries is a prefix of the tree of
-        ``new`` (default: the signed head), with both roots and a signed note for ``new``."""
-        leaves, _bodies, note = self._signed_tree()
-        new = len(leaves) if new is None else new
-        if not 0 <= old <= new <= len(leaves):
-            raise InvalidInput(f"need 0 <= OLD <= NEW <= {len(leaves)} (the log's size)")
-        if new != len(leaves):
-            assert self.signer is not None
-            public = self.signer.public_key
-            note = sign_note(NoteCheckpoint(origin_for(public), new, root(leaves[:new])), self.signer)
+        ``new`` (default: the newest signed root), with both roots and a signed note for ``new``.
+        Read from the stored tree in O(log n) rows and checked before it is handed out: ``new``'s
+        root against the signed one (by a second consistency proof when ``new`` is older)."""
+        mark, signed = self._signed_root(max(new or 0, 1))
+        new = mark.size if new is None else new
+        if not 0 <= old <= new <= mark.size:
+            raise InvalidInput(f"need 0 <= OLD <= NEW <= {mark.size} (the log's signed size)")
+        try:
+            old_root, new_root, path = tree_consistency(self.log, old, new)
+            if new != mark.size:
+                _, _, onward = tree_consistency(self.log, new, mark.size)
+                if not verify_consistency(new, mark.size, onward, new_root, signed):
+                    raise AuditError(f"the stored tree's root at {new} is not a prefix of the signed one")
+            elif new_root != signed:
+                raise AuditError(f"the stored tree's root at {new} is not the signed one")
+            if not verify_consistency(old, new, path, old_root, new_root):
+                raise AuditError(f"the stored tree does not prove {old} → {new}")
+        except AuditError as exc:
+            raise AuditError(f"refusing to prove consistency: {exc} — run `gatehouse audit verify`") from exc
         return {
             "old_size": old,
             "new_size": new,
-            "old_root": base64.b64encode(root(leaves[:old])).decode(),
-            "new_root": base64.b64encode(root(leaves[:new])).decode(),
-            "proof": [base64.b64encode(p).decode() for p in consistency_proof(leaves[:new], old)],
-            "checkpoint": note,
+            "old_root": base64.b64encode(old_root).decode(),
+            "new_root": base64.b64encode(new_root).decode(),
+            "proof": [base64.b64encode(p).decode() for p in path],
+            "checkpoint": self._note(new, new_root),
         }
 
     def entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:

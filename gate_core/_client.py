@@ -261,6 +261,7 @@ class HttpGateClient:
             first_bad_seq=body.get("first_bad_seq"),
             problem=str(body.get("problem") or ""),
             gate=body.get("gate"),
+            signed_decisions=int(body.get("signed_decisions") or 0),
         )
 
     def audit_export(self, fmt: str = "jsonl", since_seq: int = 0) -> Iterator[str]:

@@ -220,6 +220,10 @@ class Decision(_Frozen):
     issuer: str | None = Field(default=None, description="via oidc: the IdP that proved the decider")
     subject: str | None = Field(default=None, description="via oidc: the IdP's sub for the decider")
 
+    passkey: str | None = Field(
+        default=None, description="credential id of the passkey that signed this decision (signature rules)"
+    )
+
     @property
     def identified_as(self) -> str:
         """`` (subject … at …)`` for a decision the IdP proved, else ""."""
@@ -261,6 +265,9 @@ class Gate(_Frozen):
     identified_by: tuple[str, ...] = Field(
         default=(),
         description="how approvers must have been identified (the rule's identified_by); empty: any",
+    )
+    signature: str = Field(
+        default="", description="'passkey': every decision must be signed with the decider's passkey"
     )
     binding_hash: str
     policy_hash: str
@@ -304,3 +311,17 @@ class Gate(_Frozen):
 
     def approvals_missing(self) -> int:
         return max(0, self.required_approvals - len(self.approvals))
+
+    def involved_people(self) -> tuple[tuple[str, str], ...]:
+        """Each person involved once, with every source that names them, as every channel shows
+        them: ``("bob", "requester; Airflow triggering user (recorded by the orchestrator)")``.
+        None of them may decide; a name the orchestrator recorded says so."""
+        sources: dict[str, list[str]] = {}
+        for person in self.involved:
+            said = person.source or "named"
+            if person.recorded_by_orchestrator:
+                said += " (recorded by the orchestrator)"
+            named = sources.setdefault(person.principal, [])
+            if said not in named:
+                named.append(said)
+        return tuple((principal, "; ".join(said)) for principal, said in sources.items())

@@ -30,10 +30,18 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from gate_core import cli_proofs
-from gate_core._audit import VerifyReport, export_csv, export_jsonl, load_public_key, read_checkpoints
+from gate_core._audit import (
+    VerifyReport,
+    export_csv,
+    export_jsonl,
+    load_public_key,
+    read_checkpoints,
+    verify_chain,
+)
 from gate_core._client import HttpGateClient
 from gate_core._errors import GatehouseError
 from gate_core._gatekeeper import Gatekeeper
+from gate_core._hashing import canonical_json
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import (
     Actor,
@@ -47,6 +55,7 @@ from gate_core._models import (
 )
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
+from gate_core.cli_db import db as db_commands
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import SANDBOX_BANNER, local_caller
 from gate_core.cli_login import (
@@ -99,9 +108,8 @@ def _describe(gate: Gate) -> str:
         f"  requester   {req.requester}"
         + (f" (submitted by {gate.submitted_by})" if gate.submitted_by != req.requester else ""),
     ]
-    for person in gate.involved:
-        if person.principal != req.requester:  # the requester has its own line
-            lines.append(f"  involved    {person.principal} ({person.source}; may not decide)")
+    for principal, sources in gate.involved_people():
+        lines.append(f"  involved    {principal} ({sources}; may not decide)")
     if req.datasets:
         lines.append("  datasets    " + ", ".join(str(d) for d in req.datasets))
         sourced = [gate.tag_with_source(d, t) for d in req.datasets for t in sorted(d.tags)]
@@ -423,6 +431,7 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
                     "first_bad_seq": report.first_bad_seq,
                     "gate": report.gate,
                     "problem": report.problem,
+                    "signed_decisions": report.signed_decisions,
                 }
             )
         )
@@ -430,6 +439,50 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
+
+
+@audit.command(name="verify-export")
+@click.argument("export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The log's public key, from a copy you trust.",
+)
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Signed checkpoints (JSON lines) covering the export, e.g. audit-checkpoints.jsonl. Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@clean_errors
+def verify_export(
+    export_file: Path, public_key: Path, checkpoint_files: tuple[Path, ...], as_json: bool
+) -> None:
+    """Verify an exported log (``audit export``, JSON lines) with no home and no database: the
+    hash chain from the first entry, the signed checkpoints, and every passkey-signed decision
+    against the key registered earlier in the export. Exit 1 names the first bad entry."""
+    rows = []
+    with export_file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                body = canonical_json(
+                    {key: record[key] for key in ("seq", "at", "event", "actor", "gate", "payload")}
+                )
+                rows.append(
+                    (int(record["seq"]), str(record["event"]), record["gate"], body,
+                     str(record["prev_hash"]), str(record["hash"]))
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError) as exc:
+                fail(f"{export_file}:{number}: not an exported audit entry ({exc})")
+    marks = [mark for path in checkpoint_files for mark in read_checkpoints(path)]
+    _print_report(verify_chain(rows, marks, load_public_key(public_key)), as_json)
 
 
 @audit.command(name="export")
@@ -504,7 +557,13 @@ def serve(host: str, port: int, log_level: str) -> None:
             "browser on this machine can sign in to the console as any person",
             err=True,
         )
-    app = create_app(gatekeeper, config, local_signin=local_signin, directory_path=settings.directory_path)
+    app = create_app(
+        gatekeeper,
+        config,
+        local_signin=local_signin,
+        sandbox=settings.is_sandbox,
+        directory_path=settings.directory_path,
+    )
     click.echo(
         f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
     )
@@ -621,6 +680,7 @@ def token_create(
         description=description,
         expires_in=lifetime,
         pipelines=pipelines or None,
+        channel="cli",
     )
     kind = gatekeeper.directory.get(principal).kind.value
     click.echo(
@@ -649,9 +709,42 @@ def token_list() -> None:
 def token_revoke(token_id: str) -> None:
     """Revoke a token at once."""
     gatekeeper = _gatekeeper()
-    if not gatekeeper.tokens.revoke(token_id, actor=_local_actor(gatekeeper)):
+    if not gatekeeper.tokens.revoke(token_id, actor=_local_actor(gatekeeper), channel="cli"):
         fail(f"no active token with id {token_id!r}")
     click.echo(f"revoked {token_id}")
+
+
+@main.group()
+def passkeys() -> None:
+    """List people's passkeys; reset a person's (admins). People add theirs in the console."""
+
+
+@passkeys.command(name="list")
+@click.argument("principal")
+@clean_errors
+def passkeys_list(principal: str) -> None:
+    """The passkeys that may sign PRINCIPAL's decisions."""
+    gatekeeper = _gatekeeper()
+    person = gatekeeper.directory.get(principal)
+    for key in gatekeeper.passkeys.of(person.id):
+        click.echo(
+            f"{key.credential_id[:22]}…  {key.name}  added {key.created_at:%Y-%m-%d}  "
+            f"counter {key.sign_count}"
+        )
+
+
+@passkeys.command(name="reset")
+@click.argument("principal")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail), e.g. 'lost laptop'.")
+@clean_errors
+def passkeys_reset(principal: str, reason: str) -> None:
+    """Remove every passkey of PRINCIPAL (gatehouse-admins only; audited as passkey.reset). They
+    register a new one in the console; signed rules wait for it, never fall back to unsigned."""
+    gatekeeper = _gatekeeper()
+    person = gatekeeper.directory.get(principal)
+    caller = local_caller(gatekeeper.directory, Settings.from_env())
+    removed = gatekeeper.passkeys.reset(person.id, actor=caller.actor, admin=caller.principal, reason=reason)
+    click.echo(f"removed {removed} passkey(s) of {person.id}")
 
 
 def _load_plugins() -> None:
@@ -670,6 +763,7 @@ def _load_plugins() -> None:
 
 
 main.add_command(policy_commands)  # gatehouse policy test|check (gate_core.cli_policy)
+main.add_command(db_commands)  # gatehouse db upgrade|grant-service-role (gate_core.cli_db)
 _load_plugins()
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ a caller is. The layer below the gate domain: it imports nothing of gates, polic
       (IdP subject links, verified e-mail; unlinked identities read only)
     caller_from_proxy                   all compare through it
     caller_from_slack_email
+    caller_from_teams_member
     caller_from_os_account ─► Caller(principal, via: AuthMethod, scope)   (the kernel's account)
     caller_from_sandbox    ─► the same, via sandbox: `--as NAME`, sandbox homes only
     local_actor_name       ─► lineage's unverified actor outside a pipeline (os_account(), named
@@ -32,6 +33,7 @@ from gate_core.identity._callers import (
     caller_from_proxy,
     caller_from_sandbox,
     caller_from_slack_email,
+    caller_from_teams_member,
     caller_from_token,
     claim_groups,
     email_verified,
@@ -74,6 +76,7 @@ __all__ = [
     "caller_from_proxy",
     "caller_from_sandbox",
     "caller_from_slack_email",
+    "caller_from_teams_member",
     "caller_from_token",
     "canonical_identity",
     "canonical_key",

@@ -5,7 +5,8 @@
     Actor       a principal at the moment it acted + the AuthMethod that established it (and,
                 for the IdP, the subject that proved it)
     IdpSubject  an identity at an IdP (issuer + ``sub``) that a directory principal is linked to
-    AuthMethod  how: local-os-user, sandbox, api-token, oidc, proxy-header, slack, console-local, system
+    AuthMethod  how: local-os-user, sandbox, api-token, oidc, proxy-header, slack, teams, console-local,
+                system
 
 Frozen pydantic models, serialised identically wherever they cross a boundary. The gate domain
 (``gate_core/_models.py``) builds on these and re-exports them.
@@ -36,6 +37,7 @@ class AuthMethod(enum.StrEnum):
     OIDC = "oidc"
     PROXY_HEADER = "proxy-header"
     SLACK = "slack"
+    TEAMS = "teams"  # a Bot Framework-signed click, the member the Bot Connector names
     CONSOLE_LOCAL = "console-local"
     SYSTEM = "system"
 

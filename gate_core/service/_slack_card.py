@@ -97,12 +97,17 @@ _HEADLINE = {
 }
 
 
+SIGNED_DECISION_NOTE = "Needs a decision signed with a passkey: decide in the Gatehouse console"
+
+
 def approvals_line(gate: Gate) -> str:
     """``0/2 approvals from data-governance or ml-leads``."""
     groups = " or ".join(gate.approver_groups) or "nobody"
     line = f"{len(gate.approvals)}/{gate.required_approvals} approvals from {groups}"
     if gate.break_glass_groups:
         line += f" (break-glass: {' or '.join(gate.break_glass_groups)})"
+    if gate.signature:
+        line += f"\n🔑 {SIGNED_DECISION_NOTE}"
     return line
 
 
@@ -149,6 +154,15 @@ def _run_text(run: RunContext, console_url: str) -> str:
         parts.append(_link(run.url, "open run"))
     parts.append(_link(console_url, "Open in Gatehouse console"))
     return " · ".join(parts)
+
+
+def _involved_text(gate: Gate, shown: int = 10) -> str:
+    """Everyone involved, each with its source: none of them may decide this gate."""
+    people = gate.involved_people()
+    lines = [f"• {_code(who, 200)} — {mrkdwn_escape(said)}" for who, said in people[:shown]]
+    if len(people) > shown:
+        lines.append(f"… and {len(people) - shown} more in the console")
+    return _fit("*Involved — none of them may decide*\n" + "\n".join(lines), 3000)
 
 
 def _last_review_text(review: LastReview | None) -> str:
@@ -204,6 +218,7 @@ def card_blocks(gate: Gate, *, console_url: str, requester: Principal | None) ->
             ]
         ),
         SectionBlock(text=MarkdownTextObject(text=_datasets_text(gate))),
+        *([SectionBlock(text=MarkdownTextObject(text=_involved_text(gate)))] if gate.involved else []),
         SectionBlock(
             text=MarkdownTextObject(
                 text=_fit(f"*Rule* {_code(gate.rule)}\n{mrkdwn_escape(gate.explanation)}", 3000)

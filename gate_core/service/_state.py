@@ -28,6 +28,7 @@ class ServiceState:
     decisions: DecisionBatcher
     loops: LoopHealth = field(default_factory=LoopHealth)
     directory_watch: DirectoryWatch | None = None  # `gatehouse serve`: re-read directory.yaml on change
+    sandbox: bool = False  # the home is a sandbox (`init --example`): every console page says so
 
     def changed(self, gate: Gate) -> None:
         """After any transition: wake local waiters now (other replicas hear NOTIFY), update messages."""

@@ -1,8 +1,8 @@
 """IdP subject links: the IdP identity (issuer + sub) behind each decision made via oidc, so
 ``gatehouse show``, the console and the API name the account that proved it (issue 15).
 
-Revision ID: 0005_issue15_decision_subject
-Revises: 0004_i16_decision_requirement
+Revision ID: 0007_issue15_decision_subject
+Revises: 0006_i17p_merkle_nodes
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_issue15_decision_subject"
-down_revision = "0004_i16_decision_requirement"
+revision = "0007_issue15_decision_subject"
+down_revision = "0006_i17p_merkle_nodes"
 branch_labels = None
 depends_on = None
 
