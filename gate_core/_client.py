@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from gate_core import _errors
+from gate_core._audit import VerifyReport
 from gate_core._errors import GatehouseError, ServiceUnavailable
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Actor, AuthMethod, Gate, GateRequest, Principal, Verdict
 from gate_core._tokens import Scope
+from gate_core.identity import IdpSubject
 
 
 class WaitResult(BaseModel):
@@ -41,10 +43,24 @@ class Me(BaseModel):
     groups: list[str]
     kind: str
     via: str
-    scope: str
+    scope: str = Field(description="request, decide or admin; 'read' for an IdP identity linked to nobody")
+    issuer: str | None = Field(default=None, description="via oidc: the IdP that proved this caller")
+    subject: str | None = Field(default=None, description="via oidc: the IdP's sub for this caller")
+    linked: bool = Field(
+        default=True, description="false: an IdP identity no directory principal is linked to"
+    )
+    note: str = Field(default="", description="for an unlinked IdP identity: what to configure")
 
     @classmethod
-    def of(cls, principal: Principal, via: AuthMethod, scope: Scope) -> Me:
+    def of(
+        cls,
+        principal: Principal,
+        via: AuthMethod,
+        scope: Scope,
+        *,
+        subject: IdpSubject | None = None,
+        unlinked: str | None = None,
+    ) -> Me:
         return cls(
             principal_id=principal.id,
             email=principal.email,
@@ -52,7 +68,11 @@ class Me(BaseModel):
             groups=sorted(principal.groups),
             kind=principal.kind.value,
             via=via.value,
-            scope=scope.value,
+            scope="read" if unlinked else scope.value,
+            issuer=subject.issuer if subject else None,
+            subject=subject.subject if subject else None,
+            linked=unlinked is None,
+            note=unlinked or "",
         )
 
 
@@ -225,6 +245,33 @@ class HttpGateClient:
 
     def me(self) -> Me:
         return Me.model_validate(self._request("GET", "/v1/me"))
+
+    def get_json(self, path: str, **params: str | int) -> Any:
+        """GET any route of the service (those plugins add, e.g. ``/v1/lineage/…``) as JSON."""
+        return self._request("GET", path, params=params)
+
+    def audit_verify(self) -> VerifyReport:
+        """The service's own verification of its audit log (with its key and witnesses)."""
+        body = self._request("GET", "/v1/audit/verify")
+        return VerifyReport(
+            ok=bool(body["ok"]),
+            entries=int(body["entries"]),
+            head_hash=str(body["head_hash"]),
+            checkpoints_checked=int(body["checkpoints_checked"]),
+            first_bad_seq=body.get("first_bad_seq"),
+            problem=str(body.get("problem") or ""),
+            gate=body.get("gate"),
+            signed_decisions=int(body.get("signed_decisions") or 0),
+        )
+
+    def audit_export(self, fmt: str = "jsonl", since_seq: int = 0) -> Iterator[str]:
+        """Every audit event as the service exports it (admin scope), as the text arrives."""
+        params: dict[str, str | int] = {"format": fmt, "since_seq": since_seq}
+        with self.http.stream("GET", "/v1/audit/export", params=params) as response:
+            if not response.is_success:
+                response.read()
+                self._check(response)
+            yield from response.iter_text()
 
     def consume(self, gate_id: str, binding_hash: str, try_number: int = 1) -> Gate:
         body = {"binding_hash": binding_hash, "try_number": try_number}

@@ -338,9 +338,10 @@ class Gatekeeper:
     def _directory_person(self, verified: Principal) -> Principal:
         """A principal proven by another channel (an IdP's subject and e-mail) is the directory's
         person when it shares a canonical identity with one — by id, alias or e-mail — and decides
-        as that person, with the groups of both. Without this, "same person" is not transitive: an
-        IdP account sharing bob's mailbox and another sharing his (look-alike) id would each be bob
-        yet not each other, and meet a two-person rule. An identity naming two people is refused."""
+        as that person, with the directory's groups (a channel may narrow them, never add one).
+        Without this, "same person" is not transitive: an IdP account sharing bob's mailbox and
+        another sharing his (look-alike) id would each be bob yet not each other, and meet a
+        two-person rule. An identity naming two people is refused."""
         keys = set(verified.identity_keys)
         matches = {p.id: p for p in self.directory if keys & set(p.identity_keys)}
         by_name = self.directory.find(verified.id)
@@ -354,7 +355,9 @@ class Gatekeeper:
                 "one identity is one person, so it decides nothing"
             )
         [known] = matches.values()
-        return known.model_copy(update={"groups": known.groups | verified.groups})
+        if known.id == verified.id:  # the channel already resolved it (groups narrowed, never added)
+            return known.model_copy(update={"groups": known.groups & verified.groups})
+        return known  # another identity of the directory's person: the directory's groups, no channel's
 
     def _keys_of(self, name: str) -> tuple[str, ...]:
         """The identity keys a name stands for: the directory principal's when it knows the name
@@ -515,6 +518,8 @@ class Gatekeeper:
                 via=actor.via,
                 break_glass=effect.break_glass,
                 counts_for=effect.counts_for,
+                issuer=actor.issuer,
+                subject=actor.subject,
                 passkey=request.assertion.credential_id if signed and request.assertion else None,
             )
             events = [

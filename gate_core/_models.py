@@ -217,9 +217,17 @@ class Decision(_Frozen):
     counts_for: int | None = Field(
         default=None, description="index in Gate.requirements this approval counts toward (multi-group rules)"
     )
+    issuer: str | None = Field(default=None, description="via oidc: the IdP that proved the decider")
+    subject: str | None = Field(default=None, description="via oidc: the IdP's sub for the decider")
+
     passkey: str | None = Field(
         default=None, description="credential id of the passkey that signed this decision (signature rules)"
     )
+
+    @property
+    def identified_as(self) -> str:
+        """`` (subject … at …)`` for a decision the IdP proved, else ""."""
+        return f" (subject {self.subject} at {self.issuer})" if self.subject and self.issuer else ""
 
 
 class ApprovalRequirement(_Frozen):

@@ -1,6 +1,13 @@
 """The ``gatehouse`` command.
 
 Exit codes: 0 ok · 1 refused, not found or a failed check · 2 usage error.
+
+Remote mode: with a service URL (``--url``, ``$GATEHOUSE_URL``, or the last ``gatehouse login``),
+request, list, show, approve, reject, cancel, audit verify/export and whoami go through the gate
+service's API (``HttpGateClient``) under the login's identity — the IdP's access token from the
+device flow or a personal token (``gate_core.cli_login``); ``$GATEHOUSE_TOKEN`` overrides the
+stored credential (pipelines, CI). Output and exit codes are those of local mode.
+
 In local mode the CLI works on the store through the Gatekeeper and acts as the operating-system
 account the kernel records for the process (never ``$USER``; ``gate_core.cli_identity``), which must
 be a principal (or alias) in the directory. Only in a sandbox home (``init --example``) may
@@ -31,13 +38,23 @@ from gate_core._audit import (
     read_checkpoints,
     verify_chain,
 )
+from gate_core._client import HttpGateClient
 from gate_core._cosign import log_verifier_key, read_verifier_keys
 from gate_core._distribution import distribution_version
 from gate_core._errors import ConfigError, GatehouseError
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._hashing import canonical_json
 from gate_core._home import Settings, init_home, open_gatekeeper
-from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
+from gate_core._models import (
+    Actor,
+    AuthMethod,
+    DatasetRef,
+    Gate,
+    GateRequest,
+    GateStatus,
+    RunContext,
+    Verdict,
+)
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
 from gate_core._witnessing import WitnessPolicy
@@ -45,7 +62,17 @@ from gate_core.cli_db import db as db_commands
 from gate_core.cli_directory import directory_commands
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import SANDBOX_BANNER, local_caller
+from gate_core.cli_login import (
+    CredentialStore,
+    Login,
+    device_login,
+    read_token,
+    service_login_config,
+    who,
+)
 from gate_core.cli_policy import policy as policy_commands
+from gate_core.cli_remote import remote_client
+from gate_core.identity import load_source, os_account
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -105,7 +132,7 @@ def _describe(gate: Gate) -> str:
         flag = " [BREAK-GLASS]" if d.break_glass else ""
         comment = f": {d.comment}" if d.comment else ""
         lines.append(
-            f"  {d.verdict.value:<11} by {d.principal_id} via {d.via.value} at "
+            f"  {d.verdict.value:<11} by {d.principal_id} via {d.via.value}{d.identified_as} at "
             f"{d.at.isoformat(timespec='seconds')}{flag}{comment}"
         )
     if gate.last_review:
@@ -139,13 +166,27 @@ def _print_version(ctx: click.Context) -> None:
     metavar="NAME",
     help="Sandbox homes only (init --example): act as this directory principal, unverified.",
 )
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="Act through the gate service at URL (default: $GATEHOUSE_URL, else your last `gatehouse login`).",
+)
 @click.pass_context
-def main(ctx: click.Context, as_name: str | None) -> None:
+def main(ctx: click.Context, as_name: str | None, url: str | None) -> None:
     """Gatehouse: human approval gates and a tamper-evident audit trail for data pipelines."""
-    ctx.obj = {"as": as_name}
+    ctx.obj = {"as": as_name, "url": url}
     settings = Settings.from_env()
-    if settings.is_sandbox and ctx.invoked_subcommand != "serve":  # serve says it in its log format
+    if (
+        settings.is_sandbox
+        and ctx.invoked_subcommand != "serve"
+        and not (url or os.environ.get("GATEHOUSE_URL"))
+    ):
         click.echo(SANDBOX_BANNER.format(home=settings.home), err=True)
+
+
+def _remote() -> HttpGateClient | None:
+    return remote_client()
 
 
 @main.command()
@@ -217,22 +258,27 @@ def request(
     idempotency_key: str | None,
 ) -> None:
     """Open a gate. Prints the gate id as the last line of stdout."""
-    gatekeeper = _gatekeeper()
-    actor = _local_actor(gatekeeper)
-    gate = gatekeeper.open(
-        GateRequest(
+
+    def gate_request(requested_by: str) -> GateRequest:
+        return GateRequest(
             action=action,
             target=target,
             datasets=datasets,
             parameters=parameters,
             environment=environment,
-            requester=requester or actor.principal_id,
+            requester=requester or requested_by,
             run=RunContext(orchestrator="local", pipeline="cli"),
             idempotency_key=idempotency_key,
             reason=reason,
-        ),
-        submitted_by=actor,
-    )
+        )
+
+    remote = _remote()
+    if remote is not None:
+        gate = remote.open(gate_request(remote.me().principal_id))
+    else:
+        gatekeeper = _gatekeeper()
+        actor = _local_actor(gatekeeper)
+        gate = gatekeeper.open(gate_request(actor.principal_id), submitted_by=actor)
     click.echo(_describe(gate))
     click.echo(gate.id)
 
@@ -248,13 +294,21 @@ def list_gates(
     status: str | None, action: str | None, dataset: str | None, limit: int, as_json: bool
 ) -> None:
     """List gates, newest first."""
-    gatekeeper = _gatekeeper()
-    gatekeeper.expire_due()
-    gates = gatekeeper.list(
-        GateFilter(
-            status=GateStatus(status.upper()) if status else None, action=action, dataset=dataset, limit=limit
+    remote = _remote()
+    if remote is not None:  # the service sweeps overdue gates itself
+        filters = {"status": status.upper() if status else None, "action": action, "dataset": dataset}
+        gates = remote.list(limit=limit, **{k: v for k, v in filters.items() if v is not None})
+    else:
+        gatekeeper = _gatekeeper()
+        gatekeeper.expire_due()
+        gates = gatekeeper.list(
+            GateFilter(
+                status=GateStatus(status.upper()) if status else None,
+                action=action,
+                dataset=dataset,
+                limit=limit,
+            )
         )
-    )
     if as_json:
         click.echo(json.dumps([_gate_json(g) for g in gates], indent=2))
         return
@@ -285,7 +339,8 @@ def list_gates(
 @clean_errors
 def show(gate_id: str, as_json: bool) -> None:
     """Show one gate with its context and decisions."""
-    gate = _gatekeeper().expire(gate_id)
+    remote = _remote()
+    gate = remote.get(gate_id) if remote is not None else _gatekeeper().expire(gate_id)
     click.echo(json.dumps(_gate_json(gate), indent=2) if as_json else _describe(gate))
 
 
@@ -295,8 +350,12 @@ def show(gate_id: str, as_json: bool) -> None:
 @clean_errors
 def approve(gate_id: str, comment: str) -> None:
     """Approve a gate as the current user."""
-    gatekeeper = _gatekeeper()
-    gate = gatekeeper.approve(gate_id, actor=_local_actor(gatekeeper), comment=comment)
+    remote = _remote()
+    if remote is not None:
+        gate = remote.decide(gate_id, Verdict.APPROVE, comment)
+    else:
+        gatekeeper = _gatekeeper()
+        gate = gatekeeper.approve(gate_id, actor=_local_actor(gatekeeper), comment=comment)
     missing = gate.approvals_missing()
     click.echo(_describe(gate))
     if gate.status is GateStatus.PENDING:
@@ -309,6 +368,10 @@ def approve(gate_id: str, comment: str) -> None:
 @clean_errors
 def reject(gate_id: str, reason: str) -> None:
     """Reject a gate as the current user (final)."""
+    remote = _remote()
+    if remote is not None:
+        click.echo(_describe(remote.decide(gate_id, Verdict.REJECT, reason)))
+        return
     gatekeeper = _gatekeeper()
     click.echo(_describe(gatekeeper.reject(gate_id, actor=_local_actor(gatekeeper), reason=reason)))
 
@@ -319,6 +382,10 @@ def reject(gate_id: str, reason: str) -> None:
 @clean_errors
 def cancel(gate_id: str, reason: str) -> None:
     """Withdraw your own pending gate."""
+    remote = _remote()
+    if remote is not None:
+        click.echo(_describe(remote.cancel(gate_id, reason)))
+        return
     gatekeeper = _gatekeeper()
     click.echo(_describe(gatekeeper.cancel(gate_id, actor=_local_actor(gatekeeper), reason=reason)))
 
@@ -393,7 +460,21 @@ def verify(
     """Recompute the hash chain, check every signed checkpoint and every gate's state against the
     log, and — with witnesses configured or given — that a quorum of them cosigned the newest
     checkpoint. Exit 1 names the first bad entry or gate, or the witnesses missing; exit 2 if there
-    is no trust root (no public key): a missing key is an error, never a skip."""
+    is no trust root (no public key): a missing key is an error, never a skip. Through a service
+    (remote mode) the service verifies its own log, with its key and witnesses: an
+    operator-independent check needs the log and a key you hold (local mode, or `audit prove` /
+    `audit verify-proof`)."""
+    remote = _remote()
+    if remote is not None:
+        if public_key or checkpoint_files or witness_key_files:
+            fail(
+                "--public-key, --checkpoints and --witness-key need the log itself: "
+                "run audit verify where the database is",
+                2,
+            )
+        click.echo(f"gatehouse: verified by the service at {remote.base_url} with its own key", err=True)
+        _print_report(remote.audit_verify(), as_json)
+        return
     settings = Settings.from_env()
     key_path = public_key or settings.public_key_path
     if not key_path.exists():
@@ -500,6 +581,17 @@ def log_key(public_key: Path | None) -> None:
 @clean_errors
 def export(fmt: str, output: Path | None, since_seq: int) -> None:
     """Write every audit event with its SOC 2, ISO 27001:2022 and NIST 800-53 control ids."""
+    remote = _remote()
+    if remote is not None:
+        chunks = remote.audit_export(fmt, since_seq)
+        if output is None:
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+            return
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            handle.writelines(chunks)
+        click.echo(f"wrote the service's audit events to {output}", err=True)
+        return
     gatekeeper = _gatekeeper()
     writer = export_jsonl if fmt == "jsonl" else export_csv
     entries = gatekeeper.audit.entries(after_seq=since_seq)
@@ -561,8 +653,24 @@ def serve(host: str, port: int, log_level: str, log_format: str | None) -> None:
     if (json_logs := log_config(log_format, log_level)) is not None:
         logging.config.dictConfig(json_logs)
     loopback = host in ("127.0.0.1", "localhost", "::1")
-    local_signin = config.console.local_signin if config.console.local_signin is not None else loopback
-    app = create_app(gatekeeper, config, local_signin=local_signin, sandbox=settings.is_sandbox)
+    # Local sign-in lets whoever opens the console pick a person, like --as: by default only in a
+    # sandbox home on loopback with no IdP or proxy. Even when enabled, the console offers it only
+    # to a browser on this machine that addresses it by a loopback name (_console_session).
+    embedded = loopback and settings.is_sandbox and config.oidc is None and config.proxy is None
+    local_signin = config.console.local_signin if config.console.local_signin is not None else embedded
+    if local_signin and not settings.is_sandbox:
+        click.echo(
+            "gatehouse: WARNING: console.local_signin is on in a home that is not a sandbox: anyone with a "
+            "browser on this machine can sign in to the console as any person",
+            err=True,
+        )
+    app = create_app(
+        gatekeeper,
+        config,
+        local_signin=local_signin,
+        sandbox=settings.is_sandbox,
+        directory_path=settings.directory_path,
+    )
     serving = f"serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json, /metrics)"
     sandbox = SANDBOX_BANNER.format(home=settings.home) if settings.is_sandbox else None
     if json_logs is None:
@@ -574,6 +682,79 @@ def serve(host: str, port: int, log_level: str, log_format: str | None) -> None:
             logging.getLogger("gatehouse").warning(sandbox.removeprefix("gatehouse: "))
         logging.getLogger("gatehouse.service").info(serving)
     serve_app(app, host=host, port=port, log_level=log_level, log_format=log_format)
+
+
+@main.command()
+@click.option(
+    "--url", "login_url", default=None, metavar="URL", help="The gate service (default: $GATEHOUSE_URL)."
+)
+@click.option(
+    "--token",
+    "token_value",
+    default=None,
+    metavar="TOKEN|-",
+    help="A personal token created in the console's Tokens page ('-' reads it from stdin).",
+)
+@clean_errors
+def login(login_url: str | None, token_value: str | None) -> None:
+    """Sign in to a gate service from this terminal: the IdP's device flow (open the link it
+    prints, enter the code), or a personal token. Every command then goes through that service."""
+    root = click.get_current_context().find_root().obj or {}
+    url = (login_url or root.get("url") or os.environ.get("GATEHOUSE_URL") or "").rstrip("/")
+    if not url:
+        fail("which service? `gatehouse login --url https://gatehouse.example.com`", code=2)
+    if token_value is not None:
+        credential = Login(url=url, kind="token", access_token=read_token(token_value))
+    else:
+        oidc = service_login_config(url)
+        if oidc is None:
+            fail(
+                f"{url} offers no identity-provider login for terminals (its service.yaml sets no "
+                "oidc.cli_client_id); create a personal token in the console's Tokens page and run "
+                f"`gatehouse login --url {url} --token -`"
+            )
+        credential = device_login(url, oidc)
+    client = HttpGateClient(url, credential.access_token, retries=1)
+    try:
+        me = client.me()  # the service must accept the credential before it is stored
+    finally:
+        client.close()
+    CredentialStore().save(credential)
+    click.echo(f"logged in: {who(me, url)}")
+    if not me.linked:
+        click.echo(f"gatehouse: WARNING: {me.note}", err=True)
+
+
+@main.command()
+@click.option("--url", "logout_url", default=None, metavar="URL", help="Default: the current service.")
+@clean_errors
+def logout(logout_url: str | None) -> None:
+    """Forget this terminal's credential for a service (commands go back to local mode)."""
+    store = CredentialStore()
+    url = logout_url or store.current_url()
+    if not url or not store.remove(url):
+        fail("not logged in" + (f" to {url}" if url else ""))
+    click.echo(f"logged out of {url}")
+
+
+@main.command()
+@clean_errors
+def whoami() -> None:
+    """Who you act as, and how that was established."""
+    remote = _remote()
+    if remote is not None:
+        click.echo(who(remote.me(), remote.base_url))
+        return
+    settings = Settings.from_env()
+    caller = local_caller(load_source(settings), settings)
+    how = (
+        "chosen with --as in a sandbox home, unverified"
+        if caller.via is AuthMethod.SANDBOX
+        else f"operating-system account {os_account()}, as the kernel records it"
+    )
+    principal = caller.principal
+    mail = f" <{principal.email}>" if principal.email else ""
+    click.echo(f"{principal.id}{mail} in {settings.home} (local), via {caller.via.value} ({how})")
 
 
 @main.group()

@@ -4,7 +4,9 @@ Plugged into the core's ``gatehouse`` command through the ``gatehouse.cli`` entr
 conventions as the core: exit 0 ok · 1 refused, not found or failed · 2 usage error, and every
 failure is one line on stderr. Queries only read the database; ``purge`` acts as the
 operating-system account (the kernel's record, or ``--as`` in a sandbox; ``gate_core.cli_identity``) and
-is audited in the gate audit log.
+is audited in the gate audit log. With a service URL (``--url``, ``$GATEHOUSE_URL`` or a login;
+``gate_core.cli_remote``) the queries go through the service's ``/v1/lineage`` routes instead, with
+the same output.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
+from urllib.parse import quote
 
 import click
 
@@ -24,10 +27,11 @@ from gate_core import (
 )
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import chosen_name, local_caller
+from gate_core.cli_remote import remote_client
 from lineage._errors import LineageError
 from lineage._format import FORMATS, Format, render_graph, render_rows
 from lineage._models import ColumnInfo, Operation, parse_dataset
-from lineage._queries import Direction
+from lineage._queries import AccessRows, Direction, LineageGraph
 from lineage._store import LineageStore
 from lineage._time import parse_duration, parse_since
 
@@ -85,7 +89,10 @@ def lineage() -> None:
 @clean_errors
 def accessed(dataset: DatasetRef, since: datetime | None, fmt: Format, limit: int) -> None:
     """Who accessed DATASET: by whom, in which run, how, under which approval (newest first)."""
-    click.echo(render_rows(_store().accessed(dataset, since=since, limit=limit), fmt), nl=False)
+    query = {"dataset": str(dataset), "limit": limit, **_since_param(since)}
+    rows = _remote_rows("/v1/lineage/accessed", query)
+    rows = rows if rows is not None else _store().accessed(dataset, since=since, limit=limit)
+    click.echo(render_rows(rows, fmt), nl=False)
 
 
 @lineage.command()
@@ -96,7 +103,10 @@ def accessed(dataset: DatasetRef, since: datetime | None, fmt: Format, limit: in
 @clean_errors
 def run(run_id: str, orchestrator: str | None, fmt: Format, limit: int) -> None:
     """Everything one run touched, in order."""
-    click.echo(render_rows(_store().run(run_id, orchestrator=orchestrator, limit=limit), fmt), nl=False)
+    query: dict[str, str | int] = {"limit": limit, **({"orchestrator": orchestrator} if orchestrator else {})}
+    rows = _remote_rows(f"/v1/lineage/runs/{quote(run_id, safe='')}", query)
+    rows = rows if rows is not None else _store().run(run_id, orchestrator=orchestrator, limit=limit)
+    click.echo(render_rows(rows, fmt), nl=False)
 
 
 @lineage.command()
@@ -106,7 +116,8 @@ def run(run_id: str, orchestrator: str | None, fmt: Format, limit: int) -> None:
 @clean_errors
 def gate(gate_id: str, fmt: Format, limit: int) -> None:
     """Everything done under one gate's approval, in order."""
-    click.echo(render_rows(_store().gate(gate_id, limit=limit), fmt), nl=False)
+    rows = _remote_rows(f"/v1/lineage/gates/{quote(gate_id, safe='')}", {"limit": limit})
+    click.echo(render_rows(rows if rows is not None else _store().gate(gate_id, limit=limit), fmt), nl=False)
 
 
 @lineage.command()
@@ -117,7 +128,9 @@ def gate(gate_id: str, fmt: Format, limit: int) -> None:
 @clean_errors
 def exports(tag: str, since: datetime | None, fmt: Format, limit: int) -> None:
     """Exports of datasets tagged TAG (newest first)."""
-    click.echo(render_rows(_store().exports(tag, since=since, limit=limit), fmt), nl=False)
+    rows = _remote_rows("/v1/lineage/exports", {"tag": tag, "limit": limit, **_since_param(since)})
+    rows = rows if rows is not None else _store().exports(tag, since=since, limit=limit)
+    click.echo(render_rows(rows, fmt), nl=False)
 
 
 @lineage.command()
@@ -132,7 +145,25 @@ def graph(dataset: DatasetRef, direction: str | None, depth: int, fmt: Format) -
     way: Direction = (
         "upstream" if direction == "upstream" else "downstream" if direction == "downstream" else "both"
     )
-    click.echo(render_graph(_store().graph(dataset, direction=way, depth=depth), fmt), nl=False)
+    remote = remote_client()
+    if remote is not None:
+        query: dict[str, str | int] = {"dataset": str(dataset), "direction": way, "depth": depth}
+        found = LineageGraph.model_validate(remote.get_json("/v1/lineage/graph", **query))
+    else:
+        found = _store().graph(dataset, direction=way, depth=depth)
+    click.echo(render_graph(found, fmt), nl=False)
+
+
+def _since_param(since: datetime | None) -> dict[str, str | int]:
+    return {"since": since.isoformat()} if since is not None else {}
+
+
+def _remote_rows(path: str, query: dict[str, str | int]) -> AccessRows | None:
+    """The rows from the gate service's lineage routes in remote mode, else None (local mode)."""
+    remote = remote_client()
+    if remote is None:
+        return None
+    return AccessRows.model_validate(remote.get_json(path, **query))
 
 
 @lineage.command()

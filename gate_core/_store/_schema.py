@@ -84,6 +84,8 @@ decisions = Table(
     Column("via", String(32), nullable=False),
     Column("break_glass", Boolean, nullable=False),
     Column("counts_for", Integer, doc="index of the gate's approval requirement (multi-group rules)"),
+    Column("issuer", String(500), doc="the IdP whose subject made this decision (via oidc)"),
+    Column("subject", String(255), doc="the IdP's sub for the person (via oidc)"),
     Column("passkey", String(1400), doc="credential id of the passkey that signed it (signature rules)"),
     # The database itself refuses a second decision by one person: quorum can never double-count.
     UniqueConstraint("gate_id", "person_key", name="uq_gh_decisions_person"),

@@ -507,6 +507,8 @@ class SqlStore:
                     via=r.via,
                     break_glass=r.break_glass,
                     counts_for=r.counts_for,
+                    issuer=r.issuer,
+                    subject=r.subject,
                     passkey=r.passkey,
                 )
             )
@@ -1067,5 +1069,7 @@ def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
         "via": decision.via.value,
         "break_glass": decision.break_glass,
         "counts_for": decision.counts_for,
+        "issuer": decision.issuer,
+        "subject": decision.subject,
         "passkey": decision.passkey,
     }

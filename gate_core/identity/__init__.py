@@ -11,6 +11,7 @@ a caller is. The layer below the gate domain: it imports nothing of gates, polic
           │ looks up                    one canonical form (canonical_identity, identity_key):
     caller_from_token                   Principal.identity_keys / person_key, the directory's
     caller_from_oidc_claims             e-mail index, self-approval and one-person-counts-once
+      (IdP subject links, verified e-mail; unlinked identities read only)
     caller_from_proxy                   all compare through it
     caller_from_slack_email
     caller_from_teams_member
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from gate_core.identity._callers import (
     Caller,
-    OidcClaimNames,
+    OidcIdentityRules,
     TokenAuthenticator,
     caller_from_oidc_claims,
     caller_from_os_account,
@@ -38,7 +39,9 @@ from gate_core.identity._callers import (
     caller_from_teams_member,
     caller_from_token,
     claim_groups,
+    email_verified,
     local_actor_name,
+    narrowed,
     os_account,
 )
 from gate_core.identity._canonical import (
@@ -49,7 +52,14 @@ from gate_core.identity._canonical import (
     same_person,
 )
 from gate_core.identity._directory import Directory
-from gate_core.identity._principal import SYSTEM_ACTOR, Actor, AuthMethod, Principal, PrincipalKind
+from gate_core.identity._principal import (
+    SYSTEM_ACTOR,
+    Actor,
+    AuthMethod,
+    IdpSubject,
+    Principal,
+    PrincipalKind,
+)
 from gate_core.identity._source import IdentitySource, has_departed, load_source
 
 __all__ = [
@@ -59,7 +69,8 @@ __all__ = [
     "Caller",
     "Directory",
     "IdentitySource",
-    "OidcClaimNames",
+    "IdpSubject",
+    "OidcIdentityRules",
     "Principal",
     "PrincipalKind",
     "TokenAuthenticator",
@@ -73,10 +84,12 @@ __all__ = [
     "canonical_identity",
     "canonical_key",
     "claim_groups",
+    "email_verified",
     "has_departed",
     "identity_key",
     "load_source",
     "local_actor_name",
+    "narrowed",
     "os_account",
     "person_key",
     "same_person",

@@ -2,9 +2,10 @@
 
     channel       proof, checked by the channel's adapter       resolved here                 via
     API token     gh_… secret, hashed in the store              the token's principal         api-token
-    OIDC claims   JWT signature, iss, aud, exp (OidcVerifier)   e-mail → source, else the     oidc
-                                                                IdP's person with its groups
-    proxy header  sent by a trusted hop (trusted_ips)           id/alias or e-mail → source   proxy-header
+    OIDC claims   JWT signature, iss, aud, exp (OidcVerifier)   (iss, sub) link → source, or   oidc
+                                                                an e-mail the IdP verified;
+                                                                else unlinked: reads only
+    proxy header  sent by the socket peer in trusted_ips        id/alias or e-mail → source   proxy-header
     Slack user    signed callback, users.info e-mail            e-mail → source               slack
     Teams member  Bot Framework JWT, Bot Connector member       e-mail, else UPN → source     teams
                   lookup (e-mail, UPN, AAD object id)
@@ -16,6 +17,11 @@ Reading the proof off the wire (headers, Slack payloads, verifying a JWT) stays 
 which principal it names, is decided here once. Every ``caller_from_*`` returns a ``Caller`` or
 raises ``AuthenticationFailed`` naming what was not recognised. ``local_actor_name`` is the one
 answer that names without proving: lineage's actor outside a pipeline, an unverified label.
+
+Groups come from the source (the directory), read on every request, so a decision is judged on
+the groups the person has *now*. A channel's own groups (an IdP's groups claim, a proxy's groups
+header) are honoured only where configured, and then only narrow: they can take a group away (the
+person was just removed at the IdP), never add one the directory does not give.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from gate_core._errors import (
     UnknownPrincipal,
 )
 from gate_core._tokens import ApiToken, Scope
-from gate_core.identity._principal import Actor, AuthMethod, Principal, PrincipalKind
+from gate_core.identity._principal import Actor, AuthMethod, IdpSubject, Principal, PrincipalKind
 from gate_core.identity._source import IdentitySource, has_departed, load_source
 
 if TYPE_CHECKING:
@@ -54,12 +60,27 @@ class Caller:
     via: AuthMethod
     scope: Scope
     token: ApiToken | None = None  # the API token that proved it, when one did
+    subject: IdpSubject | None = None  # the IdP identity that proved it (via oidc)
+    unlinked: str | None = None  # why this IdP identity names no principal: it reads, never acts
 
     @property
     def actor(self) -> Actor:
-        return Actor(principal_id=self.principal.id, via=self.via, email=self.principal.email)
+        link = self.subject
+        return Actor(
+            principal_id=self.principal.id,
+            via=self.via,
+            email=self.principal.email,
+            issuer=link.issuer if link else None,
+            subject=link.subject if link else None,
+        )
+
+    @property
+    def linked(self) -> bool:
+        return self.unlinked is None
 
     def require(self, scope: Scope) -> None:
+        if self.unlinked is not None:
+            raise PermissionDenied(self.unlinked)
         if not self.scope.allows(scope):
             raise PermissionDenied(
                 f"this {self.via.value} credential has scope {self.scope.value!r}; {scope.value!r} is needed"
@@ -94,14 +115,21 @@ class TokenAuthenticator(Protocol):
     def authenticate(self, token_string: str, /) -> tuple[Principal, ApiToken]: ...
 
 
-class OidcClaimNames(Protocol):
-    """Which claims carry the e-mail and the groups (the service's ``OidcConfig``)."""
+class OidcIdentityRules(Protocol):
+    """How an IdP's verified claims name people (the service's ``OidcConfig``)."""
 
     @property
     def email_claim(self) -> str: ...
 
     @property
-    def groups_claim(self) -> str: ...
+    def groups_claim(self) -> str | None:
+        """The claim carrying the IdP's groups, which can only narrow the directory's; None: ignored."""
+        ...
+
+    @property
+    def always_verifies_email(self) -> bool:
+        """The IdP only ever asserts e-mails it verified (so ``email_verified`` may be absent)."""
+        ...
 
 
 def caller_from_token(tokens: TokenAuthenticator, credential: str) -> Caller:
@@ -117,47 +145,91 @@ def claim_groups(claims: Mapping[str, Any], groups_claim: str) -> frozenset[str]
     return frozenset(g for g in (raw if isinstance(raw, list) else [raw]) if isinstance(g, str))
 
 
+def narrowed(principal: Principal, asserted: Iterable[str] | None) -> Principal:
+    """The principal with only those of its directory groups the channel also asserts (when it
+    asserts any set at all): a channel takes groups away, never adds one."""
+    if asserted is None:
+        return principal
+    return principal.model_copy(update={"groups": principal.groups & frozenset(asserted)})
+
+
+def email_verified(claims: Mapping[str, Any], rules: OidcIdentityRules) -> bool:
+    """OpenID Connect's ``email_verified`` is a boolean; some IdPs send the string ``"true"``."""
+    if rules.always_verifies_email:
+        return True
+    flag = claims.get("email_verified")
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+
+
 def caller_from_oidc_claims(
-    source: IdentitySource, claims: Mapping[str, Any], names: OidcClaimNames
+    source: IdentitySource, claims: Mapping[str, Any], rules: OidcIdentityRules
 ) -> Caller:
-    """Claims of an already verified identity token (``sub`` required). A source principal when
-    the e-mail is known there (its groups plus the token's), else a human principal built from the
-    token — an IdP-verified person, with the IdP's groups."""
-    groups = claim_groups(claims, names.groups_claim)
-    email = claims.get(names.email_claim)
-    _refuse_departed(
-        source, AuthMethod.OIDC, email if isinstance(email, str) else None, f"oidc:{claims['sub']}"
-    )
-    known = None
-    if isinstance(email, str) and email:
-        try:
-            known = source.by_email(email)  # by e-mail only: an IdP's e-mail never names a directory id
-        except UnknownPrincipal:
-            known = None
-    if known is not None:
-        principal = known.model_copy(update={"groups": known.groups | groups})
-    else:
-        principal = Principal(
-            id=f"oidc:{claims['sub']}",
-            email=email if isinstance(email, str) else None,
-            display_name=str(claims.get("name") or claims.get("preferred_username") or claims["sub"]),
-            groups=groups,
+    """Claims of an already verified identity or access token (``iss`` and ``sub`` required).
+
+    1. the source's link for (iss, sub) names the principal;
+    2. else an e-mail the IdP verified names it — unless that principal is linked to other
+       subjects at this same IdP (an e-mail never overrides a link: refused);
+    3. else the identity is *unlinked*: a caller that may read and never decides or opens a gate,
+       whose refusals say what to configure. It carries no groups and no e-mail.
+    """
+    link = IdpSubject.of(str(claims["iss"]), str(claims["sub"]))
+    raw_email = claims.get(rules.email_claim)
+    email = raw_email.strip() if isinstance(raw_email, str) and raw_email.strip() else None
+    _refuse_departed(source, AuthMethod.OIDC, email, f"oidc:{link.subject}")
+    principal = source.by_subject(link.issuer, link.subject)
+    why_not = ""
+    if principal is None and email is not None:
+        if not email_verified(claims, rules):
+            why_not = f"its e-mail {email} is not verified by the IdP (email_verified is not true)"
+        else:
+            try:
+                principal = source.by_email(email)
+            except UnknownPrincipal:
+                why_not = f"its verified e-mail {email} is in no directory entry"
+            else:
+                others = [s for s in source.subjects_of(principal.id) if s.issuer == link.issuer]
+                if principal.kind is PrincipalKind.SERVICE:
+                    raise AuthenticationFailed(
+                        f"{email} is the mailbox of service principal {principal.id}; a service is "
+                        "never an IdP person by e-mail (it holds an API token, or a subject link)"
+                    )
+                if others:
+                    raise AuthenticationFailed(
+                        f"{principal.id} is linked to other IdP subjects at {link.issuer}; "
+                        f"{link.subject} is not one of them, and an e-mail never overrides a link"
+                    )
+    elif principal is None:
+        why_not = "the token carries no e-mail"
+    if principal is None:
+        display = claims.get("name") or claims.get("preferred_username") or link.subject
+        return Caller(
+            Principal(id=f"oidc:{link.subject}", display_name=str(display)),
+            AuthMethod.OIDC,
+            Scope.REQUEST,
+            subject=link,
+            unlinked=(
+                f"IdP identity {link.subject} at {link.issuer} is linked to no principal ({why_not}): "
+                "it may read, never decide. To let this person decide, add "
+                f"`idp_subjects: [{{issuer: {link.issuer}, subject: {link.subject}}}]` to their entry "
+                "in directory.yaml (or, if this IdP verifies every e-mail it asserts, set "
+                "`oidc.always_verifies_email: true` in service.yaml)"
+            ),
         )
-    return Caller(principal, AuthMethod.OIDC, Scope.DECIDE)
+    groups_claim = rules.groups_claim
+    asserted = claim_groups(claims, groups_claim) if groups_claim and groups_claim in claims else None
+    return Caller(narrowed(principal, asserted), AuthMethod.OIDC, Scope.DECIDE, subject=link)
 
 
-def caller_from_proxy(source: IdentitySource, user: str, groups: Iterable[str] = ()) -> Caller:
-    """The user a trusted identity-aware proxy names (id, alias or e-mail), with the extra groups
-    it asserts. Whether the header came from the proxy is the HTTP adapter's check."""
+def caller_from_proxy(source: IdentitySource, user: str, groups: Iterable[str] | None = None) -> Caller:
+    """The user a trusted identity-aware proxy names (id, alias or e-mail). ``groups``, the
+    proxy's groups header when it is configured and present, only narrows the directory's groups.
+    Whether the header came from the proxy (the socket peer) is the HTTP adapter's check."""
     _refuse_departed(source, AuthMethod.PROXY_HEADER, user)
     try:
         principal = source.by_email(user) if "@" in user else source.get(user)
     except UnknownPrincipal as exc:
         raise AuthenticationFailed(f"{user!r} (from the proxy) is not in the directory") from exc
-    extra = frozenset(groups)
-    if extra:
-        principal = principal.model_copy(update={"groups": principal.groups | extra})
-    return Caller(principal, AuthMethod.PROXY_HEADER, Scope.DECIDE)
+    return Caller(narrowed(principal, groups), AuthMethod.PROXY_HEADER, Scope.DECIDE)
 
 
 def caller_from_slack_email(source: IdentitySource, email: str) -> Caller:

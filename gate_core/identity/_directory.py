@@ -6,22 +6,26 @@
         display_name: Alice Liddell
         groups: [data-engineering]
         aliases: [alice.l]          # other names the same principal signs in with (OS user, SSO login)
+        idp_subjects:               # her accounts at identity providers: issuer + the IdP's `sub`
+          - {issuer: https://login.example.com, subject: 00u1a2b3c4}
       - id: etl-bot
         kind: service
 
 An identity presented by any channel (OS user, token, OIDC subject/e-mail, Slack e-mail) resolves
 to exactly one principal here or is refused — there is no implicit principal. Ids and aliases are
-looked up as written; e-mails in their canonical form (``_canonical.py``), whatever their spelling.
+looked up as written; e-mails in their canonical form (``_canonical.py``), whatever their spelling;
+IdP subjects by issuer (without a trailing ``/``) and the exact ``sub``.
 
 A file in which two principals share one canonical identity — ``bob@example.com`` and
 ``bob+2@example.com``, ``alice`` and a Cyrillic ``аlice``, an alias that is another's id — is
 refused at load, naming both: one person is one principal, or a two-person rule is one person.
+Two principals linked to one IdP subject are refused the same way.
 (Directories built in code are not checked, so the core's own refusals can be tested against one.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import yaml
@@ -30,7 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gate_core._errors import DirectoryError, UnknownPrincipal
 from gate_core._hashing import canonical_json, sha256_hex
 from gate_core.identity._canonical import canonical_email, identity_key
-from gate_core.identity._principal import Principal, PrincipalKind
+from gate_core.identity._principal import IdpSubject, Principal, PrincipalKind
+
+
+class _Link(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    issuer: str = Field(min_length=1, max_length=500, pattern=r"^https?://\S+$")
+    subject: str = Field(min_length=1, max_length=255)
 
 
 class _Entry(BaseModel):
@@ -41,6 +51,7 @@ class _Entry(BaseModel):
     groups: list[str] = []
     kind: PrincipalKind = PrincipalKind.HUMAN
     aliases: list[str] = []
+    idp_subjects: list[_Link] = []
 
 
 class _File(BaseModel):
@@ -52,7 +63,12 @@ class Directory:
     """An immutable lookup of principals by id, alias or e-mail: the ``IdentitySource`` a
     ``directory.yaml`` file describes (``Directory.load``), or one built in code for tests."""
 
-    def __init__(self, principals: Iterable[Principal], aliases: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        principals: Iterable[Principal],
+        aliases: dict[str, str] | None = None,
+        subjects: Mapping[str, Iterable[IdpSubject]] | None = None,
+    ) -> None:
         self._by_id: dict[str, Principal] = {}
         self._by_email: dict[str, Principal] = {}
         for principal in principals:
@@ -65,6 +81,21 @@ class Directory:
         for alias, target in self._aliases.items():
             if target not in self._by_id:
                 raise DirectoryError(f"alias {alias!r} points at unknown principal {target!r}")
+        self._subjects: dict[str, tuple[IdpSubject, ...]] = {}
+        self._by_subject: dict[IdpSubject, Principal] = {}
+        for owner, links in (subjects or {}).items():
+            if owner not in self._by_id:
+                raise DirectoryError(f"IdP subjects are linked to unknown principal {owner!r}")
+            normalised = tuple(dict.fromkeys(IdpSubject.of(s.issuer, s.subject) for s in links))
+            for link in normalised:
+                other = self._by_subject.setdefault(link, self._by_id[owner])
+                if other.id != owner:
+                    raise DirectoryError(
+                        f"principals {other.id!r} and {owner!r} are both linked to IdP {link}: "
+                        "one IdP account is one person"
+                    )
+            if normalised:
+                self._subjects[owner] = normalised
 
     @classmethod
     def load(cls, path: str | Path) -> Directory:
@@ -94,8 +125,16 @@ class Directory:
             for e in parsed.principals
         ]
         aliases = {alias: e.id for e in parsed.principals for alias in e.aliases}
+        subjects = {
+            e.id: [IdpSubject.of(link.issuer, link.subject) for link in e.idp_subjects]
+            for e in parsed.principals
+            if e.idp_subjects
+        }
         _refuse_shared_identities(parsed.principals, source)
-        return cls(principals, aliases)
+        try:
+            return cls(principals, aliases, subjects)
+        except DirectoryError as exc:
+            raise DirectoryError(f"{source}: {exc}") from exc
 
     @property
     def aliases(self) -> dict[str, str]:
@@ -111,7 +150,13 @@ class Directory:
     @property
     def content_hash(self) -> str:
         rows = [p.model_dump(mode="json") for p in sorted(self, key=lambda p: p.id)]
-        return sha256_hex(canonical_json({"principals": rows, "aliases": self._aliases}))
+        content: dict[str, object] = {"principals": rows, "aliases": self._aliases}
+        if self._subjects:  # only when there are links, so a directory without any keeps its hash
+            content["idp_subjects"] = {
+                pid: sorted([s.issuer, s.subject] for s in links)
+                for pid, links in sorted(self._subjects.items())
+            }
+        return sha256_hex(canonical_json(content))
 
     def get(self, principal_id: str) -> Principal:
         """By id, alias or — since orchestrators often name people by mailbox (Dagster+'s
@@ -138,6 +183,18 @@ class Directory:
         if principal is None:
             raise UnknownPrincipal(email, "e-mail")
         return principal
+
+    def by_subject(self, issuer: str, subject: str) -> Principal | None:
+        return self._by_subject.get(IdpSubject.of(issuer, subject))
+
+    @property
+    def subject_links(self) -> dict[str, tuple[IdpSubject, ...]]:
+        """Each principal's IdP subject links (a copy), to build a directory that extends this one."""
+        return dict(self._subjects)
+
+    def subjects_of(self, principal_id: str) -> tuple[IdpSubject, ...]:
+        principal = self.find(principal_id)
+        return self._subjects.get(principal.id, ()) if principal is not None else ()
 
 
 def _refuse_shared_identities(entries: list[_Entry], source: str) -> None:

@@ -2,7 +2,9 @@
 
     Principal   id, e-mail, display name, groups, kind (human | service); its identity keys and
                 person key are the canonical forms (``_canonical.py``) every match is made on
-    Actor       a principal at the moment it acted + the AuthMethod that established it
+    Actor       a principal at the moment it acted + the AuthMethod that established it (and,
+                for the IdP, the subject that proved it)
+    IdpSubject  an identity at an IdP (issuer + ``sub``) that a directory principal is linked to
     AuthMethod  how: local-os-user, sandbox, api-token, oidc, proxy-header, slack, teams, console-local,
                 system
 
@@ -13,8 +15,9 @@ Frozen pydantic models, serialised identically wherever they cross a boundary. T
 from __future__ import annotations
 
 import enum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from gate_core.identity._canonical import identity_key, same_person
 from gate_core.identity._canonical import person_key as canonical_person_key
@@ -70,14 +73,50 @@ class Principal(BaseModel):
         return self.display_name or self.id
 
 
+class IdpSubject(BaseModel):
+    """One identity at an identity provider: its issuer and the ``sub`` it gives the person.
+
+    A subject is unique only within its issuer, and it never changes while the IdP account exists
+    (unlike an e-mail). Issuers are compared without a trailing ``/`` (IdPs and operators write both);
+    subjects exactly, as OpenID Connect Core §5.7 requires."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(min_length=1, max_length=500)
+    subject: str = Field(min_length=1, max_length=255)
+
+    @classmethod
+    def of(cls, issuer: str, subject: str) -> IdpSubject:
+        return cls(issuer=issuer.rstrip("/") or issuer, subject=subject)
+
+    def __str__(self) -> str:
+        return f"subject {self.subject} at {self.issuer}"
+
+
 class Actor(BaseModel):
-    """A principal at the moment it acted, and how we know it was them."""
+    """A principal at the moment it acted, and how we know it was them. ``issuer``/``subject``
+    name the IdP identity that proved it (``via oidc``); they are left out of the serialised form
+    when absent, so every record written before them keeps its exact bytes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     principal_id: str
     via: AuthMethod
     email: str | None = None
+    issuer: str | None = None
+    subject: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_subject(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in ("issuer", "subject"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    @property
+    def idp_subject(self) -> IdpSubject | None:
+        return IdpSubject.of(self.issuer, self.subject) if self.issuer and self.subject else None
 
 
 SYSTEM_ACTOR = Actor(principal_id="gatehouse", via=AuthMethod.SYSTEM)

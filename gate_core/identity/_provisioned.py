@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gate_core._hashing import canonical_json, sha256_hex
 from gate_core.identity._canonical import identity_key
 from gate_core.identity._directory import Directory
-from gate_core.identity._principal import Principal, PrincipalKind
+from gate_core.identity._principal import IdpSubject, Principal, PrincipalKind
 
 ResourceKind = Literal["User", "Group"]
 ADMIN_GROUP = "gatehouse-admins"  # the token service's administrators (gate_core._token_service)
@@ -233,6 +233,13 @@ class CombinedSource:
                 self._merged = self._merge(self._state)
             return self._merged
 
+    def replace_file(self, file: Directory) -> None:
+        """Put a new version of the directory file in force (the service re-reads an edited file),
+        keeping the provisioned people: SCIM and the file are two sources of one directory."""
+        with self._lock:
+            self.file = file
+            self._merged = self._merge(self._state)
+
     def snapshot(self) -> ProvisionedDirectory:
         """The provisioned directory as of now (a copy)."""
         self._refresh()
@@ -243,7 +250,7 @@ class CombinedSource:
         taken = {key for p in self.file for key in p.identity_keys}
         taken |= {identity_key("id", alias) for alias in self.file.aliases}
         people = [p for p in state.principals(self.config) if not taken & set(p.identity_keys)]
-        return Directory([*self.file, *people], self.file.aliases)
+        return Directory([*self.file, *people], self.file.aliases, self.file.subject_links)
 
     def file_claims(self, keys: set[str]) -> str | None:
         """The file principal (id) holding any of these canonical keys, if one does."""
@@ -285,6 +292,12 @@ class CombinedSource:
 
     def by_email(self, email: str) -> Principal:
         return self._refresh().by_email(email)
+
+    def by_subject(self, issuer: str, subject: str) -> Principal | None:
+        return self._refresh().by_subject(issuer, subject)
+
+    def subjects_of(self, principal_id: str) -> tuple[IdpSubject, ...]:
+        return self._refresh().subjects_of(principal_id)
 
 
 __all__: Sequence[str] = (

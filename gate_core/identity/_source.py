@@ -1,13 +1,15 @@
 """The identity-source port: where principals come from, as the Gatekeeper and every channel see it.
 
-    IdentitySource ◄── Directory        the directory.yaml file
+    IdentitySource ◄── Directory        the directory.yaml file, with each principal's IdP
+                                        subject links (issuer + sub)
                    ◄── CombinedSource   the file + the people an IdP provisions over SCIM
                                         (``_provisioned.py``), read from the store's change log
 
 A source answers "which principal is this name?" for ids, aliases and e-mails, lists its
 principals (the console's sign-in list, the configuration audit) and has a content hash, audited
-whenever the principals in force change. An IdP subject lookup joins the port with the source that
-can answer it.
+whenever the principals in force change. An IdP identity (issuer + ``sub``) names a principal only
+through the source's link (``by_subject``); ``subjects_of`` lets a channel refuse an e-mail match
+for a principal that names other subjects at the same IdP.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 
 from gate_core._errors import ConfigError
 from gate_core.identity._directory import Directory
-from gate_core.identity._principal import Principal
+from gate_core.identity._principal import IdpSubject, Principal
 from gate_core.identity._provisioned import CombinedSource, DirectoryChanges, ProvisioningConfig
 
 if TYPE_CHECKING:
@@ -48,6 +50,14 @@ class IdentitySource(Protocol):
 
     def by_email(self, email: str) -> Principal:
         """By e-mail only, compared in canonical form (the channels that prove a mailbox use it)."""
+        ...
+
+    def by_subject(self, issuer: str, subject: str) -> Principal | None:
+        """The principal linked to this IdP identity (issuer without a trailing ``/``, exact ``sub``)."""
+        ...
+
+    def subjects_of(self, principal_id: str) -> tuple[IdpSubject, ...]:
+        """The IdP identities a principal is linked to (none when unknown)."""
         ...
 
 

@@ -77,11 +77,42 @@ class VerifyOut(BaseModel):
     problem: str
     witnessed_size: int | None = None  # the newest checkpoint a quorum of witnesses cosigned
     witnesses: list[str] = []
+    gate: str | None = None
+
+
+class LoginOidc(BaseModel):
+    issuer: str
+    client_id: str = Field(description="the public client `gatehouse login` runs the device flow as")
+    audience: str = Field(description="the aud the service accepts on access tokens")
+    scope: str
+
+
+class LoginInfo(BaseModel):
+    """How a terminal signs in to this service (``gatehouse login``): the IdP's device flow when
+    configured, else a personal token created in the console."""
+
+    oidc: LoginOidc | None
 
 
 @router.get("/me", response_model=Me, tags=["identity"])
 def me(caller: Caller) -> Me:
-    return Me.of(caller.principal, caller.via, caller.scope)
+    return Me.of(caller.principal, caller.via, caller.scope, subject=caller.subject, unlinked=caller.unlinked)
+
+
+@router.get("/auth/login", response_model=LoginInfo, tags=["identity"])
+def login_info(request: Request) -> LoginInfo:
+    """Public: what `gatehouse login --url` needs to run the device authorization grant."""
+    oidc = state_of(request).config.oidc
+    if oidc is None or oidc.cli_client_id is None:
+        return LoginInfo(oidc=None)
+    return LoginInfo(
+        oidc=LoginOidc(
+            issuer=oidc.issuer,
+            client_id=oidc.cli_client_id,
+            audience=oidc.api_audience or oidc.audience,
+            scope="openid email profile offline_access",
+        )
+    )
 
 
 @router.post("/gates", response_model=Gate, tags=["gates"])
@@ -214,6 +245,7 @@ def audit_verify(caller: Caller, request: Request) -> VerifyOut:
         problem=report.problem,
         witnessed_size=report.witnessed_size,
         witnesses=list(report.witnesses),
+        gate=report.gate,
     )
 
 

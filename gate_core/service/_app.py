@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -27,7 +28,9 @@ from gate_core.service._auth import Authenticator
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus, PgChangeListener
 from gate_core.service._config import ServiceConfig
+from gate_core.service._directory_watch import DirectoryWatch
 from gate_core.service._loops import LoopHealth
+from gate_core.service._peer import SocketPeer
 from gate_core.service._slack import slack_interactions, slack_router
 from gate_core.service._slack_socket import SlackSocketMode
 from gate_core.service._state import ServiceState
@@ -99,6 +102,7 @@ def _sweep_once(state: ServiceState) -> None:
             state.hub.remind(gate)
 
     duties: dict[str, Callable[[], object]] = {
+        "directory": state.directory_watch.check if state.directory_watch else lambda: None,
         "expiry": expiry,
         "reminders": reminders,
         "checkpoint": gatekeeper.audit.checkpoint_if_moved,
@@ -147,9 +151,12 @@ def create_app(
     notifiers: Mapping[str, Notifier] | None = None,
     local_signin: bool = False,
     sandbox: bool = False,
+    directory_path: Path | None = None,
 ) -> FastAPI:
     """The gate service. ``sandbox``: the home is a sandbox (``init --example``, where identities
-    are chosen, not verified); every console page then carries a banner saying so."""
+    are chosen, not verified); every console page then carries a banner saying so.
+    ``directory_path``: re-read that directory file whenever it changes (each sweep), so decisions
+    are judged on the directory as it is now (``_directory_watch``)."""
     config = config or ServiceConfig()
     gatekeeper.audit.submit_inline = False  # the sweeper submits checkpoints to witnesses
     state = ServiceState(
@@ -162,6 +169,7 @@ def create_app(
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
         decisions=DecisionBatcher(gatekeeper),
         sandbox=sandbox,
+        directory_watch=DirectoryWatch(directory_path, gatekeeper) if directory_path else None,
     )
     interactions = slack_interactions(state)
     slack = config.slack_app()
@@ -222,6 +230,8 @@ def create_app(
     _console.install(app, state)
     _scim.install(app, state)
     install_plugins(app, state)
+    # Outermost, so the connection's own peer is recorded before anything may rewrite ``client``.
+    app.add_middleware(SocketPeer, forwarded_allow_ips=config.forwarded_allow_ips)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> JSONResponse:

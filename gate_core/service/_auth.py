@@ -1,10 +1,13 @@
 """Who is calling over HTTP: every request resolves to one verified Identity or is refused (401).
 
     Authorization: Bearer gh_…           API token (stored hashed, scoped)      via api-token
-    Authorization: Bearer <JWT>          OIDC: signature (JWKS), iss, aud, exp  via oidc
+    Authorization: Bearer <JWT>          OIDC: an id_token or an access token   via oidc
+                                         (`gatehouse login`): signature (JWKS),
+                                         iss, aud (audience or api_audience), exp
     <configured proxy header>            identity-aware proxy, off by default;  via proxy-header
-                                         honoured only from trusted_ips
-This module only reads the proof off the request (headers, the client address) and verifies JWT
+                                         honoured only when the socket peer is
+                                         in trusted_ips (never X-Forwarded-For)
+This module only reads the proof off the request (headers, the connection's peer) and verifies JWT
 signatures; which principal a proof names, and with which scope, is gate_core.identity's answer
 (``caller_from_token``, ``caller_from_oidc_claims``, ``caller_from_proxy``). People signed in with
 OIDC or through the proxy act with the ``decide`` scope; what they may actually decide is still the
@@ -18,6 +21,8 @@ worker thread. That bounds what a revocation or a removed person may still do: a
 ``TOKEN_CACHE_S`` (0.25 s) on every replica (tests/security/test_token_cache_P.py measures it).
 Failures are never remembered, a failed re-verification forgets at once, and a token's own
 expiry is checked on every request.
+core's rules (approver groups, never their own gate). An IdP identity no principal is linked to
+reads and never acts; the proxy's groups header, when configured, only narrows the directory's.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from gate_core._gatekeeper import Gatekeeper
 from gate_core._tokens import PREFIX
 from gate_core.identity import Caller, caller_from_oidc_claims, caller_from_proxy, caller_from_token
 from gate_core.service._config import OidcConfig, ProxyConfig
+from gate_core.service._peer import socket_peer
 
 # The service's name for a verified caller (routes and lineage's REST plugin take it by this name).
 Identity = Caller
@@ -56,7 +62,7 @@ class OidcVerifier:
                 token,
                 key.key,
                 algorithms=list(self.config.algorithms),
-                audience=self.config.audience,
+                audience=self.config.audiences,
                 issuer=self.config.issuer,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
@@ -238,15 +244,19 @@ class Authenticator:
         return caller_from_oidc_claims(self.gatekeeper.directory, claims, self.oidc_config)
 
     def from_proxy(self, request: Request) -> Identity | None:
-        """The proxy's user, when the header is set; refused unless it came from a trusted proxy."""
+        """The proxy's user, when the header is set; refused unless the connection itself comes
+        from a trusted proxy (the socket peer: a forwarded header names no hop we can check)."""
         if self.proxy is None:
             return None
         user = request.headers.get(self.proxy.user_header)
         if not user:
             return None
-        client = request.client.host if request.client else ""
-        if client not in self.proxy.trusted_ips:
-            raise AuthenticationFailed(f"{self.proxy.user_header} is only trusted from the configured proxy")
-        groups = request.headers.get(self.proxy.groups_header) if self.proxy.groups_header else None
-        extra = [g.strip() for g in (groups or "").split(",") if g.strip()]
-        return caller_from_proxy(self.gatekeeper.directory, user, extra)
+        peer = socket_peer(request.scope)
+        if not self.proxy.trusts(peer):
+            raise AuthenticationFailed(
+                f"{self.proxy.user_header} is only trusted from the configured proxy "
+                f"(proxy.trusted_ips); this connection comes from {peer or 'an unknown address'}"
+            )
+        header = request.headers.get(self.proxy.groups_header) if self.proxy.groups_header else None
+        groups = None if header is None else [g.strip() for g in header.split(",") if g.strip()]
+        return caller_from_proxy(self.gatekeeper.directory, user.strip(), groups)

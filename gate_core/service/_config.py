@@ -7,11 +7,26 @@
       teamsbot: {type: teams-bot, app_id: …, app_password: …, tenant_id: …, conversations: {…}}  # teamsbot:N
       webhook: {type: webhook, endpoints: {siem: {url: https://…, secret: …}}}   # webhook:siem
       pager:   {type: pager, …}            # a plugin's type (entry point gatehouse.notifiers)
-    oidc:      {issuer: https://idp/, audience: gatehouse, jwks_url: https://idp/jwks, groups_claim: groups}
-    proxy:     {user_header: X-Forwarded-Email, groups_header: X-Forwarded-Groups, trusted_ips: [127.0.0.1]}
-    console:   {local_signin: true}                   # default: on only when serving on loopback
+    oidc:                                          # the IdP: console, API bearer JWTs, `gatehouse login`
+      issuer: https://idp/                         #   iss of its tokens (discovery at /.well-known/…)
+      audience: gatehouse-console                  #   the console's client id (an id_token's aud)
+      api_audience: gatehouse-api                  #   aud of access tokens for the API (default: audience)
+      cli_client_id: gatehouse-cli                 #   public client for the device flow of `gatehouse login`
+      jwks_url: https://idp/jwks
+      always_verifies_email: false                 #   true only if the IdP never asserts an unverified e-mail
+      groups_claim: groups                         #   optional; only narrows the directory's groups
+    proxy:     {user_header: X-Forwarded-Email, groups_header: X-Forwarded-Groups, trusted_ips: [10.0.0.5]}
+    forwarded_allow_ips: [10.0.0.9]                # a load balancer whose X-Forwarded-For/-Proto to believe
+    console:                                       # for client addresses and the scheme (default: none)
+      local_signin: true        # default: on for a sandbox home served on loopback, without oidc/proxy
+      allowed_hosts: [gatehouse.example.com]       # Host names the console answers (plus loopback
+      session_lifetime: 8h                         #   names and public_url's); sessions end after this
     metrics:   {token: …, min_interval_s: 1, expiring_within_s: 3600}   # /metrics (open without token)
     log_format: json                                  # text (default) | json: one JSON event per line
+
+The identity-aware proxy's headers are believed only from ``trusted_ips`` — the socket peer of the
+connection, never an address named in a forwarded header — and its groups header only narrows the
+directory's groups. ``forwarded_allow_ips`` never widens who may assert an identity.
 
 Each ``notifiers:`` entry is validated by its type's config class when the configuration loads
 (see ``gate_core.service.notify``). The keys used before notifier instances existed still work
@@ -25,18 +40,22 @@ GATEHOUSE_SLACK_SIGNING_SECRET, GATEHOUSE_SLACK_APP_TOKEN (Socket Mode) and GATE
 fill the notifier instance named ``slack`` (the legacy ``slack:`` key when the file uses it);
 GATEHOUSE_TEAMS_APP_PASSWORD the client secret of the ``teams-bot`` instance; also
 GATEHOUSE_PUBLIC_URL,
-GATEHOUSE_OIDC_ISSUER / _AUDIENCE / _JWKS_URL / _GROUPS_CLAIM, GATEHOUSE_PROXY_USER_HEADER,
+GATEHOUSE_OIDC_ISSUER / _AUDIENCE / _API_AUDIENCE / _CLI_CLIENT_ID / _JWKS_URL / _GROUPS_CLAIM /
+_ALWAYS_VERIFIES_EMAIL, GATEHOUSE_PROXY_USER_HEADER / _GROUPS_HEADER / _TRUSTED_IPS (comma-separated),
 GATEHOUSE_METRICS_TOKEN, GATEHOUSE_LOG_FORMAT.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -47,9 +66,11 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
+from gate_core._durations import parse_duration
 from gate_core._errors import ConfigError
 from gate_core._notify_target import NotifyTarget
 from gate_core.identity._provisioned import ProvisioningConfig
@@ -64,23 +85,101 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def ip_networks(values: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks, checked now; ``*`` is refused: it would believe anyone."""
+    for value in values:
+        if value.strip() == "*":
+            raise ValueError(f"{what}: '*' would trust every client; name the proxy's address or network")
+        try:
+            ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{what}: {value!r} is not an IP address or network") from exc
+    return tuple(v.strip() for v in values)
+
+
+def address_in(address: str, networks: tuple[str, ...]) -> bool:
+    """Is ``address`` (a socket peer) in one of ``networks``? IPv4-mapped IPv6 counts as IPv4."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # a unix socket or a test client: no address, not the proxy
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
 class OidcConfig(_Strict):
     issuer: str
-    audience: str
+    audience: str  # the console's client id: an id_token's aud
     jwks_url: str
-    groups_claim: str = "groups"
+    api_audience: str | None = None  # access tokens for the API (`gatehouse login`); default: audience
+    cli_client_id: str | None = None  # the public client of `gatehouse login`'s device flow
+    groups_claim: str | None = None  # honoured only to narrow the directory's groups
     email_claim: str = "email"
+    always_verifies_email: bool = False
     algorithms: tuple[str, ...] = ("RS256", "ES256")
+
+    @property
+    def audiences(self) -> list[str]:
+        """Every aud a bearer token may carry: the console's client id and the API's audience."""
+        return list(dict.fromkeys([self.audience, self.api_audience or self.audience]))
 
 
 class ProxyConfig(_Strict):
     user_header: str
     groups_header: str | None = None
-    trusted_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    trusted_ips: tuple[str, ...] = Field(min_length=1)  # the proxy's own address: no default
+
+    @field_validator("trusted_ips")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return ip_networks(value, "proxy.trusted_ips")
+
+    def trusts(self, peer: str) -> bool:
+        return address_in(peer, self.trusted_ips)
 
 
 class ConsoleConfig(_Strict):
     local_signin: bool | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    session_lifetime: str | int = "8h"
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_host_name(host) for host in value)
+
+    @field_validator("session_lifetime")
+    @classmethod
+    def _lifetime(cls, value: str | int) -> str | int:
+        parse_duration(value)  # a ValueError names the problem
+        return value
+
+    @property
+    def session_lifetime_s(self) -> float:
+        return parse_duration(self.session_lifetime).total_seconds()
+
+
+_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def _host_name(host: str) -> str:
+    """A host name (``*.example.com`` for its subdomains) or an IP address, lower-cased."""
+    name = host.strip().lower().strip("[]")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    if not _HOST.match(name):
+        raise ValueError(
+            f"console.allowed_hosts: {host!r} is not a host name (no '*' alone, port or scheme; "
+            "'*.example.com' allows the subdomains of example.com)"
+        )
+    return name
 
 
 class MetricsConfig(_Strict):
@@ -123,6 +222,21 @@ class ServiceConfig(_Strict):
     console: ConsoleConfig = ConsoleConfig()
     metrics: MetricsConfig = MetricsConfig()
     log_format: LogFormat = "text"  # json: one JSON object per line (gate_core.service._logs)
+    forwarded_allow_ips: tuple[str, ...] = ()
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarders(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return ip_networks(value, "forwarded_allow_ips")
+
+    @property
+    def console_hosts(self) -> tuple[str, ...]:
+        """Host names the console answers: loopback, public_url's host, console.allowed_hosts."""
+        public = urlsplit(self.public_url).hostname
+        return tuple(
+            dict.fromkeys([*LOOPBACK_NAMES, *([public] if public else []), *self.console.allowed_hosts])
+        )
+
     session_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
     _instances: dict[str, ConfiguredNotifier] = PrivateAttr(default_factory=dict)
 
@@ -215,12 +329,19 @@ class ServiceConfig(_Strict):
                 "issuer": env["GATEHOUSE_OIDC_ISSUER"],
                 "audience": env.get("GATEHOUSE_OIDC_AUDIENCE", "gatehouse"),
                 "jwks_url": env.get("GATEHOUSE_OIDC_JWKS_URL", ""),
-                "groups_claim": env.get("GATEHOUSE_OIDC_GROUPS_CLAIM", "groups"),
+                "api_audience": env.get("GATEHOUSE_OIDC_API_AUDIENCE") or None,
+                "cli_client_id": env.get("GATEHOUSE_OIDC_CLI_CLIENT_ID") or None,
+                "groups_claim": env.get("GATEHOUSE_OIDC_GROUPS_CLAIM") or None,
+                "always_verifies_email": env.get("GATEHOUSE_OIDC_ALWAYS_VERIFIES_EMAIL", "").lower()
+                == "true",
             }
         if env.get("GATEHOUSE_PROXY_USER_HEADER"):
             data["proxy"] = {
                 "user_header": env["GATEHOUSE_PROXY_USER_HEADER"],
                 "groups_header": env.get("GATEHOUSE_PROXY_GROUPS_HEADER") or None,
+                "trusted_ips": [
+                    ip for ip in env.get("GATEHOUSE_PROXY_TRUSTED_IPS", "").split(",") if ip.strip()
+                ],
             }
         if env.get("GATEHOUSE_METRICS_TOKEN"):
             metrics = data.setdefault("metrics", {})

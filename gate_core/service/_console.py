@@ -267,7 +267,11 @@ class Console:
         viewer = self.require_viewer(request)
         gate = await run_in_threadpool(self.gatekeeper.get, self._gate_id(request))
         now = self.gatekeeper.clock.now()
-        why_not = principal_may_decide(gate, viewer.principal, now) if gate.status.is_open else None
+        why_not = (
+            (viewer.unlinked or principal_may_decide(gate, viewer.principal, now, viewer.via))
+            if gate.status.is_open
+            else None
+        )
         return self.render(
             request,
             "gate.html",
@@ -289,7 +293,9 @@ class Console:
             raise PageError(400, "Unknown decision", "A decision is either approve or reject.")
         verdict = Verdict(verdict_text)
         assertion = self._assertion(form_text(form, "assertion"))
-        if len(comment) > MAX_TEXT:
+        if viewer.unlinked is not None:
+            self.sessions.flash(request, "error", f"Refused: {viewer.unlinked}; nothing was recorded.")
+        elif len(comment) > MAX_TEXT:
             self.sessions.flash(
                 request, "error", f"Comments are limited to {MAX_TEXT} characters; nothing recorded."
             )

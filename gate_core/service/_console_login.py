@@ -1,10 +1,13 @@
 """Signing in to the console and out again.
 
     console-local  pick a human principal from the directory; only when ``app.state.local_signin``
-                   (the embedded default on loopback)
+                   (the embedded default: a sandbox home on loopback) and only for a request
+                   ``Sessions.local_signin_refusal`` does not refuse (loopback peer, loopback Host,
+                   not forwarded by a proxy)
     oidc           authorization-code flow with PKCE and a nonce; the id_token is checked by the
                    service's OidcVerifier (signature via JWKS, iss, aud, exp) and mapped by
-                   gate_core.identity's caller_from_oidc_claims
+                   gate_core.identity's caller_from_oidc_claims (subject link or verified e-mail);
+                   an identity linked to nobody signs in to read, and is told what to configure
     proxy header   nothing to do here: _console_session reads the header on every request
 
 Each sign-in starts a fresh session (Sessions.start); ``next`` only ever leads back into the console.
@@ -22,10 +25,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gate_core._errors import AuthenticationFailed
-from gate_core._models import AuthMethod, Principal, PrincipalKind
-from gate_core.identity import caller_from_oidc_claims
+from gate_core._models import AuthMethod, PrincipalKind
+from gate_core.identity import Caller, caller_from_oidc_claims, claim_groups
 from gate_core.service._console_session import PageError, console_base, form_text, redirect, same_secret
-from gate_core.service._oidc_client import OidcClient, token_groups
+from gate_core.service._oidc_client import OidcClient
 
 if TYPE_CHECKING:
     from gate_core.service._console import Console
@@ -61,6 +64,7 @@ class SignIn:
         next_path = safe_next(request, request.query_params.get("next", ""))
         if self.sessions.viewer(request) is not None:
             return RedirectResponse(next_path, status_code=303)
+        refusal = self.sessions.local_signin_refusal(request)
         humans = sorted(
             (p for p in self.state.gatekeeper.directory if p.kind is PrincipalKind.HUMAN), key=lambda p: p.id
         )
@@ -69,19 +73,18 @@ class SignIn:
             "login.html",
             None,
             next_path=next_path,
-            local_signin=self.sessions.local_signin,
-            principals=humans if self.sessions.local_signin else [],
+            local_signin=refusal is None,
+            local_refusal=refusal if self.sessions.local_signin else None,
+            principals=humans if refusal is None else [],
             oidc=self.oidc is not None,
             proxy=self.state.config.proxy,
         )
 
     async def login_local(self, request: Request) -> Response:
-        if not self.sessions.local_signin:  # refused before anything else: there is no form to forge
-            raise PageError(
-                403,
-                "Local sign-in is disabled",
-                "This server does not offer local sign-in; use your identity provider or proxy.",
-            )
+        refusal = self.sessions.local_signin_refusal(request)
+        if refusal is not None:  # refused before anything else: there is no form to forge
+            title = "Local sign-in is disabled" if not self.sessions.local_signin else "Local sign-in refused"
+            raise PageError(403, title, f"{refusal} Use your identity provider or proxy.")
         form = await request.form()
         self.sessions.check_form(request, form)
         principal = self.state.gatekeeper.directory.find(form_text(form, "principal"))
@@ -117,22 +120,27 @@ class SignIn:
         if "error" in params or "code" not in params:
             error = params.get("error_description") or params.get("error") or "no code returned"
             raise PageError(401, "Sign-in failed", f"The identity provider said: {error}")
-        principal, groups = await run_in_threadpool(
-            self._verified_principal, oidc, params["code"], self._redirect_uri(request), pending
+        caller, claims = await run_in_threadpool(
+            self._verified_caller, oidc, params["code"], self._redirect_uri(request), pending
         )
-        self.sessions.start(
-            request,
-            principal,
-            AuthMethod.OIDC,
-            groups=groups,
-            email=principal.email,
-            name=principal.display_name,
-        )
+        link = caller.subject
+        assert link is not None  # caller_from_oidc_claims always names the subject
+        groups_claim = oidc.config.groups_claim
+        extra: dict[str, object] = {"iss": link.issuer, "sub": link.subject, "name": caller.principal.label}
+        if caller.unlinked is not None:
+            extra["unlinked"] = caller.unlinked
+        elif self.state.gatekeeper.directory.by_subject(link.issuer, link.subject) is None:
+            extra["verified_email"] = str(claims.get(oidc.config.email_claim, ""))  # linked by that e-mail
+        if groups_claim and groups_claim in claims:
+            extra["idp_groups"] = sorted(claim_groups(claims, groups_claim))
+        self.sessions.start(request, caller.principal, AuthMethod.OIDC, **extra)
+        if caller.unlinked is not None:
+            self.sessions.flash(request, "error", f"You may read, not decide: {caller.unlinked}.")
         return RedirectResponse(safe_next(request, str(pending.get("next", ""))), status_code=303)
 
-    def _verified_principal(
+    def _verified_caller(
         self, oidc: OidcClient, code: str, redirect_uri: str, pending: Mapping[str, Any]
-    ) -> tuple[Principal, list[str]]:
+    ) -> tuple[Caller, dict[str, Any]]:
         """Blocking: exchange the code, verify the id_token (the service's verifier) and its nonce."""
         id_token = oidc.exchange(code, redirect_uri, str(pending.get("verifier", "")))
         verifier = self.state.auth.oidc
@@ -141,10 +149,12 @@ class SignIn:
         nonce = claims.get("nonce")
         if not isinstance(nonce, str) or not same_secret(nonce, str(pending.get("nonce", ""))):
             raise AuthenticationFailed("the identity token's nonce does not match this sign-in (replayed?)")
-        principal = caller_from_oidc_claims(self.state.gatekeeper.directory, claims, oidc.config).principal
-        if principal.kind is not PrincipalKind.HUMAN:
-            raise AuthenticationFailed(f"{principal.id} is a service principal; services cannot sign in")
-        return principal, token_groups(claims, oidc.config)
+        caller = caller_from_oidc_claims(self.state.gatekeeper.directory, claims, oidc.config)
+        if caller.principal.kind is not PrincipalKind.HUMAN:
+            raise AuthenticationFailed(
+                f"{caller.principal.id} is a service principal; services cannot sign in"
+            )
+        return caller, claims
 
     def _oidc_client(self) -> OidcClient:
         if self.oidc is None:

@@ -1,12 +1,24 @@
 """Who is looking at the console, and proof that a form came from them.
 
-In the order a request is identified:
+Before anything else, ``HostCheck`` refuses a request whose ``Host`` is not one the console answers
+to (loopback names, ``public_url``'s host, ``console.allowed_hosts``): a page whose name was
+rebound to this machine (DNS rebinding) gets a 400 and no page, cookie or CSRF token. Then, in the
+order a request is identified:
 
-    proxy header   ``config.proxy``: every request from a trusted IP carrying the header is
-                   that person (Authenticator.from_proxy); the header from anywhere else is refused
+    proxy header   ``config.proxy``: every request whose connection comes from a trusted proxy
+                   (the socket peer) carrying the header is that person (Authenticator.from_proxy);
+                   the header from anywhere else is refused
     session        a signed cookie (``config.session_secret``; HttpOnly, SameSite=Lax, path
-                   /console) holding the principal id and how it was established (console-local
-                   or oidc — see _console_login); a mode switched off no longer honours its sessions
+                   /console) holding the principal id, how it was established (console-local or
+                   oidc — see _console_login) and when; it ends ``console.session_lifetime`` after
+                   sign-in however busy it is. A mode switched off no longer honours its sessions;
+                   a console-local session is honoured only where local sign-in is offered (below)
+
+Local sign-in (pick a person) is offered only when it is enabled *and* the connection comes from
+this machine (the socket peer is loopback) *and* the browser addressed the console by a loopback
+name *and* no proxy forwarded the request. An OIDC session keeps the IdP subject; the person's
+groups are the directory's at every request (narrowed by the IdP's groups claim when configured),
+so a decision is judged on the groups they have now, not those they had at sign-in.
 
 Every form POST carries a per-session CSRF token (compared in constant time) and, when the browser
 sends Origin or Referer, must come from this host. Every response gets the SecurityHeaders.
@@ -14,10 +26,13 @@ sends Origin or Referer, must come from this host. Every response gets the Secur
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,29 +40,87 @@ from starlette.datastructures import FormData, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate_core._errors import PrincipalDeparted
 from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
-from gate_core.identity import has_departed
+from gate_core.identity import IdpSubject, has_departed, narrowed
+from gate_core.identity._canonical import canonical_email
+from gate_core.service._config import LOOPBACK_NAMES, address_in
+from gate_core.service._peer import socket_peer
 from gate_core.service._state import ServiceState
 
 PREFIX = "/console"
 SESSION_COOKIE = "gatehouse_console"
-SESSION_MAX_AGE_S = 8 * 60 * 60  # a working day; the cookie's signature carries its age
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """The signed-in person and how the console knows it is them (recorded as the audit's ``via``)."""
+    """The signed-in person and how the console knows it is them (recorded as the audit's ``via``).
+    ``unlinked`` (an IdP identity no principal is linked to) says why they may only read."""
 
     principal: Principal
     via: AuthMethod
+    subject: IdpSubject | None = None
+    unlinked: str | None = None
 
     @property
     def actor(self) -> Actor:
-        return Actor(principal_id=self.principal.id, via=self.via, email=self.principal.email)
+        return Actor(
+            principal_id=self.principal.id,
+            via=self.via,
+            email=self.principal.email,
+            issuer=self.subject.issuer if self.subject else None,
+            subject=self.subject.subject if self.subject else None,
+        )
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header: without the port, lower-case, IPv6 without brackets."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    name, colon, port = value.rpartition(":")
+    name = name if colon and port.isdigit() else value
+    return name.rstrip(".")
+
+
+def host_allowed(name: str, allowed: tuple[str, ...]) -> bool:
+    with contextlib.suppress(ValueError):  # an IP address in its one spelling
+        name = str(ipaddress.ip_address(name))
+    return any(
+        name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:]) and name != pattern[2:])
+        for pattern in allowed
+    )
+
+
+class HostCheck:
+    """Refuse, before any page renders, a request addressed to a host the console does not answer
+    to (Starlette's TrustedHostMiddleware, with a page that says what to configure)."""
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        name = host_name(raw)
+        if name and host_allowed(name, self.allowed):
+            await self.app(scope, receive, send)
+            return
+        body = (
+            "<!doctype html><title>Host not allowed</title><h1>Host not allowed</h1>"
+            f"<p>{escape(name or '(no Host header)')} is not an allowed host for this console. "
+            "If this is your server's name, add it to <code>console.allowed_hosts</code> (or set "
+            "<code>public_url</code>) in service.yaml.</p>"
+        )
+        await HTMLResponse(body, status_code=400, headers={"Cache-Control": "no-store"})(scope, receive, send)
 
 
 class PageError(Exception):
@@ -121,20 +194,46 @@ class Sessions:
         self.state = state
         self.local_signin = local_signin
         self.oidc = state.config.oidc is not None
+        self.lifetime_s = state.config.console.session_lifetime_s
 
     def middleware(self) -> list[Middleware]:
         return [
             Middleware(SecurityHeaders),
+            Middleware(HostCheck, allowed=self.state.config.console_hosts),
             Middleware(
                 SessionMiddleware,
                 secret_key=self.state.config.session_secret.get_secret_value(),
                 session_cookie=SESSION_COOKIE,
-                max_age=SESSION_MAX_AGE_S,
+                max_age=int(self.lifetime_s),
                 path=PREFIX,
                 same_site="lax",
                 https_only=self.state.config.public_url.startswith("https://"),
             ),
         ]
+
+    # ------------------------------------------------------------ local sign-in
+
+    def local_signin_refusal(self, request: Request) -> str | None:
+        """Why local sign-in is not offered to this request, or None when it is."""
+        if not self.local_signin:
+            return "Local sign-in is disabled on this server."
+        peer = socket_peer(request.scope)
+        if not address_in(peer, LOOPBACK_NETWORKS):
+            return (
+                f"Local sign-in is only for a browser on the server's own machine; this connection "
+                f"comes from {peer or 'an unknown address'}."
+            )
+        if host_name(request.headers.get("host", "")) not in LOOPBACK_NAMES:
+            return (
+                "Local sign-in is only for a browser on the server's own machine that opens the console "
+                "as localhost, 127.0.0.1 or [::1]; this page was addressed to another name."
+            )
+        if any(name in request.headers for name in FORWARDING_HEADERS):
+            return (
+                "Local sign-in is only for a browser on the server's own machine; this request came "
+                "through a proxy."
+            )
+        return None
 
     # ------------------------------------------------------------ who is looking
 
@@ -148,22 +247,27 @@ class Sessions:
             if session.get("pid") != proxied.principal.id or session.get("via") != AuthMethod.PROXY_HEADER:
                 self.start(request, proxied.principal, AuthMethod.PROXY_HEADER)
             return Viewer(proxied.principal, AuthMethod.PROXY_HEADER)
-        viewer = self._from_session(session, request)
+        viewer = self._from_session(request, session)
         if viewer is None and "pid" in session:
             session.clear()  # a session this server no longer honours: start over
         return viewer
 
-    def _from_session(self, session: dict[str, Any], request: Request) -> Viewer | None:
+    def _from_session(self, request: Request, session: dict[str, Any]) -> Viewer | None:
         via = session.get("via")
         # A proxy session only carries the CSRF token: the proxy's header is the identity on every
         # request, so without it (not through the proxy any more) nobody is signed in. A mode that
-        # was switched off no longer honours the sessions it created.
+        # was switched off no longer honours the sessions it created, and a local session only
+        # where local sign-in is offered to this very request.
         if not (
-            (via == AuthMethod.CONSOLE_LOCAL and self.local_signin) or (via == AuthMethod.OIDC and self.oidc)
+            (via == AuthMethod.CONSOLE_LOCAL and self.local_signin_refusal(request) is None)
+            or (via == AuthMethod.OIDC and self.oidc)
         ):
             return None
         via = AuthMethod(via)
-        for name in (session.get("pid"), session.get("email")):
+        signed_in_at = session.get("at")
+        if not isinstance(signed_in_at, int) or time.time() - signed_in_at > self.lifetime_s:
+            return None  # however busy: a session lasts console.session_lifetime from sign-in
+        for name in (session.get("pid"), session.get("email"), session.get("verified_email")):
             if isinstance(name, str) and name and has_departed(self.state.gatekeeper.directory, name):
                 # They left the directory: the session ends here, and the attempt is on record.
                 self.state.gatekeeper.refuse_departed(
@@ -171,21 +275,47 @@ class Sessions:
                     f"{request.method} {request.url.path} (console session)",
                 )
                 return None
-        principal = self._session_principal(session, via)
+        if via == AuthMethod.OIDC:
+            return self._oidc_viewer(session)
+        principal = self.state.gatekeeper.directory.find(str(session.get("pid", "")))
         if principal is None or principal.kind is not PrincipalKind.HUMAN:
             return None
-        return Viewer(principal, via)
+        return Viewer(principal, AuthMethod.CONSOLE_LOCAL)
 
-    def _session_principal(self, session: dict[str, Any], via: AuthMethod) -> Principal | None:
-        pid = str(session.get("pid", ""))
-        known = self.state.gatekeeper.directory.find(pid) if pid else None
-        if via is not AuthMethod.OIDC:
-            return known
-        groups = frozenset(str(g) for g in session.get("groups", []))
-        if known is not None:
-            return known.model_copy(update={"groups": known.groups | groups})
-        email, name = session.get("email"), str(session.get("name", ""))
-        return Principal(id=pid, email=email, display_name=name, groups=groups)
+    def _oidc_viewer(self, session: dict[str, Any]) -> Viewer | None:
+        """The person an OIDC session stands for, with the directory's groups *now* (narrowed by
+        the IdP's groups at sign-in, when that claim is configured). A link or e-mail removed from
+        the directory since sign-in leaves an unlinked viewer, who only reads."""
+        issuer, sub = session.get("iss"), session.get("sub")
+        if not isinstance(issuer, str) or not isinstance(sub, str):
+            return None
+        link = IdpSubject.of(issuer, sub)
+        directory = self.state.gatekeeper.directory
+        principal = directory.by_subject(link.issuer, link.subject)
+        email = session.get("verified_email")
+        if principal is None and isinstance(email, str):
+            known = directory.find(str(session.get("pid", "")))
+            if (
+                known is not None
+                and known.email
+                and canonical_email(known.email) == canonical_email(email)
+                and not [s for s in directory.subjects_of(known.id) if s.issuer == link.issuer]
+            ):
+                principal = known
+        if principal is not None:
+            if principal.kind is not PrincipalKind.HUMAN:
+                return None
+            groups = session.get("idp_groups")
+            asserted = [str(g) for g in groups] if isinstance(groups, list) else None
+            return Viewer(narrowed(principal, asserted), AuthMethod.OIDC, link)
+        unlinked = session.get("unlinked")
+        name = str(session.get("name") or link.subject)
+        return Viewer(
+            Principal(id=f"oidc:{link.subject}", display_name=name),
+            AuthMethod.OIDC,
+            link,
+            unlinked=str(unlinked) if unlinked else f"IdP identity {link} is linked to no principal",
+        )
 
     def require_viewer(self, request: Request) -> Viewer:
         viewer = self.viewer(request)

@@ -1,5 +1,5 @@
 """The console's side of OpenID Connect: discovery, the authorization-code flow with PKCE (RFC 7636),
-and the groups claim. The id_token itself is verified by the service's OidcVerifier."""
+The id_token itself is verified by the service's OidcVerifier."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ import base64
 import hashlib
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
 from gate_core._errors import AuthenticationFailed
-from gate_core.identity import claim_groups
 from gate_core.service._config import OidcConfig
 
 
@@ -26,11 +23,6 @@ def _b64url(raw: bytes) -> str:
 def pkce_challenge(verifier: str) -> str:
     """RFC 7636 S256: BASE64URL(SHA256(verifier)) without padding."""
     return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
-
-
-def token_groups(claims: Mapping[str, Any], config: OidcConfig) -> list[str]:
-    """The groups claim as the console's session keeps it (a sorted list)."""
-    return sorted(claim_groups(claims, config.groups_claim))
 
 
 @dataclass(frozen=True, slots=True)

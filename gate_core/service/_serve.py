@@ -36,14 +36,16 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve_app(app: FastAPI, *, host: str, port: int, log_level: str, log_format: str = "text") -> None:
-    """One uvicorn process (no ``workers``): a replica is one process, so its metrics are its own
-    and replicas are summed by Prometheus (gate_core.service._metrics)."""
-    state: ServiceState = app.state.gatehouse
+def uvicorn_config(
+    app: FastAPI, *, host: str, port: int, log_level: str, log_format: str = "text"
+) -> uvicorn.Config:
+    """How ``gatehouse serve`` runs the app. uvicorn's forwarded-header rewriting is off: the app's
+    own SocketPeer layer applies it, only for ``forwarded_allow_ips``, after recording the real
+    peer (``_peer.py``). Idle connections are kept longer than clients keep them (httpx: 5 s), so
+    a client never sends on a connection the server is closing at that very moment (a ReadError
+    under steady load)."""
     json_logs = log_config(log_format, log_level)
-    # Keep idle connections longer than clients do (httpx: 5 s), so a client never sends on a
-    # connection the server is closing at that very moment (a ReadError under steady load).
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -51,5 +53,14 @@ def serve_app(app: FastAPI, *, host: str, port: int, log_level: str, log_format:
         access_log=log_level == "debug" and json_logs is None,  # json: our access line, with request id
         timeout_keep_alive=65,
         log_config=json_logs if json_logs is not None else uvicorn.config.LOGGING_CONFIG,
+        proxy_headers=False,
+        forwarded_allow_ips=None,
     )
+
+
+def serve_app(app: FastAPI, *, host: str, port: int, log_level: str, log_format: str = "text") -> None:
+    """One uvicorn process (no ``workers``): a replica is one process, so its metrics are its own
+    and replicas are summed by Prometheus (gate_core.service._metrics)."""
+    state: ServiceState = app.state.gatehouse
+    config = uvicorn_config(app, host=host, port=port, log_level=log_level, log_format=log_format)
     DrainingServer(config, state.bus).run()

@@ -12,6 +12,7 @@ from gate_core.service._auth import Authenticator, Identity
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus
 from gate_core.service._config import ServiceConfig
+from gate_core.service._directory_watch import DirectoryWatch
 from gate_core.service._logs import note_actor
 from gate_core.service._loops import LoopHealth
 from gate_core.service.notify import NotificationHub
@@ -26,6 +27,7 @@ class ServiceState:
     auth: Authenticator
     decisions: DecisionBatcher
     loops: LoopHealth = field(default_factory=LoopHealth)
+    directory_watch: DirectoryWatch | None = None  # `gatehouse serve`: re-read directory.yaml on change
     sandbox: bool = False  # the home is a sandbox (`init --example`): every console page says so
 
     def changed(self, gate: Gate) -> None:

@@ -38,6 +38,7 @@ from gate_core.identity import (
     Caller,
     Directory,
     IdentitySource,
+    IdpSubject,
     caller_from_oidc_claims,
     caller_from_os_account,
     caller_from_proxy,
@@ -66,9 +67,12 @@ principals:
   - id: bob
     email: bob@example.com
     groups: [data-governance]
+    idp_subjects:
+      - {issuer: "https://idp.example.test/", subject: u-bob}
   - id: etl-bot
     kind: service
 """
+IDP = "https://idp.example.test"
 
 
 @pytest.fixture
@@ -77,10 +81,11 @@ def directory() -> Directory:
 
 
 class _Claims:
-    """The two claim names the OIDC channel reads (the service's OidcConfig has the same)."""
+    """How the OIDC channel reads claims (the service's OidcConfig has the same fields)."""
 
     email_claim = "email"
-    groups_claim = "groups"
+    groups_claim: str | None = "groups"
+    always_verifies_email = False
 
 
 # ---------------------------------------------------------------- the port and the YAML source
@@ -114,6 +119,12 @@ class _InMemorySource:
 
     def by_email(self, email: str) -> Principal:
         return self.get(email)
+
+    def by_subject(self, issuer: str, subject: str) -> Principal | None:
+        return None  # a source that links no IdP identities: every IdP caller is unlinked
+
+    def subjects_of(self, principal_id: str) -> tuple[IdpSubject, ...]:
+        return ()
 
 
 def test_the_gatekeeper_runs_on_any_identity_source() -> None:
@@ -293,27 +304,79 @@ def test_api_token_of_a_principal_no_longer_in_the_source() -> None:
         caller_from_token(gk.tokens, secret)
 
 
-def test_oidc_claims_of_a_known_mailbox_are_that_principal_with_the_idps_groups(directory: Directory) -> None:
-    claims = {"sub": "u-1", "email": "ALICE@example.com", "groups": ["auditors", 7]}
-    caller = caller_from_oidc_claims(directory, claims, _Claims())
-    assert caller.principal.id == "alice"
-    assert caller.principal.groups == {"data-engineering", "auditors"}
-    assert (caller.via, caller.scope) == (AuthMethod.OIDC, Scope.DECIDE)
-    assert caller.actor.principal_id == "alice" and caller.actor.via is AuthMethod.OIDC
+def test_oidc_claims_name_a_principal_by_subject_link_or_verified_email(directory: Directory) -> None:
+    linked = caller_from_oidc_claims(directory, {"iss": IDP + "/", "sub": "u-bob"}, _Claims())
+    assert (linked.principal.id, linked.via, linked.scope, linked.linked) == (
+        "bob",
+        AuthMethod.OIDC,
+        Scope.DECIDE,
+        True,
+    )
+    assert linked.actor.idp_subject == IdpSubject(issuer=IDP, subject="u-bob")
+    assert linked.principal.groups == {"data-governance"}  # no groups claim: the directory's
+    claims = {"iss": IDP, "sub": "u-1", "email": "ALICE@example.com", "email_verified": True}
+    by_mail = caller_from_oidc_claims(directory, claims, _Claims())
+    assert (by_mail.principal.id, by_mail.actor.subject) == ("alice", "u-1")
+    narrowed = caller_from_oidc_claims(directory, {**claims, "groups": ["auditors", 7]}, _Claims())
+    assert narrowed.principal.groups == frozenset()  # the IdP took data-engineering away, added nothing
+    with pytest.raises(AuthenticationFailed, match="bob is linked to other IdP subjects"):
+        caller_from_oidc_claims(
+            directory,
+            {"iss": IDP, "sub": "u-x", "email": "bob@example.com", "email_verified": True},
+            _Claims(),
+        )
 
 
-def test_oidc_claims_of_an_unknown_person_are_the_idps_person(directory: Directory) -> None:
+@pytest.mark.parametrize(
+    ("claims", "why"),
+    [
+        ({"sub": "u-2", "email": "zoe@example.com", "email_verified": True}, "is in no directory entry"),
+        ({"sub": "u-3", "email": "alice@example.com", "email_verified": False}, "is not verified by the IdP"),
+        ({"sub": "u-3", "email": "alice@example.com", "email_verified": "no"}, "is not verified by the IdP"),
+        (
+            {"sub": "u-4", "email": "asmith", "email_verified": True},
+            "is in no directory entry",
+        ),  # ids never map
+        ({"sub": "u-5", "name": "Zoe", "groups": ["data-governance"]}, "the token carries no e-mail"),
+    ],
+)
+def test_an_unlinked_idp_identity_reads_and_never_acts(
+    directory: Directory, claims: dict[str, object], why: str
+) -> None:
+    caller = caller_from_oidc_claims(directory, {"iss": IDP, **claims}, _Claims())
+    assert caller.principal.id == f"oidc:{claims['sub']}" and not caller.linked
+    assert caller.principal.groups == frozenset() and caller.principal.email is None
+    assert why in str(caller.unlinked) and "idp_subjects" in str(caller.unlinked)
+    for scope in Scope:
+        with pytest.raises(PermissionDenied, match="is linked to no principal"):
+            caller.require(scope)
+
+
+def test_a_service_principal_is_never_an_idp_person_by_email() -> None:
+    directory = Directory.parse(
+        DIRECTORY_YAML.replace("    kind: service", "    email: bots@example.com\n    kind: service")
+    )
+    claims = {"iss": IDP, "sub": "u-7", "email": "bots@example.com", "email_verified": True}
+    with pytest.raises(AuthenticationFailed, match="mailbox of service principal etl-bot"):
+        caller_from_oidc_claims(directory, claims, _Claims())
+
+
+def test_an_idp_that_always_verifies_links_by_email(directory: Directory) -> None:
+    rules = _Claims()
+    rules.always_verifies_email = True
     caller = caller_from_oidc_claims(
-        directory, {"sub": "u-2", "email": "zoe@example.com", "name": "Zoe", "groups": "ops"}, _Claims()
+        directory, {"iss": IDP, "sub": "u-9", "email": "alice@example.com"}, rules
     )
-    assert caller.principal == Principal(
-        id="oidc:u-2", email="zoe@example.com", display_name="Zoe", groups=frozenset({"ops"})
+    assert caller.principal.id == "alice"
+
+
+def test_two_principals_linked_to_one_idp_subject_are_refused() -> None:
+    link = '    idp_subjects: [{issuer: "https://idp.example.test", subject: u-bob}]\n'
+    doubled = DIRECTORY_YAML.replace(
+        "    groups: [data-engineering]\n", "    groups: [data-engineering]\n" + link
     )
-    # an e-mail claim that is a directory id (or alias) names nobody: only mailboxes map
-    assert caller_from_oidc_claims(directory, {"sub": "u-3", "email": "asmith"}, _Claims()).principal.id == (
-        "oidc:u-3"
-    )
-    assert caller_from_oidc_claims(directory, {"sub": "u-4"}, _Claims()).principal.display_name == "u-4"
+    with pytest.raises(DirectoryError, match="'alice' and 'bob' are both linked to IdP subject u-bob"):
+        Directory.parse(doubled)
 
 
 def test_claim_groups_keeps_only_strings() -> None:
@@ -331,7 +394,11 @@ def test_proxy_user_by_id_alias_or_email(directory: Directory) -> None:
             AuthMethod.PROXY_HEADER,
             Scope.DECIDE,
         )
-    assert caller_from_proxy(directory, "bob", ["sre"]).principal.groups == {"data-governance", "sre"}
+    assert caller_from_proxy(directory, "bob", ["sre"]).principal.groups == frozenset()  # only narrows
+    assert caller_from_proxy(directory, "bob", ["sre", "data-governance"]).principal.groups == {
+        "data-governance"
+    }
+    assert caller_from_proxy(directory, "bob").principal.groups == {"data-governance"}
     with pytest.raises(AuthenticationFailed, match=r"'mallory' \(from the proxy\) is not in the directory"):
         caller_from_proxy(directory, "mallory")
 

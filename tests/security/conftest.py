@@ -29,6 +29,8 @@ from tests.service.conftest import service, service_factory, service_settings  #
 from tests.service.scim_rig import scim_rig  # noqa: F401 - shared fixture
 
 GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
+SEPARATION = "Separation of duties"  # docs/guarantees.md sections the attacks' figures belong to
+IDENTITY = "Identity at the edges"
 KERNEL_ACCOUNT = pwd.getpwuid(os.geteuid()).pw_name
 
 
@@ -62,9 +64,11 @@ class Home:
     def backend(self) -> str:
         return "SQLite" if self.settings.database_url.startswith("sqlite") else "PostgreSQL"
 
-    def figure(self, report: Callable[..., None], attack_class: str, tried: int) -> None:
+    def figure(
+        self, report: Callable[..., None], attack_class: str, tried: int, section: str = SEPARATION
+    ) -> None:
         """One figure for docs/guarantees.md: every attempt of the class was refused."""
-        report(f"Separation of duties: {attack_class} ({self.backend})", f"{tried} tried, 0 accepted")
+        report(f"{section}: {attack_class} ({self.backend})", f"{tried} tried, 0 accepted")
 
     def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
         """Real SQL on the home's database, as its owner would run it."""
@@ -130,14 +134,15 @@ def home_for(tmp_path: Path, database_url: str) -> Callable[..., Home]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[Home], str]]:
-    """Start real ``gatehouse serve`` for a home; yields its base URL."""
+def serve(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start real ``gatehouse serve`` for a home (``serve(home, host="0.0.0.0")`` to bind
+    elsewhere than loopback); returns its base URL on 127.0.0.1."""
     from tests.service.conftest import ServerProcess, launch_server, stop_server
 
     started: list[ServerProcess] = []
 
-    def start(home: Home) -> str:
-        server = launch_server(home.settings, tmp_path / f"serve-{len(started)}.log")
+    def start(home: Home, host: str = "127.0.0.1") -> str:
+        server = launch_server(home.settings, tmp_path / f"serve-{len(started)}.log", host=host)
         started.append(server)
         return server.base_url
 

@@ -24,6 +24,7 @@ import uvicorn
 
 from gate_core import Gatekeeper, Scope, Settings, init_home, open_gatekeeper
 from gate_core.service import ServiceConfig, create_app
+from gate_core.service._serve import uvicorn_config
 from gate_core.testing import actor
 
 USERS = {
@@ -100,7 +101,8 @@ def make_tokens(gatekeeper: Gatekeeper) -> dict[str, str]:
 
 class ThreadServer:
     def __init__(self, app: object, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+        config = uvicorn_config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ThreadServer:
@@ -152,9 +154,15 @@ class ServerProcess:
 
 
 def launch_server(
-    settings: Settings, log: Path, extra_env: dict[str, str] | None = None, *, port: int | None = None
+    settings: Settings,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    host: str = "127.0.0.1",
 ) -> ServerProcess:
-    """Start `gatehouse serve` for ``settings`` (on ``port``, or a free one) and wait until healthy."""
+    """Start `gatehouse serve` for ``settings`` (on ``host``:``port``, or a free port) and wait until
+    healthy (checked on 127.0.0.1, which a wildcard ``host`` also serves)."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -164,7 +172,7 @@ def launch_server(
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gate_core.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "gate_core.cli", "serve", "--host", host, "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

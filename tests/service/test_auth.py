@@ -76,11 +76,31 @@ def decide_as(service: Service, token: str, gate_id: str) -> httpx.Response:
     )
 
 
-def test_oidc_person_with_the_idp_group_decides(oidc_service: Service, jwks: Jwks) -> None:
+def test_an_unlinked_oidc_person_reads_and_never_decides(oidc_service: Service, jwks: Jwks) -> None:
     gate_id = open_gate(oidc_service)["id"]
-    token = jwks.token(sub="u-grace", email="grace@example.com", name="Grace", groups=["data-governance"])
-    me = httpx.get(f"{oidc_service.base_url}/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
-    assert (me["principal_id"], me["via"], me["groups"]) == ("oidc:u-grace", "oidc", ["data-governance"])
+    token = jwks.token(
+        sub="u-grace", email="grace@example.com", email_verified=True, groups=["data-governance"]
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    me = httpx.get(f"{oidc_service.base_url}/v1/me", headers=headers).json()
+    assert (me["principal_id"], me["via"], me["groups"], me["scope"], me["linked"]) == (
+        "oidc:u-grace",
+        "oidc",
+        [],
+        "read",
+        False,
+    )
+    assert "grace@example.com is in no directory entry" in me["note"]
+    assert httpx.get(f"{oidc_service.base_url}/v1/gates/{gate_id}", headers=headers).status_code == 200
+    response = decide_as(oidc_service, token, gate_id)
+    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    assert "is linked to no principal" in response.json()["detail"]
+    assert oidc_service.gatekeeper.get(gate_id).decisions == ()
+
+
+def test_a_verified_email_decides_and_the_audit_names_the_subject(oidc_service: Service, jwks: Jwks) -> None:
+    gate_id = open_gate(oidc_service)["id"]
+    token = jwks.token(sub="u-bob", email="bob@example.com", email_verified=True)
     response = decide_as(oidc_service, token, gate_id)
     assert response.status_code == 200, response.text
     assert response.json()["decisions"][0]["via"] == "oidc"
@@ -90,23 +110,26 @@ def test_oidc_person_with_the_idp_group_decides(oidc_service: Service, jwks: Jwk
         if e.event == Event.DECISION_RECORDED
     ]
     assert recorded[-1]["actor"] == {
-        "principal_id": "oidc:u-grace",
+        "principal_id": "bob",
         "via": "oidc",
-        "email": "grace@example.com",
+        "email": "bob@example.com",
+        "issuer": ISSUER.rstrip("/"),
+        "subject": "u-bob",
     }
 
 
 def test_oidc_requester_is_refused_by_email(oidc_service: Service, jwks: Jwks) -> None:
     gate_id = open_gate(oidc_service)["id"]  # requester alice@example.com
-    token = jwks.token(sub="someone-else", email="Alice@Example.com", groups=["data-governance"])
+    token = jwks.token(sub="someone-else", email="Alice@Example.com", email_verified=True)
     response = decide_as(oidc_service, token, gate_id)
     assert (response.status_code, response.json()["code"]) == (403, "self_approval")
 
 
-def test_oidc_directory_person_gains_token_groups(oidc_service: Service, jwks: Jwks) -> None:
+def test_oidc_token_groups_never_add_to_the_directory(oidc_service: Service, jwks: Jwks) -> None:
     gate_id = open_gate(oidc_service)["id"]
-    token = jwks.token(sub="d", email="dave@example.com", groups=["data-governance"])  # dave: ml-leads only
-    assert decide_as(oidc_service, token, gate_id).status_code == 200
+    token = jwks.token(sub="d", email="dave@example.com", email_verified=True, groups=["data-governance"])
+    response = decide_as(oidc_service, token, gate_id)  # dave: ml-leads only
+    assert (response.status_code, response.json()["code"]) == (403, "not_an_approver")
 
 
 @pytest.mark.parametrize(
@@ -146,7 +169,9 @@ def test_bad_oidc_tokens_are_401_and_change_nothing(
 def test_proxy_header_is_trusted_only_when_configured_and_from_the_proxy(
     service_factory: Callable[..., Service],
 ) -> None:
-    trusted = service_factory(ServiceConfig(proxy=ProxyConfig(user_header="X-Forwarded-Email")))
+    trusted = service_factory(
+        ServiceConfig(proxy=ProxyConfig(user_header="X-Forwarded-Email", trusted_ips=("127.0.0.1",)))
+    )
     gate_id = open_gate(trusted)["id"]
     ok = httpx.post(
         f"{trusted.base_url}/v1/gates/{gate_id}/decisions",

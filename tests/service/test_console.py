@@ -365,7 +365,12 @@ class StandInIdp:
         self.audience = "gatehouse-console"
         self.sign_with: Any = self.key
         self.nonce: str | None = None
-        self.claims: dict[str, Any] = {"sub": "u-bob", "email": "bob@example.com", "name": "Bob B."}
+        self.claims: dict[str, Any] = {
+            "sub": "u-bob",
+            "email": "bob@example.com",
+            "email_verified": True,
+            "name": "Bob B.",
+        }
         self.codes: dict[str, dict[str, str]] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
