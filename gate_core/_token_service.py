@@ -67,7 +67,7 @@ class TokenService:
         """Create a token; returns it with the one-time secret string. Only the hash is stored.
         PermissionDenied when ``created_by`` may not issue this token (see the module's table)."""
         principal = self.directory.get(principal_id)
-        self._check_issuer(principal, created_by, pipelines)
+        self._check_issuer(principal, created_by, pipelines, scope)
         now = self.clock.now()
         token_id, secret, token_string = new_token()
         token = ApiToken(
@@ -97,13 +97,19 @@ class TokenService:
         self.audit.maybe_checkpoint()
         return token, token_string
 
-    def _check_issuer(self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None) -> None:
+    def _check_issuer(
+        self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None, scope: Scope
+    ) -> None:
         if issuer.via not in ISSUING_CHANNELS:
             raise PermissionDenied(
                 f"tokens are not issued over {issuer.via.value}: sign in (console, `gatehouse login`) "
                 "or use the CLI as your own operating-system account"
             )
         if principal.kind is PrincipalKind.HUMAN:
+            if scope is Scope.LINEAGE:
+                raise PermissionDenied(
+                    "a lineage token is a pipeline credential: create it for a service principal"
+                )
             if pipelines is not None:
                 raise PermissionDenied("only a service principal's token is limited to pipelines")
             if not same_person(issuer.principal_id, issuer.email, principal.id, principal.email):

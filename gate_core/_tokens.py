@@ -4,6 +4,8 @@ A token is ``gh_<id>_<secret>``. Only SHA-256(secret) is stored; the whole token
 at creation. Scopes nest: ``request`` (open, read, wait on, cancel and consume gates) ⊂
 ``decide`` (also approve and reject) ⊂ ``admin`` (also export the audit trail). A service
 principal's token can never decide, whatever its scope says: the core refuses service deciders.
+``lineage`` stands apart: it may only send OpenLineage events to ``/api/v1/lineage`` (what an
+orchestrator's OpenLineage integration holds), and no other scope may send them.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ class Scope(enum.StrEnum):
     REQUEST = "request"
     DECIDE = "decide"
     ADMIN = "admin"
+    LINEAGE = "lineage"
 
     def allows(self, needed: Scope) -> bool:
+        if Scope.LINEAGE in (self, needed):  # outside the nesting: it allows and is allowed by nothing else
+            return self is needed
         order = [Scope.REQUEST, Scope.DECIDE, Scope.ADMIN]
         return order.index(self) >= order.index(needed)
 
