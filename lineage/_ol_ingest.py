@@ -226,16 +226,14 @@ class OpenLineageIngest:
                 if finding is not None:
                     findings.setdefault(finding.id, (finding, access))
                 for edge in ds.column_edges:
-                    row = {
-                        "downstream": ds.qualified_name[:1600],
-                        "downstream_field": edge.downstream_field,
-                        "upstream": edge.upstream[:1600],
-                        "upstream_field": edge.upstream_field[:500],
-                        "first_seen_at": now,
-                    }
-                    edges[
-                        (row["downstream"], row["downstream_field"], row["upstream"], row["upstream_field"])
-                    ] = row
+                    ends = (
+                        ds.qualified_name[:1600],
+                        edge.downstream_field,
+                        edge.upstream[:1600],
+                        edge.upstream_field[:500],
+                    )
+                    names = ("downstream", "downstream_field", "upstream", "upstream_field")
+                    edges[ends] = {**dict(zip(names, ends, strict=True)), "first_seen_at": now}
         result.recorded = self.store.record_many(accesses)
         run_rows = [
             {
