@@ -81,13 +81,22 @@ def _airflow_run(seen: SeenEvent) -> RunContext | None:
     )
 
 
-def _insert_ignoring_duplicates(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> int:
-    """Insert rows whose primary key is new; returns how many were new."""
-    if not rows:
-        return 0
+def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(target).on_conflict_do_nothing()
-    return int(conn.execute(stmt, rows).rowcount or 0)
+    return dialect.insert(target).on_conflict_do_nothing()
+
+
+def _insert_new(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows whose primary key is new (one executemany)."""
+    if rows:
+        conn.execute(_on_conflict_nothing(conn, target), rows)
+
+
+def _inserted(conn: Connection, target: Any, row: dict[str, Any]) -> bool:
+    """Insert ``row`` unless its primary key exists; whether it was new (from RETURNING: psycopg
+    reports no rowcount for ON CONFLICT statements)."""
+    stmt = _on_conflict_nothing(conn, target).returning(*target.primary_key.columns)
+    return bool(conn.execute(stmt, row).fetchall())
 
 
 class OpenLineageIngest:
@@ -128,7 +137,10 @@ class OpenLineageIngest:
             if run is None:
                 parent = known.get(ids.parent_run_id or "") or known.get(ids.root_run_id or "")
                 if parent is not None:
-                    run = parent
+                    # an orchestrator's task keeps its name (Spark/dbt ran inside it); a bare
+                    # OpenLineage parent (dbt's run) is the run, and each child job its own task
+                    own_task = parent.orchestrator == "openlineage"
+                    run = parent.model_copy(update={"task_id": seen.job_name[:500]}) if own_task else parent
                 elif ids.parent_run_id:
                     run = RunContext(
                         orchestrator="openlineage",
@@ -245,8 +257,8 @@ class OpenLineageIngest:
             if any(s.ol_run_id == i for s in batch)
         ]
         with self.store.db.begin() as conn:
-            _insert_ignoring_duplicates(conn, ol_runs, run_rows)
-            _insert_ignoring_duplicates(conn, column_edges, list(edges.values()))
+            _insert_new(conn, ol_runs, run_rows)
+            _insert_new(conn, column_edges, list(edges.values()))
         result.violations = self._report(list(findings.values()), sender)
         return result
 
@@ -273,7 +285,7 @@ class OpenLineageIngest:
                 "detail": finding.detail,
             }
             with self.store.db.begin() as conn:
-                if not _insert_ignoring_duplicates(conn, violations, [row]):
+                if not _inserted(conn, violations, row):
                     continue
             new.append(finding)
             payload = {k: v for k, v in row.items() if k not in ("at", "accessed_at")}
