@@ -91,8 +91,8 @@ def approved_gate(
     return gate.id
 
 
-def post(service: Service, body: Any, *, batch: bool = False, token: str = "lineage") -> httpx.Response:
-    with service.client(token) as client:
+def post(service: Service, body: Any, *, batch: bool = False, who: str = "lineage") -> httpx.Response:
+    with service.client(who) as client:
         return client.post("/api/v1/lineage/batch" if batch else "/api/v1/lineage", json=body)
 
 
