@@ -358,3 +358,32 @@ def test_a_run_whose_gate_was_rejected_finds_every_output_unapproved(svc: Servic
     svc.gatekeeper.reject(gate.id, actor=actor("bob"), reason="no")
     assert post(svc, sql_task("export_dag", run, CUSTOMERS)).json()["violations"] == 2
     assert {v.kind for v in store_of(svc).violations().rows} == {"not_approved"}
+
+
+def test_a_finding_reaches_the_rules_slack_channel_once_and_escaped(
+    service_factory: Callable[..., Service], service_settings: Settings
+) -> None:
+    """The example rule notifies slack:#data-approvals: the finding is posted there once, and a
+    dataset name that tries a Slack mention is shown as text."""
+    from gate_core.service.notify._slack import SlackConfig
+    from tests.service.slack_standin import SlackStandIn
+
+    with SlackStandIn(token="xoxb-i22", users={}) as slack:
+        config = ServiceConfig(
+            public_url="http://127.0.0.1",
+            slack=SlackConfig(bot_token="xoxb-i22", signing_secret="s" * 32, api_url=slack.api_url),
+        )
+        svc = service_factory(config)
+        svc.tokens["lineage"] = svc.gatekeeper.tokens.create(
+            "etl-bot", Scope.LINEAGE, created_by=actor("frank")
+        )[1]
+        run = run_id()
+        approved_gate(svc, "export_dag", run)
+        sneaky = "test.public.payments_<!channel>"
+        assert post(svc, sql_task("export_dag", run, CUSTOMERS, sneaky)).json()["violations"] == 1
+        assert post(svc, sql_task("export_dag", run, CUSTOMERS, sneaky)).json()["violations"] == 0
+        call = slack.wait_for("chat.postMessage", lambda c: "Out of scope" in c.text)
+        svc.drain()
+        assert len([c for c in slack.calls("chat.postMessage") if "Out of scope" in c.text]) == 1
+        assert "&lt;!channel&gt;" in call.text and "<!channel>" not in call.text
+        assert "unapproved_dataset" in call.text
