@@ -236,19 +236,21 @@ _VALIDATORS = {key: jsonschema_rs.Draft202012Validator(s) for key, s in SCHEMAS.
 # ---------------------------------------------------------------- parsing and checking
 
 
-def decode_body(body: bytes, content_encoding: str | None) -> Any:
-    """The request body as JSON (gzip inflated up to MAX_INFLATED_BYTES), or a clear 422."""
+def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_INFLATED_BYTES) -> Any:
+    """The request body as JSON (gzip inflated, never past ``max_bytes``), or a clear 422."""
     encoding = (content_encoding or "").strip().lower()
     if encoding == "gzip":
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
-            body = inflater.decompress(body, MAX_INFLATED_BYTES)
+            body = inflater.decompress(body, max_bytes + 1)
         except zlib.error as exc:
             raise InvalidOpenLineageEvent(f"the gzip body cannot be inflated: {exc}") from None
-        if inflater.unconsumed_tail:
-            raise InvalidOpenLineageEvent(f"the gzip body inflates past {MAX_INFLATED_BYTES} bytes")
+        if inflater.unconsumed_tail or len(body) > max_bytes:
+            raise InvalidOpenLineageEvent(f"the body inflates past {max_bytes} bytes")
     elif encoding not in ("", "identity"):
         raise InvalidOpenLineageEvent(f"Content-Encoding {encoding[:40]!r} is not supported (gzip is)")
+    if len(body) > max_bytes:
+        raise InvalidOpenLineageEvent(f"the body is more than {max_bytes} bytes of JSON")
     try:
         return json.loads(body)
     except RecursionError:
@@ -304,12 +306,10 @@ def event_kind(event: Mapping[str, Any]) -> str:
     raise InvalidOpenLineageEvent("not an OpenLineage event: it has no run, job or dataset")
 
 
-def validate(event: Any, *, size: int | None = None) -> tuple[int, str]:
+def validate(event: Any) -> tuple[int, str]:
     """Check one event; returns (spec major version, kind). Raises InvalidOpenLineageEvent."""
     if not isinstance(event, dict):
         raise InvalidOpenLineageEvent("an OpenLineage event is a JSON object")
-    if size is not None and size > MAX_EVENT_BYTES:
-        raise InvalidOpenLineageEvent(f"an event is at most {MAX_EVENT_BYTES} bytes of JSON")
     if not _depth_ok(event):
         raise InvalidOpenLineageEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
     problem = _no_bad_text(event)

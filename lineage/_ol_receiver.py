@@ -25,6 +25,7 @@ from gate_core.service.extension import LineageSender
 from lineage._ol_events import (
     MAX_BATCH_EVENTS,
     MAX_EVENT_BYTES,
+    MAX_INFLATED_BYTES,
     InvalidOpenLineageEvent,
     SeenEvent,
     decode_body,
@@ -41,11 +42,11 @@ def _ingest(request: Request) -> OpenLineageIngest:
     return ingest
 
 
-def _checked(events: list[Any], sizes: list[int] | None) -> list[SeenEvent]:
+def _checked(events: list[Any]) -> list[SeenEvent]:
     seen = []
     for index, event in enumerate(events):
         try:
-            _major, kind = validate(event, size=sizes[index] if sizes else None)
+            _major, kind = validate(event)
             seen.append(reduce(event, kind))
         except InvalidOpenLineageEvent as exc:
             if len(events) == 1:
@@ -56,18 +57,17 @@ def _checked(events: list[Any], sizes: list[int] | None) -> list[SeenEvent]:
 
 async def _receive(request: Request, sender: Any, *, batch: bool) -> JSONResponse:
     body = await request.body()
-    payload = await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"))
+    limit = MAX_INFLATED_BYTES if batch else MAX_EVENT_BYTES
+    payload = await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"), limit)
     if batch:
         if not isinstance(payload, list) or not payload:
             raise InvalidOpenLineageEvent("a batch is a non-empty JSON array of OpenLineage events")
         if len(payload) > MAX_BATCH_EVENTS:
             raise InvalidOpenLineageEvent(f"a batch holds at most {MAX_BATCH_EVENTS} events")
-        events, sizes = payload, None
+        events = payload
     else:
-        if len(body) > MAX_EVENT_BYTES and request.headers.get("content-encoding") is None:
-            raise InvalidOpenLineageEvent(f"an event is at most {MAX_EVENT_BYTES} bytes of JSON")
-        events, sizes = [payload], None
-    seen = await run_in_threadpool(_checked, events, sizes)
+        events = [payload]
+    seen = await run_in_threadpool(_checked, events)
     ingest = _ingest(request)
     result = await run_in_threadpool(ingest.ingest, seen, sender.actor)
     return JSONResponse(
