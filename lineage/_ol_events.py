@@ -259,6 +259,35 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_
         raise InvalidOpenLineageEvent(f"the body is not JSON: {str(exc)[:200]}") from None
 
 
+_STRING_LITERAL = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no per-character alternation
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"\\[]{}')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFacts:
+    """What the raw body already tells, so the per-event walks can be skipped (the hot path)."""
+
+    depth: int  # deepest nesting of the whole body (a batch's array counts one)
+    escapes: bool  # a backslash-u escape: only those make NUL or a lone surrogate (raw UTF-8 is checked)
+
+
+def body_facts(body: bytes) -> BodyFacts:
+    """Nesting depth from the brackets outside string literals (C-speed regexes, then a loop
+    over the few brackets left), and whether any backslash-u escape appears."""
+    # keep only what delimits strings and containers (bytes.translate: C speed), then drop strings
+    skeleton = body.translate(None, _NOT_STRUCTURE)
+    brackets = _NOT_BRACKET.sub(b"", _STRING_LITERAL.sub(b"", skeleton))
+    depth = deepest = 0
+    for byte in brackets:
+        if byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return BodyFacts(deepest, b"\\u" in body)
+
+
 def _depth_ok(value: Any) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -306,13 +335,14 @@ def event_kind(event: Mapping[str, Any]) -> str:
     raise InvalidOpenLineageEvent("not an OpenLineage event: it has no run, job or dataset")
 
 
-def validate(event: Any) -> tuple[int, str]:
-    """Check one event; returns (spec major version, kind). Raises InvalidOpenLineageEvent."""
+def validate(event: Any, facts: BodyFacts | None = None) -> tuple[int, str]:
+    """Check one event; returns (spec major version, kind). Raises InvalidOpenLineageEvent.
+    ``facts`` of the body it came from spare the walks they already answer."""
     if not isinstance(event, dict):
         raise InvalidOpenLineageEvent("an OpenLineage event is a JSON object")
-    if not _depth_ok(event):
+    if facts is None and not _depth_ok(event):
         raise InvalidOpenLineageEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
-    problem = _no_bad_text(event)
+    problem = _no_bad_text(event) if facts is None or facts.escapes else None
     if problem:
         raise InvalidOpenLineageEvent(problem)
     url = event.get("schemaURL")

@@ -41,7 +41,7 @@ from lineage._catalog import Catalog
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._ol_events import SeenDataset, SeenEvent
 from lineage._schema import column_edges, ol_runs, violations
-from lineage._scope import Finding, check, governing_gate
+from lineage._scope import Finding, RunScope, check, governing_gate
 from lineage._store import LineageStore
 
 log = logging.getLogger("gatehouse.lineage.openlineage")
@@ -184,7 +184,13 @@ class OpenLineageIngest:
     # ------------------------------------------------------------ accesses
 
     def _access(
-        self, seen: SeenEvent, ds: SeenDataset, run: RunContext, gates: list[Gate], actor: str
+        self,
+        seen: SeenEvent,
+        ds: SeenDataset,
+        run: RunContext,
+        gates: list[Gate],
+        actor: str,
+        cache: dict[Any, Any] | None = None,
     ) -> AccessEvent:
         gate = governing_gate(gates, seen.event_time) if gates else None
         if ds.role == "output":
@@ -192,13 +198,17 @@ class OpenLineageIngest:
             operation = _OUTPUT_ACTIONS.get(action, Operation.WRITE)
         else:
             operation = Operation.READ
-        columns = tuple(
-            ColumnInfo(name=name, type=kind, tags=ds.column_tags.get(name, frozenset()))
-            for name, kind in ds.fields
-        )
-        classified = self.catalog.classify(
-            DatasetRef(namespace=ds.namespace, name=ds.name, tags=ds.tags), columns
-        )
+        shape = (ds.namespace, ds.name, ds.tags, ds.fields, tuple(sorted(ds.column_tags.items())))
+        classified = cache.get(shape) if cache is not None else None
+        if classified is None:
+            columns = tuple(
+                ColumnInfo(name=name, type=kind, tags=ds.column_tags.get(name, frozenset()))
+                for name, kind in ds.fields
+            )
+            dataset = DatasetRef(namespace=ds.namespace, name=ds.name, tags=ds.tags)
+            classified = self.catalog.classify(dataset, columns)
+            if cache is not None:
+                cache[shape] = classified
         phase = "end" if seen.event_type in _END else "start"
         key = (seen.ol_run_id or seen.event_time.isoformat(), seen.job_namespace, seen.job_name)
         return AccessEvent(
@@ -218,6 +228,8 @@ class OpenLineageIngest:
         result = Ingested(received=len(batch))
         runs = self._runs(batch)
         gates_by_run: dict[tuple[str, str, str], list[Gate]] = {}
+        scopes: dict[tuple[str, str, str], RunScope] = {}
+        classified: dict[Any, Any] = {}  # one catalog lookup per distinct dataset shape in a batch
         relevant = self.relevant_tags()
         accesses: list[AccessEvent] = []
         findings: dict[str, tuple[Finding, AccessEvent]] = {}
@@ -230,11 +242,12 @@ class OpenLineageIngest:
             key = (run.orchestrator, run.pipeline, run.run_id)
             if key not in gates_by_run:
                 gates_by_run[key] = self.gates_of(run)
+                scopes[key] = RunScope.of(gates_by_run[key])
             gates = gates_by_run[key]
             for ds in seen.datasets:
-                access = self._access(seen, ds, run, gates, sender.principal_id)
+                access = self._access(seen, ds, run, gates, sender.principal_id, classified)
                 accesses.append(access)
-                finding = check(access, gates, relevant)
+                finding = check(access, scopes[key], relevant) if gates else None
                 if finding is not None:
                     findings.setdefault(finding.id, (finding, access))
                 for edge in ds.column_edges:
@@ -247,6 +260,7 @@ class OpenLineageIngest:
                     names = ("downstream", "downstream_field", "upstream", "upstream_field")
                     edges[ends] = {**dict(zip(names, ends, strict=True)), "first_seen_at": now}
         result.recorded = self.store.record_many(accesses)
+        in_batch = {s.ol_run_id for s in batch}
         run_rows = [
             {
                 **{k: getattr(r, k) for k in ("orchestrator", "pipeline", "run_id", "task_id")},
@@ -254,7 +268,7 @@ class OpenLineageIngest:
                 "seen_at": now,
             }
             for i, r in runs.items()
-            if any(s.ol_run_id == i for s in batch)
+            if i in in_batch
         ]
         with self.store.db.begin() as conn:
             _insert_new(conn, ol_runs, run_rows)

@@ -24,10 +24,13 @@ from starlette.concurrency import run_in_threadpool
 from gate_core.service.extension import LineageSender
 from lineage._ol_events import (
     MAX_BATCH_EVENTS,
+    MAX_DEPTH,
     MAX_EVENT_BYTES,
     MAX_INFLATED_BYTES,
+    BodyFacts,
     InvalidOpenLineageEvent,
     SeenEvent,
+    body_facts,
     decode_body,
     reduce,
     validate,
@@ -42,11 +45,11 @@ def _ingest(request: Request) -> OpenLineageIngest:
     return ingest
 
 
-def _checked(events: list[Any]) -> list[SeenEvent]:
+def _checked(events: list[Any], facts: BodyFacts) -> list[SeenEvent]:
     seen = []
     for index, event in enumerate(events):
         try:
-            _major, kind = validate(event)
+            _major, kind = validate(event, facts)
             seen.append(reduce(event, kind))
         except InvalidOpenLineageEvent as exc:
             if len(events) == 1:
@@ -55,10 +58,21 @@ def _checked(events: list[Any]) -> list[SeenEvent]:
     return seen
 
 
+def _decode(body: bytes, encoding: str | None, limit: int) -> tuple[Any, BodyFacts]:
+    payload = decode_body(body, encoding, limit)
+    if encoding and encoding.strip().lower() == "gzip":
+        import zlib
+
+        body = zlib.decompress(body, wbits=16 + zlib.MAX_WBITS)  # bounded: decode_body checked it
+    return payload, body_facts(body)
+
+
 async def _receive(request: Request, sender: Any, *, batch: bool) -> JSONResponse:
     body = await request.body()
     limit = MAX_INFLATED_BYTES if batch else MAX_EVENT_BYTES
-    payload = await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"), limit)
+    payload, facts = await run_in_threadpool(_decode, body, request.headers.get("content-encoding"), limit)
+    if facts.depth > MAX_DEPTH + (1 if batch else 0):
+        raise InvalidOpenLineageEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
     if batch:
         if not isinstance(payload, list) or not payload:
             raise InvalidOpenLineageEvent("a batch is a non-empty JSON array of OpenLineage events")
@@ -67,7 +81,7 @@ async def _receive(request: Request, sender: Any, *, batch: bool) -> JSONRespons
         events = payload
     else:
         events = [payload]
-    seen = await run_in_threadpool(_checked, events)
+    seen = await run_in_threadpool(_checked, events, facts)
     ingest = _ingest(request)
     result = await run_in_threadpool(ingest.ingest, seen, sender.actor)
     return JSONResponse(

@@ -68,15 +68,40 @@ def governing_gate(gates: Sequence[Gate], at: datetime) -> Gate:
     return max(before, key=lambda g: g.created_at) if before else min(gates, key=lambda g: g.created_at)
 
 
-def check(access: AccessEvent, gates: Sequence[Gate], relevant_tags: Iterable[str]) -> Finding | None:
+@dataclass(frozen=True)
+class RunScope:
+    """What the approvals of one run cover, computed once per run (not once per access)."""
+
+    gates: tuple[Gate, ...]
+    approved: tuple[Gate, ...]
+    covered: frozenset[str]
+    latest_expiry: datetime | None
+    writes_approved: bool
+
+    @classmethod
+    def of(cls, gates: Sequence[Gate]) -> RunScope:
+        approved = tuple(g for g in gates if g.status in _APPROVED)
+        return cls(
+            tuple(gates),
+            approved,
+            frozenset().union(*(_covered_names(g) for g in approved)),
+            max((g.expires_at for g in approved), default=None),
+            any(g.request.action in ("write", "export", "delete") for g in approved),
+        )
+
+
+def check(
+    access: AccessEvent, scope: RunScope | Sequence[Gate], relevant_tags: Iterable[str]
+) -> Finding | None:
     """The one finding ``access`` makes against the gates of its run, or None (in scope)."""
-    if not gates:
+    if not isinstance(scope, RunScope):
+        scope = RunScope.of(scope)
+    if not scope.gates:
         return None
-    gate = governing_gate(gates, access.at)
+    gate = governing_gate(scope.gates, access.at)
     name = access.dataset.qualified_name
     relevant = sorted(access.tags.intersection(relevant_tags))
     operation = access.operation
-    approved = [g for g in gates if g.status in _APPROVED]
 
     def found(kind: str, detail: str) -> Finding:
         return Finding(
@@ -90,20 +115,18 @@ def check(access: AccessEvent, gates: Sequence[Gate], relevant_tags: Iterable[st
             detail[:1000],
         )
 
-    if not approved:
+    if scope.latest_expiry is None:
         if operation in _OUTPUTS or relevant:
             return found("not_approved", f"gate {gate.id} is {gate.status.value}: nothing was approved")
         return None
-    latest_expiry = max(g.expires_at for g in approved)
-    if access.at > latest_expiry:
+    if access.at > scope.latest_expiry:
         return found(
             "after_approval",
-            f"accessed at {access.at.isoformat()}; the approval expired at {latest_expiry.isoformat()}",
+            f"accessed at {access.at.isoformat()}; the approval expired at {scope.latest_expiry.isoformat()}",
         )
-    covered = set().union(*(_covered_names(g) for g in approved))
-    if name in covered:
+    if name in scope.covered:
         return None
-    if operation in _OUTPUTS and any(g.request.action in ("write", "export", "delete") for g in approved):
+    if operation in _OUTPUTS and scope.writes_approved:
         return found("unapproved_target", f"{operation.value} to {name}, which no approval of the run names")
     if relevant:
         return found(

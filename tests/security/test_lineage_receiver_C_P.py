@@ -360,3 +360,10 @@ def test_no_sentinel_in_any_facet_is_ever_stored(svc: Service, data: st.DataObje
     assert response.status_code == 201, response.text
     assert store_of(svc).run(run).rows  # it was recorded…
     assert sentinel not in database_text(svc)  # …and nothing of the facets' contents was
+
+
+def test_brackets_inside_strings_are_not_nesting(svc: Service) -> None:
+    """The depth limit reads the body's structure, not text that looks like it (escaped quotes too)."""
+    event = _with(["run", "facets", "note"], {"text": '"\\' + "[{" * 200 + '\\"]}' * 3})
+    assert post(svc, event).status_code == 201
+    assert post(svc, _with(["run", "facets", "deep"], _nested(31))).status_code == 422
