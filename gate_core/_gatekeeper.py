@@ -289,6 +289,27 @@ class Gatekeeper:
         ]
         return tuple(dict.fromkeys(people))
 
+    def _directory_person(self, verified: Principal) -> Principal:
+        """A principal proven by another channel (an IdP's subject and e-mail) is the directory's
+        person when it shares a canonical identity with one — by id, alias or e-mail — and decides
+        as that person, with the groups of both. Without this, "same person" is not transitive: an
+        IdP account sharing bob's mailbox and another sharing his (look-alike) id would each be bob
+        yet not each other, and meet a two-person rule. An identity naming two people is refused."""
+        keys = set(verified.identity_keys)
+        matches = {p.id: p for p in self.directory if keys & set(p.identity_keys)}
+        by_name = self.directory.find(verified.id)
+        if by_name is not None:
+            matches[by_name.id] = by_name
+        if not matches:
+            return verified
+        if len(matches) > 1:
+            raise DecisionRefused(
+                f"{verified.id}: this identity matches {' and '.join(sorted(matches))} in the directory; "
+                "one identity is one person, so it decides nothing"
+            )
+        [known] = matches.values()
+        return known.model_copy(update={"groups": known.groups | verified.groups})
+
     def _keys_of(self, name: str) -> tuple[str, ...]:
         """The identity keys a name stands for: the directory principal's when it knows the name
         (id, alias or e-mail), else the name itself as id — and as e-mail when it is one — so an
@@ -344,7 +365,10 @@ class Gatekeeper:
         require_storable(request.comment, "comment")
         if request.principal is not None and request.principal.id != request.actor.principal_id:
             raise ValueError("the verified principal and the acting principal must be the same")
-        principal = request.principal or self.directory.get(request.actor.principal_id)
+        if request.principal is not None:
+            principal = self._directory_person(request.principal)
+        else:
+            principal = self.directory.get(request.actor.principal_id)
         # the audit names the directory's id even when the actor came by alias or e-mail
         actor = request.actor.model_copy(update={"principal_id": principal.id, "email": principal.email})
         verdict, comment = request.verdict, request.comment

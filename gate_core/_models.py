@@ -297,3 +297,17 @@ class Gate(_Frozen):
 
     def approvals_missing(self) -> int:
         return max(0, self.required_approvals - len(self.approvals))
+
+    def involved_people(self) -> tuple[tuple[str, str], ...]:
+        """Each person involved once, with every source that names them, as every channel shows
+        them: ``("bob", "requester; Airflow triggering user (recorded by the orchestrator)")``.
+        None of them may decide; a name the orchestrator recorded says so."""
+        sources: dict[str, list[str]] = {}
+        for person in self.involved:
+            said = person.source or "named"
+            if person.recorded_by_orchestrator:
+                said += " (recorded by the orchestrator)"
+            named = sources.setdefault(person.principal, [])
+            if said not in named:
+                named.append(said)
+        return tuple((principal, "; ".join(said)) for principal, said in sources.items())

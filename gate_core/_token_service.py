@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from gate_core._audit import AuditDraft, Event
 from gate_core._audit_service import AuditService
-from gate_core._errors import AuthenticationFailed, PermissionDenied
+from gate_core._errors import AuthenticationFailed, InvalidInput, PermissionDenied
 from gate_core._models import Actor, AuthMethod, Principal, PrincipalKind
 from gate_core._ports import Clock, TokenStore
 from gate_core._tokens import ApiToken, Scope, hash_secret, new_token, secret_matches, split_token
@@ -45,6 +45,24 @@ ISSUING_CHANNELS = frozenset(
 )
 
 
+MAX_PIPELINE_GLOBS = 50
+MAX_GLOB_LENGTH = 200
+
+
+def check_pipeline_globs(pipelines: tuple[str, ...] | None) -> None:
+    """A service token's pipeline limit: at most 50 non-blank globs of at most 200 characters.
+    An empty tuple would be a token that may open nothing: refused as a mistake."""
+    if pipelines is None:
+        return
+    if not pipelines or len(pipelines) > MAX_PIPELINE_GLOBS:
+        raise InvalidInput(f"a pipeline limit lists 1 to {MAX_PIPELINE_GLOBS} globs")
+    for glob in pipelines:
+        if not glob.strip() or len(glob) > MAX_GLOB_LENGTH or not glob.isprintable():
+            raise InvalidInput(
+                f"pipeline glob {glob[:40]!r} must be 1 to {MAX_GLOB_LENGTH} printable characters"
+            )
+
+
 class TokenService:
     def __init__(
         self, store: TokenStore, directory: IdentitySource, clock: Clock, audit: AuditService
@@ -63,11 +81,14 @@ class TokenService:
         description: str = "",
         expires_in: timedelta | None = None,
         pipelines: tuple[str, ...] | None = None,
+        channel: str | None = None,
     ) -> tuple[ApiToken, str]:
         """Create a token; returns it with the one-time secret string. Only the hash is stored.
-        PermissionDenied when ``created_by`` may not issue this token (see the module's table)."""
+        PermissionDenied when ``created_by`` may not issue this token (see the module's table);
+        ``channel`` (cli, console, …) goes into the audit entry beside how the issuer was identified."""
         principal = self.directory.get(principal_id)
         self._check_issuer(principal, created_by, pipelines, scope)
+        check_pipeline_globs(pipelines)
         now = self.clock.now()
         token_id, secret, token_string = new_token()
         token = ApiToken(
@@ -90,6 +111,7 @@ class TokenService:
             "issued_by": created_by.principal_id,
             "issued_via": created_by.via.value,
             "pipelines": list(pipelines) if pipelines is not None else None,
+            **({"channel": channel} if channel else {}),
         }
         self.store.add_token(
             token, hash_secret(secret), [AuditDraft(Event.TOKEN_CREATED, now, created_by, None, payload)]
@@ -125,7 +147,7 @@ class TokenService:
                 f"only members of {ADMIN_GROUP} manage service tokens"
             )
 
-    def revoke(self, token_id: str, *, actor: Actor) -> bool:
+    def revoke(self, token_id: str, *, actor: Actor, channel: str | None = None) -> bool:
         """Revoke at once; False when no active token has this id. Your own tokens, or — for
         members of ``ADMIN_GROUP`` — anyone's (an admin may pull a leaked credential)."""
         found = self.store.get_token(token_id)
@@ -133,7 +155,17 @@ class TokenService:
             self._check_revoker(found[0], actor)
         now = self.clock.now()
         revoked = self.store.revoke_token(
-            token_id, now, [AuditDraft(Event.TOKEN_REVOKED, now, actor, None, {"token_id": token_id})]
+            token_id,
+            now,
+            [
+                AuditDraft(
+                    Event.TOKEN_REVOKED,
+                    now,
+                    actor,
+                    None,
+                    {"token_id": token_id, **({"channel": channel} if channel else {})},
+                )
+            ],
         )
         if revoked:
             self.audit.maybe_checkpoint()

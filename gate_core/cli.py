@@ -71,9 +71,8 @@ def _describe(gate: Gate) -> str:
         f"  requester   {req.requester}"
         + (f" (submitted by {gate.submitted_by})" if gate.submitted_by != req.requester else ""),
     ]
-    for person in gate.involved:
-        if person.principal != req.requester:  # the requester has its own line
-            lines.append(f"  involved    {person.principal} ({person.source}; may not decide)")
+    for principal, sources in gate.involved_people():
+        lines.append(f"  involved    {principal} ({sources}; may not decide)")
     if req.datasets:
         lines.append("  datasets    " + ", ".join(str(d) for d in req.datasets))
         sourced = [gate.tag_with_source(d, t) for d in req.datasets for t in sorted(d.tags)]
@@ -404,7 +403,7 @@ def serve(host: str, port: int, log_level: str) -> None:
     config = ServiceConfig.load(settings.home)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     local_signin = config.console.local_signin if config.console.local_signin is not None else loopback
-    app = create_app(gatekeeper, config, local_signin=local_signin)
+    app = create_app(gatekeeper, config, local_signin=local_signin, sandbox=settings.is_sandbox)
     click.echo(
         f"gatehouse: serving on http://{host}:{port} (console /console, API /v1, OpenAPI /openapi.json)"
     )
@@ -448,6 +447,7 @@ def token_create(
         description=description,
         expires_in=lifetime,
         pipelines=pipelines or None,
+        channel="cli",
     )
     kind = gatekeeper.directory.get(principal).kind.value
     click.echo(
@@ -476,7 +476,7 @@ def token_list() -> None:
 def token_revoke(token_id: str) -> None:
     """Revoke a token at once."""
     gatekeeper = _gatekeeper()
-    if not gatekeeper.tokens.revoke(token_id, actor=_local_actor(gatekeeper)):
+    if not gatekeeper.tokens.revoke(token_id, actor=_local_actor(gatekeeper), channel="cli"):
         fail(f"no active token with id {token_id!r}")
     click.echo(f"revoked {token_id}")
 

@@ -10,6 +10,7 @@ a caller is. The layer below the gate domain: it imports nothing of gates, polic
     caller_from_oidc_claims             e-mail index, self-approval and one-person-counts-once
     caller_from_proxy                   all compare through it
     caller_from_slack_email
+    caller_from_teams_member
     caller_from_os_account ─► Caller(principal, via: AuthMethod, scope)   (the kernel's account)
     caller_from_sandbox    ─► the same, via sandbox: `--as NAME`, sandbox homes only
     local_actor_name       ─► lineage's unverified actor outside a pipeline (os_account(), named
@@ -31,6 +32,7 @@ from gate_core.identity._callers import (
     caller_from_proxy,
     caller_from_sandbox,
     caller_from_slack_email,
+    caller_from_teams_member,
     caller_from_token,
     claim_groups,
     local_actor_name,
@@ -63,6 +65,7 @@ __all__ = [
     "caller_from_proxy",
     "caller_from_sandbox",
     "caller_from_slack_email",
+    "caller_from_teams_member",
     "caller_from_token",
     "canonical_identity",
     "canonical_key",

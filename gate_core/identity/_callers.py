@@ -6,6 +6,8 @@
                                                                 IdP's person with its groups
     proxy header  sent by a trusted hop (trusted_ips)           id/alias or e-mail → source   proxy-header
     Slack user    signed callback, users.info e-mail            e-mail → source               slack
+    Teams member  Bot Framework JWT, Bot Connector member       e-mail, else UPN → source     teams
+                  lookup (e-mail, UPN, AAD object id)
     OS account    the kernel's passwd entry of the euid         id/alias → source             local-os-user
     --as NAME     nothing: a sandbox home only, unverified      id/alias → source             sandbox
 
@@ -153,6 +155,32 @@ def caller_from_slack_email(source: IdentitySource, email: str) -> Caller:
     except UnknownPrincipal as exc:
         raise AuthenticationFailed(f"Slack e-mail {email} is not in the directory") from exc
     return Caller(principal, AuthMethod.SLACK, Scope.DECIDE)
+
+
+def caller_from_teams_member(source: IdentitySource, email: str | None, upn: str | None) -> Caller:
+    """The person behind a Teams member, by what the Bot Connector's member lookup says of them:
+    the mailbox (``email``), else the sign-in name (``userPrincipalName``, e-mail shaped).
+
+    Both come from the tenant's directory, not from the person. When both are given and each
+    names a principal, they must name the same one: a member whose mailbox is one person and
+    whose sign-in name is another decides nothing rather than whichever lookup ran first."""
+    found: dict[str, Principal] = {}
+    for label, name in (("e-mail", email), ("user principal name", upn)):
+        if name and "@" in name:
+            try:
+                found[label] = source.by_email(name)
+            except UnknownPrincipal:
+                continue
+    named = {p.id for p in found.values()}
+    if not named:
+        shown = " / ".join(dict.fromkeys(n for n in (email, upn) if n)) or "no e-mail or user principal name"
+        raise AuthenticationFailed(f"Teams member ({shown}) is not in the directory")
+    if len(named) > 1:
+        raise AuthenticationFailed(
+            f"Teams member's e-mail {email} and user principal name {upn} name different principals "
+            f"({', '.join(sorted(named))})"
+        )
+    return Caller(next(iter(found.values())), AuthMethod.TEAMS, Scope.DECIDE)
 
 
 def os_account() -> str:

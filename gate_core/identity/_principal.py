@@ -3,7 +3,8 @@
     Principal   id, e-mail, display name, groups, kind (human | service); its identity keys and
                 person key are the canonical forms (``_canonical.py``) every match is made on
     Actor       a principal at the moment it acted + the AuthMethod that established it
-    AuthMethod  how: local-os-user, sandbox, api-token, oidc, proxy-header, slack, console-local, system
+    AuthMethod  how: local-os-user, sandbox, api-token, oidc, proxy-header, slack, teams, console-local,
+                system
 
 Frozen pydantic models, serialised identically wherever they cross a boundary. The gate domain
 (``gate_core/_models.py``) builds on these and re-exports them.
@@ -33,6 +34,7 @@ class AuthMethod(enum.StrEnum):
     OIDC = "oidc"
     PROXY_HEADER = "proxy-header"
     SLACK = "slack"
+    TEAMS = "teams"  # a Bot Framework-signed click, the member the Bot Connector names
     CONSOLE_LOCAL = "console-local"
     SYSTEM = "system"
 

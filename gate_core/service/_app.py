@@ -1,4 +1,4 @@
-"""The gate service as an ASGI app: REST API, Slack endpoint, console, all on one core.
+"""The gate service as an ASGI app: REST API, Slack and Teams endpoints, console, all on one core.
 
 Background duties, run by every replica (all are idempotent, so replicas never conflict):
 - a PostgreSQL LISTEN thread that wakes local waiters when another replica changes a gate;
@@ -30,6 +30,7 @@ from gate_core.service._config import ServiceConfig
 from gate_core.service._slack import slack_interactions, slack_router
 from gate_core.service._slack_socket import SlackSocketMode
 from gate_core.service._state import ServiceState
+from gate_core.service._teams import teams_invokes, teams_router
 from gate_core.service.notify import NotificationHub, Notifier, NotifyTarget
 
 log = logging.getLogger("gatehouse.service")
@@ -127,7 +128,10 @@ def create_app(
     *,
     notifiers: Mapping[str, Notifier] | None = None,
     local_signin: bool = False,
+    sandbox: bool = False,
 ) -> FastAPI:
+    """The gate service. ``sandbox``: the home is a sandbox (``init --example``, where identities
+    are chosen, not verified); every console page then carries a banner saying so."""
     config = config or ServiceConfig()
     state = ServiceState(
         gatekeeper=gatekeeper,
@@ -138,6 +142,7 @@ def create_app(
         ),
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
         decisions=DecisionBatcher(gatekeeper),
+        sandbox=sandbox,
     )
     interactions = slack_interactions(state)
     slack = config.slack_app()
@@ -188,6 +193,7 @@ def create_app(
     app.add_middleware(_problems.BodyLimit, limit=config.max_body_bytes)
     app.include_router(_api.router)
     app.include_router(slack_router(interactions))
+    app.include_router(teams_router(teams_invokes(state)))
     _console.install(app, state)
     install_plugins(app, state)
 

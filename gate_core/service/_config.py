@@ -4,6 +4,7 @@
     notifiers:                                     # instances by name; a rule's target is NAME:ADDRESS
       slack:   {type: slack, bot_token: xoxb-…, signing_secret: …}          # slack:#chan, slack:@U0123
       teams:   {type: teams, webhooks: {governance: https://…webhook…}}    # teams:governance
+      teamsbot: {type: teams-bot, app_id: …, app_password: …, tenant_id: …, conversations: {…}}  # teamsbot:N
       webhook: {type: webhook, endpoints: {siem: {url: https://…, secret: …}}}   # webhook:siem
       pager:   {type: pager, …}            # a plugin's type (entry point gatehouse.notifiers)
     oidc:      {issuer: https://idp/, audience: gatehouse, jwks_url: https://idp/jwks, groups_claim: groups}
@@ -19,7 +20,8 @@ and log one deprecation line each: ``slack: {…}`` is the instance ``slack`` of
 
 Secrets may come from the environment instead: GATEHOUSE_SLACK_BOT_TOKEN,
 GATEHOUSE_SLACK_SIGNING_SECRET, GATEHOUSE_SLACK_APP_TOKEN (Socket Mode) and GATEHOUSE_SLACK_API_URL
-fill the notifier instance named ``slack`` (the legacy ``slack:`` key when the file uses it); also
+fill the notifier instance named ``slack`` (the legacy ``slack:`` key when the file uses it);
+GATEHOUSE_TEAMS_APP_PASSWORD the client secret of the ``teams-bot`` instance; also
 GATEHOUSE_PUBLIC_URL,
 GATEHOUSE_OIDC_ISSUER / _AUDIENCE / _JWKS_URL / _GROUPS_CLAIM, GATEHOUSE_PROXY_USER_HEADER.
 """
@@ -49,6 +51,7 @@ from gate_core._errors import ConfigError
 from gate_core._notify_target import NotifyTarget
 from gate_core.service.notify._registry import ConfiguredNotifier, configure
 from gate_core.service.notify._slack import SlackConfig
+from gate_core.service.notify._teams_bot import TeamsBotConfig
 
 log = logging.getLogger("gatehouse.service")
 
@@ -127,6 +130,12 @@ class ServiceConfig(_Strict):
                 f"{source}: notifiers: {', '.join(slack_apps)} are all of type slack; one Slack app "
                 "receives the button clicks at /v1/slack/interactions, so configure one"
             )
+        bots = [i.name for i in instances.values() if isinstance(i.config, TeamsBotConfig)]
+        if len(bots) > 1:
+            raise ConfigError(
+                f"{source}: notifiers: {', '.join(bots)} are all of type teams-bot; one bot receives "
+                "the card clicks at /v1/teams/messages, so configure one (with several conversations)"
+            )
         self._instances = instances
         return self
 
@@ -151,6 +160,13 @@ class ServiceConfig(_Strict):
                 return instance.config
         return None
 
+    def teams_bot(self) -> TeamsBotConfig | None:
+        """The Teams bot whose card clicks ``/v1/teams/messages`` accepts."""
+        for instance in self._instances.values():
+            if isinstance(instance.config, TeamsBotConfig):
+                return instance.config
+        return None
+
     @classmethod
     def load(cls, home: Path, environ: dict[str, str] | None = None) -> ServiceConfig:
         env = dict(os.environ if environ is None else environ)
@@ -168,6 +184,8 @@ class ServiceConfig(_Strict):
             data["public_url"] = env["GATEHOUSE_PUBLIC_URL"]
         if any(env.get(f"GATEHOUSE_SLACK_{key.upper()}") for key in _SLACK_ENV):
             _slack_from_env(data, env, path)
+        if env.get("GATEHOUSE_TEAMS_APP_PASSWORD"):
+            _teams_password_from_env(data, env["GATEHOUSE_TEAMS_APP_PASSWORD"], path)
         if env.get("GATEHOUSE_OIDC_ISSUER"):
             data["oidc"] = {
                 "issuer": env["GATEHOUSE_OIDC_ISSUER"],
@@ -216,3 +234,19 @@ def _slack_from_env(data: dict[str, Any], env: dict[str, str], path: Path) -> No
     for key in (*_SLACK_ENV, "api_url"):
         if env.get(f"GATEHOUSE_SLACK_{key.upper()}"):
             slack[key] = env[f"GATEHOUSE_SLACK_{key.upper()}"]
+
+
+def _teams_password_from_env(data: dict[str, Any], password: str, path: Path) -> None:
+    """GATEHOUSE_TEAMS_APP_PASSWORD is the client secret of the one ``teams-bot`` instance."""
+    notifiers = data.get("notifiers")
+    bots = [
+        entry
+        for entry in (notifiers.values() if isinstance(notifiers, dict) else ())
+        if isinstance(entry, dict) and entry.get("type") == "teams-bot"
+    ]
+    if not bots:
+        raise ConfigError(
+            f"{path}: GATEHOUSE_TEAMS_APP_PASSWORD is set, but no notifier of type teams-bot is"
+        )
+    for bot in bots:  # several are refused when the configuration validates, with the reason
+        bot["app_password"] = password

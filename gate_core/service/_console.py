@@ -3,6 +3,7 @@ and the pages plugins add (``Console.add_page``).
 
     _console_session   who is looking (proxy header, signed session), CSRF, security headers
     _console_login     the sign-in page, local and OIDC sign-in, sign-out
+    _console_tokens    the Tokens page: your own API tokens; service tokens for gatehouse-admins
     _console_audit     the audit page's rows, read through the AuditService
     _console (here)    the pages, rendering, error pages and the plugin page registry
 
@@ -51,6 +52,7 @@ from gate_core.service._console_session import (
     form_text,
     redirect,
 )
+from gate_core.service._console_tokens import TokensPage
 from gate_core.service._problems import status_for
 from gate_core.service._state import ServiceState
 
@@ -105,6 +107,7 @@ class Console:
         self.gatekeeper = state.gatekeeper
         self.sessions = Sessions(state, local_signin=local_signin)
         self.sign_in = SignIn(self)
+        self.tokens_page = TokensPage(self)
         self.env = Environment(
             loader=PackageLoader("gate_core.service", "templates"),
             autoescape=True,
@@ -115,7 +118,10 @@ class Console:
         self.env.filters.update(when=when, safe_url=safe_url, short=lambda h: (h or "")[:12])
         self.nav_pages: list[dict[str, str]] = []  # pages added by plugins (add_page)
         self.env.globals.update(
-            expires_in=expires_in, statuses=[s.value for s in GateStatus], nav_plugins=self.nav_pages
+            expires_in=expires_in,
+            statuses=[s.value for s in GateStatus],
+            nav_plugins=self.nav_pages,
+            sandbox=state.sandbox,
         )
         self._app: Starlette | None = None
 
@@ -127,6 +133,7 @@ class Console:
                 Route("/gates/{gate_id}/decide", self.decide, methods=["POST"]),
                 Route("/audit", self.audit_page, methods=["GET"]),
                 *self.sign_in.routes(),
+                *self.tokens_page.routes(),
                 Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
             ],
             middleware=self.sessions.middleware(),
@@ -138,6 +145,7 @@ class Console:
                 Exception: _unexpected,
             },
         )
+        self._app.state.sandbox = self.state.sandbox  # read by the plain 500 page
         return self._app
 
     def add_page(self, path: str, label: str, endpoint: Endpoint, templates: BaseLoader) -> None:
@@ -330,10 +338,16 @@ class Console:
         return self.gatekeeper.audit.verify(), read_audit_page(self.state, page, event, gate_id)
 
 
-def _unexpected(_request: Request, _exc: Exception) -> Response:
+SANDBOX_NOTE = "<p><strong>SANDBOX</strong>: this home is a sandbox; identities here are unverified.</p>"
+
+
+def _unexpected(request: Request, _exc: Exception) -> Response:
     # Plain markup on purpose: the templates may be what failed. The service logs the traceback.
+    sandbox = getattr(request.app.state, "sandbox", False)
     body = (
-        "<!doctype html><title>Error</title><h1>Something went wrong</h1>"
+        "<!doctype html><title>Error</title>"
+        + (SANDBOX_NOTE if sandbox else "")
+        + "<h1>Something went wrong</h1>"
         "<p>The console failed unexpectedly; the service log has the details.</p>"
     )
     return HTMLResponse(body, status_code=500)

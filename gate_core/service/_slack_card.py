@@ -151,6 +151,15 @@ def _run_text(run: RunContext, console_url: str) -> str:
     return " · ".join(parts)
 
 
+def _involved_text(gate: Gate, shown: int = 10) -> str:
+    """Everyone involved, each with its source: none of them may decide this gate."""
+    people = gate.involved_people()
+    lines = [f"• {_code(who, 200)} — {mrkdwn_escape(said)}" for who, said in people[:shown]]
+    if len(people) > shown:
+        lines.append(f"… and {len(people) - shown} more in the console")
+    return _fit("*Involved — none of them may decide*\n" + "\n".join(lines), 3000)
+
+
 def _last_review_text(review: LastReview | None) -> str:
     if review is None:
         return "Last review of this action on this target: never reviewed before"
@@ -204,6 +213,7 @@ def card_blocks(gate: Gate, *, console_url: str, requester: Principal | None) ->
             ]
         ),
         SectionBlock(text=MarkdownTextObject(text=_datasets_text(gate))),
+        *([SectionBlock(text=MarkdownTextObject(text=_involved_text(gate)))] if gate.involved else []),
         SectionBlock(
             text=MarkdownTextObject(
                 text=_fit(f"*Rule* {_code(gate.rule)}\n{mrkdwn_escape(gate.explanation)}", 3000)

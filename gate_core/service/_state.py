@@ -30,6 +30,7 @@ class ServiceState:
     auth: Authenticator
     decisions: DecisionBatcher
     loops: LoopHealth = field(default_factory=LoopHealth)
+    sandbox: bool = False  # the home is a sandbox (`init --example`): every console page says so
 
     def changed(self, gate: Gate) -> None:
         """After any transition: wake local waiters now (other replicas hear NOTIFY), update messages."""

@@ -160,6 +160,8 @@ class AirflowRunner:
         *,
         dag_file: str = TEST_DAGS.name,
         dag_id: str | None = None,
+        conf: dict[str, Any] | None = None,
+        triggering_user: str | None = None,
         **env: str | None,
     ) -> AirflowRun:
         job_id = uuid.uuid4().hex[:8]
@@ -173,6 +175,8 @@ class AirflowRunner:
                 "GATEHOUSE_TEST_OUT": str(self.workdir / f"{job_id}.jsonl"),
                 **env,
             },
+            "conf": conf,
+            "triggering_user": triggering_user,
         }
         assert self.process.stdin is not None
         self.process.stdin.write((json.dumps(job) + "\n").encode())

@@ -42,6 +42,7 @@ from gate_core.identity import (
     caller_from_os_account,
     caller_from_proxy,
     caller_from_slack_email,
+    caller_from_teams_member,
     caller_from_token,
     canonical_identity,
     canonical_key,
@@ -344,6 +345,24 @@ def test_slack_user_by_the_email_slack_vouches_for(directory: Directory) -> None
         caller_from_slack_email(directory, "mallory@example.com")
     with pytest.raises(AuthenticationFailed):
         caller_from_slack_email(directory, "bob")  # an id is not a mailbox
+
+
+def test_teams_member_by_mailbox_else_sign_in_name_never_two_people(directory: Directory) -> None:
+    caller = caller_from_teams_member(directory, "Bob@Example.com", "bob@tenant.onmicrosoft.com")
+    assert (caller.principal.id, caller.via, caller.scope) == ("bob", AuthMethod.TEAMS, Scope.DECIDE)
+    assert caller_from_teams_member(directory, None, "alice@example.com").principal.id == "alice"
+    assert (
+        caller_from_teams_member(directory, "nobody@else.example", "alice@example.com").principal.id
+        == "alice"
+    )
+    with pytest.raises(AuthenticationFailed, match=r"name different principals \(alice, bob\)"):
+        caller_from_teams_member(directory, "bob@example.com", "alice@example.com")
+    with pytest.raises(AuthenticationFailed, match=r"\(mallory@example\.com\) is not in the directory"):
+        caller_from_teams_member(directory, "mallory@example.com", "mallory@example.com")
+    with pytest.raises(AuthenticationFailed, match="no e-mail or user principal name"):
+        caller_from_teams_member(directory, None, None)
+    with pytest.raises(AuthenticationFailed):
+        caller_from_teams_member(directory, "bob", "bob")  # an id is not a mailbox
 
 
 def test_os_account_is_the_kernels_record_not_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

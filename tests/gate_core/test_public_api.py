@@ -129,6 +129,7 @@ IDENTITY = {
     "caller_from_proxy",
     "caller_from_sandbox",
     "caller_from_slack_email",
+    "caller_from_teams_member",
     "caller_from_os_account",
     "os_account",
     "local_actor_name",

@@ -149,3 +149,54 @@ def test_approve_in_chromium_wakes_the_pipeline_and_the_requester_is_refused(
     with service.client("bob") as bob:
         assert bob.get(f"/v1/gates/{other}").json()["status"] == "PENDING"
     context.close()
+
+
+def test_tokens_page_in_chromium_creates_shows_once_and_revokes(
+    service_factory: Callable[..., Service], browser: Browser, tmp_path: Path
+) -> None:
+    """In a sandbox home every page says so; alice creates her own token (the secret shown once, on
+    the answer to the form), it works over the API, she revokes it; frank, an admin, also issues
+    a pipeline-limited service token."""
+    service = service_factory(local_signin=True, sandbox=True)
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    sign_in(page, service, "Alice (data engineer, requests exports)")
+    sandbox = page.get_by_role("region", name="Sandbox warning")
+    expect(sandbox).to_contain_text("SANDBOX")
+    expect(sandbox).to_contain_text("identities here are unverified")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Tokens").click()
+    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+    expect(page.get_by_role("heading", name="Service tokens")).to_have_count(0)  # not an admin
+    expect(sandbox).to_be_visible()
+    page.get_by_label("Scope").select_option("decide")
+    page.get_by_label("Description").fill("laptop scripts")
+    page.get_by_role("button", name="Create my token").click()
+    secret = page.locator("#new-token").inner_text()
+    assert secret.startswith("gh_")
+    expect(page.get_by_text("it is shown this once")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "console-tokens.png"), full_page=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tmp_path / "console-tokens.png", ARTIFACTS / "console-tokens.png")
+    with httpx.Client(base_url=service.base_url, headers={"Authorization": f"Bearer {secret}"}) as api:
+        assert api.get("/v1/gates").status_code == 200
+
+        page.goto(f"{service.base_url}/console/tokens")
+        expect(page.locator("#new-token")).to_have_count(0)  # never shown again
+        token_id = secret.split("_")[1]
+        row = page.get_by_role("row").filter(has_text=token_id)
+        expect(row).to_contain_text("laptop scripts")
+        expect(row).to_contain_text("by alice via console-local")
+        row.get_by_role("button", name=f"Revoke token {token_id}").click()
+        expect(page.get_by_role("status")).to_contain_text(f"Token {token_id} is revoked")
+        assert api.get("/v1/gates").status_code == 401
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, service, "Frank (platform admin; manages service tokens, approves nothing)")
+    page.goto(f"{service.base_url}/console/tokens")
+    page.get_by_label("Service principal").select_option("etl-bot")
+    page.get_by_label("Pipelines").fill("customer_*")
+    page.get_by_role("button", name="Create service token").click()
+    expect(page.get_by_role("heading", name="created for etl-bot")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="pipelines customer_*")).to_have_count(1)
+    context.close()

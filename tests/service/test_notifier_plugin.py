@@ -139,7 +139,7 @@ notifiers:
         (
             "{type: pagr}",
             "service.yaml: notifiers.pager.type: unknown notifier type 'pagr'; installed types: "
-            "broken-pager, pager, slack, teams, webhook",
+            "broken-pager, pager, slack, teams, teams-bot, webhook",
         ),
     ],
     ids=["unknown-key", "missing-key", "wrong-type", "unknown-type"],

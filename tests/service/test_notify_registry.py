@@ -26,7 +26,7 @@ from gate_core.testing import actor, example_gatekeeper
 from tests.service.http_receiver import HttpReceiver
 from tests.service.notifier_plugin import install_plugin
 
-BUILT_IN = ["slack", "teams", "webhook"]
+BUILT_IN = ["slack", "teams", "teams-bot", "webhook"]
 
 
 @pytest.fixture(autouse=True)

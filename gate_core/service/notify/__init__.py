@@ -3,8 +3,9 @@
     policy rule   notify: ["slack:#data-approvals", "teams:governance", "pager"]
                             │ INSTANCE:ADDRESS (NotifyTarget)
     service.yaml  notifiers: {slack: {type: slack, …}, teams: {type: teams, …}, pager: {type: pager, …}}
-                            │ type: picks a NotifierType — built in (slack, teams, webhook), registered
-                            │ with register(), or installed under the ``gatehouse.notifiers`` entry point
+                            │ type: picks a NotifierType — built in (slack, teams, teams-bot,
+                            │ webhook), registered with register(), or installed under the
+                            │ ``gatehouse.notifiers`` entry point
     hub           NotificationHub ─► Notifier.post_request / post_outcome / post_reminder
 
 A plugin distribution ships a :class:`NotifierType` (a name, a pydantic config class that forbids

@@ -3,6 +3,8 @@
     notifiers:
       slack:   {type: slack, bot_token: xoxb-…, signing_secret: …}       # targets slack:#chan, slack:@U1
       teams:   {type: teams, webhooks: {governance: https://…}}          # target  teams:governance
+      teamsbot: {type: teams-bot, app_id: …, app_password: …, tenant_id: …,
+                 conversations: {governance: {service_url: …, conversation_id: …}}}  # teamsbot:governance
       webhook: {type: webhook, endpoints: {siem: {url: https://…, secret: …}}}   # webhook:siem
       pager:   {type: pager, …whatever PagerConfig accepts}              # target  pager or pager:ADDRESS
 
@@ -33,12 +35,13 @@ from gate_core._gatekeeper import Gatekeeper
 from gate_core.service.notify._port import Notifier, NotifierContext, NotifierType
 from gate_core.service.notify._slack import SLACK
 from gate_core.service.notify._teams import TEAMS
+from gate_core.service.notify._teams_bot import TEAMS_BOT
 from gate_core.service.notify._webhook import WEBHOOK
 
 ENTRY_POINT_GROUP = "gatehouse.notifiers"
 
 _lock = threading.Lock()
-_types: dict[str, NotifierType[Any]] = {t.name: t for t in (SLACK, TEAMS, WEBHOOK)}
+_types: dict[str, NotifierType[Any]] = {t.name: t for t in (SLACK, TEAMS, TEAMS_BOT, WEBHOOK)}
 
 
 def register(notifier_type: NotifierType[Any]) -> NotifierType[Any]:

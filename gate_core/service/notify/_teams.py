@@ -206,6 +206,14 @@ def _requester(gate: Gate) -> str:
     return plain(f"{req.requester}{via}")
 
 
+def _involved(gate: Gate) -> str:
+    """``bob (requester; …), carol (…); none may decide``: everyone involved, with the source."""
+    people = gate.involved_people()
+    if not people:
+        return "none recorded"
+    return plain("; ".join(f"{who} ({said})" for who, said in people) + " — none of them may decide")
+
+
 def _datasets(gate: Gate) -> str:
     datasets = gate.request.datasets
     shown = ", ".join(str(d) for d in datasets[:MAX_DATASETS])
@@ -242,6 +250,7 @@ def context_facts(gate: Gate) -> FactSet:
     req = gate.request
     return _facts(
         ("Requester", _requester(gate)),
+        ("Involved", _involved(gate)),
         ("Action", plain(req.action)),
         ("Target", plain(req.target) or "none"),
         ("Environment", plain(req.environment) or "none"),
@@ -319,6 +328,7 @@ def outcome_card(gate: Gate, public_url: str) -> AdaptiveCard:
             ("When", _decided_at(gate)),
             ("Approvals", _approvals(gate)),
             ("Requester", _requester(gate)),
+            ("Involved", _involved(gate)),
             ("Gate", gate.id),
         ),
     ]
