@@ -36,7 +36,6 @@ from sqlalchemy import Connection, column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gate_core import Actor, DatasetRef, Gate, Gatekeeper, RunContext
-from gate_core._terms import normalise_term
 from lineage._catalog import Catalog
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._ol_events import SeenDataset, SeenEvent
@@ -176,10 +175,9 @@ class OpenLineageIngest:
         return found
 
     def relevant_tags(self) -> frozenset[str]:
-        """The tags the policy matches on: what makes an unapproved dataset matter."""
-        return frozenset(
-            normalise_term(t) for rule in self.gatekeeper.policy.rules for t in rule.match.dataset_tags
-        )
+        """The tags the policy matches on (normalised when the policy loaded): what makes an
+        unapproved dataset matter."""
+        return frozenset(t for rule in self.gatekeeper.policy.rules for t in rule.match.dataset_tags)
 
     # ------------------------------------------------------------ accesses
 
