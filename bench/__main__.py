@@ -33,6 +33,7 @@ class Benchmark:
 SCALE = (10, 100, 1_000, 10_000)
 SUITE: tuple[Benchmark, ...] = (
     Benchmark("audit_verify"),
+    Benchmark("audit_proof", timeout_s=2400),  # builds a 10M-entry log on both backends first
     Benchmark("gate_throughput"),
     Benchmark("service_http"),
     Benchmark("lineage_capture"),

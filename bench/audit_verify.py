@@ -1,9 +1,12 @@
 """Audit verification of a large log (target: 1,000,000 entries verified in ≤ 10 s).
 
 Builds a real audit log — bodies chained by ``gate_core._audit.chain`` from drafts shaped like
-the ones the Gatekeeper writes, signed checkpoints at the Gatekeeper's default cadence — in the
-real schema (``SqlStore.open`` runs the migrations) on SQLite and PostgreSQL, then times
-``verify_chain(store.audit_rows(), store.checkpoints(), public_key)`` end to end.
+the ones the Gatekeeper writes, the Merkle nodes and signed checkpoints (with their roots) the
+signer writes at the Gatekeeper's default cadence, and the gates and decisions those entries
+leave — in the real schema (``SqlStore.open`` runs the migrations) on SQLite and PostgreSQL,
+then times ``AuditService.verify()`` end to end, which is what `gatehouse audit verify` runs:
+the hash chain, the RFC 9162 root at every checkpoint, every stored tree node, and every gate's
+state replayed from the log.
 
     python -m bench.audit_verify            # 1,000,000 entries, SQLite + PostgreSQL
     python -m bench.audit_verify --quick    # 50,000 entries
@@ -19,6 +22,7 @@ import argparse
 import cProfile
 import gc
 import io
+import json
 import pstats
 import tempfile
 from collections import deque
@@ -50,6 +54,7 @@ from bench._common import (
 )
 from gate_core import (
     Actor,
+    AuditService,
     AuthMethod,
     Checkpoint,
     CheckpointSigner,
@@ -63,12 +68,13 @@ from gate_core import (
     evaluate,
     verify_chain,
 )
-from gate_core._audit import GENESIS_HASH, AuditDraft, AuditEntry, chain
+from gate_core._audit import GENESIS_HASH, STATUS_AFTER, AuditDraft, AuditEntry, chain
 from gate_core._gatekeeper import _request_record
 from gate_core._ids import new_gate_id
+from gate_core._merkle import NODE_LEVEL, Frontier, leaf_hash
 from gate_core._models import SYSTEM_ACTOR
 from gate_core._store._schema import audit_head, audit_log
-from gate_core.testing import example_directory, example_policy
+from gate_core.testing import ManualClock, example_directory, example_policy
 
 NAME = "audit_verify"
 TARGET_SECONDS_PER_MILLION = 10.0
@@ -79,7 +85,37 @@ GATEKEEPER_CHECKPOINT_EVERY = 256  # Gatekeeper's default, so the checkpoint cou
 START = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
 
 AUDIT_COLUMNS = ("seq", "at", "event", "actor", "gate_id", "body", "prev_hash", "hash")
-CHECKPOINT_COLUMNS = ("size", "head_hash", "at", "key_id", "signature")
+CHECKPOINT_COLUMNS = ("size", "head_hash", "at", "key_id", "signature", "root")
+NODE_COLUMNS = ("level", "idx", "hash")
+GATE_COLUMNS = (
+    "id",
+    "status",
+    "action",
+    "target",
+    "environment",
+    "requester",
+    "submitted_by",
+    "binding_hash",
+    "policy_hash",
+    "rule",
+    "required_approvals",
+    "request",
+    "context",
+    "created_at",
+    "expires_at",
+    "decided_by",
+)
+DECISION_COLUMNS = (
+    "gate_id",
+    "principal_id",
+    "person_key",
+    "display_name",
+    "verdict",
+    "comment",
+    "at",
+    "via",
+    "break_glass",
+)
 
 
 # ------------------------------------------------------------------ realistic drafts
@@ -283,6 +319,12 @@ class Sink(Protocol):
 
     def write_checkpoints(self, marks: Sequence[Checkpoint]) -> None: ...
 
+    def write_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None: ...
+
+    def write_state(
+        self, gate_rows: Sequence[tuple[Any, ...]], decision_rows: Sequence[tuple[Any, ...]]
+    ) -> None: ...
+
     def finish(self) -> None: ...
 
 
@@ -317,8 +359,19 @@ class SqliteSink:
 
     def write_checkpoints(self, marks: Sequence[Checkpoint]) -> None:
         at = self._at
-        rows = [(m.size, m.head_hash, at(m.at), m.key_id, m.signature) for m in marks]
+        rows = [(m.size, m.head_hash, at(m.at), m.key_id, m.signature, m.root) for m in marks]
         self._insert("gh_audit_checkpoints", CHECKPOINT_COLUMNS, rows)
+
+    def write_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        if nodes:
+            self._insert("gh_audit_tree", NODE_COLUMNS, nodes)
+
+    def write_state(
+        self, gate_rows: Sequence[tuple[Any, ...]], decision_rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        at = self._at
+        self._insert("gh_gates", GATE_COLUMNS, [(*g[:13], at(g[13]), at(g[14]), g[15]) for g in gate_rows])
+        self._insert("gh_decisions", DECISION_COLUMNS, [(*d[:6], at(d[6]), *d[7:]) for d in decision_rows])
 
     def finish(self) -> None:
         # Loading in huge transactions leaves the whole log in the WAL; a store that took one
@@ -354,15 +407,25 @@ class PostgresSink:
         )
 
     def write_checkpoints(self, marks: Sequence[Checkpoint]) -> None:
-        rows = [(m.size, m.head_hash, m.at, m.key_id, m.signature) for m in marks]
+        rows = [(m.size, m.head_hash, m.at, m.key_id, m.signature, m.root) for m in marks]
         self._copy("gh_audit_checkpoints", CHECKPOINT_COLUMNS, rows)
+
+    def write_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        if nodes:
+            self._copy("gh_audit_tree", NODE_COLUMNS, nodes)
+
+    def write_state(
+        self, gate_rows: Sequence[tuple[Any, ...]], decision_rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        self._copy("gh_gates", GATE_COLUMNS, gate_rows)
+        self._copy("gh_decisions", DECISION_COLUMNS, decision_rows)
 
     def finish(self) -> None:
         # A long-lived database has been through autovacuum; without this the first read of
         # freshly copied rows also pays for setting hint bits, which production never sees.
         self._conn.autocommit = True
-        self._conn.execute("VACUUM ANALYZE gh_audit_log")
-        self._conn.execute("VACUUM ANALYZE gh_audit_checkpoints")
+        for table in ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree", "gh_gates", "gh_decisions"):
+            self._conn.execute(f"VACUUM ANALYZE {table}")
         self._conn.close()
 
     def size_bytes(self) -> int:
@@ -376,8 +439,56 @@ class BuildStats:
     head_hash: str = GENESIS_HASH
     checkpoints: int = 0
     body_bytes: int = 0
+    gates: int = 0
+    decisions: int = 0
     chain_seconds: float = 0.0
     load_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class GateStates:
+    """The gh_gates and gh_decisions rows a Gatekeeper would have left beside these entries, so
+    that verify's state check has a database that agrees with the log to check."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+        self.created: dict[str, datetime] = {}
+        self.decisions: list[tuple[Any, ...]] = []
+
+    def see(self, entries: Sequence[AuditEntry]) -> None:
+        for e in entries:
+            if e.gate_id is None:
+                continue
+            if e.event in STATUS_AFTER:
+                self.status[e.gate_id] = STATUS_AFTER[e.event]
+                self.created.setdefault(e.gate_id, e.at)
+            elif e.event == Event.DECISION_RECORDED and e.gate_id in self.status:
+                body = json.loads(e.body)
+                who = body["actor"]["principal_id"]
+                verdict = body["payload"]["verdict"]
+                self.decisions.append((e.gate_id, who, who, who, verdict, "", e.at, "slack", False))
+
+    def gate_rows(self) -> list[tuple[Any, ...]]:
+        return [
+            (
+                gate_id,
+                status,
+                "export",
+                "s3://exports/x.csv",
+                "prod",
+                "alice",
+                "alice",
+                "0" * 64,
+                "0" * 64,
+                "pii-exports",
+                1,
+                "{}",
+                "{}",
+                self.created[gate_id],
+                self.created[gate_id] + timedelta(days=1),
+                "[]",
+            )
+            for gate_id, status in self.status.items()
+        ]
 
 
 def build_log(
@@ -387,21 +498,28 @@ def build_log(
     checkpoint_every: int,
     chunk_size: int,
 ) -> BuildStats:
-    """Chain ``total`` drafts once and load every chunk into every sink, with signed checkpoints."""
+    """Chain ``total`` drafts once and load every chunk into every sink, with the Merkle nodes and
+    signed checkpoints (v2: with roots) the signer would have written, and the gates' state."""
     stats = BuildStats(load_seconds={s.label: 0.0 for s in sinks})
     scenarios = build_scenarios(example_policy(), example_directory())
+    tree = Frontier()
+    states = GateStates()
     for drafts in chunked(audit_drafts(total, scenarios), chunk_size):
         with Stopwatch() as chaining:
             entries = chain(stats.entries, stats.head_hash, drafts)
-            marks = [
-                signer.sign(e.seq, e.hash, e.at)
-                for e in entries
-                if checkpoint_every and e.seq % checkpoint_every == 0 and e.seq != total
-            ]
+            nodes: list[tuple[int, int, bytes]] = []
+            marks = []
+            for e in entries:
+                completed = tree.append(leaf_hash(e.body.encode()))
+                nodes += [n for n in completed if n[0] >= NODE_LEVEL]
+                if checkpoint_every and e.seq % checkpoint_every == 0 and e.seq != total:
+                    marks.append(signer.sign(e.seq, e.hash, e.at, tree.root()))
+            states.see(entries)
         stats.chain_seconds += chaining.seconds
         for sink in sinks:
             with Stopwatch() as loading:
                 sink.write(entries)
+                sink.write_nodes(nodes)
                 if marks:
                     sink.write_checkpoints(marks)
             stats.load_seconds[sink.label] += loading.seconds
@@ -409,9 +527,12 @@ def build_log(
         stats.head_hash = entries[-1].hash
         stats.checkpoints += len(marks)
         stats.body_bytes += sum(len(e.body.encode()) for e in entries)
-    final = signer.sign(stats.entries, stats.head_hash, datetime.now(UTC))
+    final = signer.sign(stats.entries, stats.head_hash, datetime.now(UTC), tree.root())
+    gate_rows = states.gate_rows()
+    stats.gates, stats.decisions = len(gate_rows), len(states.decisions)
     for sink in sinks:
         with Stopwatch() as loading:
+            sink.write_state(gate_rows, states.decisions)
             sink.finish()
             _set_head(sink.store, stats.entries, stats.head_hash)
             sink.store.add_checkpoint(final)  # the one real, through-the-store checkpoint write
@@ -430,28 +551,32 @@ def _set_head(store: SqlStore, seq: int, head_hash: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class VerifyTimes:
-    end_to_end: float
+    end_to_end: float  # AuditService.verify: chain, Merkle root, stored tree, state
     end_to_end_cpu: float  # this process only
     server_cpu: float | None  # the PostgreSQL backends' share, when they run on this machine
+    chain_only: float  # verify_chain(rows, checkpoints, key): no state, no stored tree
     fetch_rows: float
     fetch_checkpoints: float
     verify_in_memory: float
 
 
 def time_verification(store: SqlStore, signer: CheckpointSigner, stats: BuildStats) -> VerifyTimes:
-    """The headline end-to-end run, then fetching and in-memory verification timed apart."""
+    """The headline end-to-end run — what `gatehouse audit verify` does — then its parts timed apart."""
     # CPU seconds next to wall-clock ones: on a machine busy with other work the wall clock
     # overstates the cost, while client + server CPU is what verification needs on an idle one.
     backends = postgres_backends(store)
     server_before = cpu_seconds(backends)
+    audit = AuditService(store, ManualClock(), signer=signer)
     with Stopwatch() as end_to_end:
-        report = verify_chain(store.audit_rows(), store.checkpoints(), signer.public_key)
+        report = audit.verify()
     server_after = cpu_seconds(backends)
     server = None if server_before is None or server_after is None else server_after - server_before
     _check(report.ok, report.summary())
     _check(report.entries == stats.entries, f"verified {report.entries} entries, built {stats.entries}")
     _check(report.checkpoints_checked == stats.checkpoints, "not every checkpoint was checked")
     print(f"    {report.summary()}")
+    with Stopwatch() as chain_only:
+        _check(verify_chain(store.audit_rows(), store.checkpoints(), signer.public_key).ok, "chain only")
 
     # Drain without keeping rows: fetching into a list would time the garbage collector
     # rescanning a million live tuples, which the streaming verification never pays.
@@ -472,6 +597,7 @@ def time_verification(store: SqlStore, signer: CheckpointSigner, stats: BuildSta
         end_to_end.seconds,
         end_to_end.cpu_seconds,
         server,
+        chain_only.seconds,
         fetch_rows.seconds,
         fetch_marks.seconds,
         in_memory.seconds,
@@ -484,13 +610,14 @@ def _check(condition: bool, message: str) -> None:
 
 
 def profile_verification(store: SqlStore, signer: CheckpointSigner, label: str) -> str:
+    audit = AuditService(store, ManualClock(), signer=signer)
     profiler = cProfile.Profile()
     profiler.enable()
-    verify_chain(store.audit_rows(), store.checkpoints(), signer.public_key)
+    audit.verify()
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
-    return f"--- cProfile of verify_chain end to end on {label} (sorted by own time) ---\n{out.getvalue()}"
+    return f"--- cProfile of AuditService.verify on {label} (sorted by own time) ---\n{out.getvalue()}"
 
 
 def backend_figures(
@@ -501,12 +628,22 @@ def backend_figures(
     if times.server_cpu is not None:
         server.append(info(f"{label}: verify end to end, CPU of the server backend", times.server_cpu, "s"))
     return [
-        at_most(f"{label}: verify {entries:,} entries end to end", times.end_to_end, "s", target_s),
+        at_most(
+            f"{label}: verify {entries:,} entries end to end (chain, Merkle root, stored tree, state)",
+            times.end_to_end,
+            "s",
+            target_s,
+        ),
         at_least(
             f"{label}: verification rate", entries / times.end_to_end, "entries/s", TARGET_ENTRIES_PER_S
         ),
         info(f"{label}: verify end to end, CPU of this process", times.end_to_end_cpu, "s"),
         *server,
+        info(
+            f"{label}: verify_chain only (chain, Merkle root; no state, no stored tree)",
+            times.chain_only,
+            "s",
+        ),
         info(f"{label}: fetch only: drain store.audit_rows()", times.fetch_rows, "s"),
         info(f"{label}: fetch checkpoints via store.checkpoints()", times.fetch_checkpoints, "s"),
         info(f"{label}: verify_chain on rows already in memory", times.verify_in_memory, "s"),
@@ -551,6 +688,7 @@ def run(args: argparse.Namespace, tmp: Path, postgres_url: str | None) -> None:
         info("chain() + sign checkpoints, in memory", stats.chain_seconds, "s"),
         info("average entry body", stats.body_bytes / stats.entries, "bytes"),
         info("signed checkpoints in the log", stats.checkpoints, "count"),
+        info("gates and decisions beside the log (state check)", stats.gates + stats.decisions, "rows"),
     ]
     profiles = []
     for sink in sinks:

@@ -23,6 +23,7 @@ MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 
 TITLES = {
     "audit_verify": "Audit verification (1,000,000 entries)",
+    "audit_proof": "Audit proofs (10,000,000 entries)",
     "gate_throughput": "Gate open + decide with audit chaining (core)",
     "service_http": "Gate service over HTTP",
     "lineage_capture": "Lineage: DataFrame metadata capture",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from gate_core._audit import Checkpoint, CheckpointSigner, Event, VerifyReport, control_ids, verify_chain
 from gate_core._audit_service import AuditService
 from gate_core._client import GateClient, HttpGateClient, LocalGateClient, Me, WaitResult
+from gate_core._cosign import VerifierKey
 from gate_core._errors import (
     AlreadyDecided,
     ApprovalNotUsable,
@@ -34,6 +35,8 @@ from gate_core._errors import (
     SelfApprovalRefused,
     ServicePrincipalRefused,
     ServiceUnavailable,
+    SignatureInvalid,
+    SignatureRequired,
     StoreError,
     StoreUnavailable,
     SubmitterNotAllowed,
@@ -61,6 +64,7 @@ from gate_core._proofs import verify_bundle
 from gate_core._store import SqlStore
 from gate_core._token_service import TokenService
 from gate_core._tokens import Scope
+from gate_core._witnessing import WitnessPolicy, verify_witnessed_bundle
 from gate_core.identity import Directory
 
 __all__ = [
@@ -119,6 +123,8 @@ __all__ = [
     "ServicePrincipalRefused",
     "ServiceUnavailable",
     "Settings",
+    "SignatureInvalid",
+    "SignatureRequired",
     "SqlStore",
     "StoreError",
     "StoreUnavailable",
@@ -127,9 +133,11 @@ __all__ = [
     "TokenService",
     "UnknownPrincipal",
     "Verdict",
+    "VerifierKey",
     "VerifyReport",
     "WaitResult",
     "WaitSnapshot",
+    "WitnessPolicy",
     "control_ids",
     "evaluate",
     "init_home",
@@ -139,4 +147,5 @@ __all__ = [
     "principal_may_decide",
     "verify_bundle",
     "verify_chain",
+    "verify_witnessed_bundle",
 ]

@@ -21,7 +21,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,10 +32,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gate_core._errors import AuditError
+from gate_core._merkle import EMPTY_ROOT, NODE_LEVEL, fold
 from gate_core._models import Actor, canonical_json
+from gate_core._passkeys import PasskeyLedger
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_DOMAIN = "gatehouse-audit-checkpoint/v1"
+# v2 also signs the RFC 9162 Merkle root at the checkpoint's size: the trusted anchor proofs are
+# built against, so the stored tree (gh_audit_tree) is checked against it, never trusted itself.
+CHECKPOINT_DOMAIN_V2 = "gatehouse-audit-checkpoint/v2"
 
 _SECRET_NAME = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth)", re.I)
 REDACTED = "[redacted]"
@@ -57,6 +62,9 @@ class Event:
     DIRECTORY_LOADED = "directory.loaded"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    PASSKEY_REGISTERED = "passkey.registered"
+    PASSKEY_REMOVED = "passkey.removed"
+    PASSKEY_RESET = "passkey.reset"
 
 
 # Which controls each event evidences. Every entry also evidences the log's own integrity
@@ -87,6 +95,17 @@ CONTROL_IDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     },
     Event.TOKEN_CREATED: {"soc2": ("CC6.1", "CC6.2"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
     Event.TOKEN_REVOKED: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
+    Event.PASSKEY_REGISTERED: {
+        "soc2": ("CC6.1", "CC6.2"),
+        "iso27001": ("A.5.17",),
+        "nist80053": ("IA-2", "IA-5"),
+    },
+    Event.PASSKEY_REMOVED: {
+        "soc2": ("CC6.2", "CC6.3"),
+        "iso27001": ("A.5.17",),
+        "nist80053": ("IA-5", "AC-2"),
+    },
+    Event.PASSKEY_RESET: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
     # An extension's event (area "lineage."): what a run touched beyond its approval, found after
     # the fact from the orchestrator's own OpenLineage events (monitoring and detection controls).
     "lineage.out_of_scope": {
@@ -187,30 +206,34 @@ class Checkpoint:
     at: datetime
     key_id: str
     signature: str  # hex
+    root: str | None = None  # hex RFC 9162 root at ``size``; None on checkpoints signed before v2
 
     def message(self) -> bytes:
-        return checkpoint_message(self.size, self.head_hash, self.at)
+        return checkpoint_message(self.size, self.head_hash, self.at, self.root)
 
     def to_json(self) -> str:
-        return canonical_json(
-            {
-                "size": self.size,
-                "head_hash": self.head_hash,
-                "at": self.at.isoformat(),
-                "key_id": self.key_id,
-                "signature": self.signature,
-            }
-        )
+        fields: dict[str, Any] = {
+            "size": self.size,
+            "head_hash": self.head_hash,
+            "at": self.at.isoformat(),
+            "key_id": self.key_id,
+            "signature": self.signature,
+        }
+        if self.root is not None:
+            fields["root"] = self.root
+        return canonical_json(fields)
 
     @classmethod
     def from_json(cls, text: str) -> Checkpoint:
         data = json.loads(text)
+        root = data.get("root")
         return cls(
             int(data["size"]),
             data["head_hash"],
             datetime.fromisoformat(data["at"]),
             data["key_id"],
             data["signature"],
+            None if root is None else str(root),
         )
 
 
@@ -233,8 +256,10 @@ def read_checkpoints(path: Path) -> list[Checkpoint]:
     return marks
 
 
-def checkpoint_message(size: int, head_hash: str, at: datetime) -> bytes:
-    return f"{CHECKPOINT_DOMAIN}\n{size}\n{head_hash}\n{at.isoformat()}\n".encode()
+def checkpoint_message(size: int, head_hash: str, at: datetime, root: str | None = None) -> bytes:
+    if root is None:
+        return f"{CHECKPOINT_DOMAIN}\n{size}\n{head_hash}\n{at.isoformat()}\n".encode()
+    return f"{CHECKPOINT_DOMAIN_V2}\n{size}\n{head_hash}\n{root}\n{at.isoformat()}\n".encode()
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -276,9 +301,11 @@ class CheckpointSigner:
         """The one operation a signer needs (an HSM or KMS signer implements just this)."""
         return self._key.sign(message)
 
-    def sign(self, size: int, head_hash: str, at: datetime) -> Checkpoint:
-        signature = self.sign_bytes(checkpoint_message(size, head_hash, at)).hex()
-        return Checkpoint(size, head_hash, at, self.key_id, signature)
+    def sign(self, size: int, head_hash: str, at: datetime, root: bytes | None = None) -> Checkpoint:
+        """Sign ``(size, head hash, time)`` and, given it, the Merkle root at ``size`` (v2)."""
+        root_hex = None if root is None else root.hex()
+        signature = self.sign_bytes(checkpoint_message(size, head_hash, at, root_hex)).hex()
+        return Checkpoint(size, head_hash, at, self.key_id, signature, root_hex)
 
 
 def public_pem(public_key: Ed25519PublicKey) -> bytes:
@@ -317,31 +344,68 @@ class VerifyReport:
     first_bad_seq: int | None = None
     problem: str = ""
     gate: str | None = None  # the gate whose stored state disagrees with the log, if that is the problem
+    signed_decisions: int = 0  # passkey-signed decisions whose signature verified (gate_core._passkeys)
+    witnessed_size: int | None = None  # the newest checkpoint a quorum of witnesses cosigned
+    witnesses: tuple[str, ...] = ()  # who cosigned it
 
     def summary(self) -> str:
         if self.ok:
+            witnessed = ""
+            if self.witnessed_size is not None:
+                witnessed = f", cosigned at size {self.witnessed_size} by {', '.join(self.witnesses)}"
+                if self.entries > self.witnessed_size:
+                    witnessed += f" ({self.entries - self.witnessed_size} newer entries not witnessed yet)"
             return (
                 f"audit log intact: {self.entries} entries, head {self.head_hash[:16]}…, "
                 f"{self.checkpoints_checked} signed checkpoint(s) verified, gate states match the log"
+                + (
+                    f", {self.signed_decisions} passkey-signed decision(s) verified"
+                    if self.signed_decisions
+                    else ""
+                )
+                + witnessed
             )
+        if self.first_bad_seq is None and self.gate is None:
+            return f"audit log NOT WITNESSED or TAMPERED: {self.problem}"
         if self.first_bad_seq is None:
             return f"audit log TAMPERED at gate {self.gate}: {self.problem}"
         return f"audit log TAMPERED at entry {self.first_bad_seq}: {self.problem}"
 
 
-def _columns_match(body: str, seq: int, event: str, gate_id: str | None) -> bool:
-    """Do the indexed columns agree with the hashed body? Checked by position in the canonical
-    layout ``{"actor":{…},"at":"…","event":…,"gate":…,"payload":{…},"seq":N}`` instead of parsing
-    a million bodies: JSON strings cannot hold an unescaped quote, so the first ``},"at":"`` ends
+def _payload_at(body: str, seq: int, event_json: str, gate_json: str) -> int:
+    """Where the payload starts if the indexed columns agree with the hashed body, else -1.
+    Checked by position in the canonical layout
+    ``{"actor":{…},"at":"…","event":…,"gate":…,"payload":{…},"seq":N}`` instead of parsing a
+    million bodies: JSON strings cannot hold an unescaped quote, so the first ``},"at":"`` ends
     the actor object, and event, gate and payload must follow the timestamp exactly."""
     if not body.endswith(f',"seq":{seq}}}'):
-        return False
+        return -1
     at_value = body.find('},"at":"')
     if at_value < 0:
-        return False
-    at_end = body.find('"', at_value + 8)
-    gate_json = "null" if gate_id is None else _json_string(gate_id)
-    return body.startswith(f',"event":{_json_string(event)},"gate":{gate_json},"payload":', at_end + 1)
+        return -1
+    at_end = body.find('"', at_value + 8) + 1
+    columns = f',"event":{event_json},"gate":{gate_json},"payload":'
+    return at_end + len(columns) if body.startswith(columns, at_end) else -1
+
+
+def _gate_json(gate_id: str | None) -> str:
+    if gate_id is None:
+        return "null"
+    if gate_id.isalnum() and gate_id.isascii():  # every id the core makes: nothing to escape
+        return f'"{gate_id}"'
+    return _json_string(gate_id)
+
+
+def _verdict(body: str, payload_at: int) -> str:
+    """A decision entry's verdict: the payload's ``"verdict":"…"`` read in place (strings cannot
+    hold an unescaped quote, so the pattern is a key), parsed in full only if it is not there."""
+    start = body.find('"verdict":"', payload_at)
+    if start >= 0:
+        end = body.find('"', start + 11)
+        value = body[start + 11 : end]
+        if value.isalpha():
+            return value
+    return str(json.loads(body)["payload"].get("verdict"))
 
 
 def _json_string(text: str) -> str:
@@ -447,15 +511,20 @@ def verify_chain(
     checkpoints: Iterable[Checkpoint],
     public_key: Ed25519PublicKey | None,
     state: Callable[[], StoredState] | None = None,
+    tree_nodes: Callable[[], Iterable[tuple[int, int, bytes]]] | None = None,
 ) -> VerifyReport:
     """Verify rows ``(seq, event, gate_id, body, prev_hash, hash)`` in seq order against checkpoints.
 
     Names the first bad sequence number. Checkpoints are checked for their signature and against
-    the chain: a checkpoint larger than the log means the tail was cut; one whose head hash
-    differs from the recomputed hash at its size means the log was rewritten. Without a public
-    key there is nothing to trust the checkpoints by, so that is an error, never a skip: a
-    self-consistent forgery recomputes every hash. With ``state``, every gate's stored status
-    and decisions are checked against the replayed log.
+    the chain: a checkpoint larger than the log means the tail was cut; one whose head hash — or,
+    signed since v2, RFC 9162 Merkle root, recomputed here from the entries — differs from the log
+    at its size means the log was rewritten. Without a public key there is nothing to trust the
+    checkpoints by, so that is an error, never a skip: a self-consistent forgery recomputes every
+    hash. With ``state``, every gate's stored status and decisions are checked against the
+    replayed log; with ``tree_nodes`` (``(level, index, hash)`` of the stored Merkle tree), every
+    stored node is checked against the tree recomputed from the entries: proofs are served from
+    those nodes, so an edited one is evidence of tampering even though no proof built on it
+    would verify.
     """
     if public_key is None:
         raise AuditError(
@@ -465,11 +534,20 @@ def verify_chain(
     marks = list(checkpoints)
     wanted = {c.size for c in marks}
     hash_at: dict[int, str] = {0: GENESIS_HASH}
+    root_at: dict[int, bytes] = {0: EMPTY_ROOT}
     replay: dict[str, GateReplay] = {}
     expected_seq = 1
     prev = GENESIS_HASH
     sha256 = hashlib.sha256
     status_after = STATUS_AFTER
+    passkeys = PasskeyLedger()
+    # The Merkle tree's right edge (one perfect subtree per set bit of the size, largest first)
+    # and, per level from NODE_LEVEL up, every completed subtree's hash in index order: what
+    # gh_audit_tree must hold. Kept as concatenated 32-byte digests, 1/8 of the leaf count.
+    edge: list[bytes] = []
+    completed = [bytearray() for _ in range(64)]
+    node_level = NODE_LEVEL
+    quoted: dict[str, str] = {}  # event name → its JSON string, for the column check
     for seq, event, gate_id, body, prev_hash, digest in rows:
         if seq != expected_seq:
             missing = expected_seq if seq > expected_seq else seq
@@ -480,12 +558,27 @@ def verify_chain(
             return VerifyReport(
                 False, seq - 1, prev, 0, seq, "previous-hash link does not match the entry before it"
             )
-        if sha256(f"{prev}\n{body}".encode()).hexdigest() != digest:
+        data = body.encode()
+        if sha256(prev.encode() + b"\n" + data).hexdigest() != digest:
             return VerifyReport(
                 False, seq - 1, prev, 0, seq, "content does not match its hash (entry edited)"
             )
-        if not _columns_match(body, seq, event, gate_id):
+        event_json = quoted.get(event)
+        if event_json is None:
+            event_json = quoted[event] = _json_string(event)
+        payload_at = _payload_at(body, seq, event_json, _gate_json(gate_id))
+        if payload_at < 0:
             return VerifyReport(False, seq - 1, prev, 0, seq, _column_problem(body, seq, event, gate_id))
+        node = sha256(b"\x00" + data).digest()
+        index = seq - 1
+        level = 0
+        while index & 1:
+            node = sha256(b"\x01" + edge.pop() + node).digest()
+            index >>= 1
+            level += 1
+            if level >= node_level:
+                completed[level] += node
+        edge.append(node)
         if gate_id is not None:
             if event in status_after:
                 logged = replay.get(gate_id)
@@ -496,12 +589,17 @@ def verify_chain(
                 else:
                     logged.status = status_after[event]
             elif event == Event.DECISION_RECORDED and gate_id in replay:
-                verdict = str(json.loads(body)["payload"].get("verdict"))
+                verdict = _verdict(body, payload_at)
                 counts = replay[gate_id].decisions
                 counts[verdict] = counts.get(verdict, 0) + 1
+        if passkeys.wants(event, gate_id, body):
+            problem = passkeys.feed(event, gate_id, body)
+            if problem is not None:
+                return VerifyReport(False, seq - 1, prev, 0, seq, problem)
         prev = digest
         if seq in wanted:
             hash_at[seq] = digest
+            root_at[seq] = fold(edge)
         expected_seq += 1
     size = expected_seq - 1
     checked = 0
@@ -538,19 +636,57 @@ def verify_chain(
                 mark.size or 1,
                 f"entry {mark.size} does not match the signed checkpoint (log rewritten)",
             )
+        if mark.root is not None and root_at[mark.size].hex() != mark.root:
+            return VerifyReport(
+                False,
+                size,
+                prev,
+                checked,
+                mark.size or 1,
+                f"the Merkle root of the first {mark.size} entries does not match the signed checkpoint "
+                "(log rewritten)",
+            )
         checked += 1
+    if tree_nodes is not None:
+        wrong_node = _check_nodes(tree_nodes(), completed)
+        if wrong_node is not None:
+            return VerifyReport(False, size, prev, checked, wrong_node[0], wrong_node[1])
     if state is not None:
         wrong = check_state(replay, state())
         if wrong is not None:
             return VerifyReport(False, size, prev, checked, None, wrong[1], gate=wrong[0])
-    return VerifyReport(True, size, prev, checked)
+    return VerifyReport(True, size, prev, checked, signed_decisions=passkeys.signed_decisions)
 
 
-def extends(rows: Iterable[tuple[int, str, str | None, str, str, str]], last: Checkpoint) -> tuple[int, str]:
+def _check_nodes(
+    stored: Iterable[tuple[int, int, bytes]], completed: Sequence[bytearray]
+) -> tuple[int, str] | None:
+    """The first stored Merkle node that is not the subtree the entries hash to: ``(first entry it
+    covers, why)``. Nodes past the recomputed tree (written for entries since removed) count too."""
+    for level, index, digest in stored:
+        expected = completed[level][32 * index : 32 * index + 32] if 0 <= level < len(completed) else b""
+        if expected != digest:
+            first = (index << level) + 1
+            last = (index + 1) << level
+            why = "covers entries the log does not have" if not expected else "does not match them"
+            return first, (
+                f"stored Merkle tree node (level {level}, index {index}) over entries {first}…{last} {why} "
+                "(gh_audit_tree edited; proofs built from it fail)"
+            )
+    return None
+
+
+def extends(
+    rows: Iterable[tuple[int, str, str | None, str, str, str]],
+    last: Checkpoint,
+    each_new_body: Callable[[str], object] | None = None,
+) -> tuple[int, str]:
     """The head ``(size, hash)`` recomputed from a checkpoint over the rows after it, or an
     AuditError if the log no longer extends it: the row at the checkpoint's size must carry its
     head hash, and every later row must chain on from there. What a signer checks before it
-    signs, so it never signs a head that rewrote or cut what it signed before; O(new entries)."""
+    signs, so it never signs a head that rewrote or cut what it signed before; O(new entries).
+    ``each_new_body`` sees every new entry's body once it is checked (the signer grows its
+    Merkle tree from them)."""
     size, prev = last.size, last.head_hash
     reached = last.size == 0
     for seq, _event, _gate, body, prev_hash, digest in rows:
@@ -565,6 +701,8 @@ def extends(rows: Iterable[tuple[int, str, str | None, str, str, str]], last: Ch
             reached = False
             break
         size, prev = seq, digest
+        if each_new_body is not None:
+            each_new_body(body)
     if reached:
         return size, prev
     raise AuditError(

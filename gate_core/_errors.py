@@ -16,6 +16,8 @@
     │   ├── ServicePrincipalRefused service accounts never decide
     │   ├── NotAnApprover           not in the rule's approver or break-glass groups
     │   ├── DuplicateDecision       this person already decided this gate
+    │   ├── SignatureRequired       the rule wants a passkey-signed decision; this channel cannot sign
+    │   ├── SignatureInvalid        the passkey assertion does not sign this decision by this person
     │   ├── AlreadyDecided          the gate left PENDING: "already approved by bob at …"
     │   ├── GateExpired ─────────┐  the decision deadline passed (also a GateNotApproved)
     │   ├── NotTheRequester         cancel by someone who did not open the gate
@@ -133,6 +135,18 @@ class NotAnApprover(DecisionRefused):
 
 class DuplicateDecision(DecisionRefused):
     code = "duplicate_decision"
+
+
+class SignatureRequired(DecisionRefused):
+    """The gate's rule requires a passkey-signed decision and this channel cannot provide one."""
+
+    code = "signature_required"
+
+
+class SignatureInvalid(DecisionRefused):
+    """A passkey assertion that does not sign this decision with a key registered to this person."""
+
+    code = "signature_invalid"
 
 
 class AlreadyDecided(DecisionRefused):

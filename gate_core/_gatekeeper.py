@@ -52,6 +52,17 @@ from gate_core._models import (
     Verdict,
     require_storable,
 )
+from gate_core._passkey_service import PasskeyService
+from gate_core._passkeys import (
+    SIGNATURE_PASSKEY,
+    Passkey,
+    PasskeyAssertion,
+    SignatureInvalid,
+    SignatureRequired,
+    counter_problem,
+    decision_challenge,
+    verify_assertion,
+)
 from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
@@ -69,6 +80,7 @@ class DecisionRequest:
     verdict: Verdict
     comment: str = ""
     principal: Principal | None = None  # already verified by an identity adapter, else the directory
+    assertion: PasskeyAssertion | None = None  # the decider's passkey signing this decision
 
 
 def _when(moment: datetime) -> str:
@@ -124,6 +136,9 @@ class Gatekeeper:
             store, self.clock, signer=signer, witness_path=witness_path, checkpoint_every=checkpoint_every
         )
         self.tokens = TokenService(store, directory, self.clock, self.audit)
+        self.passkeys = PasskeyService(store, self.clock, self.audit)
+        # Where a person signs a decision a rule wants signed; set by the service (public URL).
+        self.console_url = ""
         self._directory = directory
         self.classifiers: list[DatasetClassifier] = []
 
@@ -232,6 +247,7 @@ class Gatekeeper:
             decided_at=decided_at,
             tag_sources=tag_sources,
             requirements=decision.requirements,
+            signature=decision.signature,
         )
         actor = submitted_by.model_copy(update={"principal_id": submitter.id, "email": submitter.email})
         events = [
@@ -256,6 +272,12 @@ class Gatekeeper:
                     "required_approvals": decision.required_approvals,
                     "approver_groups": list(decision.approver_groups),
                     "expires_at": gate.expires_at.isoformat(),
+                    # a signed rule names the binding hash every signature must cover (offline verify)
+                    **(
+                        {"signature": decision.signature, "binding_hash": binding_hash}
+                        if decision.signature
+                        else {}
+                    ),
                 },
             ),
         ]
@@ -332,13 +354,17 @@ class Gatekeeper:
         verdict: Verdict,
         comment: str = "",
         principal: Principal | None = None,
+        assertion: PasskeyAssertion | None = None,
     ) -> Gate:
         """Record one person's decision.
 
         ``principal`` is the identity an adapter has already verified (an OIDC token's person with
         the IdP's groups); without it the actor is looked up in the directory. Either way the same
-        rules apply. Raises the DecisionRefused subclass that explains a refusal (audited too)."""
-        [result] = self.decide_many([DecisionRequest(gate_id, actor, verdict, comment, principal)])
+        rules apply. ``assertion`` is the person's passkey signing exactly this decision; a gate
+        whose rule requires one is never decided without it. Raises the DecisionRefused subclass
+        that explains a refusal (audited too)."""
+        request = DecisionRequest(gate_id, actor, verdict, comment, principal, assertion)
+        [result] = self.decide_many([request])
         if isinstance(result, GatehouseError):
             raise result
         return result
@@ -350,19 +376,63 @@ class Gatekeeper:
         results: list[Gate | GatehouseError | None] = [None] * len(requests)
         changes: list[tuple[str, Callable[[Gate], Mutation]]] = []
         positions: list[int] = []
+        counters: dict[int, tuple[Passkey, int]] = {}  # request index → key and its new counter
         for index, request in enumerate(requests):
             try:
-                changes.append((request.gate_id, self._decision_change(request)))
+                changes.append((request.gate_id, self._decision_change(request, counters, index)))
                 positions.append(index)
             except GatehouseError as refused:
                 results[index] = refused
         for index, outcome in zip(positions, self.store.mutate_many(changes), strict=True):
             results[index] = outcome
+            if isinstance(outcome, Gate) and index in counters:
+                key, new_count = counters[index]
+                if not self.store.advance_sign_count(key.credential_id, key.sign_count, new_count):
+                    log.error(
+                        "passkey %s of %s: signature counter moved concurrently (cloned authenticator?)",
+                        key.credential_id[:16],
+                        key.principal_id,
+                    )
         self.audit.maybe_checkpoint()
         return [r for r in results if r is not None]
 
-    def _decision_change(self, request: DecisionRequest) -> Callable[[Gate], Mutation]:
+    def _signed(
+        self,
+        gate: Gate,
+        principal: Principal,
+        request: DecisionRequest,
+        key: Passkey | None,
+    ) -> tuple[dict[str, Any], int] | None:
+        """The verified signature of this decision for the audit entry (and the key's new counter),
+        None when the gate takes none; refuses a signed rule's decision without a valid one."""
+        assertion = request.assertion
+        if gate.signature != SIGNATURE_PASSKEY and assertion is None:
+            return None
+        if assertion is None:
+            where = f"{self.console_url or 'the Gatehouse console at /console'}/gates/{gate.id}"
+            raise SignatureRequired(
+                f"gate {gate.id} needs a decision signed with your passkey (rule {gate.rule!r}); "
+                f"this channel cannot sign it — decide in the console: {where}"
+            )
+        if key is None or key.principal_id != principal.id:
+            raise SignatureInvalid(
+                f"{principal.id}: the passkey that signed this decision is not registered to you"
+            )
+        challenge = decision_challenge(gate.id, gate.binding_hash, request.verdict.value, request.comment)
+        new_count = verify_assertion(assertion, key, challenge)
+        problem = counter_problem(key.sign_count, new_count)
+        if problem is not None:
+            raise SignatureInvalid(f"{principal.id}: {problem}")
+        return {**assertion.record(), "sign_count": new_count}, new_count
+
+    def _decision_change(
+        self,
+        request: DecisionRequest,
+        counters: dict[int, tuple[Passkey, int]] | None = None,
+        index: int = 0,
+    ) -> Callable[[Gate], Mutation]:
         require_storable(request.comment, "comment")
+        key = self.store.get_passkey(request.assertion.credential_id) if request.assertion else None
         if request.principal is not None and request.principal.id != request.actor.principal_id:
             raise ValueError("the verified principal and the acting principal must be the same")
         if request.principal is not None:
@@ -385,6 +455,7 @@ class Gatekeeper:
                 )
             try:
                 effect = judge_decision(gate, principal, verdict, now, via=actor.via)
+                signed = self._signed(gate, principal, request, key)
             except DecisionRefused as refusal:
                 return Mutation(
                     events=[
@@ -408,6 +479,7 @@ class Gatekeeper:
                 via=actor.via,
                 break_glass=effect.break_glass,
                 counts_for=effect.counts_for,
+                passkey=request.assertion.credential_id if signed and request.assertion else None,
             )
             events = [
                 AuditDraft(
@@ -422,9 +494,12 @@ class Gatekeeper:
                         "approvals": effect.approvals_after,
                         "required": gate.required_approvals,
                         "binding_hash": gate.binding_hash,
+                        **({"passkey": signed[0]} if signed else {}),
                     },
                 )
             ]
+            if signed and key is not None and counters is not None:
+                counters[index] = (key, signed[1])
             if effect.new_status is GateStatus.PENDING:
                 return Mutation(events=events, decision=decision, person_key=principal.person_key)
             deciders = (

@@ -7,6 +7,8 @@ $GATEHOUSE_HOME (default ~/.gatehouse)
 ├── audit-signing.key     Ed25519 private key for checkpoints (0600)
 ├── audit-signing.pub     its public key: give this to whoever verifies the trail
 ├── audit-checkpoints.jsonl   every signed checkpoint, a witness kept outside the database
+├── witnesses.yaml        optional: the independent witnesses (`gatehouse witness`) every new
+│                         checkpoint is submitted to, and the quorum `audit verify` requires
 └── sandbox.yaml          only in homes from `init --example`: marks a sandbox, where `--as NAME`
                           chooses who you are (unverified, recorded as such); elsewhere the CLI is
                           the kernel's OS account and `--as` is refused
@@ -26,6 +28,7 @@ from gate_core._gatekeeper import Gatekeeper
 from gate_core._policy import load_policy
 from gate_core._ports import Clock
 from gate_core._store import SqlStore
+from gate_core._witnessing import WitnessPolicy
 from gate_core.identity import load_source
 
 MINIMAL_POLICY = """\
@@ -79,6 +82,10 @@ class Settings:
     @property
     def witness_path(self) -> Path:
         return self.home / "audit-checkpoints.jsonl"
+
+    @property
+    def witnesses_path(self) -> Path:
+        return self.home / "witnesses.yaml"
 
     @property
     def sandbox_marker_path(self) -> Path:
@@ -162,6 +169,7 @@ def open_gatekeeper(settings: Settings, *, clock: Clock | None = None, migrate: 
     gatekeeper = Gatekeeper(
         store, directory, policy, clock=clock, signer=signer, witness_path=settings.witness_path
     )
+    gatekeeper.audit.use_witnesses(WitnessPolicy.load(settings.witnesses_path))
     install_classifiers(gatekeeper, settings)
     gatekeeper.record_configuration(settings.policy_path.read_text(encoding="utf-8"))
     return gatekeeper

@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from gate_core._errors import AuditError
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+# gh_audit_tree stores perfect subtrees from this level up (one row per 16 entries, on average
+# 1/8 row per entry); a proof hashes the levels below from at most 16 entries per edge it needs.
+NODE_LEVEL = 4
 
 
 def leaf_hash(body: bytes) -> bytes:
@@ -51,42 +54,117 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return digest
 
 
-def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
-    """PATH(m, D[n]) of RFC 9162 §2.1.3.1, for the leaf at 0-based ``index``."""
-    if not 0 <= index < len(leaves):
-        raise AuditError(f"no leaf {index} in a tree of {len(leaves)}")
-    path: list[bytes] = []
-    lo, hi = 0, len(leaves)
-    siblings: list[bytes] = []
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges ``[lo, hi)`` whose subtree roots form PATH(index, D[size]) of RFC 9162
+    §2.1.3.1, in proof order (nearest sibling first)."""
+    if not 0 <= index < size:
+        raise AuditError(f"no leaf {index} in a tree of {size}")
+    siblings: list[tuple[int, int]] = []
+    lo, hi = 0, size
     while hi - lo > 1:
         k = _split(hi - lo)
         if index < lo + k:
-            siblings.append(root(leaves[lo + k : hi]))
+            siblings.append((lo + k, hi))
             hi = lo + k
         else:
-            siblings.append(root(leaves[lo : lo + k]))
+            siblings.append((lo, lo + k))
             lo = lo + k
-    path.extend(reversed(siblings))
-    return path
+    return siblings[::-1]
+
+
+def consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose subtree roots form PROOF(old, D[new]) of RFC 9162 §2.1.4.1."""
+    if not 0 <= old <= new:
+        raise AuditError(f"cannot prove size {old} against a tree of {new}")
+    if old in (0, new):
+        return []
+    return _subranges(0, new, old, True)
+
+
+def _subranges(lo: int, hi: int, m: int, complete: bool) -> list[tuple[int, int]]:
+    n = hi - lo
+    if m == n:
+        return [] if complete else [(lo, hi)]
+    k = _split(n)
+    if m <= k:
+        return [*_subranges(lo, lo + k, m, complete), (lo + k, hi)]
+    return [*_subranges(lo + k, hi, m - k, False), (lo, lo + k)]
+
+
+def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    """PATH(m, D[n]) of RFC 9162 §2.1.3.1, for the leaf at 0-based ``index``."""
+    return [root(leaves[lo:hi]) for lo, hi in inclusion_ranges(index, len(leaves))]
 
 
 def consistency_proof(leaves: Sequence[bytes], old: int) -> list[bytes]:
     """PROOF(m, D[n]) of RFC 9162 §2.1.4.1: a tree of ``old`` leaves is a prefix of ``leaves``."""
     if not 0 <= old <= len(leaves):
         raise AuditError(f"cannot prove size {old} against a tree of {len(leaves)}")
-    if old in (0, len(leaves)):
-        return []
-    return _subproof(leaves, old, True)
+    return [root(leaves[lo:hi]) for lo, hi in consistency_ranges(old, len(leaves))]
 
 
-def _subproof(leaves: Sequence[bytes], m: int, complete: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if complete else [root(leaves)]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(leaves[:k], m, complete), root(leaves[k:])]
-    return [*_subproof(leaves[k:], m - k, False), root(leaves[:k])]
+# ---------------------------------------------------------------- stored subtrees
+
+Node = tuple[int, int]  # (level, index): the perfect subtree over leaves [index·2^level, (index+1)·2^level)
+
+
+def perfect_subtrees(lo: int, hi: int) -> list[Node]:
+    """The perfect subtrees that make up ``[lo, hi)``, left to right, largest first — for every
+    range an RFC 9162 proof or root uses (``lo`` is a multiple of the largest power of two not
+    above ``hi - lo``). MTH([lo, hi)) is their fold from the right (:func:`fold`)."""
+    nodes: list[Node] = []
+    while lo < hi:
+        level = (hi - lo).bit_length() - 1
+        if lo & ((1 << level) - 1):
+            raise AuditError(f"range [{lo}, {hi}) is not one an RFC 9162 proof splits into")
+        nodes.append((level, lo >> level))
+        lo += 1 << level
+    return nodes
+
+
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """The root over perfect subtrees given left to right, largest first (RFC 9162 splits off
+    the largest power of two on the left, so the right part is folded first)."""
+    digest = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        digest = node_hash(left, digest)
+    return digest
+
+
+class Frontier:
+    """The right edge of a growing tree (a compact range from 0): one perfect subtree root per
+    set bit of ``size``, enough to append leaves and to compute the root in O(log n), and to
+    say which perfect subtrees each new leaf completes — what the signer stores."""
+
+    __slots__ = ("hashes", "size")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if len(hashes) != size.bit_count():
+            raise AuditError(
+                f"a frontier of {size} leaves has {size.bit_count()} subtrees, not {len(hashes)}"
+            )
+        self.size = size
+        self.hashes = list(hashes)  # largest subtree first, as perfect_subtrees(0, size) lists them
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add one leaf hash; returns the perfect subtrees ``(level, index, hash)`` it completed
+        above the leaf itself, lowest first."""
+        completed: list[tuple[int, int, bytes]] = []
+        digest, index, level = leaf, self.size, 0
+        while index & 1:
+            digest = node_hash(self.hashes.pop(), digest)
+            index >>= 1
+            level += 1
+            completed.append((level, index, digest))
+        self.hashes.append(digest)
+        self.size += 1
+        return completed
+
+    def root(self) -> bytes:
+        return fold(self.hashes) if self.hashes else EMPTY_ROOT
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.hashes)
 
 
 def verify_inclusion(

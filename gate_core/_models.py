@@ -217,6 +217,9 @@ class Decision(_Frozen):
     counts_for: int | None = Field(
         default=None, description="index in Gate.requirements this approval counts toward (multi-group rules)"
     )
+    passkey: str | None = Field(
+        default=None, description="credential id of the passkey that signed this decision (signature rules)"
+    )
 
 
 class ApprovalRequirement(_Frozen):
@@ -254,6 +257,9 @@ class Gate(_Frozen):
     identified_by: tuple[str, ...] = Field(
         default=(),
         description="how approvers must have been identified (the rule's identified_by); empty: any",
+    )
+    signature: str = Field(
+        default="", description="'passkey': every decision must be signed with the decider's passkey"
     )
     binding_hash: str
     policy_hash: str

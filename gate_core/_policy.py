@@ -214,6 +214,9 @@ class _OutcomeSpec(_Strict):
     # How approvers must have been identified (AuthMethod values: oidc, slack, api-token, …); empty:
     # any channel. A sandbox's --as is never a method a rule lists by accident (issue 14).
     identified_by: tuple[AuthMethod, ...] = ()
+    # ``passkey``: every decision must be signed with the decider's registered passkey over a
+    # challenge derived from the decision itself (gate_core._passkeys); only the console can.
+    signature: Literal["passkey"] | None = None
 
     @model_validator(mode="after")
     def _approvers_iff_require(self) -> _OutcomeSpec:
@@ -334,6 +337,7 @@ class PolicyDecision(_Strict):
     approver_groups: tuple[str, ...]
     break_glass_groups: tuple[str, ...]
     identified_by: tuple[str, ...] = ()
+    signature: str = ""  # "passkey": decisions must be signed (gate_core._passkeys)
     expiry: timedelta
     reminder: timedelta | None
     notify: tuple[str, ...]
@@ -487,16 +491,17 @@ def _describe(spec: _OutcomeSpec) -> str:
         noun = "approval" if requirement.count == 1 else "distinct approvals"
         parts.append(f"{requirement.count} {noun} from {requirement.label}")
     distinct = " (distinct people)" if len(parts) > 1 else ""
-    return f"requires {' and '.join(parts)}{distinct}, expires in {format_duration(spec.expiry)}"
+    signed = ", each decision signed with a passkey" if spec.signature else ""
+    return f"requires {' and '.join(parts)}{distinct}{signed}, expires in {format_duration(spec.expiry)}"
 
 
 _RANK = {Outcome.ALLOW: 0, Outcome.REQUIRE: 1, Outcome.DENY: 2}
 
 
-def _strictness(spec: _OutcomeSpec) -> tuple[int, int]:
-    """deny over require over allow; then more approvals."""
+def _strictness(spec: _OutcomeSpec) -> tuple[int, int, int]:
+    """deny over require over allow; then more approvals; then signed decisions."""
     count = spec.approvers.total if spec.approvers else 0
-    return (_RANK[spec.outcome], count)
+    return (_RANK[spec.outcome], count, 1 if spec.signature else 0)
 
 
 def evaluate(
@@ -558,6 +563,7 @@ def evaluate(
         approver_groups=approvers.all_groups if approvers else (),
         break_glass_groups=deciding.break_glass_groups,
         identified_by=tuple(m.value for m in deciding.identified_by),
+        signature=deciding.signature or "",
         expiry=deciding.expiry,
         reminder=deciding.reminder,
         notify=deciding.notify,

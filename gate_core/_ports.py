@@ -15,7 +15,7 @@ outcome and its audit entries, commit — or write nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -23,8 +23,10 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState
+from gate_core._cosign import StoredCosignature
 from gate_core._errors import GatehouseError
 from gate_core._models import Decision, Gate, GateStatus
+from gate_core._passkeys import Passkey
 from gate_core._tokens import ApiToken
 
 
@@ -137,7 +139,24 @@ class AuditLog(Protocol):
 
     def checkpoints(self) -> list[Checkpoint]: ...
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def latest_checkpoints(self, limit: int) -> list[Checkpoint]: ...
+
+    def add_checkpoint(
+        self, checkpoint: Checkpoint, nodes: Sequence[tuple[int, int, bytes]] = ()
+    ) -> None: ...
+
+    # The stored RFC 9162 tree (gate_core._tree): read by proofs, checked by verify, never trusted.
+    def tree_nodes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+
+    def tree_rows(self) -> Iterator[tuple[int, int, bytes]]: ...
+
+    def audit_bodies(self, first_seq: int, last_seq: int) -> dict[int, str]: ...
+
+    def add_cosignatures(self, cosignatures: Sequence[StoredCosignature], at: datetime) -> None: ...
+
+    def cosignatures(self, size: int | None = None) -> list[StoredCosignature]: ...
+
+    def cosigned_sizes(self) -> dict[str, int]: ...
 
 
 class TokenStore(Protocol):
@@ -150,6 +169,24 @@ class TokenStore(Protocol):
     def list_tokens(self) -> list[ApiToken]: ...
 
     def revoke_token(self, token_id: str, at: datetime, events: Sequence[AuditDraft]) -> bool: ...
+
+
+class PasskeyStore(Protocol):
+    """Passkeys people registered to sign decisions; every change is audited with the key."""
+
+    def add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None: ...
+
+    def passkeys_of(self, principal_id: str) -> list[Passkey]: ...
+
+    def get_passkey(self, credential_id: str) -> Passkey | None: ...
+
+    def remove_passkeys(
+        self, principal_id: str, credential_id: str | None, at: datetime, events: Sequence[AuditDraft]
+    ) -> int: ...
+
+    def advance_sign_count(self, credential_id: str, previous: int, new: int) -> bool: ...
+
+    def rename_passkey(self, principal_id: str, credential_id: str, name: str) -> bool: ...
 
 
 class NotificationLog(Protocol):
@@ -166,7 +203,7 @@ class ConfigVersions(Protocol):
         ...
 
 
-class GateStore(Gates, AuditLog, TokenStore, NotificationLog, ConfigVersions, Protocol):
+class GateStore(Gates, AuditLog, TokenStore, PasskeyStore, NotificationLog, ConfigVersions, Protocol):
     """Every port at once, on one database (SqlStore): a gate's change and its audit entries
     commit together, which is why the ports share one store object."""
 

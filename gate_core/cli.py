@@ -21,14 +21,25 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from gate_core import cli_proofs
-from gate_core._audit import export_csv, export_jsonl, load_public_key, read_checkpoints
-from gate_core._errors import GatehouseError
+from gate_core import cli_proofs, cli_witness
+from gate_core._audit import (
+    VerifyReport,
+    export_csv,
+    export_jsonl,
+    load_public_key,
+    read_checkpoints,
+    verify_chain,
+)
+from gate_core._cosign import log_verifier_key, read_verifier_keys
+from gate_core._errors import ConfigError, GatehouseError
 from gate_core._gatekeeper import Gatekeeper
+from gate_core._hashing import canonical_json
 from gate_core._home import Settings, init_home, open_gatekeeper
 from gate_core._models import Actor, DatasetRef, Gate, GateRequest, GateStatus, RunContext
 from gate_core._ports import GateFilter
 from gate_core._tokens import Scope
+from gate_core._witnessing import WitnessPolicy
+from gate_core.cli_db import db as db_commands
 from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import SANDBOX_BANNER, local_caller
 from gate_core.cli_policy import policy as policy_commands
@@ -49,6 +60,8 @@ def _sign_tail(gatekeeper: Gatekeeper) -> None:
     A refusal (the log no longer extends the last checkpoint) is reported, never hidden."""
     try:
         gatekeeper.audit.checkpoint_if_unsigned()
+        for problem in gatekeeper.audit.witness_pending():  # one a witness missed before, retried
+            click.echo(f"gatehouse: WARNING: the newest checkpoint is not witnessed: {problem}", err=True)
     except GatehouseError as exc:
         click.echo(f"gatehouse: WARNING: {exc}", err=True)
 
@@ -299,6 +312,44 @@ def audit() -> None:
     """Verify and export the audit trail."""
 
 
+_WITNESS_KEY = click.option(
+    "--witness-key",
+    "witness_key_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of witness verifier keys (one a line), from a copy you trust. Repeatable. "
+    "Default: the keys in $GATEHOUSE_HOME/witnesses.yaml.",
+)
+_QUORUM = click.option(
+    "--quorum",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many of those witnesses must have cosigned (default: witnesses.yaml's, else all given).",
+)
+
+
+def witness_policy(
+    files: tuple[Path, ...], quorum: int | None, configured: WitnessPolicy | None
+) -> WitnessPolicy | None:
+    """The witnesses a verification requires: keys given out of band, else the home's."""
+    if not files:
+        if configured is not None and quorum is not None:
+            return WitnessPolicy(configured.keys, quorum)
+        return configured
+    keys = [k for path in files for k in read_verifier_keys(path.read_text(encoding="utf-8"), str(path))]
+    if not keys:
+        raise ConfigError(f"no witness verifier key in {', '.join(map(str, files))}")
+    # where to ask each witness for the size it holds: the home's URLs, for the very keys given here
+    urls = {}
+    if configured is not None:
+        urls = {
+            k.name: configured.urls[k.name]
+            for k in keys
+            if k in configured.keys and k.name in configured.urls
+        }
+    return WitnessPolicy(tuple(keys), quorum if quorum is not None else len(keys), urls)
+
+
 @audit.command()
 @click.option(
     "--public-key",
@@ -312,12 +363,21 @@ def audit() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Also check these checkpoints (JSON lines), e.g. a copy an auditor kept. Repeatable.",
 )
+@_WITNESS_KEY
+@_QUORUM
 @click.option("--json", "as_json", is_flag=True)
 @clean_errors
-def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json: bool) -> None:
+def verify(
+    public_key: Path | None,
+    checkpoint_files: tuple[Path, ...],
+    witness_key_files: tuple[Path, ...],
+    quorum: int | None,
+    as_json: bool,
+) -> None:
     """Recompute the hash chain, check every signed checkpoint and every gate's state against the
-    log. Exit 1 names the first bad entry or gate; exit 2 if there is no trust root (no public key):
-    a missing key is an error, never a skip."""
+    log, and — with witnesses configured or given — that a quorum of them cosigned the newest
+    checkpoint. Exit 1 names the first bad entry or gate, or the witnesses missing; exit 2 if there
+    is no trust root (no public key): a missing key is an error, never a skip."""
     settings = Settings.from_env()
     key_path = public_key or settings.public_key_path
     if not key_path.exists():
@@ -331,7 +391,12 @@ def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json:
     marks = [*gatekeeper.audit.witness_checkpoints()]
     for path in checkpoint_files:
         marks += read_checkpoints(path)
-    report = gatekeeper.audit.verify(marks, public_key=key)
+    policy = witness_policy(witness_key_files, quorum, gatekeeper.audit.witnesses)
+    report = gatekeeper.audit.verify(marks, public_key=key, witnesses=policy)
+    _print_report(report, as_json)
+
+
+def _print_report(report: VerifyReport, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
@@ -343,6 +408,9 @@ def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json:
                     "first_bad_seq": report.first_bad_seq,
                     "gate": report.gate,
                     "problem": report.problem,
+                    "signed_decisions": report.signed_decisions,
+                    "witnessed_size": report.witnessed_size,
+                    "witnesses": list(report.witnesses),
                 }
             )
         )
@@ -350,6 +418,63 @@ def verify(public_key: Path | None, checkpoint_files: tuple[Path, ...], as_json:
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
+
+
+@audit.command(name="verify-export")
+@click.argument("export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The log's public key, from a copy you trust.",
+)
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Signed checkpoints (JSON lines) covering the export, e.g. audit-checkpoints.jsonl. Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@clean_errors
+def verify_export(
+    export_file: Path, public_key: Path, checkpoint_files: tuple[Path, ...], as_json: bool
+) -> None:
+    """Verify an exported log (``audit export``, JSON lines) with no home and no database: the
+    hash chain from the first entry, the signed checkpoints, and every passkey-signed decision
+    against the key registered earlier in the export. Exit 1 names the first bad entry."""
+    rows = []
+    with export_file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                body = canonical_json(
+                    {key: record[key] for key in ("seq", "at", "event", "actor", "gate", "payload")}
+                )
+                rows.append(
+                    (int(record["seq"]), str(record["event"]), record["gate"], body,
+                     str(record["prev_hash"]), str(record["hash"]))
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError) as exc:
+                fail(f"{export_file}:{number}: not an exported audit entry ({exc})")
+    marks = [mark for path in checkpoint_files for mark in read_checkpoints(path)]
+    _print_report(verify_chain(rows, marks, load_public_key(public_key)), as_json)
+
+
+@audit.command(name="log-key")
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Default: $GATEHOUSE_HOME/audit-signing.pub.",
+)
+@clean_errors
+def log_key(public_key: Path | None) -> None:
+    """Print the log's note verifier key (origin+keyid+key): what a witness is configured with."""
+    path = public_key or Settings.from_env().public_key_path
+    click.echo(log_verifier_key(load_public_key(path)).text())
 
 
 @audit.command(name="export")
@@ -481,6 +606,39 @@ def token_revoke(token_id: str) -> None:
     click.echo(f"revoked {token_id}")
 
 
+@main.group()
+def passkeys() -> None:
+    """List people's passkeys; reset a person's (admins). People add theirs in the console."""
+
+
+@passkeys.command(name="list")
+@click.argument("principal")
+@clean_errors
+def passkeys_list(principal: str) -> None:
+    """The passkeys that may sign PRINCIPAL's decisions."""
+    gatekeeper = _gatekeeper()
+    person = gatekeeper.directory.get(principal)
+    for key in gatekeeper.passkeys.of(person.id):
+        click.echo(
+            f"{key.credential_id[:22]}…  {key.name}  added {key.created_at:%Y-%m-%d}  "
+            f"counter {key.sign_count}"
+        )
+
+
+@passkeys.command(name="reset")
+@click.argument("principal")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail), e.g. 'lost laptop'.")
+@clean_errors
+def passkeys_reset(principal: str, reason: str) -> None:
+    """Remove every passkey of PRINCIPAL (gatehouse-admins only; audited as passkey.reset). They
+    register a new one in the console; signed rules wait for it, never fall back to unsigned."""
+    gatekeeper = _gatekeeper()
+    person = gatekeeper.directory.get(principal)
+    caller = local_caller(gatekeeper.directory, Settings.from_env())
+    removed = gatekeeper.passkeys.reset(person.id, actor=caller.actor, admin=caller.principal, reason=reason)
+    click.echo(f"removed {removed} passkey(s) of {person.id}")
+
+
 def _load_plugins() -> None:
     """Commands registered under the ``gatehouse.cli`` entry point group (e.g. ``gatehouse
     lineage``). A plugin that fails to load costs one line on stderr, never the core's commands."""
@@ -497,6 +655,8 @@ def _load_plugins() -> None:
 
 
 main.add_command(policy_commands)  # gatehouse policy test|check (gate_core.cli_policy)
+main.add_command(db_commands)  # gatehouse db upgrade|grant-service-role (gate_core.cli_db)
+main.add_command(cli_witness.witness)  # gatehouse witness init|add-log|show|serve
 _load_plugins()
 
 if __name__ == "__main__":

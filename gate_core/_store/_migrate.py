@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gate_core.sql import SchemaMigrations
 
-HEAD = "0004_i16_decision_requirement"
+HEAD = "0007_i17w_cosignatures"
 VERSION_TABLE = "gh_alembic_version"  # not Airflow's or Prefect's alembic_version, should they share a DB
 
 MIGRATIONS = SchemaMigrations(

@@ -10,7 +10,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -82,6 +84,7 @@ decisions = Table(
     Column("via", String(32), nullable=False),
     Column("break_glass", Boolean, nullable=False),
     Column("counts_for", Integer, doc="index of the gate's approval requirement (multi-group rules)"),
+    Column("passkey", String(1400), doc="credential id of the passkey that signed it (signature rules)"),
     # The database itself refuses a second decision by one person: quorum can never double-count.
     UniqueConstraint("gate_id", "person_key", name="uq_gh_decisions_person"),
     UniqueConstraint("gate_id", "principal_id", name="uq_gh_decisions_principal"),
@@ -118,6 +121,35 @@ audit_checkpoints = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("key_id", String(32), nullable=False),
     Column("signature", String(128), nullable=False),
+    Column("root", String(64), doc="hex RFC 9162 root at size, signed too (v2); NULL before 0005"),
+)
+
+# The RFC 9162 tree over the log: the hash of every perfect subtree of 2^level leaves from level
+# NODE_LEVEL (16) up, written by the signer with each checkpoint. Read by proofs in O(log n) rows,
+# never trusted: every proof is checked against a signed root, and verify recomputes the tree.
+audit_tree = Table(
+    "gh_audit_tree",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Witness cosignatures (C2SP tlog-cosignature) on the C2SP checkpoint note of the log at ``size``:
+# the witness's signature line as it answered, and the log-signed note it cosigned.
+audit_cosignatures = Table(
+    "gh_audit_cosignatures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("size", BigInteger, nullable=False, index=True),
+    Column("root", String(64), nullable=False, doc="base64 RFC 9162 root at size"),
+    Column("witness", String(200), nullable=False, index=True, doc="the witness's key name"),
+    Column("key_id", String(8), nullable=False),
+    Column("cosigned_at", BigInteger, nullable=False, doc="the cosignature's POSIX timestamp"),
+    Column("line", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
 )
 
 # Every policy and directory version that was ever in force, so an audit entry's policy hash can
@@ -134,7 +166,7 @@ config_versions = Table(
 
 # Append-only enforcement, installed by the migrations. SQLite: triggers; PostgreSQL: a trigger
 # function that also refuses TRUNCATE.
-APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints")
+APPEND_ONLY_TABLES = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree", "gh_audit_cosignatures")
 
 api_tokens = Table(
     "gh_api_tokens",
@@ -163,4 +195,21 @@ notifications = Table(
     Column("message_ref", String(200), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("sent_at", UtcDateTime, nullable=False),
+)
+
+# Passkeys (WebAuthn credentials) people registered in the console to sign decisions (issue 19).
+# The audit log holds every registration and removal with the public key, so verification needs
+# only the log; this table is the service's working copy (and the live signature counter).
+passkeys = Table(
+    "gh_passkeys",
+    metadata,
+    Column("credential_id", String(1400), primary_key=True, doc="base64url"),
+    Column("principal_id", String(200), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("public_key", Text, nullable=False, doc="COSE_Key, base64url"),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("rp_id", String(253), nullable=False),
+    Column("origin", String(500), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("removed_at", UtcDateTime),
 )

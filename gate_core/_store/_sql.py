@@ -8,11 +8,12 @@ write lock up front (``BEGIN IMMEDIATE``) and waits up to ``busy_timeout`` for i
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -32,12 +33,22 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, chain
-from gate_core._errors import GatehouseError, GateNotFound, StoreError, StoreUnavailable, UnreadableRecord
+from gate_core._cosign import StoredCosignature
+from gate_core._errors import (
+    GatehouseError,
+    GateNotFound,
+    InvalidInput,
+    StoreError,
+    StoreUnavailable,
+    UnreadableRecord,
+)
 from gate_core._hashing import sha256_hex
 from gate_core._models import (
     ApprovalRequirement,
@@ -49,24 +60,29 @@ from gate_core._models import (
     LastReview,
     canonical_json,
 )
+from gate_core._passkeys import Passkey
 from gate_core._ports import GateFilter, GateState, Mutation, NotificationRef
 from gate_core._store import _migrate
 from gate_core._store._schema import (
     api_tokens,
     audit_checkpoints,
+    audit_cosignatures,
     audit_head,
     audit_log,
+    audit_tree,
     config_versions,
     decisions,
     gate_datasets,
     gates,
     notifications,
+    passkeys,
 )
 from gate_core._tokens import ApiToken
 from gate_core.identity import canonical_identity
 
 _IDS_PER_QUERY = 10_000
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_INSUFFICIENT_PRIVILEGE = "42501"  # also "must be owner of table"
 CHANGE_CHANNEL = "gatehouse_gate_changed"  # PostgreSQL NOTIFY channel: payload is the gate id
 READ_ONLY = "gatehouse_read_only"  # execution option: this connection only reads
 
@@ -148,6 +164,16 @@ class SqlStore:
                 _migrate.MIGRATIONS.upgrade(engine)
             except OperationalError as exc:
                 raise _unavailable(exc) from exc
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+                    raise
+                engine.dispose()
+                raise StoreError(
+                    f"the database schema needs upgrading to {_migrate.HEAD}, and this role may not "
+                    "change it (a service role only reads and appends): run `gatehouse db upgrade` with "
+                    "the owner's database URL, then `gatehouse db grant-service-role ROLE` again "
+                    f"({str(exc.orig).strip().splitlines()[0]})"
+                ) from exc
         return store
 
     @property
@@ -481,6 +507,7 @@ class SqlStore:
                     via=r.via,
                     break_glass=r.break_glass,
                     counts_for=r.counts_for,
+                    passkey=r.passkey,
                 )
             )
         return {k: tuple(v) for k, v in out.items()}
@@ -571,15 +598,14 @@ class SqlStore:
                 yield AuditEntry(r.seq, r.at, r.event, r.actor, r.gate_id, r.body, r.prev_hash, r.hash)
 
     def stored_state(self) -> StoredState:
-        """Every gate's status and its decisions counted by verdict, for the state check."""
+        """Every gate's status and its decisions counted by verdict, for the state check (read
+        as driver rows: a million-entry log has ~150,000 gates, read twice by verify)."""
         with self._read() as conn:
-            statuses = {str(r.id): str(r.status) for r in conn.execute(select(gates.c.id, gates.c.status))}
-            counted = conn.execute(
-                select(decisions.c.gate_id, decisions.c.verdict, func.count()).group_by(
-                    decisions.c.gate_id, decisions.c.verdict
-                )
+            statuses: dict[str, str] = dict(conn.exec_driver_sql("SELECT id, status FROM gh_gates").all())
+            counted = conn.exec_driver_sql(
+                "SELECT gate_id, verdict, count(*) FROM gh_decisions GROUP BY gate_id, verdict"
             ).all()
-        return StoredState(statuses, {(str(g), str(v)): int(n) for g, v, n in counted})
+        return StoredState(statuses, {(g, v): int(n) for g, v, n in counted})
 
     def audit_count(self) -> int:
         with self._read() as conn:
@@ -588,10 +614,28 @@ class SqlStore:
     def checkpoints(self) -> list[Checkpoint]:
         with self._read() as conn:
             rows = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.id)).all()
-        return [Checkpoint(r.size, r.head_hash, r.at, r.key_id, r.signature) for r in rows]
+        return [Checkpoint(r.size, r.head_hash, r.at, r.key_id, r.signature, r.root) for r in rows]
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+    def latest_checkpoints(self, limit: int) -> list[Checkpoint]:
+        """The ``limit`` largest checkpoints, largest first (a signer finding where it left off)."""
+        stmt = (
+            select(audit_checkpoints)
+            .order_by(audit_checkpoints.c.size.desc(), audit_checkpoints.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [Checkpoint(r.size, r.head_hash, r.at, r.key_id, r.signature, r.root) for r in rows]
+
+    def add_checkpoint(self, checkpoint: Checkpoint, nodes: Sequence[tuple[int, int, bytes]] = ()) -> None:
+        """Store a checkpoint and the Merkle tree nodes its root completed, in one transaction: a
+        stored root always has its nodes. A node already there is kept (another replica's signer
+        wrote the same hash; an edited one is for verify to report, never for a signer to mend)."""
         with self._begin() as conn:
+            if nodes:
+                rows = [{"level": level, "idx": index, "hash": digest} for level, index, digest in nodes]
+                for start in range(0, len(rows), _IDS_PER_QUERY):
+                    conn.execute(_insert_new_nodes(conn), rows[start : start + _IDS_PER_QUERY])
             conn.execute(
                 insert(audit_checkpoints),
                 {
@@ -600,8 +644,84 @@ class SqlStore:
                     "at": checkpoint.at,
                     "key_id": checkpoint.key_id,
                     "signature": checkpoint.signature,
+                    "root": checkpoint.root,
                 },
             )
+
+    def tree_nodes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored Merkle nodes by ``(level, index)``; absent ones are left out. On a proof's hot
+        path: one primary-key lookup per key, OR-ed (a row-value IN list is no index lookup on
+        SQLite), as driver SQL (building the expression cost more than running it)."""
+        if not keys:
+            return {}
+        with self._read() as conn:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            term = f"(level = {mark} AND idx = {mark})"
+            sql = f"SELECT level, idx, hash FROM gh_audit_tree WHERE {' OR '.join([term] * len(keys))}"  # noqa: S608 - placeholders only
+            found = conn.exec_driver_sql(sql, tuple(v for key in keys for v in key)).all()
+        return {(int(level), int(index)): bytes(digest) for level, index, digest in found}
+
+    def tree_rows(self) -> Iterator[tuple[int, int, bytes]]:
+        """Every stored Merkle node ``(level, index, hash)``, by level then index (for verify)."""
+        sql = "SELECT level, idx, hash FROM gh_audit_tree ORDER BY level, idx"
+        with self._read() as conn:
+            for level, index, digest in conn.exec_driver_sql(sql):
+                yield int(level), int(index), bytes(digest)
+
+    def audit_bodies(self, first_seq: int, last_seq: int) -> dict[int, str]:
+        """The bodies of entries ``first_seq``…``last_seq`` (a block of the tree), by seq."""
+        with self._read() as conn:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            sql = f"SELECT seq, body FROM gh_audit_log WHERE seq BETWEEN {mark} AND {mark}"  # noqa: S608
+            found = conn.exec_driver_sql(sql, (first_seq, last_seq)).all()
+        return {int(seq): str(body) for seq, body in found}
+
+    def add_cosignatures(self, cosignatures: Sequence[StoredCosignature], at: datetime) -> None:
+        if not cosignatures:
+            return
+        with self._begin() as conn:
+            conn.execute(
+                insert(audit_cosignatures),
+                [
+                    {
+                        "size": c.size,
+                        "root": base64.b64encode(c.root).decode(),
+                        "witness": c.witness,
+                        "key_id": c.key_id.hex(),
+                        "cosigned_at": c.cosigned_at,
+                        "line": c.line,
+                        "note": c.note,
+                        "received_at": at,
+                    }
+                    for c in cosignatures
+                ],
+            )
+
+    def cosignatures(self, size: int | None = None) -> list[StoredCosignature]:
+        """Stored cosignatures, oldest first; only those on the checkpoint of ``size`` if given."""
+        c = audit_cosignatures.c
+        query = select(c.size, c.root, c.witness, c.key_id, c.cosigned_at, c.line, c.note).order_by(c.id)
+        if size is not None:
+            query = query.where(c.size == size)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for r in rows:
+            try:
+                root, key = base64.b64decode(r.root, validate=True), bytes.fromhex(r.key_id)
+            except ValueError:
+                continue  # an unreadable row proves nothing; verify counts only what verifies
+            out.append(
+                StoredCosignature(int(r.size), root, r.witness, key, int(r.cosigned_at), r.line, r.note)
+            )
+        return out
+
+    def cosigned_sizes(self) -> dict[str, int]:
+        """The largest size each witness has a stored cosignature for."""
+        column = audit_cosignatures.c
+        with self._read() as conn:
+            rows = conn.execute(select(column.witness, func.max(column.size)).group_by(column.witness)).all()
+        return {str(w): int(n) for w, n in rows}
 
     def record_config(self, kind: str, content_hash: str, source: str, content: str, at: datetime) -> bool:
         key = and_(config_versions.c.kind == kind, config_versions.c.hash == content_hash)
@@ -660,6 +780,89 @@ class SqlStore:
             self._append(conn, events)
             return True
 
+    # ------------------------------------------------------------ passkeys
+
+    def add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None:
+        """Keep a new passkey with its audit events; InvalidInput if the credential is known."""
+        try:
+            self._add_passkey(key, events)
+        except IntegrityError:
+            raise InvalidInput(
+                "this passkey is already registered (a removed passkey cannot be registered again)"
+            ) from None
+
+    def _add_passkey(self, key: Passkey, events: Sequence[AuditDraft]) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                insert(passkeys),
+                {
+                    "credential_id": key.credential_id,
+                    "principal_id": key.principal_id,
+                    "name": key.name,
+                    "public_key": key.public_key,
+                    "sign_count": key.sign_count,
+                    "rp_id": key.rp_id,
+                    "origin": key.origin,
+                    "created_at": key.created_at,
+                },
+            )
+            self._append(conn, events)
+
+    def passkeys_of(self, principal_id: str) -> list[Passkey]:
+        query = (
+            select(passkeys)
+            .where(and_(passkeys.c.principal_id == principal_id, passkeys.c.removed_at.is_(None)))
+            .order_by(passkeys.c.created_at)
+        )
+        with self._read() as conn:
+            return [Passkey(**row._asdict()) for row in conn.execute(query).all()]
+
+    def get_passkey(self, credential_id: str) -> Passkey | None:
+        query = select(passkeys).where(
+            and_(passkeys.c.credential_id == credential_id, passkeys.c.removed_at.is_(None))
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else Passkey(**row._asdict())
+
+    def remove_passkeys(
+        self, principal_id: str, credential_id: str | None, at: datetime, events: Sequence[AuditDraft]
+    ) -> int:
+        """Mark one passkey (or, with None, all of a person's) removed; the events only if any was."""
+        where = and_(passkeys.c.principal_id == principal_id, passkeys.c.removed_at.is_(None))
+        if credential_id is not None:
+            where = and_(where, passkeys.c.credential_id == credential_id)
+        with self._begin() as conn:
+            removed = conn.execute(update(passkeys).where(where).values(removed_at=at)).rowcount
+            if removed:
+                self._append(conn, events)
+            return int(removed)
+
+    def advance_sign_count(self, credential_id: str, previous: int, new: int) -> bool:
+        """Compare-and-set: two decisions signed with one counter value cannot both advance it."""
+        with self._begin() as conn:
+            result = conn.execute(
+                update(passkeys)
+                .where(and_(passkeys.c.credential_id == credential_id, passkeys.c.sign_count == previous))
+                .values(sign_count=new)
+            )
+            return bool(result.rowcount == 1)
+
+    def rename_passkey(self, principal_id: str, credential_id: str, name: str) -> bool:
+        with self._begin() as conn:
+            result = conn.execute(
+                update(passkeys)
+                .where(
+                    and_(
+                        passkeys.c.credential_id == credential_id,
+                        passkeys.c.principal_id == principal_id,
+                        passkeys.c.removed_at.is_(None),
+                    )
+                )
+                .values(name=name)
+            )
+            return bool(result.rowcount == 1)
+
     # ------------------------------------------------------------ notification references
 
     def add_notification(self, ref: NotificationRef) -> None:
@@ -674,6 +877,13 @@ class SqlStore:
         return [
             NotificationRef.model_validate({k: v for k, v in r._asdict().items() if k != "id"}) for r in rows
         ]
+
+
+def _insert_new_nodes(conn: Connection) -> Any:
+    """INSERT into gh_audit_tree that keeps a node already stored (ON CONFLICT DO NOTHING)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql_insert(audit_tree).on_conflict_do_nothing()
+    return sqlite_insert(audit_tree).on_conflict_do_nothing()
 
 
 def scoped_idempotency_key(submitted_by: str, key: str) -> str:
@@ -713,6 +923,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
                 "requester_identities": list(gate.requester_identities),
                 "involved": [i.model_dump(mode="json") for i in gate.involved],
                 "identified_by": list(gate.identified_by),
+                "signature": gate.signature,
                 "last_review": gate.last_review.model_dump(mode="json") if gate.last_review else None,
                 "tag_sources": gate.tag_sources,
                 "requirements": [r.model_dump(mode="json") for r in gate.requirements],
@@ -748,6 +959,7 @@ def _parse_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
         requester_identities=tuple(context["requester_identities"]),
         involved=tuple(Involved.model_validate(i) for i in context.get("involved", ())),
         identified_by=tuple(context.get("identified_by", ())),
+        signature=str(context.get("signature", "")),
         binding_hash=row.binding_hash,
         policy_hash=row.policy_hash,
         rule=row.rule,
@@ -816,4 +1028,5 @@ def _decision_row(gate_id: str, mutation: Mutation) -> dict[str, Any]:
         "via": decision.via.value,
         "break_glass": decision.break_glass,
         "counts_for": decision.counts_for,
+        "passkey": decision.passkey,
     }

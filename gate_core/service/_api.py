@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from typing import Annotated, Any, Literal
@@ -14,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gate_core._audit import csv_lines, jsonl_lines
 from gate_core._client import Me
-from gate_core._errors import GateNotFound
+from gate_core._errors import GatehouseError, GateNotFound
 from gate_core._gatekeeper import DecisionRequest
 from gate_core._models import Gate, GateRequest, GateStatus, Verdict, check_text
 from gate_core._ports import GateFilter
@@ -74,6 +75,8 @@ class VerifyOut(BaseModel):
     checkpoints_checked: int
     first_bad_seq: int | None
     problem: str
+    witnessed_size: int | None = None  # the newest checkpoint a quorum of witnesses cosigned
+    witnesses: list[str] = []
 
 
 @router.get("/me", response_model=Me, tags=["identity"])
@@ -198,7 +201,10 @@ async def _wait(state: ServiceState, ids: list[str], timeout: float) -> WaitMany
 
 @router.get("/audit/verify", response_model=VerifyOut, tags=["audit"])
 def audit_verify(caller: Caller, request: Request) -> VerifyOut:
-    report = state_of(request).gatekeeper.audit.verify()
+    audit = state_of(request).gatekeeper.audit
+    with contextlib.suppress(GatehouseError):  # verify below reports whatever stops it
+        audit.witness_pending(now=True)  # the newest checkpoint reaches the witnesses before it is judged
+    report = audit.verify()
     return VerifyOut(
         ok=report.ok,
         entries=report.entries,
@@ -206,6 +212,8 @@ def audit_verify(caller: Caller, request: Request) -> VerifyOut:
         checkpoints_checked=report.checkpoints_checked,
         first_bad_seq=report.first_bad_seq,
         problem=report.problem,
+        witnessed_size=report.witnessed_size,
+        witnesses=list(report.witnesses),
     )
 
 

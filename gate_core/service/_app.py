@@ -86,6 +86,7 @@ def _sweep_once(state: ServiceState) -> None:
         "expiry": expiry,
         "reminders": reminders,
         "checkpoint": gatekeeper.audit.checkpoint_if_moved,
+        "witnesses": gatekeeper.audit.witness_pending,  # a checkpoint a witness missed, retried
     }
     for duty, run in duties.items():
         try:
@@ -133,6 +134,7 @@ def create_app(
     """The gate service. ``sandbox``: the home is a sandbox (``init --example``, where identities
     are chosen, not verified); every console page then carries a banner saying so."""
     config = config or ServiceConfig()
+    gatekeeper.audit.submit_inline = False  # the sweeper submits checkpoints to witnesses
     state = ServiceState(
         gatekeeper=gatekeeper,
         config=config,

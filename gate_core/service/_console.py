@@ -39,9 +39,11 @@ from gate_core._audit import VerifyReport, redact_parameters
 from gate_core._errors import DecisionRefused, GateExpired, GatehouseError, UnknownPrincipal
 from gate_core._gatekeeper import principal_may_decide
 from gate_core._models import Gate, GateStatus, Verdict
+from gate_core._passkeys import PasskeyAssertion
 from gate_core._ports import GateFilter
 from gate_core.service._console_audit import AUDIT_EVENTS, AuditPage, read_audit_page
 from gate_core.service._console_login import SignIn
+from gate_core.service._console_passkeys import ConsolePasskeys
 from gate_core.service._console_session import (
     PREFIX,
     PageError,
@@ -107,6 +109,7 @@ class Console:
         self.gatekeeper = state.gatekeeper
         self.sessions = Sessions(state, local_signin=local_signin)
         self.sign_in = SignIn(self)
+        self.passkeys = ConsolePasskeys(self)
         self.tokens_page = TokensPage(self)
         self.env = Environment(
             loader=PackageLoader("gate_core.service", "templates"),
@@ -133,6 +136,7 @@ class Console:
                 Route("/gates/{gate_id}/decide", self.decide, methods=["POST"]),
                 Route("/audit", self.audit_page, methods=["GET"]),
                 *self.sign_in.routes(),
+                *self.passkeys.routes(),
                 *self.tokens_page.routes(),
                 Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
             ],
@@ -281,6 +285,7 @@ class Console:
         if verdict_text not in (Verdict.APPROVE.value, Verdict.REJECT.value):
             raise PageError(400, "Unknown decision", "A decision is either approve or reject.")
         verdict = Verdict(verdict_text)
+        assertion = self._assertion(form_text(form, "assertion"))
         if len(comment) > MAX_TEXT:
             self.sessions.flash(
                 request, "error", f"Comments are limited to {MAX_TEXT} characters; nothing recorded."
@@ -288,15 +293,41 @@ class Console:
         elif verdict is Verdict.REJECT and not comment:
             self.sessions.flash(request, "error", "A rejection needs a reason; nothing was recorded.")
         else:
-            level, message = await run_in_threadpool(self._decide, gate_id, viewer, verdict, comment)
+            level, message = await run_in_threadpool(
+                self._decide, gate_id, viewer, verdict, comment, assertion
+            )
             self.sessions.flash(request, level, message)
         return redirect(request, f"/gates/{gate_id}")
 
-    def _decide(self, gate_id: str, viewer: Viewer, verdict: Verdict, comment: str) -> tuple[str, str]:
+    @staticmethod
+    def _assertion(text: str) -> PasskeyAssertion | None:
+        """The passkey assertion the gate page's script put in the form (signed gates), if any."""
+        if not text:
+            return None
+        try:
+            return PasskeyAssertion.from_json(json.loads(text))
+        except ValueError:
+            raise PageError(
+                400, "Bad signature", "The passkey assertion is not JSON; nothing was recorded."
+            ) from None
+
+    def _decide(
+        self,
+        gate_id: str,
+        viewer: Viewer,
+        verdict: Verdict,
+        comment: str,
+        assertion: PasskeyAssertion | None = None,
+    ) -> tuple[str, str]:
         """Blocking: the core decides; the console reports what it said and wakes waiters at once."""
         try:
             gate = self.gatekeeper.decide(
-                gate_id, actor=viewer.actor, verdict=verdict, comment=comment, principal=viewer.principal
+                gate_id,
+                actor=viewer.actor,
+                verdict=verdict,
+                comment=comment,
+                principal=viewer.principal,
+                assertion=assertion,
             )
         except GateExpired as refusal:
             self.state.changed(self.gatekeeper.get(gate_id))  # the refusal expired it: tell the waiters
@@ -304,9 +335,10 @@ class Console:
         except (DecisionRefused, UnknownPrincipal) as refusal:
             return "error", f"Refused: {refusal}"
         self.state.changed(gate)
+        signed = " (signed with your passkey)" if assertion is not None else ""
         if gate.status is GateStatus.PENDING:
-            return "ok", f"Your approval is recorded; {gate.approvals_missing()} more needed."
-        return "ok", f"Recorded: the gate is now {gate.status.value}."
+            return "ok", f"Your approval is recorded{signed}; {gate.approvals_missing()} more needed."
+        return "ok", f"Recorded{signed}: the gate is now {gate.status.value}."
 
     # ------------------------------------------------------------ audit
 
@@ -360,6 +392,8 @@ def _to_console(request: Request) -> RedirectResponse:
 def install(app: FastAPI, state: ServiceState) -> None:
     """Mount the console at /console and send / there. Reads ``app.state.local_signin``."""
     console = Console(state, local_signin=bool(getattr(app.state, "local_signin", False)))
+    # Refusals of unsigned decisions on signed gates (Slack, Teams, API, CLI via the service) link here.
+    state.gatekeeper.console_url = state.config.public_url.rstrip("/") + PREFIX
     app.mount(PREFIX, console.asgi_app(), name="console")
     app.state.gatehouse_console = console
     for path in ("/", PREFIX):

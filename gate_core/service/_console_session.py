@@ -86,10 +86,12 @@ def redirect(request: Request, path: str) -> RedirectResponse:
 
 class SecurityHeaders:
     """No framing, no sniffing, same-origin Referer (our own CSRF check reads it), and a CSP that
-    allows only this origin's stylesheet: nothing inline runs even if escaping were ever bypassed."""
+    allows only this origin's stylesheet and script (the passkey ceremonies, static/passkeys.js):
+    nothing inline runs even if escaping were ever bypassed."""
 
     HEADERS = (
         ("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; "
+         "script-src 'self'; connect-src 'self'; "
          "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
         ("X-Content-Type-Options", "nosniff"),
         ("X-Frame-Options", "DENY"),

@@ -97,12 +97,17 @@ _HEADLINE = {
 }
 
 
+SIGNED_DECISION_NOTE = "Needs a decision signed with a passkey: decide in the Gatehouse console"
+
+
 def approvals_line(gate: Gate) -> str:
     """``0/2 approvals from data-governance or ml-leads``."""
     groups = " or ".join(gate.approver_groups) or "nobody"
     line = f"{len(gate.approvals)}/{gate.required_approvals} approvals from {groups}"
     if gate.break_glass_groups:
         line += f" (break-glass: {' or '.join(gate.break_glass_groups)})"
+    if gate.signature:
+        line += f"\n🔑 {SIGNED_DECISION_NOTE}"
     return line
 
 

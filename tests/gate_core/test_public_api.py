@@ -63,6 +63,9 @@ EXPECTED = {
     "control_ids",
     "verify_bundle",
     "verify_chain",
+    "verify_witnessed_bundle",
+    "VerifierKey",
+    "WitnessPolicy",
     # errors
     "GatehouseError",
     "ConfigError",
@@ -78,6 +81,8 @@ EXPECTED = {
     "DecisionRefused",
     "SelfApprovalRefused",
     "ServicePrincipalRefused",
+    "SignatureInvalid",
+    "SignatureRequired",
     "NotAnApprover",
     "DuplicateDecision",
     "AlreadyDecided",

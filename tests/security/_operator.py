@@ -19,7 +19,12 @@ SQLITE_TRIGGERS = (
     "gh_audit_log_no_delete",
     "gh_audit_checkpoints_no_update",
     "gh_audit_checkpoints_no_delete",
+    "gh_audit_tree_no_update",
+    "gh_audit_tree_no_delete",
+    "gh_audit_cosignatures_no_update",
+    "gh_audit_cosignatures_no_delete",
 )
+APPEND_ONLY = ("gh_audit_log", "gh_audit_checkpoints", "gh_audit_tree", "gh_audit_cosignatures")
 
 Body = dict[str, Any]
 HEAD_UPDATE = text("UPDATE gh_audit_head SET seq = :s, hash = :h WHERE id = 1")
@@ -30,7 +35,7 @@ def run_sql(engine: Engine, *statements: str, **params: object) -> None:
     owner may (``ALTER TABLE … DISABLE TRIGGER USER``), on SQLite by dropping them."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            for table in ("gh_audit_log", "gh_audit_checkpoints"):
+            for table in APPEND_ONLY:
                 conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         else:
             for name in SQLITE_TRIGGERS:
@@ -38,7 +43,7 @@ def run_sql(engine: Engine, *statements: str, **params: object) -> None:
         for statement in statements:
             conn.execute(text(statement), params)
         if conn.dialect.name == "postgresql":
-            for table in ("gh_audit_log", "gh_audit_checkpoints"):
+            for table in APPEND_ONLY:
                 conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
 
 

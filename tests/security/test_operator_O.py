@@ -244,9 +244,15 @@ def test_approving_in_sql_then_consuming_is_detected(gatekeeper: Gatekeeper, rep
     assert verdict.gate == gate.id
     assert "never approved" in verdict.problem
     assert gate.id in verdict.summary()
+    report(
+        f"Tamper O ({gatekeeper.store.engine.dialect.name}): gate approved in SQL, then consumed",
+        "detected (names the gate)",
+        "",
+        "detected",
+    )
 
 
-def test_forged_decision_row_is_detected(gatekeeper: Gatekeeper) -> None:
+def test_forged_decision_row_is_detected(gatekeeper: Gatekeeper, report: Report) -> None:
     gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
     gatekeeper.approve(gate.id, actor=actor("bob"))
     with gatekeeper.store.engine.begin() as conn:
@@ -262,10 +268,19 @@ def test_forged_decision_row_is_detected(gatekeeper: Gatekeeper) -> None:
     assert not verdict.ok
     assert verdict.gate == gate.id
     assert "2 approve decision(s) in the database but 1 in the log" in verdict.problem
+    report(
+        f"Tamper O ({gatekeeper.store.engine.dialect.name}): decision row forged in SQL",
+        "detected (names the gate)",
+        "",
+        "detected",
+    )
 
 
-def test_verify_without_a_trust_root_is_an_error(store: SqlStore) -> None:
+def test_verify_without_a_trust_root_is_an_error(store: SqlStore, report: Report) -> None:
     keyless = Gatekeeper(store, example_directory(), example_policy())
     keyless.open(prod_redeploy(), submitted_by=actor("alice"))
     with pytest.raises(AuditError, match="no trust root"):
         keyless.audit.verify()
+    report(
+        f"Tamper O ({store.engine.dialect.name}): verify with no trust root (library)", "error", "", "error"
+    )

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import Report
+
 GATEHOUSE = [sys.executable, "-m", "gate_core.cli"]
 
 
@@ -24,7 +26,7 @@ def _run(home: Path, *args: str, user: str = "alice", **env: str) -> subprocess.
     return proc
 
 
-def test_init_warns_when_the_key_sits_beside_the_database(tmp_path: Path) -> None:
+def test_init_warns_when_the_key_sits_beside_the_database(tmp_path: Path, report: Report) -> None:
     home = tmp_path / "home"
     made = _run(home, "init")
     assert made.returncode == 0
@@ -32,9 +34,10 @@ def test_init_warns_when_the_key_sits_beside_the_database(tmp_path: Path) -> Non
     assert "GATEHOUSE_SIGNING_KEY" in made.stderr
     sandbox = _run(tmp_path / "sandbox", "init", "--example")
     assert "WARNING" not in sandbox.stderr
+    report("Tamper O (sqlite): signing key beside the database at init", "warned", "", "warned")
 
 
-def test_the_key_can_live_outside_the_home(tmp_path: Path) -> None:
+def test_the_key_can_live_outside_the_home(tmp_path: Path, report: Report) -> None:
     home, vault = tmp_path / "home", tmp_path / "vault"
     vault.mkdir(mode=0o700)
     key = vault / "audit-signing.key"
@@ -50,3 +53,9 @@ def test_the_key_can_live_outside_the_home(tmp_path: Path) -> None:
     moved = _run(home, "list", GATEHOUSE_SIGNING_KEY=str(vault / "gone.key"))
     assert moved.returncode == 1
     assert "GATEHOUSE_SIGNING_KEY names" in moved.stderr
+    report(
+        "Tamper O (sqlite): signing key kept outside the home; configured key missing",
+        "signs from outside; missing key is an error",
+        "",
+        "error, never a skip",
+    )

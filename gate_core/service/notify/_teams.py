@@ -243,6 +243,8 @@ def _approvals(gate: Gate) -> str:
     line = f"{len(gate.approvals)} of {gate.required_approvals} from {groups}"
     if gate.break_glass_groups:
         line += f"; break-glass: {', '.join(gate.break_glass_groups)}"
+    if gate.signature:
+        line += "; needs a decision signed with a passkey: decide in the Gatehouse console"
     return plain(line)
 
 
