@@ -38,6 +38,7 @@ SUITE: tuple[Benchmark, ...] = (
     Benchmark("service_http"),
     Benchmark("lineage_capture"),
     Benchmark("lineage_ingest_query", timeout_s=900),
+    Benchmark("openlineage_receiver", timeout_s=900),
     Benchmark("airflow_resume", timeout_s=900),
     # Statement and request counts are exact per cycle, so one whole poll cycle (25 s) suffices for
     # the small sizes; 10,000 gates, the headline, gets two. Keeps `python -m bench` under 20 min.

@@ -28,6 +28,7 @@ TITLES = {
     "service_http": "Gate service over HTTP",
     "lineage_capture": "Lineage: DataFrame metadata capture",
     "lineage_ingest_query": "Lineage: ingest and governance queries",
+    "openlineage_receiver": "Lineage: OpenLineage receiver and approval scope check",
     "airflow_resume": "Airflow: decision → downstream task running",
     "airflow_triggerer_scale@10000": "Airflow: 10,000 gates waiting in one triggerer",
     "prefect_resume": "Prefect: decision → flow running again",

@@ -118,6 +118,13 @@ CONTROL_IDS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "nist80053": ("IA-5", "AC-2"),
     },
     Event.PASSKEY_RESET: {"soc2": ("CC6.2", "CC6.3"), "iso27001": ("A.5.17",), "nist80053": ("IA-5", "AC-2")},
+    # An extension's event (area "lineage."): what a run touched beyond its approval, found after
+    # the fact from the orchestrator's own OpenLineage events (monitoring and detection controls).
+    "lineage.out_of_scope": {
+        "soc2": ("CC6.1", "CC7.2"),
+        "iso27001": ("A.5.15", "A.8.16"),
+        "nist80053": ("AC-6", "AU-6", "SI-4"),
+    },
 }
 _ALWAYS = {"nist80053": ("AU-9", "AU-10")}
 

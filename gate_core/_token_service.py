@@ -101,7 +101,7 @@ class TokenService:
         principal = self.directory.get(principal_id)
         if scope is Scope.SCIM:
             self._check_scim_issuer(principal, created_by, pipelines)
-        self._check_issuer(principal, created_by, pipelines)
+        self._check_issuer(principal, created_by, pipelines, scope)
         check_pipeline_globs(pipelines)
         now = self.clock.now()
         token_id, secret, token_string = new_token()
@@ -144,13 +144,19 @@ class TokenService:
                 f"{principal.id} is not one"
             )
 
-    def _check_issuer(self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None) -> None:
+    def _check_issuer(
+        self, principal: Principal, issuer: Actor, pipelines: tuple[str, ...] | None, scope: Scope
+    ) -> None:
         if issuer.via not in ISSUING_CHANNELS:
             raise PermissionDenied(
                 f"tokens are not issued over {issuer.via.value}: sign in (console, `gatehouse login`) "
                 "or use the CLI as your own operating-system account"
             )
         if principal.kind is PrincipalKind.HUMAN:
+            if scope is Scope.LINEAGE:
+                raise PermissionDenied(
+                    "a lineage token is a pipeline credential: create it for a service principal"
+                )
             if pipelines is not None:
                 raise PermissionDenied("only a service principal's token is limited to pipelines")
             if not same_person(issuer.principal_id, issuer.email, principal.id, principal.email):

@@ -6,6 +6,8 @@ at creation. Scopes nest: ``request`` (open, read, wait on, cancel and consume g
 principal's token can never decide, whatever its scope says: the core refuses service deciders.
 ``scim`` stands apart: the IdP's provisioning credential, good for ``/scim/v2`` and nothing else,
 and no other scope reaches ``/scim/v2``.
+``lineage`` stands apart: it may only send OpenLineage events to ``/api/v1/lineage`` (what an
+orchestrator's OpenLineage integration holds), and no other scope may send them.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ class Scope(enum.StrEnum):
     DECIDE = "decide"
     ADMIN = "admin"
     SCIM = "scim"
+    LINEAGE = "lineage"
 
     def allows(self, needed: Scope) -> bool:
-        if Scope.SCIM in (self, needed):  # outside the nesting: only itself
+        if {self, needed} & {Scope.SCIM, Scope.LINEAGE}:  # outside the nesting: only itself
             return self is needed
         order = [Scope.REQUEST, Scope.DECIDE, Scope.ADMIN]
         return order.index(self) >= order.index(needed)

@@ -29,7 +29,7 @@ from gate_core.cli_errors import clean_errors, fail
 from gate_core.cli_identity import chosen_name, local_caller
 from gate_core.cli_remote import remote_client
 from lineage._errors import LineageError
-from lineage._format import FORMATS, Format, render_graph, render_rows
+from lineage._format import FORMATS, Format, render_graph, render_rows, render_violations
 from lineage._models import ColumnInfo, Operation, parse_dataset
 from lineage._queries import AccessRows, Direction, LineageGraph
 from lineage._store import LineageStore
@@ -131,6 +131,22 @@ def exports(tag: str, since: datetime | None, fmt: Format, limit: int) -> None:
     rows = _remote_rows("/v1/lineage/exports", {"tag": tag, "limit": limit, **_since_param(since)})
     rows = rows if rows is not None else _store().exports(tag, since=since, limit=limit)
     click.echo(render_rows(rows, fmt), nl=False)
+
+
+@lineage.command()
+@_since_opt
+@click.option("--gate", "gate_id", default=None, help="Only findings about this gate.")
+@_format
+@_limit
+@clean_errors
+def violations(since: datetime | None, gate_id: str | None, fmt: Format, limit: int) -> None:
+    """Out-of-scope findings: what gated runs touched beyond their approvals (newest first).
+
+    Found after the fact from the orchestrators' OpenLineage events (POST /api/v1/lineage):
+    detection, not prevention."""
+    click.echo(
+        render_violations(_store().violations(since=since, gate_id=gate_id, limit=limit), fmt), nl=False
+    )
 
 
 @lineage.command()

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from gate_core.service.extension import Console, console_of
 from lineage._errors import LineageInputError
-from lineage._queries import AccessRows, LineageGraph
+from lineage._queries import AccessRows, LineageGraph, Violations
 from lineage._store import LineageStore
 from lineage._time import parse_since
 
@@ -83,6 +83,40 @@ class LineagePage:
         )
 
 
+class ViolationsPage:
+    """/console/lineage/violations: out-of-scope findings (``lineage._scope``), newest first."""
+
+    def __init__(self, console: Console, store: LineageStore) -> None:
+        self.console = console
+        self.store = store
+
+    async def render(self, request: Request) -> Response:
+        viewer = self.console.require_viewer(request)
+        since = request.query_params.get("since", "30d").strip()[:64]
+        found: Violations | None = None
+        error, status = "", 200
+        try:
+            when = parse_since(since) if since else None
+            found = await run_in_threadpool(lambda: self.store.violations(since=when, limit=500))
+        except LineageInputError as exc:
+            error, status = str(exc), 400
+
+        def link(q: str, subject: str) -> str:
+            return urlencode({"q": q, "subject": subject})
+
+        return self.console.render(
+            request,
+            "lineage_violations.html",
+            viewer,
+            status=status,
+            nav="lineage/violations",
+            error=error,
+            link=link,
+            since=since,
+            found=found,
+        )
+
+
 def install_page(app: FastAPI) -> None:
     console = console_of(app)
     if console is None:
@@ -90,3 +124,7 @@ def install_page(app: FastAPI) -> None:
         return
     page = LineagePage(console, app.state.gatehouse_lineage)
     console.add_page("/lineage", "Lineage", page.render, PackageLoader("lineage", "templates"))
+    violations = ViolationsPage(console, app.state.gatehouse_lineage)
+    console.add_page(
+        "/lineage/violations", "Out of scope", violations.render, PackageLoader("lineage", "templates")
+    )

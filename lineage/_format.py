@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from lineage._queries import AccessRows, LineageGraph
+from lineage._queries import AccessRows, LineageGraph, Violations
 
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[Format, ...] = ("table", "json", "csv")
@@ -21,7 +21,13 @@ _ROW_FIELDS = (
 _EDGE_FIELDS = ("depth", "upstream", "downstream", "first_seen_at", "last_seen_at")
 
 
-def as_json(result: AccessRows | LineageGraph) -> str:
+_VIOLATION_FIELDS = (
+    "at", "gate_id", "kind", "dataset", "operation", "tags", "orchestrator", "pipeline", "run_id",
+    "task_id", "accessed_at", "detail", "id",
+)  # fmt: skip
+
+
+def as_json(result: AccessRows | LineageGraph | Violations) -> str:
     return json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False)
 
 
@@ -89,6 +95,30 @@ def render_rows(result: AccessRows, fmt: Format) -> str:
         " — more matched; narrow with --since or raise --limit" if result.truncated else ""
     )
     return _table(("at (UTC)", "op", "dataset", "actor", "run", "approval", "rows", "tags"), rows, footer)
+
+
+def render_violations(result: Violations, fmt: Format) -> str:
+    records = result.model_dump(mode="json")["rows"]
+    if fmt == "json":
+        return as_json(result) + "\n"
+    if fmt == "csv":
+        return _csv(_VIOLATION_FIELDS, records)
+    rows = [
+        (
+            r["at"][:19].replace("T", " "),
+            r["gate_id"],
+            r["kind"],
+            f"{r['operation']} {r['dataset']}",
+            ",".join(r["tags"]),
+            _run_label({**r, "try_number": 1}),
+            r["detail"],
+        )
+        for r in records
+    ]
+    footer = f"{len(rows)} out-of-scope finding(s)" + (
+        " — more matched; narrow with --since or raise --limit" if result.truncated else ""
+    )
+    return _table(("found (UTC)", "gate", "kind", "access", "tags", "run", "why"), rows, footer)
 
 
 def render_graph(graph: LineageGraph, fmt: Format) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gate_core.sql import SchemaMigrations
 
-HEAD = "0001_lineage_events"
+HEAD = "0002_issue22_openlineage"
 VERSION_TABLE = "gh_lineage_alembic_version"
 
 MIGRATIONS = SchemaMigrations(

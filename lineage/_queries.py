@@ -239,3 +239,38 @@ def graph(conn: Connection, dataset: str | DatasetRef, *, direction: Direction, 
         edges=found,
         truncated=truncated,
     )
+
+
+class ViolationRow(_Row):
+    """One out-of-scope finding (``lineage._scope``): what a gated run touched beyond its approval."""
+
+    id: str
+    at: datetime
+    gate_id: str
+    kind: str
+    dataset: str
+    operation: str
+    tags: list[str]
+    orchestrator: str
+    pipeline: str
+    run_id: str
+    task_id: str
+    accessed_at: datetime
+    detail: str
+
+
+class Violations(_Row):
+    rows: list[ViolationRow]
+    truncated: bool
+
+
+def violations(conn: Connection, *, since: datetime | None, gate_id: str | None, limit: int) -> Violations:
+    from lineage._schema import violations as table_
+
+    stmt = select(table_).order_by(table_.c.at.desc(), table_.c.id).limit(_check_limit(limit) + 1)
+    if since is not None:
+        stmt = stmt.where(table_.c.at >= since)
+    if gate_id is not None:
+        stmt = stmt.where(table_.c.gate_id == gate_id)
+    found = [ViolationRow(**{**row._asdict(), "tags": json.loads(row.tags)}) for row in conn.execute(stmt)]
+    return Violations(rows=found[:limit], truncated=len(found) > limit)

@@ -108,3 +108,47 @@ purge = Table(
 )
 
 APPEND_ONLY_TABLES = ("gh_lineage_events", "gh_lineage_event_tags")
+
+ol_runs = Table(
+    "gh_lineage_ol_runs",
+    metadata,
+    Column("ol_run_id", String(64), nullable=False, doc="an OpenLineage runId (a UUID)"),
+    Column("orchestrator", String(100), nullable=False),
+    Column("pipeline", String(500), nullable=False),
+    Column("run_id", String(500), nullable=False),
+    Column("task_id", String(500), nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("ol_run_id"),
+)
+
+column_edges = Table(
+    "gh_lineage_column_edges",
+    metadata,
+    Column("downstream", String(1600), nullable=False),
+    Column("downstream_field", String(500), nullable=False),
+    Column("upstream", String(1600), nullable=False),
+    Column("upstream_field", String(500), nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("downstream", "downstream_field", "upstream", "upstream_field"),
+)
+
+violations = Table(
+    "gh_lineage_violations",
+    metadata,
+    Column("id", String(40), nullable=False, doc="hash of gate, kind, dataset, operation: one per finding"),
+    Column("at", UtcDateTime, nullable=False, doc="when it was found"),
+    Column("gate_id", String(40), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("dataset", String(1600), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("tags", Text, nullable=False, doc="JSON list: the tags that made it relevant"),
+    Column("orchestrator", String(100), nullable=False),
+    Column("pipeline", String(500), nullable=False),
+    Column("run_id", String(500), nullable=False),
+    Column("task_id", String(500), nullable=False),
+    Column("accessed_at", UtcDateTime, nullable=False),
+    Column("detail", String(1000), nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index("ix_gh_lineage_violations_at", "at"),
+    Index("ix_gh_lineage_violations_gate_id", "gate_id"),
+)

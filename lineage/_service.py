@@ -6,6 +6,7 @@
     GET  /v1/lineage/gates/{gate_id}?limit=                 AccessRows
     GET  /v1/lineage/exports?tag=&since=&limit=             AccessRows
     GET  /v1/lineage/graph?dataset=&direction=&depth=       LineageGraph
+    GET  /v1/lineage/violations?since=&gate=&limit=         Violations (out-of-scope findings)
     POST /v1/lineage/events   {"events": [...]}             {"recorded": n}   (scope: request)
 
 Answers are the very objects ``gatehouse lineage … --format json`` prints. The plugin uses only
@@ -31,7 +32,7 @@ from lineage._catalog import Catalog
 from lineage._classifier import LineageClassifier
 from lineage._errors import LineageInputError
 from lineage._models import AccessEvent, check_storable
-from lineage._queries import AccessRows, Direction, LineageGraph
+from lineage._queries import AccessRows, Direction, LineageGraph, Violations
 from lineage._store import LineageStore
 from lineage._time import parse_since
 
@@ -136,6 +137,18 @@ def graph(
     return _store(request).graph(dataset, direction=direction, depth=depth)
 
 
+@router.get("/violations", response_model=Violations)
+def violations(
+    caller: Caller,
+    request: Request,
+    since: Since = None,
+    gate: Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    limit: Limit = 1000,
+) -> Any:
+    """Out-of-scope findings: what gated runs touched beyond their approvals, newest first."""
+    return _store(request).violations(since=_since(since), gate_id=gate, limit=limit)
+
+
 @router.post("/events", response_model=Recorded)
 def record_events(body: EventsIn, caller: Caller, request: Request) -> Recorded:
     """Record a batch of access events (scope ``request``). Idempotent per event id."""
@@ -182,6 +195,16 @@ def install(app: FastAPI, context: ServiceContext) -> None:
             LineageClassifier(app.state.gatehouse_lineage_catalog, app.state.gatehouse_lineage)
         )
     app.include_router(router)
+    from lineage._ol_ingest import OpenLineageIngest
+    from lineage._ol_receiver import router as receiver
+
+    app.state.gatehouse_openlineage = OpenLineageIngest(
+        app.state.gatehouse_lineage,
+        context.gatekeeper,
+        app.state.gatehouse_lineage_catalog,
+        getattr(context, "alert", None),
+    )
+    app.include_router(receiver)
     from lineage._console import install_page
 
     install_page(app)

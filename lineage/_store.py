@@ -260,6 +260,13 @@ class LineageStore:
         with self.db.read() as conn:
             return _queries.exports(conn, tag, since=since, limit=limit)
 
+    def violations(
+        self, *, since: datetime | None = None, gate_id: str | None = None, limit: int = 1000
+    ) -> _queries.Violations:
+        """Out-of-scope findings (``lineage._scope``), newest first."""
+        with self.db.read() as conn:
+            return _queries.violations(conn, since=since, gate_id=gate_id, limit=limit)
+
     def graph(
         self,
         dataset: str | DatasetRef,

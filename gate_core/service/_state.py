@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
+from gate_core._errors import PermissionDenied
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Gate
+from gate_core._tokens import Scope
 from gate_core.service._auth import Authenticator, Identity
 from gate_core.service._batcher import DecisionBatcher
 from gate_core.service._bus import ChangeBus
@@ -35,6 +39,11 @@ class ServiceState:
         self.bus.publish(gate.id)
         self.hub.gate_changed(gate)
 
+    def alert(self, gate: Gate, event: str, details: Mapping[str, Any]) -> None:
+        """Tell the gate's notify targets about something found after the fact (lineage's
+        ``out_of_scope``), in the background like every notification."""
+        self.hub.alert(gate, event, details)
+
 
 def state_of(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.gatehouse
@@ -42,8 +51,22 @@ def state_of(request: Request) -> ServiceState:
 
 
 async def identity(request: Request) -> Identity:
-    """FastAPI dependency: the verified caller (401 otherwise)."""
+    """FastAPI dependency: the verified caller (401 otherwise). A ``lineage`` credential is refused
+    here (403): it may only send OpenLineage events (``lineage_sender``), whatever route a plugin
+    adds and however it checks scopes."""
     state = state_of(request)
     caller = await state.auth.verify(request)  # a token verified < 0.25 s ago: no thread, no database
     note_actor(caller.principal.id)  # every log line of this request names the verified caller
+    if caller.scope is Scope.LINEAGE:
+        raise PermissionDenied("this credential has scope 'lineage': it may only send OpenLineage events")
+    return caller
+
+
+async def lineage_sender(request: Request) -> Identity:
+    """FastAPI dependency of the OpenLineage receiver: a verified caller whose credential has the
+    ``lineage`` scope, and nothing else (403 for any other scope)."""
+    state = state_of(request)
+    caller = await state.auth.verify(request)
+    note_actor(caller.principal.id)
+    caller.require(Scope.LINEAGE)
     return caller

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Gate
@@ -174,6 +174,22 @@ class NotificationHub:
                 notifier, target = found
                 remind = partial(notifier.post_reminder, gate, target)
                 self.deliver(gate.id, f"remind {target} of {gate.id}", remind, instance=target.instance)
+
+    def alert(self, gate: Gate, event: str, details: Mapping[str, Any]) -> None:
+        """An after-the-fact finding about ``gate`` (lineage's ``out_of_scope``) to the gate's
+        notify targets, through each notifier's optional ``post_alert(gate, target, event,
+        details)``; a notifier without it is skipped (logged)."""
+        for text in gate.notify:
+            found = self._notifier_for(text, gate)
+            if found is None:
+                continue
+            notifier, target = found
+            post_alert = getattr(notifier, "post_alert", None)
+            if post_alert is None:
+                log.warning("gate %s: notifier for %r does not send alerts (%s)", gate.id, text, event)
+                continue
+            call = partial(post_alert, gate, target, event, dict(details))
+            self.deliver(gate.id, f"alert {target} of {event} on {gate.id}", call)
 
     def _notifier_for(
         self, text: str, gate: Gate, *, quiet: bool = False

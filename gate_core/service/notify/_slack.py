@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 from slack_sdk import WebClient
@@ -27,7 +29,13 @@ from gate_core._gatekeeper import Gatekeeper
 from gate_core._models import Gate, Principal
 from gate_core._notify_target import NotifyTarget
 from gate_core._ports import NotificationRef
-from gate_core.service._slack_card import card_blocks, fallback_text, reminder_text, slack_channel
+from gate_core.service._slack_card import (
+    card_blocks,
+    fallback_text,
+    mrkdwn_escape,
+    reminder_text,
+    slack_channel,
+)
 from gate_core.service.notify._port import NotifierContext, NotifierType
 
 log = logging.getLogger("gatehouse.slack")
@@ -130,6 +138,26 @@ class SlackNotifier:
         channel = slack_channel(target)  # the card never made it: remind in the open rather than not at all
         if channel is not None:
             self.client.chat_postMessage(channel=channel, text=reminder_text(gate))
+
+    def post_alert(self, gate: Gate, target: NotifyTarget, event: str, details: Mapping[str, Any]) -> None:
+        """An after-the-fact finding (``lineage.out_of_scope``), threaded under the gate's card when
+        there is one, else in the target channel. Names and kinds only: never contents."""
+        said = {
+            k: mrkdwn_escape(str(details.get(k, "?"))) for k in ("operation", "dataset", "kind", "detail")
+        }
+        text = (
+            f":warning: Out of scope for gate {gate.id} ({mrkdwn_escape(gate.request.action)}): "
+            f"{said['operation']} of `{said['dataset']}` — {said['kind']}. {said['detail']} "
+            f"<{self.console_url(gate)}|Open the gate>"
+        )
+        refs = self._gatekeeper.notifications_for(gate.id)
+        card = next((r for r in refs if r.target == str(target)), None)
+        if card is not None:
+            self.client.chat_postMessage(channel=card.channel, thread_ts=card.message_ref, text=text)
+            return
+        channel = slack_channel(target)
+        if channel is not None:
+            self.client.chat_postMessage(channel=channel, text=text)
 
 
 def _create(config: SlackConfig, context: NotifierContext) -> SlackNotifier:

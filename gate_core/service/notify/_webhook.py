@@ -46,14 +46,15 @@ TIMESTAMP_HEADER = "X-Gatehouse-Timestamp"
 SIGNATURE_HEADER = "X-Gatehouse-Signature"
 SIGNATURE_VERSION = "v1"
 
-WebhookEvent = Literal["gate.opened", "gate.decided", "gate.reminder"]
+WebhookEvent = Literal["gate.opened", "gate.decided", "gate.reminder", "lineage.out_of_scope"]
 
 
-class WebhookPayload(TypedDict):
+class WebhookPayload(TypedDict, total=False):
     event: WebhookEvent
     delivery: str
     gate: dict[str, Any]
     console_url: str
+    alert: dict[str, Any]  # only on alerts (lineage.out_of_scope): what was found, never contents
 
 
 # ---------------------------------------------------------------- configuration
@@ -192,6 +193,13 @@ class WebhookNotifier:
     def post_reminder(self, gate: Gate, target: NotifyTarget) -> None:
         self._send(target.address, "gate.reminder", gate)
 
+    def post_alert(self, gate: Gate, target: NotifyTarget, event: str, details: Mapping[str, Any]) -> None:
+        """An after-the-fact finding about the gate (``lineage.out_of_scope``): ``details`` in ``alert``."""
+        if event != "lineage.out_of_scope":
+            log.warning("gate %s: webhook alerts carry lineage.out_of_scope only, not %r", gate.id, event)
+            return
+        self._send(target.address, "lineage.out_of_scope", gate, dict(details))
+
     def payload(self, name: str, event: WebhookEvent, gate: Gate) -> WebhookPayload:
         return {
             "event": event,
@@ -200,7 +208,9 @@ class WebhookNotifier:
             "console_url": f"{self.public_url}/console/gates/{gate.id}",
         }
 
-    def _send(self, name: str, event: WebhookEvent, gate: Gate) -> str | None:
+    def _send(
+        self, name: str, event: WebhookEvent, gate: Gate, alert: dict[str, Any] | None = None
+    ) -> str | None:
         """Sign and POST one event; returns its delivery id, raises when it was not accepted."""
         target = self.targets.get(name)
         if target is None:
@@ -208,6 +218,13 @@ class WebhookNotifier:
             log.error("gate %s: no webhook named %r in notifiers.%s.endpoints", gate.id, name, self.instance)
             return None
         payload = self.payload(name, event, gate)
+        if alert is not None:
+            payload["alert"] = alert
+            # one delivery id per finding (retries keep it), not per gate state
+            payload["delivery"] = (
+                "dlv_"
+                + hashlib.sha256(f"{payload['delivery']}\n{alert.get('id', '')}".encode()).hexdigest()[:32]
+            )
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         timestamp = str(int(time.time()))
         headers = {

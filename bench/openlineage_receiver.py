@@ -1,0 +1,335 @@
+"""The OpenLineage receiver (issue 22) on a real `gatehouse serve` over loopback, on PostgreSQL
+(targets: ≥ 20,000 events/s in batches on 2 cores; single-event p99 ≤ 50 ms; the approval scope
+check ≤ 1 ms per event).
+
+A scratch PostgreSQL database (dropped afterwards) holds an example home's gate store, one
+approved and consumed pii-export gate for an Airflow DAG run, and a ``lineage`` token minted for
+etl-bot by frank (gatehouse-admins). Events are Airflow task RunEvents in the shape Airflow's
+OpenLineage provider sends (``airflow`` and ``parent`` run facets, ``jobType`` and ``sql`` job
+facets, one input and one output dataset with schema, dataSource and statistics facets): half in
+the gated DAG run — so every one of them goes through the scope check — half in ungated runs.
+
+  (a) batches: C client threads post N events in batches of B to ``/api/v1/lineage/batch``;
+      events/s = N / wall time, every response must be 201 and every access recorded;
+  (b) single events: S sequential posts to ``/api/v1/lineage``; p50/p99 of the round trip;
+  (c) scope check: in the benchmark process, over the same database, the time the receiver spends
+      on the scope check — looking up the gates of each run of a batch and ``lineage._scope.check``
+      for every access — divided by the events of the batch.
+
+The load generator shares the 2 cores with the server and PostgreSQL; figures are pessimistic on
+a busy machine (the result records the load average).
+
+    python -m bench.openlineage_receiver            # 40,000 events, batches of 250, 300 singles
+    python -m bench.openlineage_receiver --quick    # 4,000 events, 60 singles
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._common import (
+    Figure,
+    at_least,
+    at_most,
+    info,
+    percentile,
+    postgres_base_url,
+    print_figures,
+    scratch_postgres,
+    warn_if_busy,
+    write_result,
+)
+
+NAME = "openlineage_receiver"
+TARGET_EVENTS_PER_S = 20_000.0
+TARGET_SINGLE_P99_MS = 50.0
+TARGET_SCOPE_MS_PER_EVENT = 1.0
+PG = "postgres://warehouse.internal:5432"
+DAG = "bench_export"
+GATED_RUN = "manual__2026-01-01T00:00:00+00:00"
+
+
+def event(run_id: str, task: str, n: int) -> dict[str, Any]:
+    """One Airflow task RunEvent as the provider posts it."""
+    producer = "https://github.com/apache/airflow/tree/providers-openlineage/2.20.3"
+    facet = {"_producer": producer, "_schemaURL": "https://openlineage.io/spec/facets/1-0-0/X.json"}
+    ol_run = str(uuid.uuid4())
+    return {
+        "eventType": "COMPLETE",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "producer": producer,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {
+            "runId": ol_run,
+            "facets": {
+                "airflow": {
+                    **facet,
+                    "dag": {"dag_id": DAG, "owner": "alice"},
+                    "dagRun": {"dag_id": DAG, "run_id": run_id, "conf": {}, "run_type": "manual"},
+                    "task": {"task_id": task, "operator_class": "SQLExecuteQueryOperator"},
+                    "taskInstance": {"try_number": 1, "map_index": None},
+                    "taskUuid": ol_run,
+                },
+                "parent": {
+                    **facet,
+                    "run": {"runId": str(uuid.uuid5(uuid.NAMESPACE_URL, run_id))},
+                    "job": {"namespace": "default", "name": DAG},
+                },
+            },
+        },
+        "job": {
+            "namespace": "default",
+            "name": f"{DAG}.{task}",
+            "facets": {
+                "jobType": {**facet, "processingType": "BATCH", "integration": "AIRFLOW", "jobType": "TASK"},
+                "sql": {
+                    **facet,
+                    "query": "INSERT INTO marts.customers_export SELECT id, region FROM core.customers",
+                },
+            },
+        },
+        "inputs": [
+            {
+                "namespace": PG,
+                "name": "analytics.core.customers",
+                "facets": {
+                    "schema": {
+                        **facet,
+                        "fields": [
+                            {"name": "id", "type": "integer"},
+                            {"name": "email", "type": "text"},
+                            {"name": "region", "type": "text"},
+                        ],
+                    },
+                    "dataSource": {**facet, "name": PG, "uri": PG},
+                },
+                "inputFacets": {"inputStatistics": {**facet, "rowCount": n, "size": n * 40}},
+            }
+        ],
+        "outputs": [
+            {
+                "namespace": PG,
+                "name": "analytics.marts.customers_export",
+                "facets": {
+                    "schema": {
+                        **facet,
+                        "fields": [{"name": "id", "type": "integer"}, {"name": "region", "type": "text"}],
+                    }
+                },
+                "outputFacets": {"outputStatistics": {**facet, "rowCount": n, "size": n * 20}},
+            }
+        ],
+    }
+
+
+def events(count: int) -> list[dict[str, Any]]:
+    """Half in the gated DAG run (scope-checked), half in 50 ungated runs."""
+    return [
+        event(GATED_RUN if i % 2 == 0 else f"scheduled__{i % 50}", f"task_{i % 20}", i) for i in range(count)
+    ]
+
+
+def setup(database_url: str, home: Path) -> tuple[Any, str]:
+    from gate_core import DatasetRef, GateRequest, RunContext, Scope, Settings, init_home, open_gatekeeper
+    from gate_core.testing import actor
+
+    settings = Settings(
+        home=home,
+        database_url=database_url,
+        policy_path=home / "policy.yaml",
+        directory_path=home / "directory.yaml",
+    )
+    init_home(settings, example=True)
+    gatekeeper = open_gatekeeper(settings)
+    request = GateRequest(
+        action="export",
+        target=f"{PG}/analytics.marts.customers_export",
+        datasets=(DatasetRef(namespace=PG, name="analytics.core.customers", tags=frozenset({"pii"})),),
+        requester="dave",
+        run=RunContext(orchestrator="airflow", pipeline=DAG, run_id=GATED_RUN, task_id="approve"),
+    )
+    gate = gatekeeper.open(request, submitted_by=actor("etl-bot"))
+    gatekeeper.approve(gate.id, actor=actor("bob"))
+    gatekeeper.consume(gate.id, actor=actor("etl-bot"), binding_hash=request.binding_hash())
+    _, token = gatekeeper.tokens.create("etl-bot", Scope.LINEAGE, created_by=actor("frank"))
+    return gatekeeper, token
+
+
+def serve(home: Path, database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {**os.environ, "GATEHOUSE_HOME": str(home), "GATEHOUSE_DATABASE_URL": database_url}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gate_core.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"gatehouse serve did not start:\n{log.read_text()[-3000:]}")
+
+
+def batches(base: str, token: str, payload: list[dict[str, Any]], size: int, clients: int) -> float:
+    bodies = [json.dumps(payload[i : i + size]).encode() for i in range(0, len(payload), size)]
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def work(mine: list[bytes]) -> None:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+            for body in mine:
+                response = client.post(
+                    "/api/v1/lineage/batch", content=body, headers={"Content-Type": "application/json"}
+                )
+                if response.status_code != 201:
+                    with lock:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=work, args=(bodies[i::clients],)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} batch(es) refused, first: {failures[0]}")
+    return elapsed
+
+
+def singles(base: str, token: str, count: int) -> list[float]:
+    samples = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        for i in range(count):
+            body = json.dumps(event(GATED_RUN, "single", i)).encode()
+            started = time.perf_counter()
+            response = client.post(
+                "/api/v1/lineage", content=body, headers={"Content-Type": "application/json"}
+            )
+            samples.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 201:
+                raise SystemExit(f"single event refused: {response.status_code} {response.text[:200]}")
+    return samples
+
+
+def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
+    """ms per event the receiver spends on the scope check (gate lookup per run + check per access)."""
+    from gate_core import Actor, AuthMethod, SqlStore
+    from lineage._catalog import Catalog
+    from lineage._ol_events import reduce, validate
+    from lineage._ol_ingest import OpenLineageIngest
+    from lineage._scope import check
+    from lineage._store import LineageStore
+
+    assert isinstance(gatekeeper.store, SqlStore)
+    ingest = OpenLineageIngest(
+        LineageStore.for_gate_store(gatekeeper.store, migrate=False),
+        gatekeeper,
+        Catalog.from_settings(),
+        None,
+    )
+    seen = [reduce(e, validate(e)[1]) for e in payload]
+    sender = Actor(principal_id="etl-bot", via=AuthMethod.API_TOKEN)
+    runs = ingest._runs(seen)
+    started = time.perf_counter()
+    by_run: dict[tuple[str, str, str], Any] = {}
+    for r in runs.values():  # one lookup per orchestrator run, as the receiver does per batch
+        key = (r.orchestrator, r.pipeline, r.run_id)
+        if key not in by_run:
+            by_run[key] = ingest.gates_of(r)
+    gates = {i: by_run[(r.orchestrator, r.pipeline, r.run_id)] for i, r in runs.items()}
+    relevant = ingest.relevant_tags()
+    for s in seen:
+        for ds in s.datasets:
+            access = ingest._access(
+                s, ds, runs[s.ol_run_id or ""], gates[s.ol_run_id or ""], sender.principal_id
+            )
+            check(access, gates[s.ol_run_id or ""], relevant)
+    with_check = time.perf_counter() - started
+    started = time.perf_counter()
+    for s in seen:
+        for ds in s.datasets:
+            ingest._access(s, ds, runs[s.ol_run_id or ""], [], sender.principal_id)
+    without = time.perf_counter() - started
+    return max(0.0, with_check - without) * 1000 / len(seen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.openlineage_receiver", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--clients", type=int, default=2)
+    args = parser.parse_args()
+    count = args.events or (4_000 if args.quick else 40_000)
+    single_count = 60 if args.quick else 300
+    warn_if_busy()
+    figures: list[Figure] = []
+    with scratch_postgres(postgres_base_url()) as url, tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        gatekeeper, token = setup(url, home)
+        proc, base = serve(home, url, Path(tmp) / "serve.log")
+        try:
+            batches(base, token, events(500), args.batch, args.clients)  # warm-up
+            payload = events(count)
+            elapsed = batches(base, token, payload, args.batch, args.clients)
+            figures.append(
+                at_least(
+                    "batched events/s (PostgreSQL, 1 server)",
+                    count / elapsed,
+                    "events/s",
+                    TARGET_EVENTS_PER_S,
+                )
+            )
+            samples = singles(base, token, single_count)
+            figures.append(info("single event p50", percentile(samples, 50), "ms"))
+            figures.append(at_most("single event p99", percentile(samples, 99), "ms", TARGET_SINGLE_P99_MS))
+            figures.append(
+                at_most(
+                    "scope check per event",
+                    scope_cost(gatekeeper, events(2_000)),
+                    "ms",
+                    TARGET_SCOPE_MS_PER_EVENT,
+                )
+            )
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+                client.get("/healthz")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+            gatekeeper.store.close()
+    print_figures("OpenLineage receiver", figures)
+    write_result(
+        NAME,
+        figures,
+        {"events": count, "batch": args.batch, "clients": args.clients, "singles": single_count},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""OpenLineage events → lineage records tied to the gates of their runs, and scope findings.
+
+Runs are joined to Gatehouse runs (``RunContext``: orchestrator, pipeline, run id, task id):
+
+    Airflow          the ``airflow`` run facet (task events) or ``airflowDagRun`` (DAG events):
+                     dag_id, the DAG run's run_id, task_id (``[map_index]`` when mapped), try
+    Spark, dbt, …    the ``parent`` facet (or its ``root``): a parent run the receiver has seen
+                     (e.g. the Airflow task that launched spark-submit or dbt-ol) gives its run;
+                     a dbt model's parent is the dbt run, whose own parent is the Airflow task
+    otherwise        ``openlineage`` runs: pipeline = the parent job (dbt's ``dbt-run-…``) or the
+                     job itself, run id = the parent's or own OpenLineage runId
+
+Every OpenLineage runId's mapping is kept (``gh_lineage_ol_runs``) so a child arriving in a later
+request still finds its parent. The gates of a run are those opened with the same orchestrator,
+pipeline and run id (any task: a gate task and the SQL task after it share the DAG run). Each
+access is recorded under the run's governing gate (``lineage._scope.governing_gate``) and checked
+against what the run's approvals cover (``lineage._scope.check``).
+
+Idempotency: an access's id is a hash of (OpenLineage runId, job, dataset, operation, phase) —
+phase ``start`` for START/RUNNING/OTHER, ``end`` for COMPLETE/FAIL/ABORT — so a retried event is
+stored once and a run's START and COMPLETE make at most two records per dataset. A finding's id is
+a hash of (gate, kind, dataset, operation): one violation, one audit event, one notification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, column, select, table
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gate_core import Actor, DatasetRef, Gate, Gatekeeper, RunContext
+from lineage._catalog import Catalog
+from lineage._models import AccessEvent, ColumnInfo, Operation
+from lineage._ol_events import SeenDataset, SeenEvent
+from lineage._schema import column_edges, ol_runs, violations
+from lineage._scope import Finding, RunScope, check, governing_gate
+from lineage._store import LineageStore
+
+log = logging.getLogger("gatehouse.lineage.openlineage")
+OUT_OF_SCOPE = "lineage.out_of_scope"
+_END = frozenset({"COMPLETE", "FAIL", "ABORT"})
+_OUTPUT_ACTIONS = {"export": Operation.EXPORT, "delete": Operation.DELETE}
+_gates = table("gh_gates", column("id"), column("request"))
+Alert = Callable[[Gate, str, Mapping[str, Any]], None]
+
+
+@dataclass
+class Ingested:
+    received: int = 0
+    recorded: int = 0
+    violations: list[Finding] = field(default_factory=list)
+
+
+def _access_id(*parts: str) -> str:
+    return "o" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+def _airflow_run(seen: SeenEvent) -> RunContext | None:
+    ids = seen.run
+    if not (ids.dag_id and ids.dag_run_id):
+        return None
+    task = ids.task_id
+    if task is None and seen.job_name.startswith(f"{ids.dag_id}."):
+        task = seen.job_name[len(ids.dag_id) + 1 :]
+    if task and ids.map_index is not None:
+        task = f"{task}[{ids.map_index}]"
+    return RunContext(
+        orchestrator="airflow",
+        pipeline=ids.dag_id,
+        run_id=ids.dag_run_id,
+        task_id=task or "",
+        try_number=max(1, min(ids.try_number or 1, 1_000_000)),
+    )
+
+
+def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(target).on_conflict_do_nothing()
+
+
+def _insert_new(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows whose primary key is new (one executemany)."""
+    if rows:
+        conn.execute(_on_conflict_nothing(conn, target), rows)
+
+
+def _inserted(conn: Connection, target: Any, row: dict[str, Any]) -> bool:
+    """Insert ``row`` unless its primary key exists; whether it was new (from RETURNING: psycopg
+    reports no rowcount for ON CONFLICT statements)."""
+    stmt = _on_conflict_nothing(conn, target).returning(*target.primary_key.columns)
+    return bool(conn.execute(stmt, row).fetchall())
+
+
+class OpenLineageIngest:
+    """Takes reduced events in, records accesses, finds what their runs' approvals did not cover."""
+
+    def __init__(
+        self, store: LineageStore, gatekeeper: Gatekeeper, catalog: Catalog, alert: Alert | None
+    ) -> None:
+        self.store = store
+        self.gatekeeper = gatekeeper
+        self.catalog = catalog
+        self.alert = alert
+
+    # ------------------------------------------------------------ runs
+
+    def _known_runs(self, ids: set[str]) -> dict[str, RunContext]:
+        if not ids:
+            return {}
+        stmt = select(ol_runs).where(ol_runs.c.ol_run_id.in_(sorted(ids)))
+        with self.store.db.read() as conn:
+            return {
+                r.ol_run_id: RunContext(
+                    orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
+                )
+                for r in conn.execute(stmt)
+            }
+
+    def _runs(self, batch: Sequence[SeenEvent]) -> dict[str, RunContext]:
+        """The orchestrator run of every OpenLineage runId in the batch (in order: a parent met
+        earlier in the same batch counts)."""
+        wanted = {i for s in batch for i in (s.run.parent_run_id, s.run.root_run_id) if i}
+        known = self._known_runs(wanted)
+        for seen in batch:
+            if seen.ol_run_id is None or seen.ol_run_id in known:
+                continue
+            ids = seen.run
+            run = _airflow_run(seen)
+            if run is None:
+                parent = known.get(ids.parent_run_id or "") or known.get(ids.root_run_id or "")
+                if parent is not None:
+                    # an orchestrator's task keeps its name (Spark/dbt ran inside it); a bare
+                    # OpenLineage parent (dbt's run) is the run, and each child job its own task
+                    own_task = parent.orchestrator == "openlineage"
+                    run = parent.model_copy(update={"task_id": seen.job_name[:500]}) if own_task else parent
+                elif ids.parent_run_id:
+                    run = RunContext(
+                        orchestrator="openlineage",
+                        pipeline=(ids.parent_job or "")[:500],
+                        run_id=ids.parent_run_id,
+                        task_id=seen.job_name[:500],
+                    )
+                else:
+                    run = RunContext(
+                        orchestrator="openlineage",
+                        pipeline=f"{seen.job_namespace}/{seen.job_name}"[:500],
+                        run_id=seen.ol_run_id,
+                        task_id=seen.job_name[:500],
+                    )
+            known[seen.ol_run_id] = run
+        return known
+
+    def gates_of(self, run: RunContext) -> list[Gate]:
+        """Gates opened in the same orchestrator run (any task)."""
+        if not run.run_id:
+            return []
+        needle = '"run_id":' + json.dumps(run.run_id, ensure_ascii=False)
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = select(_gates.c.id).where(_gates.c.request.like(f"%{escaped}%", escape="\\")).limit(200)
+        with self.store.db.read() as conn:
+            ids = list(conn.execute(stmt).scalars())
+        found = []
+        for gate_id in ids:
+            gate = self.gatekeeper.get(gate_id)
+            r = gate.request.run
+            if (r.orchestrator, r.pipeline, r.run_id) == (run.orchestrator, run.pipeline, run.run_id):
+                found.append(gate)
+        return found
+
+    def relevant_tags(self) -> frozenset[str]:
+        """The tags the policy matches on (normalised when the policy loaded): what makes an
+        unapproved dataset matter."""
+        return frozenset(t for rule in self.gatekeeper.policy.rules for t in rule.match.dataset_tags)
+
+    # ------------------------------------------------------------ accesses
+
+    def _access(
+        self,
+        seen: SeenEvent,
+        ds: SeenDataset,
+        run: RunContext,
+        gates: list[Gate],
+        actor: str,
+        cache: dict[Any, Any] | None = None,
+    ) -> AccessEvent:
+        gate = governing_gate(gates, seen.event_time) if gates else None
+        if ds.role == "output":
+            action = gate.request.action if gate is not None else ""
+            operation = _OUTPUT_ACTIONS.get(action, Operation.WRITE)
+        else:
+            operation = Operation.READ
+        shape = (ds.namespace, ds.name, ds.tags, ds.fields, tuple(sorted(ds.column_tags.items())))
+        classified = cache.get(shape) if cache is not None else None
+        if classified is None:
+            columns = tuple(
+                ColumnInfo(name=name, type=kind, tags=ds.column_tags.get(name, frozenset()))
+                for name, kind in ds.fields
+            )
+            dataset = DatasetRef(namespace=ds.namespace, name=ds.name, tags=ds.tags)
+            classified = self.catalog.classify(dataset, columns)
+            if cache is not None:
+                cache[shape] = classified
+        phase = "end" if seen.event_type in _END else "start"
+        key = (seen.ol_run_id or seen.event_time.isoformat(), seen.job_namespace, seen.job_name)
+        return AccessEvent(
+            id=_access_id(*key, ds.qualified_name, operation.value, phase),
+            at=seen.event_time,
+            dataset=classified.dataset,
+            operation=operation,
+            columns=classified.columns,
+            row_count=ds.row_count,
+            bytes=ds.bytes,
+            run=run,
+            actor=actor,
+            gate_id=gate.id if gate is not None else None,
+        )
+
+    def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
+        result = Ingested(received=len(batch))
+        runs = self._runs(batch)
+        gates_by_run: dict[tuple[str, str, str], list[Gate]] = {}
+        scopes: dict[tuple[str, str, str], RunScope] = {}
+        classified: dict[Any, Any] = {}  # one catalog lookup per distinct dataset shape in a batch
+        relevant = self.relevant_tags()
+        accesses: list[AccessEvent] = []
+        findings: dict[str, tuple[Finding, AccessEvent]] = {}
+        edges: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        now = datetime.now(UTC)
+        for seen in batch:
+            run = runs.get(
+                seen.ol_run_id or "", RunContext(orchestrator="openlineage", pipeline=seen.job_name[:500])
+            )
+            key = (run.orchestrator, run.pipeline, run.run_id)
+            if key not in gates_by_run:
+                gates_by_run[key] = self.gates_of(run)
+                scopes[key] = RunScope.of(gates_by_run[key])
+            gates = gates_by_run[key]
+            for ds in seen.datasets:
+                access = self._access(seen, ds, run, gates, sender.principal_id, classified)
+                accesses.append(access)
+                finding = check(access, scopes[key], relevant) if gates else None
+                if finding is not None:
+                    findings.setdefault(finding.id, (finding, access))
+                for edge in ds.column_edges:
+                    ends = (
+                        ds.qualified_name[:1600],
+                        edge.downstream_field,
+                        edge.upstream[:1600],
+                        edge.upstream_field[:500],
+                    )
+                    names = ("downstream", "downstream_field", "upstream", "upstream_field")
+                    edges[ends] = {**dict(zip(names, ends, strict=True)), "first_seen_at": now}
+        result.recorded = self.store.record_many(accesses)
+        in_batch = {s.ol_run_id for s in batch}
+        run_rows = [
+            {
+                **{k: getattr(r, k) for k in ("orchestrator", "pipeline", "run_id", "task_id")},
+                "ol_run_id": i,
+                "seen_at": now,
+            }
+            for i, r in runs.items()
+            if i in in_batch
+        ]
+        with self.store.db.begin() as conn:
+            _insert_new(conn, ol_runs, run_rows)
+            _insert_new(conn, column_edges, list(edges.values()))
+        result.violations = self._report(list(findings.values()), sender)
+        return result
+
+    # ------------------------------------------------------------ findings
+
+    def _report(self, found: list[tuple[Finding, AccessEvent]], sender: Actor) -> list[Finding]:
+        """Store each finding once; audit and notify the new ones only."""
+        new: list[Finding] = []
+        now = datetime.now(UTC)
+        for finding, access in found:
+            row = {
+                "id": finding.id,
+                "at": now,
+                "gate_id": finding.gate_id,
+                "kind": finding.kind,
+                "dataset": finding.dataset,
+                "operation": finding.operation,
+                "tags": json.dumps(list(finding.tags)),
+                "orchestrator": access.run.orchestrator,
+                "pipeline": access.run.pipeline,
+                "run_id": access.run.run_id,
+                "task_id": access.run.task_id,
+                "accessed_at": finding.accessed_at,
+                "detail": finding.detail,
+            }
+            with self.store.db.begin() as conn:
+                if not _inserted(conn, violations, row):
+                    continue
+            new.append(finding)
+            payload = {k: v for k, v in row.items() if k not in ("at", "accessed_at")}
+            payload["accessed_at"] = finding.accessed_at.isoformat()
+            payload["tags"] = list(finding.tags)
+            self.gatekeeper.audit.record(OUT_OF_SCOPE, actor=sender, payload=payload, gate_id=finding.gate_id)
+            if self.alert is not None:
+                try:
+                    self.alert(self.gatekeeper.get(finding.gate_id), OUT_OF_SCOPE, payload)
+                except Exception:  # a notifier problem must not lose the (stored, audited) finding
+                    log.exception("could not queue the out_of_scope notification for %s", finding.gate_id)
+        return new

@@ -1,0 +1,382 @@
+"""Attacks on the OpenLineage receiver (``POST /api/v1/lineage``), over a real socket, on SQLite
+and PostgreSQL.
+
+P — a pipeline or its token: only a ``lineage`` credential may post lineage, and it can do nothing
+    else (no gate, no decision, no read of the governance queries or the audit trail); lineage
+    credentials are pipeline credentials, minted for service principals by gatehouse-admins.
+    A pipeline that under-declares (no tags, odd column spelling) still gets its unapproved pii
+    read found, once.
+C — any caller with a valid credential: malformed, oversized, deeply nested, inflating and
+    unstorable events are refused with a clear 4xx, nothing of the request is stored, and the
+    service keeps serving; whatever arbitrary facets carry, none of it is stored (a hypothesis
+    property searches the whole database's text for sentinel values).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, inspect, text
+
+from gate_core import PermissionDenied, Scope, Settings
+from gate_core.testing import actor
+from tests.lineage import ol_shapes as ol
+from tests.lineage.test_openlineage_receiver import (
+    CUSTOMERS,
+    PAYMENTS,
+    approved_gate,
+    post,
+    run_id,
+    start_with_webhook,
+    store_of,
+)
+from tests.security.conftest import PII_EXPORT
+from tests.service.conftest import Service
+from tests.service.http_receiver import HttpReceiver
+
+
+@pytest.fixture
+def svc(service_factory: Callable[..., Service], service_settings: Settings) -> Service:
+    with HttpReceiver() as hook:
+        return start_with_webhook(service_factory, service_settings, hook)
+
+
+def valid_event() -> dict[str, Any]:
+    return ol.airflow_task(
+        "attack_dag", run_id(), "load", inputs=[ol.table(CUSTOMERS, ("id", "integer"), rows=1)]
+    )
+
+
+def stored_rows(service: Service) -> int:
+    engine = service.gatekeeper.store.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return sum(
+            int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+            for t in (
+                "gh_lineage_events",
+                "gh_lineage_event_tags",
+                "gh_lineage_ol_runs",
+                "gh_lineage_violations",
+            )
+        )
+
+
+def database_text(service: Service) -> str:
+    """Every row of every table of the database, as text: what a dump would hold."""
+    url = service.settings.database_url.replace("postgresql://", "postgresql+psycopg://")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            parts = []
+            for name in inspect(conn).get_table_names():
+                parts.extend(repr(tuple(r)) for r in conn.execute(text(f'SELECT * FROM "{name}"')))
+            return "\n".join(parts)
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- P: the credential
+
+
+@pytest.mark.parametrize("who", ["bot", "alice", "admin"])
+def test_no_other_scope_may_post_lineage(svc: Service, who: str, report: Any) -> None:
+    """request, decide and admin tokens all get 403; nothing is stored."""
+    response = post(svc, valid_event(), who=who)
+    assert response.status_code == 403, response.text
+    assert "'lineage' is needed" in response.json()["detail"]
+    assert post(svc, [valid_event()], batch=True, who=who).status_code == 403
+    assert httpx.post(f"{svc.base_url}/api/v1/lineage", json=valid_event()).status_code == 401
+    assert stored_rows(svc) == 0
+    assert post(svc, valid_event()).status_code == 201  # the lineage token may
+    backend = "SQLite" if svc.settings.database_url.startswith("sqlite") else "PostgreSQL"
+    report(f"Lineage receiver (P): '{who}' token posting lineage ({backend})", "403, nothing stored")
+
+
+def test_a_lineage_token_can_do_nothing_else(svc: Service, report: Any) -> None:
+    gate = svc.gatekeeper.open(
+        __import__("gate_core").GateRequest.model_validate({**PII_EXPORT, "requester": "dave"}),
+        submitted_by=actor("etl-bot"),
+    )
+    attempts = [
+        ("GET", "/v1/me", None),
+        ("GET", "/v1/gates", None),
+        ("GET", f"/v1/gates/{gate.id}", None),
+        ("POST", "/v1/gates", {**PII_EXPORT, "requester": "dave"}),
+        ("POST", f"/v1/gates/{gate.id}/decisions", {"verdict": "approve"}),
+        ("POST", f"/v1/gates/{gate.id}/consume", {"binding_hash": "0" * 64}),
+        ("POST", f"/v1/gates/{gate.id}/cancel", {"reason": "x"}),
+        ("GET", f"/v1/gates/{gate.id}/wait", None),
+        ("GET", "/v1/audit/export", None),
+        ("GET", "/v1/audit/verify", None),
+        ("GET", "/v1/lineage/accessed?dataset=warehouse/customers", None),
+        ("GET", "/v1/lineage/violations", None),
+        ("POST", "/v1/lineage/events", {"events": [{"dataset": "w/x", "operation": "read"}]}),
+    ]
+    with svc.client("lineage") as client:
+        for method, path, body in attempts:
+            response = client.request(method, path, json=body)
+            assert response.status_code == 403, (path, response.status_code, response.text)
+            assert "may only send OpenLineage events" in response.text
+    assert svc.gatekeeper.get(gate.id).status.value == "PENDING"
+    assert stored_rows(svc) == 0
+    backend = "SQLite" if svc.settings.database_url.startswith("sqlite") else "PostgreSQL"
+    report(
+        f"Lineage receiver (P): other routes a lineage token tried ({backend})",
+        f"{len(attempts)} tried, 0 allowed",
+    )
+
+
+def test_lineage_tokens_are_pipeline_credentials_minted_by_admins(svc: Service) -> None:
+    with pytest.raises(PermissionDenied, match="service principal"):
+        svc.gatekeeper.tokens.create("alice", Scope.LINEAGE, created_by=actor("alice"))
+    with pytest.raises(PermissionDenied, match="gatehouse-admins"):
+        svc.gatekeeper.tokens.create("etl-bot", Scope.LINEAGE, created_by=actor("bob"))
+    token, _ = svc.gatekeeper.tokens.create("etl-bot", Scope.LINEAGE, created_by=actor("frank"))
+    assert token.scope is Scope.LINEAGE
+    # a revoked lineage token is refused at once
+    svc.gatekeeper.tokens.revoke(token.id, actor=actor("frank"))
+    assert Scope.LINEAGE.allows(Scope.LINEAGE) and not Scope.ADMIN.allows(Scope.LINEAGE)
+    assert not Scope.LINEAGE.allows(Scope.REQUEST)
+
+
+def test_an_under_declared_pii_read_is_still_one_violation(svc: Service) -> None:
+    """The pipeline declares no tags and spells the column oddly: the server's catalog finds it."""
+    run = run_id()
+    gate_id = approved_gate(svc, "export_dag", run)
+    event = ol.airflow_task(
+        "export_dag",
+        run,
+        "export_customers",
+        inputs=[
+            ol.table(CUSTOMERS, ("id", "integer"), rows=3),
+            ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3),
+        ],
+    )
+    assert post(svc, event).json()["violations"] == 1
+    assert post(svc, event).json()["violations"] == 0
+    [found] = store_of(svc).violations().rows
+    assert (found.gate_id, found.dataset, "pii" in found.tags) == (gate_id, f"{ol.PG}/{PAYMENTS}", True)
+
+
+# ---------------------------------------------------------------- C: hostile bodies
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth):
+        value = {"n": value}
+    return value
+
+
+def _with(path: list[str], value: Any) -> dict[str, Any]:
+    event = valid_event()
+    target = event
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return event
+
+
+def _bomb() -> bytes:
+    return gzip.compress(b"[" + b" " * (40 * 1024 * 1024) + b"]")
+
+
+HOSTILE: list[tuple[str, Callable[[], tuple[bytes, dict[str, str]]]]] = [
+    ("not JSON", lambda: (b"{not json", {})),
+    ("a JSON string", lambda: (b'"hello"', {})),
+    (
+        "no schemaURL",
+        lambda: (json.dumps({k: v for k, v in valid_event().items() if k != "schemaURL"}).encode(), {}),
+    ),
+    (
+        "unknown spec version",
+        lambda: (
+            json.dumps(_with(["schemaURL"], "https://openlineage.io/spec/9-0-0/OpenLineage.json")).encode(),
+            {},
+        ),
+    ),
+    (
+        "foreign schema host",
+        lambda: (
+            json.dumps(_with(["schemaURL"], "https://evil.example/spec/2-0-2/OpenLineage.json")).encode(),
+            {},
+        ),
+    ),
+    ("runId not a UUID", lambda: (json.dumps(_with(["run", "runId"], "1; DROP TABLE")).encode(), {})),
+    ("unknown eventType", lambda: (json.dumps(_with(["eventType"], "EXPLODE")).encode(), {})),
+    ("eventTime not a time", lambda: (json.dumps(_with(["eventTime"], "yesterday")).encode(), {})),
+    ("naive eventTime", lambda: (json.dumps(_with(["eventTime"], "2026-01-01T00:00:00")).encode(), {})),
+    ("NUL in a job name", lambda: (json.dumps(_with(["job", "name"], "a\x00b")).encode(), {})),
+    ("lone surrogate", lambda: (json.dumps(valid_event()).replace('"load"', '"\\ud800"').encode(), {})),
+    (
+        "negative row count",
+        lambda: (
+            json.dumps(
+                _with(
+                    ["inputs"],
+                    [{"namespace": "n", "name": "t", "inputFacets": {"inputStatistics": {"rowCount": -5}}}],
+                )
+            ).encode(),
+            {},
+        ),
+    ),
+    (
+        "nested 40 deep in a custom facet",
+        lambda: (json.dumps(_with(["run", "facets", "custom"], _nested(40))).encode(), {}),
+    ),
+    ("nested 30000 deep", lambda: (b'{"a":' * 30_000 + b"1" + b"}" * 30_000, {})),
+    (
+        "600 inputs",
+        lambda: (
+            json.dumps(_with(["inputs"], [{"namespace": "n", "name": f"t{i}"} for i in range(600)])).encode(),
+            {},
+        ),
+    ),
+    (
+        "300 KiB event",
+        lambda: (json.dumps(_with(["run", "facets", "pad"], {"x": "y" * 300_000})).encode(), {}),
+    ),
+    ("gzip bomb", lambda: (_bomb(), {"Content-Encoding": "gzip"})),
+    ("broken gzip", lambda: (b"\x1f\x8b not gzip", {"Content-Encoding": "gzip"})),
+    ("unsupported encoding", lambda: (json.dumps(valid_event()).encode(), {"Content-Encoding": "br"})),
+]
+
+
+@pytest.mark.parametrize(("name", "build"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_single_events_are_refused_with_nothing_stored(
+    svc: Service, name: str, build: Callable[[], tuple[bytes, dict[str, str]]], report: Any
+) -> None:
+    body, headers = build()
+    with svc.client("lineage") as client:
+        response = client.post(
+            "/api/v1/lineage", content=body, headers={"Content-Type": "application/json", **headers}
+        )
+    assert response.status_code in (413, 422), (name, response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["detail"]
+    assert stored_rows(svc) == 0
+    assert post(svc, valid_event()).status_code == 201  # the service is fine
+    backend = "SQLite" if svc.settings.database_url.startswith("sqlite") else "PostgreSQL"
+    report(
+        f"Lineage receiver (C): hostile body '{name}' ({backend})", f"{response.status_code}, nothing stored"
+    )
+
+
+def test_oversized_and_hostile_batches_are_refused_whole(svc: Service) -> None:
+    big = [valid_event() for _ in range(1001)]
+    with svc.client("lineage") as client:
+        too_big = client.post("/api/v1/lineage/batch", content=json.dumps(big).encode() * 1)
+    assert too_big.status_code in (413, 422)
+    assert post(svc, [], batch=True).status_code == 422
+    assert post(svc, valid_event(), batch=True).status_code == 422  # an object is not a batch
+    one_bad = [valid_event(), valid_event(), _with(["run", "runId"], "nope")]
+    refused = post(svc, one_bad, batch=True)
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("event 2:")
+    assert stored_rows(svc) == 0
+    gz = gzip.compress(json.dumps([valid_event(), valid_event()]).encode())
+    with svc.client("lineage") as client:
+        ok = client.post(
+            "/api/v1/lineage/batch",
+            content=gz,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+    assert ok.status_code == 201 and ok.json()["received"] == 2
+
+
+# ---------------------------------------------------------------- C: never contents
+
+_json_leaf = st.one_of(st.integers(-(2**40), 2**40), st.booleans(), st.none(), st.text(max_size=8))
+_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+
+
+def _sentinel_blob(sentinel: str) -> st.SearchStrategy[Any]:
+    """Arbitrary JSON with the sentinel in keys and values at any depth (at most 6 deep)."""
+    leaf = st.one_of(_json_leaf, st.just(sentinel), st.just(f"prefix {sentinel} suffix"))
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.dictionaries(st.one_of(_names, st.just(sentinel)), inner, max_size=4),
+        ),
+        max_leaves=12,
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_sentinel_in_any_facet_is_ever_stored(svc: Service, data: st.DataObject, report: Any) -> None:
+    sentinel = f"SENTINEL{secrets.token_hex(6)}"
+    blob = data.draw(_sentinel_blob(sentinel))
+    run = run_id()
+    event = ol.airflow_task(
+        "sentinel_dag",
+        run,
+        "load",
+        inputs=[ol.table(CUSTOMERS, ("id", "integer"), ("email", "varchar"), rows=5)],
+        outputs=[ol.table("test.public.out", ("id", "integer"), rows=5, role="output")],
+        conf={"secret_value": sentinel, "blob": blob},  # the DAG run's conf: anything a user typed
+    )
+    event["run"]["facets"]["custom_" + data.draw(_names)] = {"_producer": "x", "_schemaURL": "y", "v": blob}
+    event["run"]["facets"]["errorMessage"] = {
+        "_producer": "x",
+        "_schemaURL": "y",
+        "message": sentinel,
+        "programmingLanguage": "python",
+    }
+    event["job"]["facets"]["sql"] = {"_producer": "x", "_schemaURL": "y", "query": f"SELECT '{sentinel}'"}
+    dataset = event["inputs"][0]
+    dataset["facets"]["dataSource"]["uri"] = f"postgres://user:{sentinel}@db:5432/test"
+    dataset["facets"]["schema"]["fields"][1]["description"] = f"e.g. {sentinel}"
+    dataset["facets"]["schema"]["fields"][1]["examples"] = blob
+    dataset["facets"]["schema"][data.draw(_names) + "_extra"] = blob
+    dataset["facets"]["custom_" + data.draw(_names)] = {"_producer": "x", "_schemaURL": "y", "v": blob}
+    dataset["facets"]["tags"] = {
+        "_producer": "x",
+        "_schemaURL": "y",
+        "tags": [{"key": "classification", "value": f"{sentinel} said so", "source": sentinel}],
+    }
+    dataset["inputFacets"]["dataQualityAssertions"] = {
+        "_producer": "x",
+        "_schemaURL": "y",
+        "assertions": [{"assertion": sentinel, "success": True}],
+    }
+    dataset["inputFacets"]["inputStatistics"]["note"] = blob
+    output = event["outputs"][0]
+    output["facets"]["columnLineage"] = {
+        "_producer": "x",
+        "_schemaURL": "y",
+        "fields": {
+            "id": {
+                "inputFields": [
+                    {
+                        "namespace": ol.PG,
+                        "name": CUSTOMERS,
+                        "field": "id",
+                        "transformations": [{"type": "DIRECT", "description": sentinel}],
+                    }
+                ],
+                "transformationDescription": sentinel,
+            }
+        },
+    }
+    response = post(svc, event)
+    assert response.status_code == 201, response.text
+    assert store_of(svc).run(run).rows  # it was recorded…
+    assert sentinel not in database_text(svc)  # …and nothing of the facets' contents was
+    backend = "SQLite" if svc.settings.database_url.startswith("sqlite") else "PostgreSQL"
+    report(f"Lineage receiver (C): sentinels in arbitrary facets found stored ({backend})", 0)
+
+
+def test_brackets_inside_strings_are_not_nesting(svc: Service) -> None:
+    """The depth limit reads the body's structure, not text that looks like it (escaped quotes too)."""
+    event = _with(["run", "facets", "note"], {"text": '"\\' + "[{" * 200 + '\\"]}' * 3})
+    assert post(svc, event).status_code == 201
+    assert post(svc, _with(["run", "facets", "deep"], _nested(31))).status_code == 422
