@@ -43,6 +43,9 @@ def grant_service_role_cmd(role: str, print_only: bool) -> None:
     tables. Run as the tables' owner; ROLE must exist, own nothing and not be a superuser."""
     store = SqlStore.open(Settings.from_env().database_url, migrate=False)
     try:
+        if store.engine.dialect.name != "postgresql":
+            # the role's own refusal, before the schema check: a SQLite file has no roles at any revision
+            plan_service_role(store.engine, role)
         with store.engine.connect() as conn:
             revision = MIGRATIONS.current_revision(conn)
         if revision != HEAD:
