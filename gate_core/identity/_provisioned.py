@@ -49,6 +49,16 @@ class ProvisioningConfig(BaseModel):
         default_factory=dict,
         description="IdP group display name -> policy group; when set, only mapped groups count",
     )
+    subject_issuer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description=(
+            "the OIDC issuer whose tokens' `sub` is the SCIM user's externalId (Okta: the user id; "
+            "Entra ID only if externalId is mapped to the claim its tokens carry as sub): sign-ins "
+            "there link to the provisioned person by subject, not by e-mail"
+        ),
+    )
     max_users: int = Field(default=20_000, ge=1, le=1_000_000)
     max_groups: int = Field(default=2_000, ge=1, le=100_000)
     max_members: int = Field(default=20_000, ge=1, le=1_000_000)
@@ -250,7 +260,30 @@ class CombinedSource:
         taken = {key for p in self.file for key in p.identity_keys}
         taken |= {identity_key("id", alias) for alias in self.file.aliases}
         people = [p for p in state.principals(self.config) if not taken & set(p.identity_keys)]
-        return Directory([*self.file, *people], self.file.aliases, self.file.subject_links)
+        return Directory([*self.file, *people], self.file.aliases, self._subject_links(state, people))
+
+    def _subject_links(
+        self, state: ProvisionedDirectory, people: list[Principal]
+    ) -> dict[str, tuple[IdpSubject, ...]]:
+        """The file's links plus, with ``subject_issuer`` configured, each provisioned person's
+        externalId as their subject there. A subject the file links already, or that two
+        provisioned people carry, links nobody new: one IdP identity is never two people, and a
+        SCIM client cannot take over a link the file holds."""
+        links = self.file.subject_links
+        issuer = self.config.subject_issuer
+        if issuer is None:
+            return links
+        held = {subject for subjects in links.values() for subject in subjects}
+        present = {p.id for p in people}
+        claims: dict[IdpSubject, list[str]] = {}
+        for user in state.users.values():
+            external, name = user.get("externalId"), str(user.get("userName"))
+            if isinstance(external, str) and external.strip() and name in present:
+                claims.setdefault(IdpSubject.of(issuer, external.strip()), []).append(name)
+        for subject, names in claims.items():
+            if len(names) == 1 and subject not in held:
+                links[names[0]] = (*links.get(names[0], ()), subject)
+        return links
 
     def file_claims(self, keys: set[str]) -> str | None:
         """The file principal (id) holding any of these canonical keys, if one does."""
