@@ -19,6 +19,7 @@ import pytest
 
 from gate_core import PermissionDenied, Scope
 from gate_core.testing import actor
+from tests.conftest import Report
 from tests.service.scim_rig import SCIM_MEDIA, USER_SCHEMA, ScimRig, person_token
 
 
@@ -35,7 +36,9 @@ def _versions(rig: ScimRig) -> int:
     return len(rig.audit("directory.changed"))
 
 
-def test_only_the_scim_credential_opens_scim_and_it_opens_nothing_else(scim_rig: ScimRig) -> None:
+def test_only_the_scim_credential_opens_scim_and_it_opens_nothing_else(
+    scim_rig: ScimRig, report: Report
+) -> None:
     rig = scim_rig
     rig.create_user("carol", "carol@example.com")
     person_token(rig, "carol")  # a decide token
@@ -70,6 +73,9 @@ def test_only_the_scim_credential_opens_scim_and_it_opens_nothing_else(scim_rig:
         assert response.status_code == 401, (path, response.text)
         assert "SCIM credential" in response.text
     assert not rig.gatekeeper.get(gate_id).approvals
+    report(
+        "SCIM (N): other credentials at /scim/v2 and the SCIM credential elsewhere, accepted", 0, "of 9", "0"
+    )
 
 
 def test_only_an_admin_creates_a_scim_credential_and_only_for_themselves(scim_rig: ScimRig) -> None:
@@ -94,7 +100,7 @@ def test_only_an_admin_creates_a_scim_credential_and_only_for_themselves(scim_ri
     ],
 )
 def test_a_look_alike_of_an_existing_person_is_refused_as_the_same_person(
-    scim_rig: ScimRig, user_name: str, email: str
+    scim_rig: ScimRig, user_name: str, email: str, report: Report
 ) -> None:
     rig = scim_rig
     rig.create_user("bob", "bob@example.com")
@@ -104,6 +110,7 @@ def test_a_look_alike_of_an_existing_person_is_refused_as_the_same_person(
     assert response.json()["scimType"] == "uniqueness"
     assert _versions(rig) == before
     assert {p.id for p in rig.gatekeeper.directory} == {"alice", "frank", "etl-bot", "bob"}
+    report(f"SCIM (R): a second principal for one person ({user_name!a}), accepted", 0, "", "0")
 
 
 def test_a_look_alike_cannot_take_over_by_changing_an_email_either(scim_rig: ScimRig) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from gate_core.identity import AuthMethod, Directory, IdpSubject, Principal, PrincipalKind
 from gate_core.identity._callers import caller_from_oidc_claims
 from gate_core.identity._provisioned import CombinedSource, DirectoryChange, ProvisioningConfig
+from tests.conftest import Report
 
 ISSUER = "https://example.okta.com"
 
@@ -79,19 +80,21 @@ def test_without_a_configured_issuer_the_external_id_links_nobody() -> None:
     assert caller.unlinked is not None and "linked to no principal" in caller.unlinked
 
 
-def test_a_scim_client_cannot_take_over_a_subject_the_file_links() -> None:
+def test_a_scim_client_cannot_take_over_a_subject_the_file_links(report: Report) -> None:
     log = ChangeLog()
     log.user("u1", "mallory@example.com", "00u-carol")  # carol's subject, claimed by a provisioned user
     caller = _sign_in(_source(log), "00u-carol")
     assert caller.principal.id == "carol"  # the file's link stands; mallory gained nothing
+    report("SCIM (R): a provisioned externalId taking over a file's subject link, accepted", 0, "", "0")
 
 
-def test_one_external_id_on_two_users_links_neither() -> None:
+def test_one_external_id_on_two_users_links_neither(report: Report) -> None:
     log = ChangeLog()
     log.user("u1", "bob@example.com", "00u-shared")
     log.user("u2", "dave@example.com", "00u-shared")
     caller = _sign_in(_source(log), "00u-shared")
     assert caller.unlinked is not None  # ambiguous: reads, never decides
+    report("SCIM (R): one externalId on two provisioned users naming either, accepted", 0, "", "0")
     # each of them can still be named by a verified e-mail, which the IdP vouches for
     assert (
         _sign_in(_source(log), "00u-other", "dave@example.com", verified=True).principal.id
