@@ -205,6 +205,7 @@ def test_the_service_extension_api_is_exactly_all() -> None:
         "Caller",
         "Console",
         "Identity",
+        "LineageSender",
         "ServiceContext",
         "Viewer",
         "console_of",
