@@ -120,12 +120,14 @@ def report(worker_id: str, testrun_uid: str) -> Iterator[Report]:
         (RESULTS / f"figures-{testrun_uid}-{worker_id}.json").write_text(json.dumps(figures, indent=2))
 
 
-@pytest.fixture(autouse=True)
-def _no_login_of_the_developer(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def _no_login_of_the_developer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The suite's CLI runs work locally unless a test logs in: a developer's own `gatehouse login`
-    (or GATEHOUSE_URL / GATEHOUSE_TOKEN in their shell) must not send them to a real service."""
-    monkeypatch.setenv("GATEHOUSE_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "no-login-config"))
-    monkeypatch.delenv("GATEHOUSE_URL", raising=False)
-    monkeypatch.delenv("GATEHOUSE_TOKEN", raising=False)
+    (or GATEHOUSE_URL / GATEHOUSE_TOKEN in their shell) must not send them to a real service.
+    Session-wide and once, before any fixture: the adapter suites set GATEHOUSE_URL/_TOKEN for
+    their own live service in module fixtures, and a per-test reset would take those away."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GATEHOUSE_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "no-login-config"))
+        patch.delenv("GATEHOUSE_URL", raising=False)
+        patch.delenv("GATEHOUSE_TOKEN", raising=False)
+        yield
