@@ -598,21 +598,38 @@ def _resource_routes(
 
         return await handle(request, work, body=True)
 
+    def rewrite(
+        actor: Actor,
+        request: Request,
+        resource_id: str,
+        change: Callable[[Any], Any],
+        how: str,
+        answer: Context,
+    ) -> Response:
+        """PUT and PATCH: the stored resource as the model, changed by ``change``, written back."""
+
+        def build(state: ProvisionedDirectory) -> dict[str, Any]:
+            current = existing(state, resource_id)
+            resource = change(model.model_validate(dict(current)))
+            now = provisioning.state.gatekeeper.clock.now()
+            return stored_form(resource, resource_id, str(current["meta"]["created"]), now)
+
+        stored = provisioning.write(actor, kind, resource_id, build, how)
+        assert stored is not None
+        return _scim_response(dump(kind, stored, request, answer))
+
     @router.put(f"/{collection}/{{resource_id}}")
     async def replace(request: Request, resource_id: str) -> Response:
         def work(actor: Actor, payload: dict[str, Any]) -> Response:
             replacement = model.model_validate(payload, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
 
-            def build(state: ProvisionedDirectory) -> dict[str, Any]:
-                current = existing(state, resource_id)
-                original = model.model_validate(dict(current))
+            def replaced(original: Any) -> Any:
                 replacement.replace(original)
-                now = provisioning.state.gatekeeper.clock.now()
-                return stored_form(replacement, resource_id, str(current["meta"]["created"]), now)
+                return replacement
 
-            stored = provisioning.write(actor, kind, resource_id, build, "replace")
-            assert stored is not None
-            return _scim_response(dump(kind, stored, request, Context.RESOURCE_REPLACEMENT_RESPONSE))
+            return rewrite(
+                actor, request, resource_id, replaced, "replace", Context.RESOURCE_REPLACEMENT_RESPONSE
+            )
 
         return await handle(request, work, body=True)
 
@@ -624,16 +641,11 @@ def _resource_routes(
                 raise PayloadTooLargeException(detail=f"at most {MAX_PATCH_OPERATIONS} operations per PATCH")
             patch_op = PatchOp[model].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)
 
-            def build(state: ProvisionedDirectory) -> dict[str, Any]:
-                current = existing(state, resource_id)
-                resource = model.model_validate(dict(current))
+            def patched(resource: Any) -> Any:
                 patch_op.patch(resource)
-                now = provisioning.state.gatekeeper.clock.now()
-                return stored_form(resource, resource_id, str(current["meta"]["created"]), now)
+                return resource
 
-            stored = provisioning.write(actor, kind, resource_id, build, "patch")
-            assert stored is not None
-            return _scim_response(dump(kind, stored, request, Context.RESOURCE_PATCH_RESPONSE))
+            return rewrite(actor, request, resource_id, patched, "patch", Context.RESOURCE_PATCH_RESPONSE)
 
         return await handle(request, work, body=True)
 
