@@ -376,15 +376,15 @@ def test_datasets_come_from_assets_strings_and_the_catalog(airflow_home: Airflow
 
     found = task_datasets(
         ["warehouse/customers#pii"],
-        [Asset(name="orders", uri="postgres://db:5432/public.orders", extra={"tags": ["finance"]})],
+        [Asset(name="orders", uri="postgres://db:5432/warehouse/public/orders", extra={"tags": ["finance"]})],
         [Asset(uri="s3://exports/customers.csv")],
     )
     assert [str(d) for d in found.declared] == ["warehouse/customers#pii"]
-    assert [str(d) for d in found.inputs] == ["postgres://db:5432/public.orders#finance"]
+    assert [str(d) for d in found.inputs] == ["postgres://db:5432/warehouse/public/orders#finance"]
     assert [str(d) for d in found.outputs] == ["s3://exports/customers.csv"]
     assert [d.qualified_name for d in found.all] == [
         "warehouse/customers",
-        "postgres://db:5432/public.orders",
+        "postgres://db:5432/warehouse/public/orders",
         "s3://exports/customers.csv",
     ]
 
@@ -584,7 +584,7 @@ def test_connection_type_and_lineage_under_the_gate(
             "action": "export",
             "target": "s3://exports/customers.csv",
             "datasets": ["warehouse/customers#pii"],
-            "inlets": ["postgres://db:5432/public.orders"],
+            "inlets": ["postgres://db:5432/warehouse/public/orders"],
             "requester": "alice",
             "conn_id": "gatehouse_prod",
         }
@@ -598,7 +598,10 @@ def test_connection_type_and_lineage_under_the_gate(
     with live.client("admin") as admin:
         rows = admin.get(f"/v1/lineage/gates/{gate['id']}").json()["rows"]
     accesses = {(r["dataset"], r["operation"]) for r in rows}
-    assert accesses == {("warehouse/customers", "export"), ("postgres://db:5432/public.orders", "read")}
+    assert accesses == {
+        ("warehouse/customers", "export"),
+        ("postgres://db:5432/warehouse/public/orders", "read"),
+    }
     assert {(r["actor"], r["orchestrator"], r["pipeline"], r["task_id"]) for r in rows} == {
         ("alice", "airflow", dag_id_for(run_key), "gate")
     }
