@@ -78,6 +78,14 @@ class Caller:
     def linked(self) -> bool:
         return self.unlinked is None
 
+    @property
+    def asserted_principal(self) -> Principal | None:
+        """The principal for the core to decide with, when this channel asserts groups of its own
+        (an IdP's claim, the proxy's header) that narrow the directory's. Otherwise None: the core
+        reads the directory's person at decision time, so a caller remembered by the token cache
+        never decides with groups the directory has since changed (a SCIM leaver or joiner)."""
+        return self.principal if self.via in (AuthMethod.OIDC, AuthMethod.PROXY_HEADER) else None
+
     def require(self, scope: Scope) -> None:
         if self.unlinked is not None:
             raise PermissionDenied(self.unlinked)

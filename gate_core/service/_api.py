@@ -163,7 +163,7 @@ async def decide(gate_id: GateId, body: DecisionIn, caller: Caller, request: Req
     caller.require(Scope.DECIDE)
     state = state_of(request)
     gate = await state.decisions.decide(
-        DecisionRequest(gate_id, caller.actor, body.decision, body.comment, caller.principal)
+        DecisionRequest(gate_id, caller.actor, body.decision, body.comment, caller.asserted_principal)
     )
     state.changed(gate)
     return gate

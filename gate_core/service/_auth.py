@@ -20,9 +20,10 @@ request with a remembered token is answered on the event loop without a database
 worker thread. That bounds what a revocation or a removed person may still do: at most
 ``TOKEN_CACHE_S`` (0.25 s) on every replica (tests/security/test_token_cache_P.py measures it).
 Failures are never remembered, a failed re-verification forgets at once, and a token's own
-expiry is checked on every request.
-core's rules (approver groups, never their own gate). An IdP identity no principal is linked to
-reads and never acts; the proxy's groups header, when configured, only narrows the directory's.
+expiry is checked on every request. What a remembered caller may decide is not remembered: the
+core reads the directory's groups at decision time (``Caller.asserted_principal``). An IdP
+identity no principal is linked to reads and never acts; the proxy's groups header, when
+configured, only narrows the directory's.
 """
 
 from __future__ import annotations
