@@ -11,8 +11,23 @@ Every text is HTML-escaped here: the payload's own escaping is shown as the apps
 from __future__ import annotations
 
 import html
+import os
 import re
+from pathlib import Path
 from typing import Any
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def picture_path(name: str) -> Path:
+    """Where a test puts a README picture: ``docs/`` when asked (``GATEHOUSE_REFRESH_PICTURES=1``),
+    else ``.gatehouse-dev/artifacts/`` — every run renders fresh ids and times, and ``make test``
+    must leave the checkout as it found it."""
+    refresh = os.environ.get("GATEHOUSE_REFRESH_PICTURES") == "1"
+    folder = _ROOT / "docs" if refresh else _ROOT / ".gatehouse-dev" / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
 body {{ margin: 0; padding: 24px; background: {bg}; font: 14px/1.45 {font}; color: #242424; }}

@@ -2,9 +2,10 @@
 
 A real service posts a card for a real gate to the Bot Connector and Slack stand-ins; the Adaptive
 Card JSON and the Block Kit blocks they received are rendered to HTML (tests/service/card_render.py)
-and photographed in Debian's headless Chromium, into docs/teams-card.png,
-docs/teams-card-approved.png and docs/slack-card.png. They are renderings of the real payloads, not
-screenshots of Teams or Slack. The test also checks that what is drawn is what an approver needs.
+and photographed in Debian's headless Chromium: teams-card.png, teams-card-approved.png and
+slack-card.png, into .gatehouse-dev/artifacts/ (docs/ with GATEHOUSE_REFRESH_PICTURES=1). They are
+renderings of the real payloads, not screenshots of Teams or Slack. The test also checks that what
+is drawn is what an approver needs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.service.card_render import adaptive_card_html, slack_blocks_html
+from tests.service.card_render import adaptive_card_html, picture_path, slack_blocks_html
 from tests.service.slack_standin import SlackStandIn
 from tests.service.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.service.test_slack import PII_EXPORT as SLACK_EXPORT
@@ -26,7 +27,6 @@ from tests.service.test_teams_bot import TeamsRig, connector, invoke_card, start
 
 __all__ = ["connector", "slack", "socket_mode", "start_rig", "start_teams"]  # fixtures used here
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 NOTE = "Rendered by Gatehouse's test suite from the exact {what} the service sent; not a screenshot of {app}."
 REQUEST: dict[str, Any] = {
     "action": "export",
@@ -75,7 +75,7 @@ def photograph(browser: Browser, page_html: str, name: str, must_show: list[str]
         for text in must_show:
             assert text in shown, text
         assert "unsupported" not in page.content().split("</style>", 1)[1]  # every element was drawn
-        target = DOCS / name
+        target = picture_path(name)
         page.locator("body").screenshot(path=str(target))
     finally:
         page.close()

@@ -21,7 +21,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,10 +29,10 @@ from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, expec
 
 from gate_core import Gatekeeper, Settings, open_gatekeeper
 from gate_core.service import ServiceConfig, create_app
+from tests.service.card_render import picture_path
 from tests.service.conftest import Service, ThreadServer, free_port, make_tokens, wait_healthy
 from tests.service.test_console_browser import browser, sign_in  # noqa: F401 - shared fixture
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 PROD_REDEPLOY = {
     "action": "redeploy",
     "target": "models/churn",
@@ -143,8 +142,7 @@ def test_bob_signs_a_prod_redeploy_with_his_passkey_and_verify_checks_it(
     )
     expect(page.get_by_role("cell", name="canary metrics look good")).to_be_visible()
     expect(page.get_by_role("cell", name=re.compile("signed with passkey"))).to_be_visible()
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "passkey-approve.png"), full_page=True)
+    page.screenshot(path=str(picture_path("passkey-approve.png")), full_page=True)
 
     # The authenticator really holds the key the log registered, and signed once.
     [held] = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
