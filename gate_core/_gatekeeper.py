@@ -147,9 +147,15 @@ class Gatekeeper:
         self.observers = Observers()
 
     def add_observer(self, observer: GateObserver) -> None:
-        """Tell ``observer`` of every gate opened, decision recorded or refused and approval used
-        from now on (gate_core._observer), after each is committed."""
+        """Tell ``observer`` of every gate opened, decision recorded or refused, approval used and
+        violation found from now on (gate_core._observer), after each is committed."""
         self.observers.add(observer)
+
+    def violation_found(self, gate: Gate, kind: str) -> None:
+        """An extension found that a run of ``gate`` went beyond its approval, and has stored and
+        audited the finding (lineage's ``out_of_scope``): tell the observers, so the service's
+        metrics count it. The finding itself is the extension's; the core only passes the word on."""
+        self.observers.violation_found(gate, kind)
 
     def add_classifier(self, classifier: DatasetClassifier) -> None:
         """Classify every dataset of every gate opened from now on (gate_core._classify)."""

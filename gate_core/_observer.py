@@ -1,6 +1,7 @@
 """The observer port: what the core tells the outside world as things happen, for metrics.
 
-    Gatekeeper ──tells──► GateObserver   gate opened, decision recorded or refused, approval used
+    Gatekeeper ──tells──► GateObserver   gate opened, decision recorded or refused, approval used,
+                                         a violation of an approval found after the fact
 
 The core calls its observers after the change is committed, never inside a transaction, and an
 observer that raises is logged and passed over: counting must never be what stops a decision.
@@ -33,6 +34,12 @@ class GateObserver(Protocol):
 
     def approval_used(self, gate: Gate) -> None:
         """An approved gate's step ran for the first time (its first consumption)."""
+
+    def violation_found(self, gate: Gate, kind: str) -> None:
+        """A run of ``gate`` was found, after the fact, to go beyond what was approved (an
+        extension's finding, e.g. lineage's approval-scope check, ``lineage.out_of_scope``): told
+        once per finding, after the extension stored and audited it; ``kind`` is the check's
+        stable name for what it found (``unapproved_dataset``, …)."""
 
 
 class Observers:
@@ -71,3 +78,10 @@ class Observers:
                 observer.approval_used(gate)
             except Exception:
                 log.exception("observer %r failed on approval_used", observer)
+
+    def violation_found(self, gate: Gate, kind: str) -> None:
+        for observer in self._observers:
+            try:
+                observer.violation_found(gate, kind)
+            except Exception:
+                log.exception("observer %r failed on violation_found", observer)

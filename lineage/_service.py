@@ -20,13 +20,14 @@ applies its own catalog too, so a pipeline cannot under-declare tags.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gate_core import PermissionDenied, PrincipalKind, Scope, SqlStore, UnknownPrincipal
+from gate_core import Gate, PermissionDenied, PrincipalKind, Scope, SqlStore, UnknownPrincipal
 from gate_core.service.extension import Caller, ServiceContext, context_of
 from lineage._catalog import Catalog
 from lineage._classifier import LineageClassifier
@@ -180,6 +181,20 @@ def record_events(body: EventsIn, caller: Caller, request: Request) -> Recorded:
     return Recorded(recorded=_store(request).record_many(accepted))
 
 
+def _on_finding(context: ServiceContext) -> Callable[[Gate, str, Mapping[str, Any]], None]:
+    """What the receiver calls once per new finding, after storing and auditing it: the core is
+    told (its observers — the service's ``gatehouse_lineage_violations_total{kind,rule}``), then
+    the gate's notify targets are (``context.alert``, when the service offers it)."""
+    alert = getattr(context, "alert", None)
+
+    def found(gate: Gate, event: str, details: Mapping[str, Any]) -> None:
+        context.gatekeeper.violation_found(gate, str(details.get("kind", "")))
+        if alert is not None:
+            alert(gate, event, details)
+
+    return found
+
+
 def install(app: FastAPI, context: ServiceContext) -> None:
     """The ``gatehouse.service`` entry point: routes, the store on the gate store's engine, the
     catalog, and the console page."""
@@ -202,7 +217,7 @@ def install(app: FastAPI, context: ServiceContext) -> None:
         app.state.gatehouse_lineage,
         context.gatekeeper,
         app.state.gatehouse_lineage_catalog,
-        getattr(context, "alert", None),
+        _on_finding(context),
     )
     app.include_router(receiver)
     from lineage._console import install_page

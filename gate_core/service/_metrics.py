@@ -12,12 +12,14 @@ Two kinds of figures, because a service runs as N replicas behind a load balance
             gatehouse_decisions_total{channel,verdict}, gatehouse_refusals_total{action,reason,channel},
             gatehouse_gates_opened_total{rule,status}, gatehouse_time_to_decision_seconds{outcome},
             gatehouse_decision_to_resume_seconds, gatehouse_notifier_deliveries_total{type,notifier,outcome},
+            gatehouse_lineage_violations_total{kind,rule},
             gatehouse_longpoll_waiters, gatehouse_longpoll_gates, gatehouse_loop_*, gatehouse_db_pool_*
                                                                   aggregate with sum() (counters: of rate())
 
 Every label value is bounded and says nothing about a gate's content or a person: rule names come
 from the policy, channels, verdicts and statuses are enums, reasons are the errors' stable codes,
-notifier instances and types come from service.yaml. Never a requester, an approver, a dataset.
+notifier instances and types come from service.yaml, violation kinds are the scope check's stable
+names (lineage._scope.KINDS). Never a requester, an approver, a dataset.
 
 The state read is one read-only transaction, done at most once per ``metrics.min_interval_s``
 per replica however often anyone scrapes (a scrape flood costs the database nothing more).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -50,6 +53,9 @@ log = logging.getLogger("gatehouse.service")
 # People decide in minutes to days; a resumed step in milliseconds to seconds.
 DECISION_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 RESUME_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+# A violation's kind comes from an extension: a stable snake_case name, or "other" — a plugin that
+# put free text there must not turn the label into an unbounded (or revealing) set.
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 class GateMetrics:
@@ -94,6 +100,13 @@ class GateMetrics:
             ["type", "notifier", "outcome"],
             registry=registry,
         )
+        self.violations = Counter(
+            "gatehouse_lineage_violations",
+            "Accesses found after the fact beyond what a gate approved (lineage out_of_scope findings), "
+            "by the scope check's kind and the policy rule of the gate.",
+            ["kind", "rule"],
+            registry=registry,
+        )
 
     # GateObserver
     def gate_opened(self, gate: Gate) -> None:
@@ -111,6 +124,9 @@ class GateMetrics:
     def approval_used(self, gate: Gate) -> None:
         if gate.decided_at is not None and gate.consumed_at is not None:
             self.decision_to_resume.observe(max(0.0, (gate.consumed_at - gate.decided_at).total_seconds()))
+
+    def violation_found(self, gate: Gate, kind: str) -> None:
+        self.violations.labels(kind if _KIND.fullmatch(kind) else "other", gate.rule).inc()
 
     # DeliveryObserver
     def delivery(self, instance: str, outcome: DeliveryOutcome) -> None:

@@ -31,6 +31,9 @@ class Recorder:
         assert gate.decided_at is not None and gate.consumed_at is not None
         self.seen.append(("used", gate.consumed_at - gate.decided_at))
 
+    def violation_found(self, gate: Gate, kind: str) -> None:
+        self.seen.append(("violation", gate.rule, kind))
+
 
 class Broken:
     """Every call fails, as a metrics backend that is down would."""
@@ -45,6 +48,9 @@ class Broken:
         raise RuntimeError("metrics backend down")
 
     def approval_used(self, gate: Gate) -> None:
+        raise RuntimeError("metrics backend down")
+
+    def violation_found(self, gate: Gate, kind: str) -> None:
         raise RuntimeError("metrics backend down")
 
 
@@ -64,12 +70,15 @@ def test_observers_hear_each_committed_event_once(gatekeeper: Gatekeeper, clock:
         )
     with pytest.raises(ApprovalNotUsable):
         gatekeeper.consume(gate.id, actor=actor("alice"), binding_hash="0" * 64)
+    # an extension (lineage's scope check) found the run went beyond the approval, after the fact
+    gatekeeper.violation_found(gatekeeper.get(gate.id), "unapproved_dataset")
     assert recorder.seen == [
         ("opened", "pii-export", GateStatus.PENDING),
         ("refused", "decide", "self_approval"),
         ("decided", Verdict.APPROVE, AuthMethod.LOCAL_OS_USER, GateStatus.APPROVED),
         ("used", timedelta(seconds=2)),
         ("refused", "consume", "approval_not_usable"),
+        ("violation", "pii-export", "unapproved_dataset"),
     ]
     assert gatekeeper.get(gate.id).status is GateStatus.CONSUMED
     assert gatekeeper.audit.verify().ok

@@ -387,3 +387,40 @@ def test_a_finding_reaches_the_rules_slack_channel_once_and_escaped(
         assert len([c for c in slack.calls("chat.postMessage") if "Out of scope" in c.text]) == 1
         assert "&lt;!channel&gt;" in call.text and "<!channel>" not in call.text
         assert "unapproved_dataset" in call.text
+
+
+def test_a_finding_reaches_the_rules_teams_conversation_once(
+    service_factory: Callable[..., Service], service_settings: Settings
+) -> None:
+    """The rule notifies a Teams bot conversation: the finding is one alert card there, sent
+    through the Bot Connector (stand-in at the wire), naming the table, the gate and the run."""
+    from tests.service.teams_standin import BotConnectorStandIn
+    from tests.service.test_teams_bot import APP_ID, APP_PASSWORD, CONVERSATION, TENANT, bot_entry
+
+    policy = service_settings.policy_path
+    text = policy.read_text(encoding="utf-8")
+    policy.write_text(text.replace('"slack:#data-approvals"', '"teamsbot:governance"', 1), encoding="utf-8")
+    with BotConnectorStandIn(
+        app_id=APP_ID, app_password=APP_PASSWORD, tenant_id=TENANT, members={}, conversation_id=CONVERSATION
+    ) as connector:
+        config = ServiceConfig(public_url="http://127.0.0.1", notifiers={"teamsbot": bot_entry(connector)})
+        svc = service_factory(config)
+        svc.tokens["lineage"] = svc.gatekeeper.tokens.create(
+            "etl-bot", Scope.LINEAGE, created_by=actor("frank")
+        )[1]
+        run = run_id()
+        gate_id = approved_gate(svc, "export_dag", run)
+        assert post(svc, sql_task("export_dag", run, CUSTOMERS, PAYMENTS)).json()["violations"] == 1
+        assert post(svc, sql_task("export_dag", run, CUSTOMERS, PAYMENTS)).json()["violations"] == 0
+        call = connector.wait_for("POST", lambda c: "Out of scope" in c.text)
+        svc.drain()
+        assert len([c for c in connector.calls("POST") if "Out of scope" in c.text]) == 1
+        assert call.status == 201 and call.path == f"/smba/amer/v3/conversations/{CONVERSATION}/activities"
+        said = {
+            f["title"]: f["value"] for b in call.card["body"] if b["type"] == "FactSet" for f in b["facts"]
+        }
+        assert said["Finding"] == r"unapproved\_dataset" and said["Operation"] == "read"
+        assert said["Dataset"] == rf"{ol.PG}/test.public.payments" and "pii" in said["Tags"]
+        assert said["Gate"] == f"{gate_id} (CONSUMED)"
+        assert r"airflow: export\_dag / " in said["Run"] and said["Run"].endswith(r"export\_customers")
+        assert call.card["actions"][0]["url"] == f"http://127.0.0.1/console/gates/{gate_id}"

@@ -31,6 +31,7 @@ from gate_core.identity import AuthMethod
 from gate_core.service import ServiceConfig
 from gate_core.service._logs import MAX_FIELD
 from gate_core.service.notify import installed_types
+from lineage._scope import KINDS
 from tests.service.conftest import Service, launch_server, make_tokens, stop_server
 
 METRICS_TOKEN = "metrics-token-7c1f0a9e4b2d"
@@ -110,6 +111,7 @@ def test_metrics_name_no_person_and_no_content(
         "duty": {"expiry", "reminders", "checkpoint", "witnesses", "directory", "delivery", "listen"},
         "type": set(installed_types()),
         "notifier": set(service.app.state.gatehouse.hub.notifiers),
+        "kind": {*KINDS, "other"},  # lineage's scope check names them
     }
     seen = 0
     for family in text_string_to_metric_families(text):

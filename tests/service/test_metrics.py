@@ -14,8 +14,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gate_core import Settings
+from gate_core import Scope, Settings
 from gate_core.service import ServiceConfig
+from gate_core.testing import actor
+from tests.lineage import ol_shapes as ol
 from tests.service.conftest import Service
 from tests.service.http_receiver import HttpReceiver
 
@@ -47,6 +49,7 @@ EXPORT: dict[str, Any] = {
     "reason": "quarterly report",
 }
 PEEK: dict[str, Any] = {"action": "peek", "target": "s3://exports/peek.csv", "requester": "alice"}
+DAG, DAG_RUN = "exports_dag", "manual__2026-03-02T10:00:00+00:00"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -113,7 +116,8 @@ def test_metrics_follow_a_gates_life(service: Service, failing_hook: HttpReceive
 
     # open: the gate waits, and the failing webhook is tried three times then given up
     with service.client("bot") as bot:
-        gate = bot.post("/v1/gates", json=EXPORT).json()
+        run = {"orchestrator": "airflow", "pipeline": DAG, "run_id": DAG_RUN, "task_id": "approve"}
+        gate = bot.post("/v1/gates", json={**EXPORT, "run": run}).json()
     opened = scrape(service)
     assert value(opened, "gatehouse_gates", status="PENDING", rule="metrics-export") == 1
     assert value(opened, "gatehouse_gates_opened_total", rule="metrics-export", status="PENDING") == 1
@@ -212,6 +216,46 @@ def test_metrics_follow_a_gates_life(service: Service, failing_hook: HttpReceive
         )
         == 1
     )
+
+    # the run also writes a table its approval does not name: Airflow's OpenLineage event says so,
+    # the scope check finds it once (a retried event is the same finding), the counter moves once
+    assert (
+        value(used, "gatehouse_lineage_violations_total", kind="unapproved_target", rule="metrics-export")
+        == 0
+    )
+    service.tokens["lineage"] = service.gatekeeper.tokens.create(
+        "etl-bot", Scope.LINEAGE, created_by=actor("frank")
+    )[1]
+    elsewhere = ol.table("test.public.somewhere_else", ("id", "integer"), rows=42, role="output")
+    event = ol.airflow_task(DAG, DAG_RUN, "export_customers", outputs=[elsewhere])
+    with service.client("lineage") as etl:
+        found = [etl.post("/api/v1/lineage", json=event).json()["violations"] for _ in range(2)]
+    assert found == [1, 0]
+    violated = scrape(service)
+    assert (
+        value(violated, "gatehouse_lineage_violations_total", kind="unapproved_target", rule="metrics-export")
+        == 1
+    )
+    assert (
+        value(
+            violated, "gatehouse_lineage_violations_total", kind="unapproved_dataset", rule="metrics-export"
+        )
+        == 0
+    )
+    # its alert to the rule's (failing) webhook is retried and given up like every delivery
+    eventually(
+        lambda: (
+            value(
+                scrape(service),
+                "gatehouse_notifier_deliveries_total",
+                type="webhook",
+                notifier="hook",
+                outcome="failed",
+            )
+            == 2
+        )
+    )
+    assert len(failing_hook.requests("/siem")) == 6
 
     # expire: a 3-second gate nobody decides is about to expire unseen, then the sweeper expires it
     with service.client("bot") as bot:

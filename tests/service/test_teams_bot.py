@@ -23,11 +23,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from gate_core import AuthMethod, Gate, GateStatus, Settings, Verdict
+from gate_core import AuthMethod, Gate, GateRequest, GateStatus, Settings, Verdict
 from gate_core._audit import Event
 from gate_core._errors import ConfigError
 from gate_core.service import ServiceConfig
+from gate_core.testing import actor
 from tests.service.conftest import Service
 from tests.service.teams_standin import BotConnectorStandIn, ConnectorCall, invoke, member
 
@@ -544,3 +546,137 @@ except Exception as exc:
     assert done.returncode == 0, done.stderr
     assert "ConfigError" in done.stdout
     assert "pip install 'gatehouse-approvals[teams]'" in done.stdout
+
+
+# ---------------------------------------------------------------- after-the-fact findings (lineage)
+
+FINDING_DATASET = "postgres://127.0.0.1:5432/test.public.payments_[click](https://evil.example)"
+
+
+def finding(gate: Gate, kind: str = "unapproved_dataset") -> dict[str, Any]:
+    """What lineage's scope check hands ``context.alert`` for one finding (lineage/_ol_ingest.py)."""
+    run = gate.request.run
+    return {
+        "id": "v0123456789abcdef0123456789abcdef",
+        "gate_id": gate.id,
+        "kind": kind,
+        "dataset": FINDING_DATASET,
+        "operation": "read",
+        "tags": ["pii"],
+        "orchestrator": run.orchestrator,
+        "pipeline": run.pipeline,
+        "run_id": run.run_id,
+        "task_id": "export_customers",
+        "accessed_at": "2026-01-05T10:00:03+00:00",
+        "detail": f"{FINDING_DATASET} is tagged pii; no approval of the run names it",
+    }
+
+
+def facts(card: dict[str, Any]) -> dict[str, str]:
+    return {f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet" for f in b["facts"]}
+
+
+def deliveries(service: Service, outcome: str) -> float:
+    wanted = {"type": "teams-bot", "notifier": "teamsbot", "outcome": outcome}
+    for family in text_string_to_metric_families(httpx.get(f"{service.base_url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "gatehouse_notifier_deliveries_total" and sample.labels == wanted:
+                return float(sample.value)
+    return 0.0
+
+
+def test_a_finding_is_an_alert_card_in_the_thread_of_the_gates_card(rig: TeamsRig) -> None:
+    gate_id = rig.open_gate()
+    card_id = str(rig.card(gate_id).answer["id"])
+    gate = rig.gate(gate_id)
+    rig.service.app.state.gatehouse.alert(gate, "lineage.out_of_scope", finding(gate))
+    reply = rig.connector.wait_for("POST", lambda c: c.path.endswith(f"/activities/{card_id}"))
+    rig.service.drain()
+
+    # a proactive reply under the gate's card, with the bot's token, that Teams accepted
+    assert reply.path == f"/smba/amer/v3/conversations/{CONVERSATION}/activities/{card_id}"
+    assert reply.status == 201 and reply.body["replyToId"] == card_id
+    assert reply.body["type"] == "message"
+    assert reply.body["summary"].startswith(f"Out of scope on gate {gate_id}: read of ")
+    card = reply.card
+    assert (card["type"], card["version"]) == ("AdaptiveCard", "1.5")
+    said = facts(card)
+    # what was touched, how, and why it is a finding; the gate and what it approved; the run
+    assert said["Finding"] == "unapproved\\_dataset" and said["Operation"] == "read"
+    assert said["Tags"] == "pii" and said["Accessed"] == "2026-01-05 10:00:03 UTC"
+    assert said["Run"] == "airflow: exports\\_dag / scheduled\\_\\_2026-01-05 / export\\_customers"
+    assert said["Gate"] == f"{gate_id} (PENDING)" and said["Rule"] == "pii-export"
+    assert "export on s3://exports/customers.csv" in said["Approved"]
+    # the dataset name is the pipeline's text: escaped, so it cannot become a link
+    assert (
+        said["Dataset"]
+        == "postgres://127.0.0.1:5432/test.public.payments\\_\\[click\\](https://evil.example)"
+    )
+    assert "[click](" not in card_text(card)
+    # a link to the gate, and nothing to click that decides anything
+    assert card["actions"] == [
+        {
+            "type": "Action.OpenUrl",
+            "title": "Open the gate in Gatehouse",
+            "url": f"{PUBLIC_URL}/console/gates/{gate_id}",
+        }
+    ]
+    assert executes(card) == [] and "refresh" not in card
+    # one alert, counted like every delivery; the gate's card itself is untouched
+    assert len(rig.connector.calls("POST", f"/activities/{card_id}")) == 1
+    assert rig.connector.calls("PUT") == []
+    assert deliveries(rig.service, "delivered") == 2  # the card, then the alert
+
+
+ALERTING_POLICY = """\
+version: 1
+rules:
+  - name: pii-export
+    match: {action: [export], dataset_tags: [pii]}
+    outcome: require
+    approvers: {groups: [data-governance], count: 1}
+    expiry: 1h
+    notify: ["teamsbot:governance", "teamsbot:departed"]
+default:
+  outcome: require
+  approvers: {groups: [data-governance], count: 1}
+  expiry: 1h
+"""
+
+
+def test_a_finding_without_a_card_is_a_new_message_and_a_refusal_is_retried_then_counted(
+    start_teams: Callable[..., TeamsRig], connector: BotConnectorStandIn
+) -> None:
+    conversations = {
+        "governance": {"service_url": connector.service_url, "conversation_id": CONVERSATION},
+        # the bot was removed from this channel: the Bot Connector answers 404 ConversationNotFound
+        "departed": {"service_url": connector.service_url, "conversation_id": "19:gone@thread.tacv2"},
+    }
+    rig = start_teams(ALERTING_POLICY, conversations=conversations)
+    hub = rig.service.app.state.gatehouse.hub
+    hub.backoff_s = 0.01
+    failures: list[str] = []
+    hub.on_failure = lambda what, exc: failures.append(f"{what}: {exc}")
+    # a gate opened by the core, not the API: no card was posted anywhere
+    request = GateRequest.model_validate(PII_EXPORT)
+    gate = rig.service.gatekeeper.open(request, submitted_by=actor("etl-bot"))
+    assert rig.service.gatekeeper.store.notifications_for(gate.id) == []
+
+    rig.service.app.state.gatehouse.alert(gate, "lineage.out_of_scope", finding(gate, "unapproved_target"))
+    rig.service.drain()
+
+    # governance: one new message in the conversation (no card to reply under)
+    sent = [c for c in connector.calls("POST", "/activities") if "Out of scope" in c.text]
+    [message] = [c for c in sent if c.status == 201]
+    assert message.path == f"/smba/amer/v3/conversations/{CONVERSATION}/activities"
+    assert "replyToId" not in message.body
+    assert facts(message.card)["Finding"] == "unapproved\\_target"
+    # departed: refused each time, retried by the hub, then given up and counted
+    refused = [c for c in sent if c.status == 404]
+    assert len(refused) == hub.attempts == 3
+    assert all(c.answer["error"]["code"] == "ConversationNotFound" for c in refused)
+    assert [f for f in failures if "teamsbot:departed" in f and "HTTP 404" in f]
+    assert deliveries(rig.service, "delivered") == 1
+    assert deliveries(rig.service, "retried") == 2
+    assert deliveries(rig.service, "failed") == 1
+    assert len(sent) == 4

@@ -562,3 +562,43 @@ def test_malformed_targets_fail_at_start_without_echoing_secrets(
     with pytest.raises(ConfigError, match=re.escape(message)) as raised:
         build_notifiers(ServiceConfig.model_validate(config), example_gatekeeper())
     assert "s3cr3t" not in str(raised.value)
+
+
+def test_a_lineage_finding_is_a_card_of_its_own_on_the_webhook(
+    receiver: HttpReceiver, example_gate: Gate
+) -> None:
+    """The webhook-only type cannot reply under the gate's card: the finding is a card of its own,
+    naming what was touched, the gate and the run, escaped, with a link to the gate."""
+    teams = TeamsNotifier({"governance": receiver.url + "/hook"}, public_url=PUBLIC_URL)
+    target = NotifyTarget.parse("teams:governance")
+    details = {
+        "id": "v" + "0" * 32,
+        "kind": "unapproved_target",
+        "dataset": "postgres://db:5432/x.public.elsewhere_**now**",
+        "operation": "write",
+        "tags": [],
+        "orchestrator": "airflow",
+        "pipeline": "exports_dag",
+        "run_id": "manual__1",
+        "task_id": "export_customers",
+        "accessed_at": "2026-01-05T10:00:03+00:00",
+        "detail": "write to postgres://db:5432/x.public.elsewhere_**now**, which no approval names",
+    }
+    teams.post_alert(example_gate, target, "lineage.out_of_scope", details)
+    teams.post_alert(example_gate, target, "gate.other", details)  # not a finding: nothing sent
+    teams.post_alert(example_gate, NotifyTarget.parse("teams:elsewhere"), "lineage.out_of_scope", details)
+    [posted] = receiver.requests("/hook")
+    [attachment] = posted.json()["attachments"]
+    card = attachment["content"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    said = facts_of(card)
+    assert said["Dataset"] == r"postgres://db:5432/x.public.elsewhere\_\*\*now\*\*"
+    assert said["Finding"] == r"unapproved\_target" and said["Operation"] == "write"
+    assert said["Tags"] == "none" and said["Gate"] == f"{example_gate.id} (PENDING)"
+    assert said["Run"] == r"airflow: exports\_dag / manual\_\_1 / export\_customers"
+    assert texts_of(card)[0] == "Out of scope: a run touched more than its approval covers"
+    assert card["actions"][0]["url"] == f"{PUBLIC_URL}/console/gates/{example_gate.id}"
+
+    receiver.status = 500  # refused: raised, so the hub retries and counts it
+    with pytest.raises(TeamsDeliveryFailed, match=r"^teams:governance: HTTP 500"):
+        teams.post_alert(example_gate, target, "lineage.out_of_scope", details)

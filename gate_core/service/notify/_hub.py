@@ -7,6 +7,7 @@ A rule's ``notify`` targets name an instance — ``slack:#data-approvals``, ``sl
     gate changed  → notifier.post_outcome(gate, ref)       for every ref stored for the gate
                                                            (the instance named in ref.target)
     reminder due  → notifier.post_reminder(gate, target)
+    finding       → notifier.post_alert(gate, target, event, details)   optional (lineage's out_of_scope)
 
 Delivery runs on a small thread pool with retries, so a slow or failing chat service never
 delays or fails the API call that opened or decided the gate; failures are logged, and every
@@ -189,7 +190,9 @@ class NotificationHub:
                 log.warning("gate %s: notifier for %r does not send alerts (%s)", gate.id, text, event)
                 continue
             call = partial(post_alert, gate, target, event, dict(details))
-            self.deliver(gate.id, f"alert {target} of {event} on {gate.id}", call)
+            # retried and counted per instance like every other delivery: a Teams bot or webhook
+            # that keeps refusing alerts shows in gatehouse_notifier_deliveries_total{outcome="failed"}
+            self.deliver(gate.id, f"alert {target} of {event} on {gate.id}", call, instance=target.instance)
 
     def _notifier_for(
         self, text: str, gate: Gate, *, quiet: bool = False

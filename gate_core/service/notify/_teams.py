@@ -9,7 +9,8 @@
 The request card carries the approver's whole context (who asks what for, datasets and tags, the
 rule that matched and why, run, last review, expiry, quorum) and a "Review in Gatehouse" button
 to the console, where the decision is taken with a verified identity. A webhook cannot edit or
-reply to a posted card, so outcomes and reminders are follow-up cards on the same webhook.
+reply to a posted card, so outcomes and reminders are follow-up cards on the same webhook; so is
+an approval-scope finding (``lineage.out_of_scope``: ``alert_card``, also the Teams bot's).
 
 Everything a requester typed (action, target, dataset names, reason, comments) is untrusted:
 Teams renders Markdown in TextBlocks and facts, so it is escaped there, and free text goes into
@@ -22,7 +23,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -346,6 +347,69 @@ def outcome_card(gate: Gate, public_url: str) -> AdaptiveCard:
     return _card(body, _links(gate, public_url, "View in Gatehouse"))
 
 
+OUT_OF_SCOPE = "lineage.out_of_scope"
+
+
+def _said(details: Mapping[str, Any], key: str) -> str:
+    value = details.get(key)
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    return plain(str(value)) if value not in (None, "") else "none"
+
+
+def _accessed(details: Mapping[str, Any]) -> str:
+    raw = str(details.get("accessed_at") or "")
+    try:
+        return when(datetime.fromisoformat(raw))
+    except ValueError:
+        return plain(raw) or "unknown"
+
+
+def _finding_run(details: Mapping[str, Any]) -> str:
+    """The run that touched it, as the finding names it (the task that did, not the gate task)."""
+    parts = [str(details.get(k) or "") for k in ("pipeline", "run_id", "task_id")]
+    shown = " / ".join(p for p in parts if p)
+    orchestrator = str(details.get("orchestrator") or "")
+    return plain(f"{orchestrator}: {shown}" if shown else orchestrator) or "unknown"
+
+
+def alert_card(gate: Gate, details: Mapping[str, Any], public_url: str) -> AdaptiveCard:
+    """A finding of the approval-scope check (``lineage.out_of_scope``): what the run touched beyond
+    its approval, what the gate approved, the run, and links to the gate and the run.
+
+    Names, kinds and times only — never contents. The dataset name, the run and the detail come
+    from events a pipeline sent, so every value is escaped like a requester's text."""
+    operation, dataset = _said(details, "operation"), _said(details, "dataset")
+    body: list[CardElement] = [
+        _text(
+            "Out of scope: a run touched more than its approval covers",
+            size="Large",
+            weight="Bolder",
+            color="Attention",
+        ),
+        _text(f"{operation} of {dataset}", size="Medium"),
+        _facts(
+            ("Finding", _said(details, "kind")),
+            ("Dataset", dataset),
+            ("Operation", operation),
+            ("Tags", _said(details, "tags")),
+            ("Accessed", _accessed(details)),
+            ("Why", _said(details, "detail")),
+            ("Run", _finding_run(details)),
+            ("Approved", subject(gate)),
+            ("Requester", _requester(gate)),
+            ("Rule", plain(gate.rule)),
+            ("Gate", f"{gate.id} ({gate.status.value})"),
+            ("Finding id", _said(details, "id")),
+        ),
+        _text(
+            "Found after the fact from the run's own lineage events: the access has already happened.",
+            color="Warning",
+        ),
+    ]
+    return _card(body, _links(gate, public_url, "Open the gate in Gatehouse"))
+
+
 # ---------------------------------------------------------------- the notifier
 
 
@@ -418,6 +482,16 @@ class TeamsNotifier:
         url = self._url(name, gate)
         if url is not None:
             self._post(name, url, request_card(gate, self.public_url, reminder=True))
+
+    def post_alert(self, gate: Gate, target: NotifyTarget, event: str, details: Mapping[str, Any]) -> None:
+        """An after-the-fact finding (``lineage.out_of_scope``) as its own card on the target's
+        webhook (a webhook cannot reply in the gate card's thread)."""
+        if event != OUT_OF_SCOPE:
+            log.warning("gate %s: Teams alerts carry %s only, not %r", gate.id, OUT_OF_SCOPE, event)
+            return
+        url = self._url(target.address, gate)
+        if url is not None:
+            self._post(target.address, url, alert_card(gate, details, self.public_url))
 
     def _url(self, name: str, gate: Gate) -> str | None:
         url = self.webhooks.get(name)

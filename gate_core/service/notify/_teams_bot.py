@@ -14,6 +14,8 @@
     gate opened  ─► hub ─► post_request  ─► POST …/v3/conversations/{id}/activities   (card) ─► ref stored
     gate changed ─► hub ─► post_outcome  ─► PUT  …/activities/{activityId}  (everyone sees the outcome)
     reminder due ─► hub ─► post_reminder ─► POST …/activities/{activityId}  (a reply in the card's thread)
+    finding      ─► hub ─► post_alert    ─► POST …/activities/{activityId}  (an alert card in the card's
+                                            thread; POST …/activities when the gate has no card there)
 
 The clicks come back as invoke activities to ``/v1/teams/messages`` (``gate_core.service._teams``),
 verified against the Bot Framework's signing keys. The webhook-only ``teams`` type stays for teams
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -35,8 +38,8 @@ from gate_core._models import Gate
 from gate_core._notify_target import NotifyTarget
 from gate_core._ports import NotificationRef
 from gate_core.service.notify._port import NotifierContext, NotifierType
-from gate_core.service.notify._teams import plain, when
-from gate_core.service.notify._teams_bot_card import bot_card, card_attachment
+from gate_core.service.notify._teams import OUT_OF_SCOPE, alert_card, clip, plain, when
+from gate_core.service.notify._teams_bot_card import CARD_VERSION, bot_card, card_attachment
 from gate_core.service.notify._webhook import is_http_url
 
 if TYPE_CHECKING:  # the SDK is the `teams` extra: imported only where a bot is configured
@@ -122,6 +125,12 @@ def summary(gate: Gate) -> str:
     return f"{gate.status.value}: {req.requester} asks to {req.action} {req.target}".strip()[:250]
 
 
+def alert_summary(gate: Gate, details: Mapping[str, Any]) -> str:
+    """The notification text beside an alert card (toast, activity feed)."""
+    said = f"{details.get('operation', '?')} of {details.get('dataset', '?')}"
+    return clip(" ".join(f"Out of scope on gate {gate.id}: {said}".split()), 250)
+
+
 def reminder_text(gate: Gate) -> str:
     missing = gate.approvals_missing()
     return plain(
@@ -201,6 +210,29 @@ class TeamsBotNotifier:
             )
         else:  # the card never made it: remind in the open rather than not at all
             self.connector.send(conversation.service_url, conversation.conversation_id, text)
+
+    def post_alert(self, gate: Gate, target: NotifyTarget, event: str, details: Mapping[str, Any]) -> None:
+        """An after-the-fact finding (``lineage.out_of_scope``), proactively: an alert card in the
+        thread of the gate's card in the target's conversation, else a new message there. Raising
+        (the Bot Connector refused or was unreachable) has the hub retry, then count it failed."""
+        if event != OUT_OF_SCOPE:
+            log.warning("gate %s: Teams alerts carry %s only, not %r", gate.id, OUT_OF_SCOPE, event)
+            return
+        conversation = self._conversation(target.address, gate)
+        if conversation is None:
+            return
+        card = dict(alert_card(gate, details, self.public_url))
+        card["version"] = CARD_VERSION
+        activity = card_message(card, alert_summary(gate, details))
+        posted = next(
+            (r for r in self._gatekeeper.notifications_for(gate.id) if r.target == str(target)), None
+        )
+        if posted is not None:
+            self.connector.reply(
+                conversation.service_url, conversation.conversation_id, posted.message_ref, activity
+            )
+        else:  # no card of the gate there (a gate closed by an allow rule, or the card failed)
+            self.connector.send(conversation.service_url, conversation.conversation_id, activity)
 
 
 def _create(config: TeamsBotConfig, context: NotifierContext) -> TeamsBotNotifier:
