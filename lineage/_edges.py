@@ -67,14 +67,17 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
 # IN list or row-value list costs more to plan than to run).
 # LATERAL: one index probe per run id, whatever the planner's statistics say (right after a bulk
 # load they say little, and a plain "= ANY(array)" then turns into a scan of the whole table).
+# One probe per *run*, not per (run, task): the index is on (run_id, orchestrator), so a probe per
+# task read the run's every row once for each of its tasks in the batch (a batch of a 20-task DAG
+# run read it 20 times over). The task filter is a superset; the caller keeps the keys it touched.
 _PG_RUN_DATASETS = text(
     "SELECT e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation, max(e.at) AS at "
-    "FROM unnest(CAST(:runs AS text[]), CAST(:orchestrators AS text[]), CAST(:tasks AS text[])) "
-    "AS k(r, o, t) "
+    "FROM unnest(CAST(:runs AS text[]), CAST(:orchestrators AS text[])) AS k(r, o) "
     "CROSS JOIN LATERAL (SELECT * FROM gh_lineage_events "
-    "WHERE run_id = k.r AND orchestrator = k.o AND task_id = k.t) AS e "
+    "WHERE run_id = k.r AND orchestrator = k.o AND task_id = ANY(CAST(:tasks AS text[]))) AS e "
     "GROUP BY e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation"
 ).columns(at=UtcDateTime)
+
 _PG_KNOWN = text(
     "SELECT e.upstream, e.downstream, e.last_seen_at "
     "FROM unnest(CAST(:ups AS text[]), CAST(:downs AS text[])) AS p(u, d) "
@@ -92,11 +95,11 @@ _PG_UPSERT = text(
 def _run_datasets(conn: Connection, keys: set[RunKey]) -> list[tuple[str, str, str, str, str, datetime]]:
     """What each of these (run, orchestrator, task) read and wrote so far, through the run index."""
     if conn.dialect.name == "postgresql":
-        ordered = sorted(keys)
+        runs = sorted({(k[0], k[1]) for k in keys})
         params = {
-            "runs": [k[0] for k in ordered],
-            "orchestrators": [k[1] for k in ordered],
-            "tasks": [k[2] for k in ordered],
+            "runs": [r for r, _ in runs],
+            "orchestrators": [o for _, o in runs],
+            "tasks": sorted({k[2] for k in keys}),
         }
         return [tuple(r) for r in conn.execute(_PG_RUN_DATASETS, params)]
     ids = sorted({k[0] for k in keys})  # SQLite: by run id (an IN list); other tasks are dropped later
