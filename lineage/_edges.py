@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select, text, tuple_
+from sqlalchemy import Connection, and_, func, literal_column, or_, select, text, tuple_
 
 from gate_core.sql import UtcDateTime
 from lineage._models import AccessEvent, Operation
@@ -65,16 +65,18 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
 
 # PostgreSQL gets whole arrays as single parameters: one plan, however long the batch (a long
 # IN list or row-value list costs more to plan than to run).
-# LATERAL: one index probe per run id, whatever the planner's statistics say (right after a bulk
-# load they say little, and a plain "= ANY(array)" then turns into a scan of the whole table).
-# One probe per *run*, not per (run, task): the index is on (run_id, orchestrator), so a probe per
-# task read the run's every row once for each of its tasks in the batch (a batch of a 20-task DAG
-# run read it 20 times over). The task filter is a superset; the caller keeps the keys it touched.
+# LATERAL: one index probe per (run, task), whatever the planner's statistics say (right after a
+# bulk load they say little, and a plain "= ANY(array)" then turns into a scan of the whole table).
+# The probe matches the index's task prefix (migration 0003), so it reads that task's rows only,
+# not the whole run's (a 20-task DAG run's every row, once per task, before).
+_TASK_PREFIX = "substr(task_id, 1, 40)"  # as in the index ix_gh_lineage_events_run_task
 _PG_RUN_DATASETS = text(
     "SELECT e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation, max(e.at) AS at "
-    "FROM unnest(CAST(:runs AS text[]), CAST(:orchestrators AS text[])) AS k(r, o) "
+    "FROM unnest(CAST(:runs AS text[]), CAST(:orchestrators AS text[]), CAST(:tasks AS text[])) "
+    "AS k(r, o, t) "
     "CROSS JOIN LATERAL (SELECT * FROM gh_lineage_events "
-    "WHERE run_id = k.r AND orchestrator = k.o AND task_id = ANY(CAST(:tasks AS text[]))) AS e "
+    "WHERE run_id = k.r AND orchestrator = k.o AND substr(task_id, 1, 40) = substr(k.t, 1, 40) "
+    "AND task_id = k.t) AS e "
     "GROUP BY e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation"
 ).columns(at=UtcDateTime)
 
@@ -95,16 +97,19 @@ _PG_UPSERT = text(
 def _run_datasets(conn: Connection, keys: set[RunKey]) -> list[tuple[str, str, str, str, str, datetime]]:
     """What each of these (run, orchestrator, task) read and wrote so far, through the run index."""
     if conn.dialect.name == "postgresql":
-        runs = sorted({(k[0], k[1]) for k in keys})
+        ordered = sorted(keys)
         params = {
-            "runs": [r for r, _ in runs],
-            "orchestrators": [o for _, o in runs],
-            "tasks": sorted({k[2] for k in keys}),
+            "runs": [k[0] for k in ordered],
+            "orchestrators": [k[1] for k in ordered],
+            "tasks": [k[2] for k in ordered],
         }
         return [tuple(r) for r in conn.execute(_PG_RUN_DATASETS, params)]
-    ids = sorted({k[0] for k in keys})  # SQLite: by run id (an IN list); other tasks are dropped later
+    # SQLite: the same per-task probes, OR-ed (SQLite answers each term from the index)
+    ordered = sorted(keys)
+    prefix = literal_column(_TASK_PREFIX)
     found = []
-    for start in range(0, len(ids), _CHUNK):
+    for start in range(0, len(ordered), _CHUNK // 4):
+        chunk = ordered[start : start + _CHUNK // 4]
         stmt = (
             select(
                 events.c.run_id,
@@ -114,7 +119,19 @@ def _run_datasets(conn: Connection, keys: set[RunKey]) -> list[tuple[str, str, s
                 events.c.operation,
                 func.max(events.c.at),
             )
-            .where(events.c.run_id.in_(ids[start : start + _CHUNK]))
+            .where(
+                or_(
+                    *(
+                        and_(
+                            events.c.run_id == r,
+                            events.c.orchestrator == o,
+                            prefix == t[:40],
+                            events.c.task_id == t,
+                        )
+                        for r, o, t in chunk
+                    )
+                )
+            )
             .group_by(
                 events.c.run_id, events.c.orchestrator, events.c.task_id, events.c.dataset, events.c.operation
             )
