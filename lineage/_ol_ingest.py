@@ -27,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -128,11 +129,20 @@ class OpenLineageIngest:
 
     # ------------------------------------------------------------ runs
 
-    def _known_runs(self, ids: set[str]) -> dict[str, RunContext]:
+    @contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` when the caller has one open (a batch reads runs and gates on one connection)."""
+        if conn is not None:
+            yield conn
+            return
+        with self.store.db.read() as own:
+            yield own
+
+    def _known_runs(self, ids: set[str], conn: Connection | None = None) -> dict[str, RunContext]:
         if not ids:
             return {}
         stmt = select(ol_runs).where(ol_runs.c.ol_run_id.in_(sorted(ids)))
-        with self.store.db.read() as conn:
+        with self._reading(conn) as conn:
             return {
                 r.ol_run_id: RunContext(
                     orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
@@ -140,11 +150,11 @@ class OpenLineageIngest:
                 for r in conn.execute(stmt)
             }
 
-    def _runs(self, batch: Sequence[SeenEvent]) -> dict[str, RunContext]:
+    def _runs(self, batch: Sequence[SeenEvent], conn: Connection | None = None) -> dict[str, RunContext]:
         """The orchestrator run of every OpenLineage runId in the batch (in order: a parent met
         earlier in the same batch counts)."""
         wanted = {i for s in batch for i in (s.run.parent_run_id, s.run.root_run_id) if i}
-        known = self._known_runs(wanted)
+        known = self._known_runs(wanted, conn)
         for seen in batch:
             if seen.ol_run_id is None or seen.ol_run_id in known:
                 continue
@@ -179,11 +189,14 @@ class OpenLineageIngest:
         return self.gates_of_runs([run]).get(_run_key(run), [])
 
     def gates_of_runs(self, runs: Iterable[RunContext]) -> dict[RunKey, list[Gate]]:
-        """The gates of each of these orchestrator runs, found with one scan of the gates per
-        chunk of run ids (not one per run: a batch spans dozens of runs)."""
-        wanted = {_run_key(r) for r in runs if r.run_id}
-        found: dict[RunKey, list[Gate]] = {key: [] for key in wanted}
-        run_ids = sorted({key[2] for key in wanted})
+        """The gates of each of these orchestrator runs."""
+        runs = list(runs)
+        return self._load_gates(runs, self._gate_ids(runs))
+
+    def _gate_ids(self, runs: Iterable[RunContext], conn: Connection | None = None) -> list[str]:
+        """Ids of gates that may belong to these runs: one scan of the gates per chunk of run ids
+        (not one per run: a batch spans dozens of runs)."""
+        run_ids = sorted({r.run_id for r in runs if r.run_id})
         ids: list[str] = []
         for start in range(0, len(run_ids), _RUNS_PER_SCAN):
             needles = [_needle(run_id) for run_id in run_ids[start : start + _RUNS_PER_SCAN]]
@@ -192,9 +205,14 @@ class OpenLineageIngest:
                 .where(or_(*(_gates.c.request.like(n, escape="\\") for n in needles)))
                 .limit(200 * len(needles))
             )
-            with self.store.db.read() as conn:
-                ids += conn.execute(stmt).scalars()
-        for gate_id in dict.fromkeys(ids):
+            with self._reading(conn) as reading:
+                ids += reading.execute(stmt).scalars()
+        return list(dict.fromkeys(ids))
+
+    def _load_gates(self, runs: Iterable[RunContext], ids: list[str]) -> dict[RunKey, list[Gate]]:
+        """The gates among ``ids`` opened in each run (same orchestrator, pipeline and run id)."""
+        found: dict[RunKey, list[Gate]] = {_run_key(r): [] for r in runs if r.run_id}
+        for gate_id in ids:
             gate = self.gatekeeper.get(gate_id)
             key = _run_key(gate.request.run)
             if key in found:
@@ -251,8 +269,10 @@ class OpenLineageIngest:
 
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
         result = Ingested(received=len(batch))
-        runs = self._runs(batch)
-        gates_by_run = self.gates_of_runs(runs.values())  # one scan of the gates a batch
+        with self.store.db.read() as conn:  # one connection for the batch's reads
+            runs = self._runs(batch, conn)
+            gate_ids = self._gate_ids(runs.values(), conn)  # one scan of the gates a batch
+        gates_by_run = self._load_gates(runs.values(), gate_ids)
         scopes = {key: RunScope.of(gates) for key, gates in gates_by_run.items() if gates}
         classified: dict[Any, Any] = {}  # one catalog lookup per distinct dataset shape in a batch
         relevant = self.relevant_tags()
