@@ -51,7 +51,7 @@ def _checked(events: list[Any], facts: BodyFacts) -> list[SeenEvent]:
     for index, event in enumerate(events):
         try:
             _major, kind = validate(event, facts)
-            seen.append(reduce(event, kind))
+            seen.append(reduce(event, kind, facts))
         except InvalidOpenLineageEvent as exc:
             if len(events) == 1:
                 raise
