@@ -259,9 +259,9 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_
         raise InvalidOpenLineageEvent(f"the body is not JSON: {str(exc)[:200]}") from None
 
 
-_STRING_LITERAL = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no per-character alternation
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"\\[]{}')
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_INNERMOST = re.compile(rb"[\[{][\]}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,19 +273,21 @@ class BodyFacts:
 
 
 def body_facts(body: bytes) -> BodyFacts:
-    """Nesting depth from the brackets outside string literals (C-speed regexes, then a loop
-    over the few brackets left), and whether any backslash-u escape appears."""
-    # keep only what delimits strings and containers (bytes.translate: C speed), then drop strings
-    skeleton = body.translate(None, _NOT_STRUCTURE)
-    brackets = _NOT_BRACKET.sub(b"", _STRING_LITERAL.sub(b"", skeleton))
-    depth = deepest = 0
-    for byte in brackets:
-        if byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return BodyFacts(deepest, b"\\u" in body)
+    """Nesting depth from the brackets outside string literals, and whether any backslash-u
+    escape appears. All at C speed: the body is valid JSON (decoded already), so its brackets
+    nest properly, and each pass that deletes every innermost pair ("[]" or "{}", left to right,
+    not rescanning what a deletion joins) peels exactly one level. Counted up to MAX_DEPTH + 2:
+    deeper is refused all the same, and a hostile body never costs more than that many passes."""
+    # Escapes go first, whole (backslash and the character after it: \" \\ \n \u…), so that every
+    # quote left delimits a string; keep only quotes and brackets (bytes.translate); then what
+    # lies outside the strings is every other piece between quotes.
+    unescaped = _ESCAPE.sub(b"", body) if b"\\" in body else body
+    brackets = b"".join(unescaped.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+    depth = 0
+    while brackets and depth <= MAX_DEPTH + 1:
+        brackets = _INNERMOST.sub(b"", brackets)
+        depth += 1
+    return BodyFacts(depth, b"\\u" in body)
 
 
 def _depth_ok(value: Any) -> bool:
