@@ -21,7 +21,7 @@ from sqlalchemy import Connection, func, select, text, tuple_
 
 from gate_core.sql import UtcDateTime
 from lineage._models import AccessEvent, Operation
-from lineage._schema import edges, events
+from lineage._schema import edges
 
 RunKey = tuple[str, str, str]  # run_id, orchestrator, task_id
 _READ = Operation.READ.value
@@ -65,16 +65,20 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
 
 # PostgreSQL gets whole arrays as single parameters: one plan, however long the batch (a long
 # IN list or row-value list costs more to plan than to run).
-# LATERAL: one index probe per run id, whatever the planner's statistics say (right after a bulk
-# load they say little, and a plain "= ANY(array)" then turns into a scan of the whole table).
+# LATERAL: one index probe per (run, task), whatever the planner's statistics say (right after a
+# bulk load they say little, and a plain "= ANY(array)" then turns into a scan of the whole table).
+# The probe matches the index's task prefix (migration 0003), so it reads that task's rows only,
+# not the whole run's (a 20-task DAG run's every row, once per task, before).
 _PG_RUN_DATASETS = text(
     "SELECT e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation, max(e.at) AS at "
     "FROM unnest(CAST(:runs AS text[]), CAST(:orchestrators AS text[]), CAST(:tasks AS text[])) "
     "AS k(r, o, t) "
     "CROSS JOIN LATERAL (SELECT * FROM gh_lineage_events "
-    "WHERE run_id = k.r AND orchestrator = k.o AND task_id = k.t) AS e "
+    "WHERE run_id = k.r AND orchestrator = k.o AND substr(task_id, 1, 40) = substr(k.t, 1, 40) "
+    "AND task_id = k.t) AS e "
     "GROUP BY e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation"
 ).columns(at=UtcDateTime)
+
 _PG_KNOWN = text(
     "SELECT e.upstream, e.downstream, e.last_seen_at "
     "FROM unnest(CAST(:ups AS text[]), CAST(:downs AS text[])) AS p(u, d) "
@@ -89,6 +93,15 @@ _PG_UPSERT = text(
 )
 
 
+# "+task_id": a plain "task_id = :t" lets SQLite substitute :t into substr(task_id, 1, 40), which
+# then no longer matches the index's expression (the probe would read the whole run again).
+_LITE_RUN_DATASETS = text(
+    "SELECT run_id, orchestrator, task_id, dataset, operation, max(at) AS at FROM gh_lineage_events "
+    "WHERE run_id = :r AND orchestrator = :o AND substr(task_id, 1, 40) = :p AND +task_id = :t "
+    "GROUP BY run_id, orchestrator, task_id, dataset, operation"
+).columns(at=UtcDateTime)
+
+
 def _run_datasets(conn: Connection, keys: set[RunKey]) -> list[tuple[str, str, str, str, str, datetime]]:
     """What each of these (run, orchestrator, task) read and wrote so far, through the run index."""
     if conn.dialect.name == "postgresql":
@@ -99,24 +112,13 @@ def _run_datasets(conn: Connection, keys: set[RunKey]) -> list[tuple[str, str, s
             "tasks": [k[2] for k in ordered],
         }
         return [tuple(r) for r in conn.execute(_PG_RUN_DATASETS, params)]
-    ids = sorted({k[0] for k in keys})  # SQLite: by run id (an IN list); other tasks are dropped later
+    # SQLite: the same per-task probe, one execution per key of one cached statement (in-process,
+    # each costs microseconds; an OR of many keys cost more to build and compile than to run)
     found = []
-    for start in range(0, len(ids), _CHUNK):
-        stmt = (
-            select(
-                events.c.run_id,
-                events.c.orchestrator,
-                events.c.task_id,
-                events.c.dataset,
-                events.c.operation,
-                func.max(events.c.at),
-            )
-            .where(events.c.run_id.in_(ids[start : start + _CHUNK]))
-            .group_by(
-                events.c.run_id, events.c.orchestrator, events.c.task_id, events.c.dataset, events.c.operation
-            )
-        )
-        found += [tuple(r) for r in conn.execute(stmt)]
+    for r, o, t in sorted(keys):
+        found += [
+            tuple(row) for row in conn.execute(_LITE_RUN_DATASETS, {"r": r, "o": o, "p": t[:40], "t": t})
+        ]
     return found
 
 

@@ -31,7 +31,7 @@ import re
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -259,9 +259,9 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_
         raise InvalidOpenLineageEvent(f"the body is not JSON: {str(exc)[:200]}") from None
 
 
-_STRING_LITERAL = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no per-character alternation
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"\\[]{}')
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_INNERMOST = re.compile(rb"[\[{][\]}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,19 +273,21 @@ class BodyFacts:
 
 
 def body_facts(body: bytes) -> BodyFacts:
-    """Nesting depth from the brackets outside string literals (C-speed regexes, then a loop
-    over the few brackets left), and whether any backslash-u escape appears."""
-    # keep only what delimits strings and containers (bytes.translate: C speed), then drop strings
-    skeleton = body.translate(None, _NOT_STRUCTURE)
-    brackets = _NOT_BRACKET.sub(b"", _STRING_LITERAL.sub(b"", skeleton))
-    depth = deepest = 0
-    for byte in brackets:
-        if byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return BodyFacts(deepest, b"\\u" in body)
+    """Nesting depth from the brackets outside string literals, and whether any backslash-u
+    escape appears. All at C speed: the body is valid JSON (decoded already), so its brackets
+    nest properly, and each pass that deletes every innermost pair ("[]" or "{}", left to right,
+    not rescanning what a deletion joins) peels exactly one level. Counted up to MAX_DEPTH + 2:
+    deeper is refused all the same, and a hostile body never costs more than that many passes."""
+    # Escapes go first, whole (backslash and the character after it: \" \\ \n \u…), so that every
+    # quote left delimits a string; keep only quotes and brackets (bytes.translate); then what
+    # lies outside the strings is every other piece between quotes.
+    unescaped = _ESCAPE.sub(b"", body) if b"\\" in body else body
+    brackets = b"".join(unescaped.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+    depth = 0
+    while brackets and depth <= MAX_DEPTH + 1:
+        brackets = _INNERMOST.sub(b"", brackets)
+        depth += 1
+    return BodyFacts(depth, b"\\u" in body)
 
 
 def _depth_ok(value: Any) -> bool:
@@ -303,13 +305,14 @@ def _depth_ok(value: Any) -> bool:
     return True
 
 
-def _no_bad_text(value: Any) -> str | None:
-    """What neither store can keep (NUL, lone surrogates), anywhere in the event."""
+def _no_bad_text(value: Any, *, nul: bool = True) -> str | None:
+    """What neither store can keep: NUL (unless ``nul`` is False) and lone surrogates, anywhere
+    in ``value``."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
+            if nul and "\x00" in item:
                 return "text must not contain NUL (\\x00) characters"
             if not item.isascii():
                 try:
@@ -319,9 +322,18 @@ def _no_bad_text(value: Any) -> str | None:
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):
             stack.extend(item)
     return None
+
+
+def _kept_text(seen: SeenEvent) -> list[Any]:
+    """Every string of a reduced event: all of what may be stored."""
+    text: list[Any] = [seen.job_namespace, seen.job_name, astuple(seen.run)]
+    for ds in seen.datasets:
+        text += [ds.namespace, ds.name, ds.fields, tuple(ds.tags), [astuple(e) for e in ds.column_edges]]
+        text += [(column, tuple(tags)) for column, tags in ds.column_tags.items()]
+    return text
 
 
 def event_kind(event: Mapping[str, Any]) -> str:
@@ -342,7 +354,9 @@ def validate(event: Any, facts: BodyFacts | None = None) -> tuple[int, str]:
         raise InvalidOpenLineageEvent("an OpenLineage event is a JSON object")
     if facts is None and not _depth_ok(event):
         raise InvalidOpenLineageEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
-    problem = _no_bad_text(event) if facts is None or facts.escapes else None
+    # Lone surrogates anywhere: the schema validator cannot even read such text. NUL is refused
+    # only in what is kept (``reduce``): a dropped facet's NUL is never stored, so never a problem.
+    problem = _no_bad_text(event, nul=False) if facts is None or facts.escapes else None
     if problem:
         raise InvalidOpenLineageEvent(problem)
     url = event.get("schemaURL")
@@ -527,8 +541,18 @@ def _time(text: str) -> datetime:
         raise InvalidOpenLineageEvent("eventTime is out of range") from None
 
 
-def reduce(event: Mapping[str, Any], kind: str) -> SeenEvent:
-    """An event already validated, reduced to what may be stored (see the module docstring)."""
+def reduce(event: Mapping[str, Any], kind: str, facts: BodyFacts | None = None) -> SeenEvent:
+    """An event already validated, reduced to what may be stored (see the module docstring);
+    InvalidOpenLineageEvent if what is kept holds text no store can keep (``facts`` of the body
+    it came from: without a backslash-u escape, it cannot)."""
+    seen = _reduce(event, kind)
+    problem = _no_bad_text(_kept_text(seen)) if facts is None or facts.escapes else None
+    if problem:
+        raise InvalidOpenLineageEvent(problem)
+    return seen
+
+
+def _reduce(event: Mapping[str, Any], kind: str) -> SeenEvent:
     at = _time(event["eventTime"])
     if kind == "DatasetEvent":
         return SeenEvent(

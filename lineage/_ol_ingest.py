@@ -27,15 +27,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, column, select, table
+from sqlalchemy import Connection, column, or_, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gate_core import Actor, DatasetRef, Gate, Gatekeeper, RunContext
+from gate_core.sql import UtcDateTime
 from lineage._catalog import Catalog
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._ol_events import SeenDataset, SeenEvent
@@ -80,22 +82,54 @@ def _airflow_run(seen: SeenEvent) -> RunContext | None:
     )
 
 
+RunKey = tuple[str, str, str]  # orchestrator, pipeline, run id
+_RUNS_PER_SCAN = 100  # run ids per scan of the gates (LIKE patterns OR-ed in one statement)
+_ROWS_PER_INSERT = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
+
+
+def _run_key(run: RunContext) -> RunKey:
+    return (run.orchestrator, run.pipeline, run.run_id)
+
+
+def _needle(run_id: str) -> str:
+    """A LIKE pattern for the canonical request JSON of a gate opened in run ``run_id``."""
+    needle = '"run_id":' + json.dumps(run_id, ensure_ascii=False)
+    return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(target).on_conflict_do_nothing()
 
 
 def _insert_new(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert the rows whose primary key is new (one executemany)."""
-    if rows:
+    """Insert the rows whose primary key is new, in one statement: on PostgreSQL the whole batch
+    as one array a column (``unnest``: one plan, one round trip, where an executemany of a batch's
+    run mappings cost more than the COPY of its accesses); on SQLite one executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
         conn.execute(_on_conflict_nothing(conn, target), rows)
+        return
+    names = [c.name for c in target.columns]
+    arrays = ", ".join(
+        f"CAST(:{n} AS {'timestamptz' if isinstance(c.type, UtcDateTime) else 'text'}[])"
+        for n, c in zip(names, target.columns, strict=True)
+    )
+    sql = (
+        f"INSERT INTO {target.name} ({', '.join(names)}) "  # noqa: S608 - our own table and columns
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
+    )
+    conn.execute(text(sql), {n: [r[n] for r in rows] for n in names})
 
 
-def _inserted(conn: Connection, target: Any, row: dict[str, Any]) -> bool:
-    """Insert ``row`` unless its primary key exists; whether it was new (from RETURNING: psycopg
-    reports no rowcount for ON CONFLICT statements)."""
-    stmt = _on_conflict_nothing(conn, target).returning(*target.primary_key.columns)
-    return bool(conn.execute(stmt, row).fetchall())
+def _inserted_ids(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows whose ``id`` is new, in one statement; the ids that were new (from
+    RETURNING: psycopg reports no rowcount for ON CONFLICT statements)."""
+    if not rows:
+        return set()
+    stmt = _on_conflict_nothing(conn, target).values(rows).returning(target.c.id)
+    return set(conn.execute(stmt).scalars())
 
 
 class OpenLineageIngest:
@@ -111,11 +145,20 @@ class OpenLineageIngest:
 
     # ------------------------------------------------------------ runs
 
-    def _known_runs(self, ids: set[str]) -> dict[str, RunContext]:
+    @contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` when the caller has one open (a batch reads runs and gates on one connection)."""
+        if conn is not None:
+            yield conn
+            return
+        with self.store.db.read() as own:
+            yield own
+
+    def _known_runs(self, ids: set[str], conn: Connection | None = None) -> dict[str, RunContext]:
         if not ids:
             return {}
         stmt = select(ol_runs).where(ol_runs.c.ol_run_id.in_(sorted(ids)))
-        with self.store.db.read() as conn:
+        with self._reading(conn) as conn:
             return {
                 r.ol_run_id: RunContext(
                     orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
@@ -123,11 +166,11 @@ class OpenLineageIngest:
                 for r in conn.execute(stmt)
             }
 
-    def _runs(self, batch: Sequence[SeenEvent]) -> dict[str, RunContext]:
+    def _runs(self, batch: Sequence[SeenEvent], conn: Connection | None = None) -> dict[str, RunContext]:
         """The orchestrator run of every OpenLineage runId in the batch (in order: a parent met
         earlier in the same batch counts)."""
         wanted = {i for s in batch for i in (s.run.parent_run_id, s.run.root_run_id) if i}
-        known = self._known_runs(wanted)
+        known = self._known_runs(wanted, conn)
         for seen in batch:
             if seen.ol_run_id is None or seen.ol_run_id in known:
                 continue
@@ -159,19 +202,37 @@ class OpenLineageIngest:
 
     def gates_of(self, run: RunContext) -> list[Gate]:
         """Gates opened in the same orchestrator run (any task)."""
-        if not run.run_id:
-            return []
-        needle = '"run_id":' + json.dumps(run.run_id, ensure_ascii=False)
-        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = select(_gates.c.id).where(_gates.c.request.like(f"%{escaped}%", escape="\\")).limit(200)
-        with self.store.db.read() as conn:
-            ids = list(conn.execute(stmt).scalars())
-        found = []
+        return self.gates_of_runs([run]).get(_run_key(run), [])
+
+    def gates_of_runs(self, runs: Iterable[RunContext]) -> dict[RunKey, list[Gate]]:
+        """The gates of each of these orchestrator runs."""
+        runs = list(runs)
+        return self._load_gates(runs, self._gate_ids(runs))
+
+    def _gate_ids(self, runs: Iterable[RunContext], conn: Connection | None = None) -> list[str]:
+        """Ids of gates that may belong to these runs: one scan of the gates per chunk of run ids
+        (not one per run: a batch spans dozens of runs)."""
+        run_ids = sorted({r.run_id for r in runs if r.run_id})
+        ids: list[str] = []
+        for start in range(0, len(run_ids), _RUNS_PER_SCAN):
+            needles = [_needle(run_id) for run_id in run_ids[start : start + _RUNS_PER_SCAN]]
+            stmt = (
+                select(_gates.c.id)
+                .where(or_(*(_gates.c.request.like(n, escape="\\") for n in needles)))
+                .limit(200 * len(needles))
+            )
+            with self._reading(conn) as reading:
+                ids += reading.execute(stmt).scalars()
+        return list(dict.fromkeys(ids))
+
+    def _load_gates(self, runs: Iterable[RunContext], ids: list[str]) -> dict[RunKey, list[Gate]]:
+        """The gates among ``ids`` opened in each run (same orchestrator, pipeline and run id)."""
+        found: dict[RunKey, list[Gate]] = {_run_key(r): [] for r in runs if r.run_id}
         for gate_id in ids:
             gate = self.gatekeeper.get(gate_id)
-            r = gate.request.run
-            if (r.orchestrator, r.pipeline, r.run_id) == (run.orchestrator, run.pipeline, run.run_id):
-                found.append(gate)
+            key = _run_key(gate.request.run)
+            if key in found:
+                found[key].append(gate)
         return found
 
     def relevant_tags(self) -> frozenset[str]:
@@ -224,9 +285,11 @@ class OpenLineageIngest:
 
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
         result = Ingested(received=len(batch))
-        runs = self._runs(batch)
-        gates_by_run: dict[tuple[str, str, str], list[Gate]] = {}
-        scopes: dict[tuple[str, str, str], RunScope] = {}
+        with self.store.db.read() as conn:  # one connection for the batch's reads
+            runs = self._runs(batch, conn)
+            gate_ids = self._gate_ids(runs.values(), conn)  # one scan of the gates a batch
+        gates_by_run = self._load_gates(runs.values(), gate_ids)
+        scopes = {key: RunScope.of(gates) for key, gates in gates_by_run.items() if gates}
         classified: dict[Any, Any] = {}  # one catalog lookup per distinct dataset shape in a batch
         relevant = self.relevant_tags()
         accesses: list[AccessEvent] = []
@@ -234,14 +297,11 @@ class OpenLineageIngest:
         edges: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         now = datetime.now(UTC)
         for seen in batch:
-            run = runs.get(
-                seen.ol_run_id or "", RunContext(orchestrator="openlineage", pipeline=seen.job_name[:500])
+            run = runs.get(seen.ol_run_id or "") or RunContext(
+                orchestrator="openlineage", pipeline=seen.job_name[:500]
             )
-            key = (run.orchestrator, run.pipeline, run.run_id)
-            if key not in gates_by_run:
-                gates_by_run[key] = self.gates_of(run)
-                scopes[key] = RunScope.of(gates_by_run[key])
-            gates = gates_by_run[key]
+            key = _run_key(run)
+            gates = gates_by_run.get(key, [])
             for ds in seen.datasets:
                 access = self._access(seen, ds, run, gates, sender.principal_id, classified)
                 accesses.append(access)
@@ -257,7 +317,6 @@ class OpenLineageIngest:
                     )
                     names = ("downstream", "downstream_field", "upstream", "upstream_field")
                     edges[ends] = {**dict(zip(names, ends, strict=True)), "first_seen_at": now}
-        result.recorded = self.store.record_many(accesses)
         in_batch = {s.ol_run_id for s in batch}
         run_rows = [
             {
@@ -265,23 +324,30 @@ class OpenLineageIngest:
                 "ol_run_id": i,
                 "seen_at": now,
             }
-            for i, r in runs.items()
+            for i, r in sorted(runs.items())  # sorted: concurrent batches lock rows in one order
             if i in in_batch
         ]
-        with self.store.db.begin() as conn:
+        edge_rows = [edges[k] for k in sorted(edges)]
+
+        def mappings(conn: Connection) -> None:
             _insert_new(conn, ol_runs, run_rows)
-            _insert_new(conn, column_edges, list(edges.values()))
+            _insert_new(conn, column_edges, edge_rows)
+
+        # accesses, run mappings and column edges: one transaction, one commit
+        result.recorded = self.store.record_many(accesses, also=mappings)
         result.violations = self._report(list(findings.values()), sender)
         return result
 
     # ------------------------------------------------------------ findings
 
     def _report(self, found: list[tuple[Finding, AccessEvent]], sender: Actor) -> list[Finding]:
-        """Store each finding once; audit and notify the new ones only."""
-        new: list[Finding] = []
+        """Store each finding once (one statement for the batch's findings); audit and notify the
+        new ones only."""
+        if not found:
+            return []
         now = datetime.now(UTC)
-        for finding, access in found:
-            row = {
+        rows = {
+            finding.id: {
                 "id": finding.id,
                 "at": now,
                 "gate_id": finding.gate_id,
@@ -296,10 +362,19 @@ class OpenLineageIngest:
                 "accessed_at": finding.accessed_at,
                 "detail": finding.detail,
             }
-            with self.store.db.begin() as conn:
-                if not _inserted(conn, violations, row):
-                    continue
+            for finding, access in found
+        }
+        ordered = [rows[i] for i in sorted(rows)]
+        fresh: set[str] = set()
+        with self.store.db.begin() as conn:
+            for start in range(0, len(ordered), _ROWS_PER_INSERT):
+                fresh |= _inserted_ids(conn, violations, ordered[start : start + _ROWS_PER_INSERT])
+        new: list[Finding] = []
+        for finding, _access in found:
+            if finding.id not in fresh:
+                continue
             new.append(finding)
+            row = rows[finding.id]
             payload = {k: v for k, v in row.items() if k not in ("at", "accessed_at")}
             payload["accessed_at"] = finding.accessed_at.isoformat()
             payload["tags"] = list(finding.tags)

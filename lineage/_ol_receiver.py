@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from gate_core import Actor
 from gate_core.service.extension import LineageSender
 from lineage._ol_events import (
     MAX_BATCH_EVENTS,
@@ -35,7 +36,7 @@ from lineage._ol_events import (
     reduce,
     validate,
 )
-from lineage._ol_ingest import OpenLineageIngest
+from lineage._ol_ingest import Ingested, OpenLineageIngest
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["openlineage"])
 
@@ -50,7 +51,7 @@ def _checked(events: list[Any], facts: BodyFacts) -> list[SeenEvent]:
     for index, event in enumerate(events):
         try:
             _major, kind = validate(event, facts)
-            seen.append(reduce(event, kind))
+            seen.append(reduce(event, kind, facts))
         except InvalidOpenLineageEvent as exc:
             if len(events) == 1:
                 raise
@@ -67,10 +68,12 @@ def _decode(body: bytes, encoding: str | None, limit: int) -> tuple[Any, BodyFac
     return payload, body_facts(body)
 
 
-async def _receive(request: Request, sender: Any, *, batch: bool) -> JSONResponse:
-    body = await request.body()
+def _handle(
+    ingest: OpenLineageIngest, body: bytes, encoding: str | None, batch: bool, sender: Actor
+) -> Ingested:
+    """The whole request off the event loop, in one worker-thread hop: decode, check, ingest."""
     limit = MAX_INFLATED_BYTES if batch else MAX_EVENT_BYTES
-    payload, facts = await run_in_threadpool(_decode, body, request.headers.get("content-encoding"), limit)
+    payload, facts = _decode(body, encoding, limit)
     if facts.depth > MAX_DEPTH + (1 if batch else 0):
         raise InvalidOpenLineageEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
     if batch:
@@ -81,9 +84,13 @@ async def _receive(request: Request, sender: Any, *, batch: bool) -> JSONRespons
         events = payload
     else:
         events = [payload]
-    seen = await run_in_threadpool(_checked, events, facts)
-    ingest = _ingest(request)
-    result = await run_in_threadpool(ingest.ingest, seen, sender.actor)
+    return ingest.ingest(_checked(events, facts), sender)
+
+
+async def _receive(request: Request, sender: Any, *, batch: bool) -> JSONResponse:
+    body = await request.body()
+    encoding = request.headers.get("content-encoding")
+    result = await run_in_threadpool(_handle, _ingest(request), body, encoding, batch, sender.actor)
     return JSONResponse(
         {"received": result.received, "recorded": result.recorded, "violations": len(result.violations)},
         status_code=201,

@@ -11,11 +11,11 @@ Queries live in ``lineage._queries``; the store exposes them as methods.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from gate_core import Actor, DatasetRef, NotFound, SqlStore, StoreError, StoreUnavailable
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gatehouse.lineage")
 RETENTION_EVENT = "lineage.retention_purged"
+Also = Callable[[Connection], None]
 
 
 def _older(before: datetime) -> ColumnElement[bool]:
@@ -95,26 +96,38 @@ class LineageStore:
     def record(self, event: AccessEvent) -> int:
         return self.record_many([event])
 
-    def record_many(self, batch: Sequence[AccessEvent]) -> int:
-        """Record a batch in one transaction; returns how many were new (a repeated id is skipped)."""
+    def record_many(self, batch: Sequence[AccessEvent], also: Also | None = None) -> int:
+        """Record a batch in one transaction; returns how many were new (a repeated id is skipped).
+
+        ``also(conn)`` writes what belongs with the batch (the receiver's run mappings and column
+        edges) in that same transaction: one commit a batch, and none of it without the rest. It
+        may run more than once (a retried transaction), so it must be idempotent."""
         batch = list({e.id: e for e in reversed(batch)}.values())[::-1]  # one row per id, first wins
         if not batch:
+            if also is not None:
+                self.db.retrying(lambda: self._also(also))
             return 0
         event_rows = [event_values(e) for e in batch]
         tag_rows = [t for e in batch for t in tag_values(e)]
         if self.db.dialect == "postgresql":
             try:
-                return self.db.retrying(lambda: self._copy(batch, event_rows, tag_rows))
+                return self.db.retrying(lambda: self._copy(batch, event_rows, tag_rows, also))
             except _KnownIds:
                 log.debug("batch repeats recorded event ids; recording the new ones only")
         try:
-            return self.db.retrying(lambda: self._insert(batch, event_rows, tag_rows))
+            return self.db.retrying(lambda: self._insert(batch, event_rows, tag_rows, also))
         except IntegrityError as exc:  # another writer recorded some of these ids just now
             raise StoreError(
                 "access events with these ids were being recorded concurrently; send again"
             ) from exc
 
-    def _copy(self, batch: Sequence[AccessEvent], event_rows: list[Row], tag_rows: list[Row]) -> int:
+    def _also(self, also: Also) -> None:
+        with self.db.begin() as conn:
+            also(conn)
+
+    def _copy(
+        self, batch: Sequence[AccessEvent], event_rows: list[Row], tag_rows: list[Row], also: Also | None
+    ) -> int:
         """PostgreSQL: COPY both tables (the raw psycopg connection of this very transaction)."""
         import psycopg  # only PostgreSQL users pay for the import
 
@@ -141,9 +154,13 @@ class LineageStore:
             except psycopg.Error as exc:
                 raise StoreError(f"database error: {str(exc).strip().splitlines()[0]}") from exc
             link_runs(conn, batch)
+            if also is not None:
+                also(conn)
         return len(batch)
 
-    def _insert(self, batch: Sequence[AccessEvent], event_rows: list[Row], tag_rows: list[Row]) -> int:
+    def _insert(
+        self, batch: Sequence[AccessEvent], event_rows: list[Row], tag_rows: list[Row], also: Also | None
+    ) -> int:
         """SQLite, and PostgreSQL for a batch that repeats ids: skip the ids already recorded."""
         with self.db.begin() as conn:
             known = set(
@@ -156,6 +173,8 @@ class LineageStore:
                 if fresh:
                     conn.execute(insert(event_tags), fresh)
                 link_runs(conn, [e for e in batch if e.id not in known])
+            if also is not None:
+                also(conn)
         return len(new_rows)
 
     # ------------------------------------------------------------ reading events back

@@ -380,3 +380,14 @@ def test_brackets_inside_strings_are_not_nesting(svc: Service) -> None:
     event = _with(["run", "facets", "note"], {"text": '"\\' + "[{" * 200 + '\\"]}' * 3})
     assert post(svc, event).status_code == 201
     assert post(svc, _with(["run", "facets", "deep"], _nested(31))).status_code == 422
+
+
+def test_every_escape_is_read_whole_by_the_depth_count(svc: Service) -> None:
+    """Escapes other than quotes (\\u001f, \\n, \\\\) neither hide structure nor invent it: a body
+    whose strings hold them is counted as deep as it is (an escaped control character once made
+    the count skip the brackets up to the next quote, so too deep an event went through)."""
+    escapes = ["\x1f", "line\nbreak", "back\\slash", 'quote"d']
+    shallow = _with(["run", "facets", "note"], {"a": escapes, "b": {"c": [1, {"d": "x\x1f"}]}})
+    assert post(svc, shallow).status_code == 201
+    deep = _with(["run", "facets", "deep"], {"x": escapes, "n": _nested(31)})
+    assert post(svc, deep).status_code == 422
