@@ -328,7 +328,12 @@ class AuditService:
         for row in rows:
             if row.size <= report.entries:
                 within[row.witness] = max(within.get(row.witness, 0), row.size)
-        roots = self._roots_at([newest.size, *within.values()])
+        # Verify recomputed the root at every checkpoint's size; witnesses cosign checkpoints, so
+        # a second pass over the log is needed only for a size no checkpoint here has.
+        roots = dict(report.roots)
+        unknown = {newest.size, *within.values()} - roots.keys()
+        if unknown:
+            roots |= self._roots_at(unknown)
         for row in (c for c in rows if c.size == within.get(c.witness)):
             text = NoteCheckpoint(origin, row.size, roots[row.size]).body()
             try:
