@@ -4,9 +4,10 @@ Builds a real audit log — bodies chained by ``gate_core._audit.chain`` from dr
 the ones the Gatekeeper writes, the Merkle nodes and signed checkpoints (with their roots) the
 signer writes at the Gatekeeper's default cadence, and the gates and decisions those entries
 leave — in the real schema (``SqlStore.open`` runs the migrations) on SQLite and PostgreSQL,
-then times ``AuditService.verify()`` end to end, which is what `gatehouse audit verify` runs:
-the hash chain, the RFC 9162 root at every checkpoint, every stored tree node, and every gate's
-state replayed from the log.
+then times ``AuditService.verify()`` end to end as `gatehouse audit verify` runs it — with the
+checkpoints of the home's witness file (``audit-checkpoints.jsonl``, which the signer appends
+every checkpoint to) read and passed beside the stored ones: the hash chain, every checkpoint,
+the RFC 9162 root at each, every stored tree node, and every gate's state replayed from the log.
 
     python -m bench.audit_verify            # 1,000,000 entries, SQLite + PostgreSQL
     python -m bench.audit_verify --quick    # 50,000 entries
@@ -68,7 +69,7 @@ from gate_core import (
     evaluate,
     verify_chain,
 )
-from gate_core._audit import GENESIS_HASH, STATUS_AFTER, AuditDraft, AuditEntry, chain
+from gate_core._audit import GENESIS_HASH, STATUS_AFTER, AuditDraft, AuditEntry, chain, read_checkpoints
 from gate_core._gatekeeper import _request_record
 from gate_core._ids import new_gate_id
 from gate_core._merkle import NODE_LEVEL, Frontier, leaf_hash
@@ -497,6 +498,7 @@ def build_log(
     total: int,
     checkpoint_every: int,
     chunk_size: int,
+    witness_file: Path,
 ) -> BuildStats:
     """Chain ``total`` drafts once and load every chunk into every sink, with the Merkle nodes and
     signed checkpoints (v2: with roots) the signer would have written, and the gates' state."""
@@ -526,8 +528,12 @@ def build_log(
         stats.entries = entries[-1].seq
         stats.head_hash = entries[-1].hash
         stats.checkpoints += len(marks)
+        with witness_file.open("a", encoding="utf-8") as out:  # as the signer appends each one
+            out.writelines(m.to_json() + "\n" for m in marks)
         stats.body_bytes += sum(len(e.body.encode()) for e in entries)
     final = signer.sign(stats.entries, stats.head_hash, datetime.now(UTC), tree.root())
+    with witness_file.open("a", encoding="utf-8") as out:
+        out.write(final.to_json() + "\n")
     gate_rows = states.gate_rows()
     stats.gates, stats.decisions = len(gate_rows), len(states.decisions)
     for sink in sinks:
@@ -560,7 +566,9 @@ class VerifyTimes:
     verify_in_memory: float
 
 
-def time_verification(store: SqlStore, signer: CheckpointSigner, stats: BuildStats) -> VerifyTimes:
+def time_verification(
+    store: SqlStore, signer: CheckpointSigner, stats: BuildStats, witness_file: Path
+) -> VerifyTimes:
     """The headline end-to-end run — what `gatehouse audit verify` does — then its parts timed apart."""
     # CPU seconds next to wall-clock ones: on a machine busy with other work the wall clock
     # overstates the cost, while client + server CPU is what verification needs on an idle one.
@@ -568,7 +576,7 @@ def time_verification(store: SqlStore, signer: CheckpointSigner, stats: BuildSta
     server_before = cpu_seconds(backends)
     audit = AuditService(store, ManualClock(), signer=signer)
     with Stopwatch() as end_to_end:
-        report = audit.verify()
+        report = audit.verify(read_checkpoints(witness_file))  # the CLI passes the witness file's too
     server_after = cpu_seconds(backends)
     server = None if server_before is None or server_after is None else server_after - server_before
     _check(report.ok, report.summary())
@@ -609,11 +617,11 @@ def _check(condition: bool, message: str) -> None:
         raise SystemExit(f"benchmark invalid: {message}")
 
 
-def profile_verification(store: SqlStore, signer: CheckpointSigner, label: str) -> str:
+def profile_verification(store: SqlStore, signer: CheckpointSigner, label: str, witness_file: Path) -> str:
     audit = AuditService(store, ManualClock(), signer=signer)
     profiler = cProfile.Profile()
     profiler.enable()
-    audit.verify()
+    audit.verify(read_checkpoints(witness_file))
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
@@ -681,7 +689,8 @@ def run(args: argparse.Namespace, tmp: Path, postgres_url: str | None) -> None:
         raise SystemExit("nothing to do: both --no-sqlite and --no-postgres given")
 
     print(f"building an audit log of {args.entries:,} entries in {', '.join(s.label for s in sinks)} …")
-    stats = build_log(sinks, signer, args.entries, args.checkpoint_every, args.chunk)
+    witness_file = tmp / "audit-checkpoints.jsonl"
+    stats = build_log(sinks, signer, args.entries, args.checkpoint_every, args.chunk, witness_file)
     print(f"  chained in {stats.chain_seconds:.1f} s; {stats.checkpoints:,} signed checkpoints")
 
     figures = [
@@ -693,12 +702,12 @@ def run(args: argparse.Namespace, tmp: Path, postgres_url: str | None) -> None:
     profiles = []
     for sink in sinks:
         print(f"  verifying on {sink.label} …")
-        times = time_verification(sink.store, signer, stats)
+        times = time_verification(sink.store, signer, stats, witness_file)
         figures += backend_figures(
             sink.label, stats.entries, times, stats.load_seconds[sink.label], sink.size_bytes()
         )
         if args.profile:
-            profiles.append(profile_verification(sink.store, signer, sink.label))
+            profiles.append(profile_verification(sink.store, signer, sink.label, witness_file))
         sink.store.close()
 
     print_figures(f"audit verification, {args.entries:,} entries", figures)

@@ -89,8 +89,6 @@ class AuditService:
         # sweeper). The service turns this off: its sweeper submits, so a slow witness never
         # holds up a decision whose commit happened to sign a checkpoint.
         self.submit_inline = True
-        self._leaves: list[bytes] = []  # RFC 9162 leaf hashes of the log's prefix, for witnessing
-        self._leaves_head = GENESIS_HASH  # the chain hash at len(_leaves)
         self._retry_at: dict[str, float] = {}  # witness → monotonic time of its next attempt
         self._retry_delay: dict[str, float] = {}
         self._cosigned: dict[str, int] = {}  # witness → largest size it cosigned for this process
@@ -193,14 +191,19 @@ class AuditService:
         todo = [name for name in due if acknowledged.get(name, 0) < checkpoint.size]
         if not todo:
             return []
-        leaves = self._leaves_to(checkpoint.size, checkpoint.head_hash)
-        mark = NoteCheckpoint(origin_for(self.signer.public_key), checkpoint.size, root(leaves))
+        signed_root = self._witnessed_root(checkpoint)
+        mark = NoteCheckpoint(origin_for(self.signer.public_key), checkpoint.size, signed_root)
+        from_entries: list[list[bytes]] = []  # the fallback's leaves, read at most once per submission
+
+        def proof_from(old: int) -> list[bytes]:
+            return self._witness_proof(old, checkpoint, signed_root, from_entries)
+
         outcome = submit(
             self.witnesses,
             self.transport,
             sign_note(mark, self.signer),
             mark,
-            lambda old: consistency_proof(leaves, old),
+            proof_from,
             acknowledged,
             only=todo,
         )
@@ -220,30 +223,59 @@ class AuditService:
             log.warning("audit checkpoint at size %d not witnessed: %s", checkpoint.size, problem)
         return outcome.problems
 
-    def _leaves_to(self, size: int, head_hash: str) -> list[bytes]:
-        """The RFC 9162 leaf hashes of entries 1…size, whose chain ends in ``head_hash``: cached in
-        memory and extended by the new entries only; rebuilt once from the start if the cached
-        prefix is no longer the log's."""
-        for _attempt in range(2):
-            if size == len(self._leaves):
-                return self._leaves  # the usual case: no copy of a long list
-            if size < len(self._leaves):
-                return self._leaves[:size]
-            prev, new = self._leaves_head, []
-            with closing(self.log.audit_rows(from_seq=len(self._leaves) + 1)) as rows:
-                for seq, _event, _gate, body, prev_hash, digest in rows:
-                    if seq > size or prev_hash != prev or chain_hash(prev, body) != digest:
-                        break
-                    new.append(leaf_hash(body.encode()))
-                    prev = digest
-            if len(self._leaves) + len(new) == size and prev == head_hash:
-                self._leaves += new
-                self._leaves_head = prev
-                return self._leaves
-            self._leaves, self._leaves_head = [], GENESIS_HASH
-        raise AuditError(
-            f"the log no longer matches its checkpoint at size {size}; run `gatehouse audit verify`"
-        )
+    def _witnessed_root(self, checkpoint: Checkpoint) -> bytes:
+        """The RFC 9162 root the witnesses are asked to cosign: the one ``checkpoint`` signs (v2),
+        read from it, not from the database; for a checkpoint signed before roots were (v1), the
+        root of the entries that chain to its head, recomputed once from the entries."""
+        if checkpoint.root is not None:
+            return bytes.fromhex(checkpoint.root)
+        return root(self._leaves_of(checkpoint))
+
+    def _witness_proof(
+        self, old: int, checkpoint: Checkpoint, signed_root: bytes, from_entries: list[list[bytes]]
+    ) -> list[bytes]:
+        """The consistency proof from ``old`` to ``checkpoint`` a witness asks for: from the stored
+        tree, O(log n) rows, and checked against the signed root before it is sent. Stored nodes
+        are rows an operator can edit, so a proof that does not check (an edited or missing node)
+        is rebuilt from the entries, which must chain to the checkpoint's head (O(n), once per
+        submission): the witness judges it against the root it holds, never our tree."""
+        size = checkpoint.size
+        try:
+            old_root, new_root, path = tree_consistency(self.log, old, size)
+            if new_root == signed_root and verify_consistency(old, size, path, old_root, signed_root):
+                return path
+            problem = f"the stored Merkle tree does not prove {old} → {size} under the signed root"
+        except AuditError as exc:
+            problem = str(exc)
+        log.error("audit tree: %s; building the witnesses' consistency proof from the entries", problem)
+        if not from_entries:
+            from_entries.append(self._leaves_of(checkpoint))
+        leaves = from_entries[0]
+        if root(leaves) != signed_root:
+            raise AuditError(f"entries 1…{size} do not hash to the root signed at size {size}")
+        return consistency_proof(leaves, old)
+
+    def _leaves_of(self, checkpoint: Checkpoint) -> list[bytes]:
+        """The RFC 9162 leaf hashes of entries 1…size, whose chain must end in the checkpoint's
+        head (the fallback's one pass over the log)."""
+        size, prev = checkpoint.size, GENESIS_HASH
+        leaves: list[bytes] = []
+        with closing(self.log.audit_rows()) as rows:
+            for seq, _event, _gate, body, prev_hash, digest in rows:
+                if (
+                    seq > size
+                    or seq != len(leaves) + 1
+                    or prev_hash != prev
+                    or chain_hash(prev, body) != digest
+                ):
+                    break
+                leaves.append(leaf_hash(body.encode()))
+                prev = digest
+        if len(leaves) != size or prev != checkpoint.head_hash:
+            raise AuditError(
+                f"the log no longer matches its checkpoint at size {size}; run `gatehouse audit verify`"
+            )
+        return leaves
 
     def _roots_at(self, sizes: Iterable[int]) -> dict[int, bytes]:
         """The RFC 9162 root of the log's first n entries for each n in ``sizes`` (those the log
@@ -296,7 +328,12 @@ class AuditService:
         for row in rows:
             if row.size <= report.entries:
                 within[row.witness] = max(within.get(row.witness, 0), row.size)
-        roots = self._roots_at([newest.size, *within.values()])
+        # Verify recomputed the root at every checkpoint's size; witnesses cosign checkpoints, so
+        # a second pass over the log is needed only for a size no checkpoint here has.
+        roots = dict(report.roots)
+        unknown = {newest.size, *within.values()} - roots.keys()
+        if unknown:
+            roots |= self._roots_at(unknown)
         for row in (c for c in rows if c.size == within.get(c.witness)):
             text = NoteCheckpoint(origin, row.size, roots[row.size]).body()
             try:
