@@ -101,10 +101,12 @@ class GateService:
         if config:
             (root / "gatehouse" / "service.yaml").write_text(json.dumps(dict(config)), encoding="utf-8")
         tokens = {}
-        for who, scope in (("etl-bot", "request"), ("bob", "decide")):
+        # The sandbox's --as stands in for signing in: frank (an admin) issues the pipeline's
+        # token, bob his own (the CLI knows its caller from the OS account, never from $USER).
+        for who, scope, issuer in (("etl-bot", "request", "frank"), ("bob", "decide", "bob")):
             created = subprocess.run(
-                [gatehouse, "token", "create", "--principal", who, "--scope", scope],
-                env=env | {"USER": "carol"},
+                [gatehouse, "--as", issuer, "token", "create", "--principal", who, "--scope", scope],
+                env=env,
                 check=True,
                 capture_output=True,
                 text=True,
