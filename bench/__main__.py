@@ -39,6 +39,7 @@ SUITE: tuple[Benchmark, ...] = (
     Benchmark("lineage_capture"),
     Benchmark("lineage_ingest_query", timeout_s=900),
     Benchmark("openlineage_receiver", timeout_s=900),
+    Benchmark("airflow_real_stack", timeout_s=1200),  # a whole Airflow deployment starts first
     Benchmark("airflow_resume", timeout_s=900),
     # Statement and request counts are exact per cycle, so one whole poll cycle (25 s) suffices for
     # the small sizes; 10,000 gates, the headline, gets two. Keeps `python -m bench` under 20 min.

@@ -6,6 +6,11 @@ and Airflow's own REST API server.
     DagRunner(env)                 one long-lived process running DAGs with dag.test(), in order
                                    (Airflow's in-process execution API starts once, not per run)
     AirflowApi.start(env)          `airflow api-server` on the same metadata DB, with a JWT
+    stack_env(...), spawn(...)     a real deployment's environment (PostgreSQL metadata DB,
+                                   LocalExecutor, execution API) and its long-lived processes
+    approve_gate / approve_hitl    the two ways a person answers: Gatehouse's decisions endpoint,
+                                   Airflow's Required Actions (``PATCH …/hitlDetails``)
+    alternate, compare             samples of both systems taken in turns; the figures and ratio
 
 ``python -m bench._airflow --serve`` is the runner's own process: one JSON job per stdin line
 ({"dag_file", "dag_id", "logical_date", "result", "env"}); results are written atomically.
@@ -13,17 +18,21 @@ and Airflow's own REST API server.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +42,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from cryptography.fernet import Fernet
+
+from bench._common import Figure, at_least, at_most, info, percentile
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,10 +113,12 @@ class GateService:
         if config:
             (root / "gatehouse" / "service.yaml").write_text(json.dumps(dict(config)), encoding="utf-8")
         tokens = {}
-        for who, scope in (("etl-bot", "request"), ("bob", "decide")):
+        # The sandbox's --as stands in for signing in: frank (an admin) issues the pipeline's
+        # token, bob his own (the CLI knows its caller from the OS account, never from $USER).
+        for who, scope, issuer in (("etl-bot", "request", "frank"), ("bob", "decide", "bob")):
             created = subprocess.run(
-                [gatehouse, "token", "create", "--principal", who, "--scope", scope],
-                env=env | {"USER": "carol"},
+                [gatehouse, "--as", issuer, "token", "create", "--principal", who, "--scope", scope],
+                env=env,
                 check=True,
                 capture_output=True,
                 text=True,
@@ -152,6 +166,24 @@ class GateService:
         return int(httpx.get(f"{self.base_url}/healthz", timeout=10).json()["waiting_gates"])
 
 
+def gate_of_run(bot: httpx.Client, run_id: str) -> str | None:
+    """The pending gate a GateOperator of DAG run ``run_id`` opened (its idempotency key names the run)."""
+    for gate in bot.get("/v1/gates", params={"status": "PENDING"}).json():
+        if run_id in (gate["request"].get("idempotency_key") or ""):
+            return str(gate["id"])
+    return None
+
+
+def approve_gate(bob: httpx.Client, gate_id: str) -> float:
+    """Approve as bob the way the console and the Slack button do; returns when the answer arrived
+    (``time.time()``: the decision is committed then)."""
+    response = bob.post(f"/v1/gates/{gate_id}/decisions", json={"decision": "approve"})
+    decided_at = time.time()
+    if response.status_code != 200 or response.json()["status"] != "APPROVED":
+        raise SystemExit(f"benchmark invalid: approving {gate_id} answered {response.status_code}")
+    return decided_at
+
+
 # ------------------------------------------------------------------ Airflow
 
 
@@ -178,56 +210,219 @@ def airflow_home(root: Path, dag_files: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass
 class AirflowApi:
-    """`airflow api-server` (core API) sharing the runner's metadata DB; all users are admins."""
+    """`airflow api-server` sharing the runner's metadata DB; the token is an anonymous admin's
+    (``simple_auth_manager_all_admins``) unless the deployment has users (``airflow_users``)."""
 
     base_url: str
     token: str
     process: subprocess.Popen[bytes]
 
     @classmethod
-    def start(cls, env: dict[str, str], log: Path) -> AirflowApi:
-        port = free_port()
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    str(BIN / "airflow"),
-                    "api-server",
-                    "-H",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "--apps",
-                    "core",
-                    "-w",
-                    "1",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def start(
+        cls,
+        env: dict[str, str],
+        log: Path,
+        port: int | None = None,
+        apps: str = "core",
+        user: tuple[str, str] | None = None,
+    ) -> AirflowApi:
+        """Serve ``apps`` ("core": the REST API only; "all" adds the execution API that a real
+        deployment's tasks and triggerer call) on ``port`` (a free one by default); the client
+        acts as ``user`` (name, password) when given."""
+        port = port or free_port()
+        command = [str(BIN / "airflow"), "api-server", "-H", "127.0.0.1", "-p", str(port)]
+        started = spawn("api-server", [*command, "--apps", apps, "-w", "1"], env, log.parent, log)
+        process = started.process
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_until(
-                "Airflow API server",
-                lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=5).is_success,
-                600,
-                0.5,
+            wait_until("Airflow API server", lambda: api_healthy(base, apps), 600, 0.5)
+            api = cls(base, "", process)
+            api.token = (
+                api.sign_in(*user)
+                if user
+                else httpx.get(f"{base}/auth/token", timeout=30).json()["access_token"]
             )
-            token = httpx.get(f"{base}/auth/token", timeout=30).json()["access_token"]
         except BaseException:
             stop(process)
             raise
-        return cls(base, token, process)
+        return api
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60
+    def sign_in(self, username: str, password: str) -> str:
+        """A token for ``username``, as the UI's login form gets one."""
+        response = httpx.post(
+            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=30
         )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
 
     @staticmethod
     def ti_path(dag_id: str, run_id: str, task_id: str) -> str:
         return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+
+
+def approve_hitl(airflow: httpx.Client, ti_path: str) -> float:
+    """Approve an ApprovalOperator task as the Required Actions UI does; returns when the answer
+    arrived (``time.time()``: the response is committed then)."""
+    response = airflow.patch(
+        f"{ti_path}/-1/hitlDetails", json={"chosen_options": ["Approve"], "params_input": {}}
+    )
+    decided_at = time.time()
+    if response.status_code != 200:
+        raise SystemExit(f"benchmark invalid: Airflow answered {response.status_code}: {response.text[:300]}")
+    return decided_at
+
+
+def hitl_parked(airflow: httpx.Client, ti_path: str) -> bool:
+    """The ApprovalOperator task waits for its answer (AWAITING_INPUT on 3.3, DEFERRED before)."""
+    response = airflow.get(ti_path)
+    return response.is_success and response.json().get("state") in {"awaiting_input", "deferred"}
+
+
+KINDS = ("gatehouse", "airflow")
+TARGET_P50_S = 0.25
+TARGET_RATIO = 10.0
+
+
+def alternate(samples: int, sample: Callable[[str], float]) -> dict[str, list[float]]:
+    """``samples`` of each kind, taken in turns and swapping who goes first every round, so both
+    systems see the same machine load (and the same warm-up debt)."""
+    measured: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for i in range(samples):
+        for kind in KINDS if i % 2 == 0 else KINDS[::-1]:
+            measured[kind].append(sample(kind))
+        print(
+            f"  sample {i + 1}/{samples}: "
+            + ", ".join(f"{kind} {measured[kind][-1]:.3f} s" for kind in KINDS),
+            flush=True,
+        )
+    return measured
+
+
+def compare(measured: Mapping[str, Sequence[float]]) -> list[Figure]:
+    """p50/p99 of both systems and their ratios, against the targets (Gatehouse p50, ratio p50)."""
+    ours, anchor = measured["gatehouse"], measured["airflow"]
+    label = "Airflow 3.3 ApprovalOperator (REST API): decision → downstream"
+    return [
+        at_most("Gatehouse GateOperator: decision → downstream p50", percentile(ours, 50), "s", TARGET_P50_S),
+        info("Gatehouse GateOperator: decision → downstream p99", percentile(ours, 99), "s"),
+        info(f"{label} p50", percentile(anchor, 50), "s"),
+        info(f"{label} p99", percentile(anchor, 99), "s"),
+        at_least(
+            "ratio p50 (ApprovalOperator ÷ Gatehouse)",
+            percentile(anchor, 50) / percentile(ours, 50),
+            "×",
+            TARGET_RATIO,
+        ),
+        info("ratio p99 (ApprovalOperator ÷ Gatehouse)", percentile(anchor, 99) / percentile(ours, 99), "×"),
+    ]
+
+
+def scratch_root(stack: contextlib.ExitStack, workdir: Path | None, prefix: str) -> Path:
+    """Where a benchmark's homes and logs go: kept under ``workdir``, else a temp dir ``stack`` removes."""
+    if workdir is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=workdir))
+
+
+def comparison_parser(module: str, doc: str, quick: int) -> argparse.ArgumentParser:
+    """The options both comparison benchmarks take: how many samples, and where the logs go."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{module}", description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{quick} samples per system")
+    parser.add_argument("--samples", type=int, help="samples per system (default 20)")
+    parser.add_argument("--workdir", type=Path, help="keep homes and logs here (default: a temp dir)")
+    return parser
+
+
+# ------------------------------------------------------------------ a real deployment
+
+
+@dataclass
+class Started:
+    """A long-lived process of the stack, in its own session, with its output in ``log``."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return f"--- {self.name} ({self.log}):\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def spawn(
+    name: str, command: list[str], env: Mapping[str, str], workdir: Path, log: Path | None = None
+) -> Started:
+    """Start ``command`` in its own session (a process group: killing it reaches all it forks)."""
+    log = log or workdir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    return Started(name, process, log)
+
+
+def api_healthy(base_url: str, apps: str = "all") -> bool:
+    """The REST API answers, and the execution API too when this server runs it."""
+    paths = ["/api/v2/monitor/health"] + (["/execution/health"] if apps != "core" else [])
+    try:
+        return all(httpx.get(f"{base_url}{path}", timeout=5).is_success for path in paths)
+    except httpx.TransportError:
+        return False
+
+
+def airflow_users(root: Path, names: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Admin users of Airflow's simple auth manager (settings, passwords): with users, a DAG run
+    triggered through the API records who triggered it, and an answer records who gave it."""
+    passwords = {name: secrets.token_urlsafe(16) for name in names}
+    path = root / "airflow-passwords.json"
+    path.write_text(json.dumps(passwords), encoding="utf-8")
+    settings = {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:admin" for name in names),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(path),
+    }
+    return settings, passwords
+
+
+def stack_env(
+    root: Path,
+    database_url: str,
+    api_port: int,
+    connection: Mapping[str, Any] | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment every process of a real deployment shares: a PostgreSQL metadata DB, the
+    LocalExecutor, the execution API on ``api_port``, one Fernet key (trigger kwargs are
+    encrypted) and one JWT secret (the executor signs what the api-server checks); ``connection``
+    as ``gatehouse_default`` (the production path), ``settings`` last."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GATEHOUSE_"))}
+    env = keep | {
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url.replace("postgresql://", "postgresql+psycopg://"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "3",
+        "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+    }
+    if connection is not None:
+        env["AIRFLOW_CONN_GATEHOUSE_DEFAULT"] = json.dumps(dict(connection))
+    return env | dict(settings or {})
 
 
 # ------------------------------------------------------------------ the dag.test() runner

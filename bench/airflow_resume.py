@@ -31,7 +31,6 @@ import argparse
 import random
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -39,21 +38,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench._airflow import AirflowApi, DagRunner, GateService, Job, airflow_home, stop, wait_until
-from bench._common import (
-    Figure,
-    at_least,
-    at_most,
-    info,
-    percentile,
-    print_figures,
-    warn_if_busy,
-    write_result,
+from bench._airflow import (
+    AirflowApi,
+    DagRunner,
+    GateService,
+    Job,
+    airflow_home,
+    alternate,
+    approve_gate,
+    approve_hitl,
+    compare,
+    comparison_parser,
+    gate_of_run,
+    hitl_parked,
+    scratch_root,
+    stop,
+    wait_until,
 )
+from bench._common import print_figures, warn_if_busy, write_result
 
 NAME = "airflow_resume"
-TARGET_P50_S = 0.25
-TARGET_RATIO = 10.0
 RUN_TIMEOUT_S = 600.0
 
 DAG_FILE = "gatehouse_bench_dags.py"
@@ -143,63 +147,19 @@ class Bench:
         return checked
 
     def _gatehouse(self, run_id: str) -> Callable[[], float]:
-        def pending() -> str | None:
-            for gate in self.bot.get("/v1/gates", params={"status": "PENDING"}).json():
-                if run_id in (gate["request"].get("idempotency_key") or ""):
-                    return str(gate["id"])
-            return None
-
-        gate_id = wait_until("gate", self._alive(pending), RUN_TIMEOUT_S, 0.1)
+        gate_id = wait_until("gate", self._alive(lambda: gate_of_run(self.bot, run_id)), RUN_TIMEOUT_S, 0.1)
         wait_until("the trigger's long-poll", lambda: self.service.waiting_gates() >= 1, RUN_TIMEOUT_S, 0.05)
-
-        def approve() -> float:
-            response = self.bob.post(f"/v1/gates/{gate_id}/decisions", json={"decision": "approve"})
-            decided_at = time.time()
-            if response.status_code != 200 or response.json()["status"] != "APPROVED":
-                raise SystemExit(f"benchmark invalid: approving {gate_id} answered {response.status_code}")
-            return decided_at
-
-        return approve
+        return lambda: approve_gate(self.bob, gate_id)
 
     def _airflow(self, kind: str, run_id: str) -> Callable[[], float]:
         path = AirflowApi.ti_path(dag_id(kind), run_id, "gate")
-        parked = {"awaiting_input", "deferred"}
-
-        def waiting() -> bool:
-            response = self.airflow.get(path)
-            return response.is_success and response.json().get("state") in parked
-
-        wait_until(f"{kind} task awaiting input", self._alive(waiting), RUN_TIMEOUT_S, 0.1)
-
-        def approve() -> float:
-            response = self.airflow.patch(
-                f"{path}/-1/hitlDetails", json={"chosen_options": ["Approve"], "params_input": {}}
-            )
-            decided_at = time.time()
-            if response.status_code != 200:
-                raise SystemExit(
-                    f"benchmark invalid: Airflow answered {response.status_code}: {response.text[:300]}"
-                )
-            return decided_at
-
-        return approve
-
-
-def summary(label: str, samples: Sequence[float]) -> list[Figure]:
-    return [
-        info(f"{label}: decision → downstream p50", percentile(samples, 50), "s"),
-        info(f"{label}: decision → downstream p99", percentile(samples, 99), "s"),
-    ]
+        parked = self._alive(lambda: hitl_parked(self.airflow, path))
+        wait_until(f"{kind} task awaiting input", parked, RUN_TIMEOUT_S, 0.1)
+        return lambda: approve_hitl(self.airflow, path)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.airflow_resume", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="5 samples per system")
-    parser.add_argument("--samples", type=int, help="samples per system (default 20)")
-    parser.add_argument("--workdir", type=Path, help="keep homes and logs here (default: a temp dir)")
-    return parser.parse_args(argv)
+    return comparison_parser("airflow_resume", __doc__, quick=5).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -209,33 +169,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     warn_if_busy()
     started = time.monotonic()
     with ExitStack() as stack:
-        if args.workdir:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            root = Path(tempfile.mkdtemp(prefix="gh-bench-airflow-", dir=args.workdir))
-        else:
-            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gh-bench-airflow-")))
-        bench = Bench(root, stack)
+        bench = Bench(scratch_root(stack, args.workdir, "gh-bench-airflow-"), stack)
         print("warming up (Airflow's in-process execution API starts once)…", flush=True)
         for kind in ("gatehouse", "airflow"):
             bench.sample(kind)
-        measured: dict[str, list[float]] = {"gatehouse": [], "airflow": []}
-        for i in range(samples):
-            for kind in ("gatehouse", "airflow") if i % 2 == 0 else ("airflow", "gatehouse"):
-                measured[kind].append(bench.sample(kind))
-            print(
-                f"  sample {i + 1}/{samples}: gatehouse {measured['gatehouse'][-1]:.3f} s, "
-                f"airflow {measured['airflow'][-1]:.3f} s",
-                flush=True,
-            )
-    ours, anchor = measured["gatehouse"], measured["airflow"]
-    ratio = percentile(anchor, 50) / percentile(ours, 50)
-    figures = [
-        at_most("Gatehouse GateOperator: decision → downstream p50", percentile(ours, 50), "s", TARGET_P50_S),
-        info("Gatehouse GateOperator: decision → downstream p99", percentile(ours, 99), "s"),
-        *summary("Airflow 3.3 ApprovalOperator (REST API)", anchor),
-        at_least("ratio p50 (ApprovalOperator ÷ Gatehouse)", ratio, "×", TARGET_RATIO),
-        info("ratio p99 (ApprovalOperator ÷ Gatehouse)", percentile(anchor, 99) / percentile(ours, 99), "×"),
-    ]
+        measured = alternate(samples, bench.sample)
+    figures = compare(measured)
     print_figures("Airflow: decision → downstream task running (dag.test, same install)", figures)
     path = write_result(
         NAME,

@@ -29,7 +29,8 @@ TITLES = {
     "lineage_capture": "Lineage: DataFrame metadata capture",
     "lineage_ingest_query": "Lineage: ingest and governance queries",
     "openlineage_receiver": "Lineage: OpenLineage receiver and approval scope check",
-    "airflow_resume": "Airflow: decision → downstream task running",
+    "airflow_real_stack": "Airflow, real deployment: decision → downstream task running",
+    "airflow_resume": "Airflow under dag.test(): decision → downstream task running",
     "airflow_triggerer_scale@10000": "Airflow: 10,000 gates waiting in one triggerer",
     "prefect_resume": "Prefect: decision → flow running again",
     "dagster_resume": "Dagster: decision → op continues; sensor tick",
@@ -68,7 +69,7 @@ def headline_rows(results: dict[str, dict[str, Any]]) -> list[str]:
         for fig in result["figures"]:
             label = fig["figure"]
             if fig.get("target") is not None or re.search(
-                r"ratio|anchor|native|ApprovalOperator", label, re.I
+                r"ratio|anchor|native|ApprovalOperator|scheduler", label, re.I
             ):
                 rows.append(f"| {title} | {label} | {_value(fig)} | {_target(fig)} | {_verdict(fig)} |")
     return rows

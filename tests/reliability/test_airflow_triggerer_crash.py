@@ -43,15 +43,14 @@ from typing import Any, TypeVar
 import httpx
 import psycopg
 import pytest
-from cryptography.fernet import Fernet
 
+from bench._airflow import Started, api_healthy, spawn, stack_env
 from gate_core import GateFilter, GateStatus, Verdict, open_gatekeeper
 from tests.conftest import PostgresServer
 from tests.reliability.conftest import Report, example_home
 from tests.service.conftest import free_port, launch_server, make_tokens, stop_server
 
 PREFIX = "Airflow triggerer kill -9"
-ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 RUNNER_MODULE = "tests.reliability.test_airflow_triggerer_crash"  # this file, as the runner
 LOGICAL_DATE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,6 +58,11 @@ DAG_ID = "gh_triggerer_crash"
 APPROVED, REJECTED, SKIPPED, LATE = "gate_approved", "gate_rejected", "gate_skipped", "gate_late"
 GATES = (APPROVED, REJECTED, SKIPPED, LATE)
 HEALTH_CHECK_S = 5  # triggerer #2 adopts triggers whose triggerer missed heartbeats this long
+# Triggerer #1 heartbeats every second; triggerer #2 adopts its triggers HEALTH_CHECK_S after it died.
+TRIGGERER_SETTINGS = {
+    "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+    "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(HEALTH_CHECK_S),
+}
 START_TIMEOUT = 600.0  # Airflow start-up and first deferral, on a shared 2-core machine
 RUN_TIMEOUT = 300.0
 
@@ -110,31 +114,6 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Started:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return f"--- {self.name} ({self.log}):\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def spawn(name: str, command: list[str], env: dict[str, str], workdir: Path) -> Started:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,  # its own process group: kill -9 reaches everything it forked
-        )
-    return Started(name, process, log)
 
 
 def _stat(pid: int) -> list[str]:
@@ -254,30 +233,6 @@ class AirflowDb:
         return parsed
 
 
-def airflow_env(
-    root: Path, database_url: str, gatehouse_url: str, token: str, api_port: int
-) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "GATEHOUSE_"))}
-    connection = {"conn_type": "gatehouse", "host": gatehouse_url, "password": token}
-    return keep | {
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "8",
-        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),  # trigger kwargs are encrypted
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,  # the runner signs, the api-server checks
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url.replace("postgresql://", "postgresql+psycopg://"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "3",
-        "AIRFLOW__OPENLINEAGE__DISABLED": "True",
-        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(HEALTH_CHECK_S),
-        "AIRFLOW_CONN_GATEHOUSE_DEFAULT": json.dumps(connection),  # the production path: a connection
-    }
-
-
 # --------------------------------------------------------------------------- the test
 
 
@@ -287,16 +242,6 @@ def stop_all(started: list[Started]) -> None:
             kill_9(process)
         except Exception as exc:  # keep cleaning up; the test's own failure is the one to see
             print(f"could not stop {process.name}: {exc!r}", file=sys.stderr)
-
-
-def api_healthy(base_url: str) -> bool:
-    try:
-        return all(
-            httpx.get(f"{base_url}{path}", timeout=5).is_success
-            for path in ("/api/v2/monitor/health", "/execution/health")
-        )
-    except httpx.TransportError:
-        return False
 
 
 def decide(base_url: str, gate_id: str, token: str, verdict: str, comment: str) -> None:
@@ -325,7 +270,8 @@ def test_kill_9_of_the_triggerer_loses_no_gate_and_no_decision(
         cleanup.callback(stop_all, started)
         db = AirflowDb(database_url)
         api_port = free_port()
-        env = airflow_env(tmp_path, database_url, server.base_url, tokens["bot"], api_port)
+        connection = {"conn_type": "gatehouse", "host": server.base_url, "password": tokens["bot"]}
+        env = stack_env(tmp_path, database_url, api_port, connection, TRIGGERER_SETTINGS)
         (tmp_path / "dags").mkdir()
         records = tmp_path / "records.jsonl"
         dag_file = tmp_path / "dags" / "triggerer_crash.py"
