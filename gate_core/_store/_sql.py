@@ -145,8 +145,10 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return sqlstate in _RETRYABLE_SQLSTATES or bool(exc.connection_invalidated)
 
 
-def _unavailable(exc: DBAPIError) -> StoreUnavailable:
-    first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+def _unavailable(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> StoreUnavailable:
+    """SQLAlchemy's wrapped error, or a raw cursor's own driver error (audit_rows, stored_state)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     return StoreUnavailable(f"database unavailable: {first_line}")
 
 
@@ -589,7 +591,7 @@ class SqlStore:
         except DBAPIError as exc:
             raise _unavailable(exc) from exc
         except (psycopg.Error, sqlite3.Error) as exc:  # raw cursors: the driver's own errors
-            raise StoreUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
+            raise _unavailable(exc) from exc
 
     def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:
         with self._read() as conn:
@@ -614,7 +616,7 @@ class SqlStore:
                 )
                 counted = {(g, v): int(n) for g, v, n in cursor.fetchall()}
             except (psycopg.Error, sqlite3.Error) as exc:  # a raw cursor: the driver's own errors
-                raise StoreUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
+                raise _unavailable(exc) from exc
             finally:
                 cursor.close()
         return StoredState(statuses, counted)
