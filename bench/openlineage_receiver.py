@@ -257,12 +257,8 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     sender = Actor(principal_id="etl-bot", via=AuthMethod.API_TOKEN)
     runs = ingest._runs(seen)
     started = time.perf_counter()
-    by_run: dict[tuple[str, str, str], Any] = {}
-    for r in runs.values():  # one lookup per orchestrator run, as the receiver does per batch
-        key = (r.orchestrator, r.pipeline, r.run_id)
-        if key not in by_run:
-            by_run[key] = ingest.gates_of(r)
-    gates = {i: by_run[(r.orchestrator, r.pipeline, r.run_id)] for i, r in runs.items()}
+    by_run = ingest.gates_of_runs(runs.values())  # one scan of the gates, as the receiver does a batch
+    gates = {i: by_run.get((r.orchestrator, r.pipeline, r.run_id), []) for i, r in runs.items()}
     relevant = ingest.relevant_tags()
     for s in seen:
         for ds in s.datasets:

@@ -200,12 +200,9 @@ class OpenLineageIngest:
             known[seen.ol_run_id] = run
         return known
 
-    def gates_of(self, run: RunContext) -> list[Gate]:
-        """Gates opened in the same orchestrator run (any task)."""
-        return self.gates_of_runs([run]).get(_run_key(run), [])
-
     def gates_of_runs(self, runs: Iterable[RunContext]) -> dict[RunKey, list[Gate]]:
-        """The gates of each of these orchestrator runs."""
+        """The gates opened in each of these orchestrator runs (any task), keyed by
+        ``(orchestrator, pipeline, run id)``."""
         runs = list(runs)
         return self._load_gates(runs, self._gate_ids(runs))
 
