@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gate_core._errors import AuditError
+from gate_core._hash_worker import entry_hash
 from gate_core._merkle import EMPTY_ROOT, NODE_LEVEL, fold
 from gate_core._models import Actor, canonical_json
 from gate_core._passkeys import PasskeyLedger
@@ -190,7 +191,7 @@ def entry_body(seq: int, draft: AuditDraft) -> str:
 
 
 def chain_hash(prev_hash: str, body: str) -> str:
-    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+    return entry_hash(prev_hash, body)
 
 
 def chain(prev_seq: int, prev_hash: str, drafts: Iterable[AuditDraft]) -> list[AuditEntry]:
@@ -513,6 +514,7 @@ def verify_chain(
     public_key: Ed25519PublicKey | None,
     state: Callable[[], StoredState] | None = None,
     tree_nodes: Callable[[], Iterable[tuple[int, int, bytes]]] | None = None,
+    hashed_elsewhere: Callable[[int], tuple[int, str] | None] | None = None,
 ) -> VerifyReport:
     """Verify rows ``(seq, event, gate_id, body, prev_hash, hash)`` in seq order against checkpoints.
 
@@ -525,7 +527,9 @@ def verify_chain(
     replayed log; with ``tree_nodes`` (``(level, index, hash)`` of the stored Merkle tree), every
     stored node is checked against the tree recomputed from the entries: proofs are served from
     those nodes, so an edited one is evidence of tampering even though no proof built on it
-    would verify.
+    would verify. With ``hashed_elsewhere`` (``gate_core._hash_worker``: another process re-hashed
+    the same rows), the rows' own hashes are not recomputed here; given the last entry that matters,
+    it answers the first entry up to it whose hash does not match, as ``(seq, its prev_hash)``.
     """
     if public_key is None:
         raise AuditError(
@@ -565,21 +569,36 @@ def verify_chain(
     event_parts: dict[str, str] = {}
     last_gate: str | None = None
     gate_part = ',"gate":null,"payload":'
+    hash_here = hashed_elsewhere is None
+    edited = "content does not match its hash (entry edited)"
+
+    def bad(last_seen: int, report: VerifyReport) -> VerifyReport:
+        """``report``, unless the hashes checked elsewhere found a bad entry at or before
+        ``last_seen`` — the one this loop would have stopped at first."""
+        found = None if hashed_elsewhere is None else hashed_elsewhere(last_seen)
+        if found is None:
+            return report
+        return VerifyReport(False, found[0] - 1, found[1], 0, found[0], edited)
+
     for seq, event, gate_id, body, prev_hash, digest in rows:
         if seq != expected_seq:
             missing = expected_seq if seq > expected_seq else seq
-            return VerifyReport(
-                False, expected_seq - 1, prev, 0, missing, f"expected entry {expected_seq}, found {seq}"
+            return bad(
+                expected_seq - 1,
+                VerifyReport(
+                    False, expected_seq - 1, prev, 0, missing, f"expected entry {expected_seq}, found {seq}"
+                ),
             )
         if prev_hash != prev:
-            return VerifyReport(
-                False, seq - 1, prev, 0, seq, "previous-hash link does not match the entry before it"
+            return bad(
+                seq - 1,
+                VerifyReport(
+                    False, seq - 1, prev, 0, seq, "previous-hash link does not match the entry before it"
+                ),
             )
         data = body.encode()
-        if sha256(prev.encode() + b"\n" + data).hexdigest() != digest:
-            return VerifyReport(
-                False, seq - 1, prev, 0, seq, "content does not match its hash (entry edited)"
-            )
+        if hash_here and sha256(prev.encode() + b"\n" + data).hexdigest() != digest:
+            return VerifyReport(False, seq - 1, prev, 0, seq, edited)
         if gate_id != last_gate:
             last_gate = gate_id
             gate_part = f',"gate":{_gate_json(gate_id)},"payload":'
@@ -595,7 +614,8 @@ def verify_chain(
                 if body.startswith(gate_part, gate_at):
                     payload_at = gate_at + len(gate_part)
         if payload_at < 0:
-            return VerifyReport(False, seq - 1, prev, 0, seq, _column_problem(body, seq, event, gate_id))
+            columns = _column_problem(body, seq, event, gate_id)
+            return bad(seq, VerifyReport(False, seq - 1, prev, 0, seq, columns))
         node = sha256(b"\x00" + data).digest()
         index = seq - 1
         level = 0
@@ -619,13 +639,15 @@ def verify_chain(
         if event in passkey_events and passkeys.wants(event, gate_id, body):
             problem = passkeys.feed(event, gate_id, body)
             if problem is not None:
-                return VerifyReport(False, seq - 1, prev, 0, seq, problem)
+                return bad(seq, VerifyReport(False, seq - 1, prev, 0, seq, problem))
         prev = digest
         if seq in wanted:
             hash_at[seq] = digest
             root_at[seq] = fold(edge)
         expected_seq += 1
     size = expected_seq - 1
+    if hashed_elsewhere is not None and (found := hashed_elsewhere(size)) is not None:
+        return VerifyReport(False, found[0] - 1, found[1], 0, found[0], edited)
     checked = 0
     if size and not marks:
         return VerifyReport(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import logging
 import re
 import time
@@ -37,6 +38,7 @@ from gate_core._audit import (
 )
 from gate_core._cosign import SignatureLine, check_cosignatures, parse_checkpoint_text, parse_note
 from gate_core._errors import AuditError, InvalidInput
+from gate_core._hash_worker import Rehash, first_mismatch
 from gate_core._merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -61,6 +63,9 @@ log = logging.getLogger("gatehouse.audit")
 _EXTENSION_EVENT = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
 # Extensions append under their own area ("lineage."), never the core's ("gate.", "decision."…).
 _CORE_AREAS = frozenset(v.split(".")[0] for k, v in vars(Event).items() if k.isupper())
+
+
+REHASH_FROM = 50_000
 
 
 class AuditService:
@@ -92,6 +97,9 @@ class AuditService:
         self._retry_at: dict[str, float] = {}  # witness → monotonic time of its next attempt
         self._retry_delay: dict[str, float] = {}
         self._cosigned: dict[str, int] = {}  # witness → largest size it cosigned for this process
+        # From this many entries on, verify has another process re-check the chain hashes beside
+        # its own scan (gate_core._hash_worker); below it, starting one costs more than it saves.
+        self.rehash_from = REHASH_FROM
 
     def use_witnesses(self, policy: WitnessPolicy | None, transport: WitnessTransport | None = None) -> None:
         """Submit every checkpoint signed from now on to these witnesses, and require their quorum
@@ -543,12 +551,30 @@ class AuditService:
         last = self._last
         stored = self.log.checkpoints()
         elsewhere = [*extra_checkpoints, *([last] if last is not None else [])]
+        head = self.log.audit_head()
         before = self.log.stored_state()
 
         def settled() -> StoredState:
+            # Every audited change moves the head in its own transaction: if the head did not
+            # move, the state read before the scan is the state now (one read of ~400,000 rows
+            # fewer on a million-entry log).
+            if self.log.audit_head() == head:
+                return before
             return settle(before, self.log.stored_state())
 
-        report = verify_chain(self.log.audit_rows(), [*stored, *elsewhere], key, settled, self.log.tree_rows)
+        rehash = self.log.rehash_elsewhere() if head[0] >= self.rehash_from else None
+        try:
+            report = verify_chain(
+                self.log.audit_rows(),
+                [*stored, *elsewhere],
+                key,
+                settled,
+                self.log.tree_rows,
+                None if rehash is None else lambda upto: self._rehashed(rehash, upto),
+            )
+        finally:
+            if rehash is not None:
+                rehash.close()
         if not report.ok:
             return report
         # Every checkpoint is added to the database first; one held elsewhere that the database
@@ -570,6 +596,25 @@ class AuditService:
             return report
         assert key is not None  # verify_chain raised without one
         return self._check_witnessed(report, [*stored, *elsewhere], key, policy)
+
+    def _rehashed(self, rehash: Rehash, upto: int) -> tuple[int, str] | None:
+        """The first entry up to ``upto`` whose stored hash is not its content's, as the other
+        process found it — with whatever it did not reach (entries appended since it read the
+        log, or everything if it failed) hashed here: a failed helper costs time, never a check."""
+        answer = rehash.answer()
+        checked_to = 0
+        if "error" in answer:
+            log.warning("audit verify: hashing in this process instead (%s)", answer["error"])
+        elif answer["bad_seq"] is not None and answer["bad_seq"] <= upto:
+            return int(answer["bad_seq"]), str(answer["bad_prev"])
+        else:
+            checked_to = int(answer["last_seq"]) if answer["bad_seq"] is None else upto
+        if checked_to >= upto:
+            return None
+        with closing(self.log.audit_rows(from_seq=checked_to + 1)) as rows:
+            rest = ((seq, body, prev, digest) for seq, _, _, body, prev, digest in rows)
+            found = first_mismatch(itertools.takewhile(lambda row: row[0] <= upto, rest))
+        return None if found["bad_seq"] is None else (int(found["bad_seq"]), str(found["bad_prev"]))
 
     # ------------------------------------------------------------ proofs
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState
 from gate_core._cosign import StoredCosignature
 from gate_core._errors import GatehouseError
+from gate_core._hash_worker import Rehash
 from gate_core._models import Decision, Gate, GateStatus
 from gate_core._passkeys import Passkey
 from gate_core._tokens import ApiToken
@@ -134,6 +135,9 @@ class AuditLog(Protocol):
     def audit_rows(self, from_seq: int = 1) -> Generator[tuple[int, str, str | None, str, str, str]]: ...
 
     def stored_state(self) -> StoredState: ...
+
+    # Another process re-checking the chain's hashes while verify scans (None: hash in process).
+    def rehash_elsewhere(self) -> Rehash | None: ...
 
     def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]: ...
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -49,6 +50,7 @@ from gate_core._errors import (
     StoreUnavailable,
     UnreadableRecord,
 )
+from gate_core._hash_worker import Rehash
 from gate_core._hashing import sha256_hex
 from gate_core._models import (
     ApprovalRequirement,
@@ -592,6 +594,22 @@ class SqlStore:
             raise _unavailable(exc) from exc
         except (psycopg.Error, sqlite3.Error) as exc:  # raw cursors: the driver's own errors
             raise _unavailable(exc) from exc
+
+    def rehash_elsewhere(self) -> Rehash | None:
+        """The log's chain hashes re-checked by another process over its own connection
+        (``gate_core._hash_worker``), or None where one cannot reach this database (in memory)
+        or cannot be started — the caller then hashes in process."""
+        url = self.engine.url
+        if self.dialect == "sqlite":
+            if url.database in (None, "", ":memory:"):
+                return None
+            database = str(Path(url.database).resolve())
+        else:
+            database = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            return Rehash({"dialect": self.dialect, "database": database, "from_seq": 1})
+        except OSError:
+            return None
 
     def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:
         with self._read() as conn:

@@ -19,6 +19,15 @@ from gate_core.testing import actor
 from tests.gate_core.conftest import pii_export, prod_redeploy
 
 
+@pytest.fixture(params=["hashed in process", "hashed by a second process"])
+def gatekeeper(gatekeeper: Gatekeeper, request: pytest.FixtureRequest) -> Gatekeeper:
+    """Every attack twice: a large log's verify has another process re-check the chain hashes
+    (gate_core._hash_worker), which must name the same first bad entry as hashing in process."""
+    if request.param == "hashed by a second process":
+        gatekeeper.audit.rehash_from = 0
+    return gatekeeper
+
+
 def fill(gk: Gatekeeper) -> int:
     for _ in range(3):
         gate = gk.open(prod_redeploy(), submitted_by=actor("alice"))
