@@ -45,12 +45,28 @@ TARGETS = ["slack:#data-approvals", "teams:governance", "teamsbot:governance", "
 OUT_OF_SCOPE = "lineage.out_of_scope"
 
 # Every trick at once, then padding to the longest name the receiver accepts.
-MARKUP = (
-    "pay<https://evil.example/login|click here> <!channel> <!here> <!everyone> <@U0ADMIN> "
-    "<!subteam^S0SEC> *bold* _it_ ~strike~ `tick` [click](https://evil.example/md) "
-    "<at>bob</at> <b>html</b> <a href='https://evil.example/a'>a</a> &amp; "
-    "https://evil.example/bare\n> forged quote\n:white_check_mark: Approved by security\r\n- item"
+TRICKS = (
+    "<https://evil.example/login|click here>",  # Slack link with a label of P's choosing
+    "<!channel>",  # Slack broadcasts
+    "<!here>",
+    "<!everyone>",
+    "<@U0ADMIN>",  # a Slack mention
+    "<!subteam^S0SEC>",  # a user-group mention
+    "*bold*",  # formatting
+    "_it_",
+    "~strike~",
+    "`tick`",  # a backtick: leaves the code span a name is shown in
+    "[click](https://evil.example/md)",  # Markdown link (Teams)
+    "<at>bob</at>",  # Teams mention
+    "<b>html</b>",
+    "<a href='https://evil.example/a'>a</a>",
+    "&amp;",  # an entity
+    "https://evil.example/bare",  # a bare URL, linked by the client
+    "\n> forged quote",  # newlines: a quote, a forged line, a list item of the name's own
+    "\n:white_check_mark: Approved by security",
+    "\r\n- item",
 )
+MARKUP = "pay" + " ".join(TRICKS)
 HOSTILE = MARKUP + " " + "x" * (999 - len(MARKUP))  # the receiver takes names up to 1,000
 
 
@@ -243,5 +259,6 @@ def test_markup_in_a_dataset_name_reaches_no_channel_alive(channels: Channels, r
     assert alert["dataset"] == f"{ol.PG}/{HOSTILE}" and alert["gate_id"] == gate_id
     report(
         f"Alert markup (P): tricks in one dataset name ({backend(svc)})",
-        "16 tried (links, mentions, broadcasts, formatting, HTML, newlines, 1,100 chars), 0 alive",
+        f"{len(TRICKS) + 1} tried (links, mentions, broadcasts, formatting, HTML, newlines, "
+        f"{len(HOSTILE):,} characters) x 3 chat channels, 0 alive",
     )
