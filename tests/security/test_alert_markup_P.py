@@ -32,7 +32,7 @@ import pytest
 from gate_core import Settings
 from gate_core.service import ServiceConfig
 from tests.lineage import ol_shapes as ol
-from tests.lineage.test_openlineage_receiver import approved_gate, post, run_id, store_of
+from tests.lineage.test_openlineage_receiver import approved_gate, cli, post, run_id, store_of
 from tests.service.conftest import Service
 from tests.service.http_receiver import HttpReceiver
 from tests.service.slack_standin import SlackStandIn
@@ -261,4 +261,63 @@ def test_markup_in_a_dataset_name_reaches_no_channel_alive(channels: Channels, r
         f"Alert markup (P): tricks in one dataset name ({backend(svc)})",
         f"{len(TRICKS) + 1} tried (links, mentions, broadcasts, formatting, HTML, newlines, "
         f"{len(HOSTILE):,} characters) x 3 chat channels, 0 alive",
+    )
+
+
+# ---------------------------------------------------------------- flood
+
+FLOOD = 1000
+
+
+def test_a_thousand_findings_are_all_kept_and_one_alert_per_target(channels: Channels, report: Any) -> None:
+    svc = channels.service
+    hub = svc.app.state.gatehouse.hub
+    now = [1_000_000.0]
+    hub.clock = lambda: now[0]  # the coalescing window's clock, moved by hand
+    run = run_id()
+    gate_id = approved_gate(svc, "export_dag", run)
+    names = [f"test.public.pii_{i:04d}" for i in range(FLOOD)]
+    response = post(svc, read_of("export_dag", run, *names), batch=True)
+    assert response.status_code == 201, response.text
+    assert response.json()["violations"] == FLOOD
+    wait_until(lambda: all(n >= 1 for n in channels.counts().values()))
+    svc.drain()
+
+    # none lost: stored, audited, counted, listed
+    assert len(store_of(svc).violations(gate_id=gate_id, limit=5000).rows) == FLOOD
+    audited = svc.gatekeeper.store.engine  # type: ignore[attr-defined]
+    from sqlalchemy import text as sql
+
+    with audited.connect() as conn:
+        entries = conn.execute(
+            sql("SELECT count(*) FROM gh_audit_log WHERE event = :e AND gate_id = :g"),
+            {"e": OUT_OF_SCOPE, "g": gate_id},
+        ).scalar_one()
+    assert entries == FLOOD
+    listed = cli(svc, "violations", "--gate", gate_id, "--limit", "5000", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)["rows"]) == FLOOD
+    first = channels.counts()
+    assert first == {"slack": 1, "teams": 1, "teamsbot": 1, "webhook": 1}, first
+
+    # the interval passes: one summary of the other 999 per target (the newest, "and 998 more"),
+    # naming where they all are
+    now[0] += hub.alert_interval_s
+    wait_until(lambda: all(n == 2 for n in channels.counts().values()))
+    svc.drain()
+    assert channels.counts() == {"slack": 2, "teams": 2, "teamsbot": 2, "webhook": 2}
+    command = f"gatehouse lineage violations --gate {gate_id}"
+    summary = channels.slack_alerts()[-1].body["text"]
+    assert f"{FLOOD - 2} more findings" in summary.replace(",", "") and command in summary
+    teams_card = json.loads(channels.teams_alerts()[-1].body)["attachments"][0]["content"]
+    assert f"{FLOOD - 2} more findings" in json.dumps(teams_card).replace(",", "")
+    assert json.loads(channels.siem_alerts()[-1].body)["alert"]["more_findings"] == FLOOD - 2
+    # nothing more to tell: another interval sends nothing
+    now[0] += hub.alert_interval_s
+    hub.flush_alerts()
+    svc.drain()
+    assert sum(channels.counts().values()) == 8
+    report(
+        f"Alert flood (P): posts for {FLOOD:,} findings of one gate, per target ({backend(svc)})",
+        "2 (one alert, one summary after the interval); before: 1,000",
     )
