@@ -105,6 +105,7 @@ def _sweep_once(state: ServiceState) -> None:
         "directory": state.directory_watch.check if state.directory_watch else lambda: None,
         "expiry": expiry,
         "reminders": reminders,
+        "alerts": state.hub.flush_alerts,  # summaries of findings held back since the last alert
         "checkpoint": gatekeeper.audit.checkpoint_if_moved,
         "witnesses": gatekeeper.audit.witness_pending,  # a checkpoint a witness missed, retried
     }
@@ -164,7 +165,9 @@ def create_app(
         config=config,
         bus=ChangeBus(),
         hub=NotificationHub(
-            gatekeeper, build_notifiers(config, gatekeeper) if notifiers is None else notifiers
+            gatekeeper,
+            build_notifiers(config, gatekeeper) if notifiers is None else notifiers,
+            alert_interval_s=config.alert_interval_s,
         ),
         auth=Authenticator(gatekeeper, config.oidc, config.proxy),
         decisions=DecisionBatcher(gatekeeper),

@@ -212,6 +212,9 @@ class ServiceConfig(_Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_wait_s: float = Field(default=60.0, gt=0, le=600)
     sweep_interval_s: float = Field(default=1.0, gt=0)
+    # at most one out-of-scope alert per gate and notify target this often; the rest are summarised
+    # (notify/_hub.py); 0 sends every finding on its own
+    alert_interval_s: float = Field(default=300.0, ge=0, le=86_400)
     notifiers: dict[str, dict[str, Any]] = {}  # checked by each entry's type: see _configure_notifiers
     slack: SlackConfig | None = None  # legacy keys, translated to instances (module docstring)
     teams: dict[str, Any] = {}

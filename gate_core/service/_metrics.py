@@ -243,8 +243,8 @@ class StateCollector:
         yield from (running, errors, bad)
         last = GaugeMetricFamily(
             "gatehouse_loop_last_success_timestamp_seconds",
-            "When a duty of a background loop last completed (unix time): sweeper expiry, reminders and "
-            "checkpoint; listener listen; notifier delivery.",
+            "When a duty of a background loop last completed (unix time): sweeper expiry, reminders, "
+            "alerts and checkpoint; listener listen; notifier delivery.",
             labels=["loop", "duty"],
         )
         for (name, duty), at in sorted(state.loops.last_success().items()):

@@ -8,7 +8,9 @@ name or a reason can neither inject formatting or mentions nor make chat.postMes
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -267,6 +269,42 @@ def reminder_text(gate: Gate) -> str:
     return (
         f":alarm_clock: Reminder: gate {_code(gate.id)} still needs {_plural(missing, 'approval')} "
         f"({approvals_line(gate)}); it expires at {_when(gate.expires_at)}."
+    )
+
+
+def _one_line(text: str, limit: int) -> str:
+    """A pipeline's text as inline code on one line: in a code span Slack links no bare URL and
+    renders no *bold*; a newline would end the span and let the rest speak as a line (or a
+    ``>`` quote) of its own, so whitespace is flattened first."""
+    return _code(" ".join(text.split()), limit)
+
+
+def alert_text(gate: Gate, details: Mapping[str, Any], console_url: str) -> str:
+    """An approval-scope finding (``lineage.out_of_scope``) in four lines of mrkdwn.
+
+    Every value but the gate id and the link comes from events a pipeline sent (dataset, run ids,
+    the detail naming the dataset): each is one line of inline code, escaped and cut. When
+    ``more_findings`` is set, this is the summary of findings held back since the last alert."""
+    said = {k: str(details.get(k) or "") for k in ("operation", "dataset", "kind", "detail")}
+    run = " / ".join(str(details.get(k) or "") for k in ("pipeline", "run_id", "task_id") if details.get(k))
+    more = int(details.get("more_findings") or 0)
+    command = f"gatehouse lineage violations --gate {gate.id}"
+    operation, dataset, kind = (
+        _one_line(said[k], n) for k, n in (("operation", 40), ("dataset", 700), ("kind", 40))
+    )
+    action = _code(gate.request.action)
+    headline = (
+        f":warning: Out of scope for gate {_code(gate.id)} ({action}): {operation} of {dataset} — {kind}"
+    )
+    if more:
+        headline += f", and {more:,} more {'finding' if more == 1 else 'findings'} since the last alert"
+    return "\n".join(
+        [
+            headline,
+            f"Why: {_one_line(said['detail'], 700)}",
+            f"Run: {_one_line(str(details.get('orchestrator') or '') + ': ' + run, 400)}",
+            f"{_link(console_url, 'Open the gate')} · every finding: `{command}`",
+        ]
     )
 
 

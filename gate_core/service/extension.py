@@ -48,7 +48,9 @@ class ServiceContext(Protocol):
 
     def alert(self, gate: Gate, event: str, details: Mapping[str, Any]) -> None:
         """Tell the gate's notify targets about ``event`` (e.g. ``lineage.out_of_scope``), in the
-        background; notifiers without alerts skip it."""
+        background; notifiers without alerts skip it. Coalesced: at most one message per gate and
+        target each ``alert_interval_s``, then a summary (``more_findings``), so the caller keeps
+        its own record of every finding."""
         ...
 
 

@@ -108,7 +108,16 @@ def test_metrics_name_no_person_and_no_content(
         "outcome": {"approved", "rejected", "delivered", "retried", "failed"},
         "action": {"decide", "cancel", "consume"},
         "loop": {"sweeper", "notifier", "listener"},
-        "duty": {"expiry", "reminders", "checkpoint", "witnesses", "directory", "delivery", "listen"},
+        "duty": {
+            "expiry",
+            "reminders",
+            "alerts",
+            "checkpoint",
+            "witnesses",
+            "directory",
+            "delivery",
+            "listen",
+        },
         "type": set(installed_types()),
         "notifier": set(service.app.state.gatehouse.hub.notifiers),
         "kind": {*KINDS, "other"},  # lineage's scope check names them

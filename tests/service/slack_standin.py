@@ -51,6 +51,7 @@ class SlackCall:
     method: str
     body: Mapping[str, Any]
     answer: Mapping[str, Any]
+    raw: bytes = b""  # the request body exactly as it arrived
 
     @property
     def text(self) -> str:
@@ -211,10 +212,12 @@ class SlackStandIn:
             view = json.loads(view)
         return {"ok": True, "view": {"id": f"V{next(self._ts):08d}", **(view or {})}}
 
-    def _record(self, method: str, body: Mapping[str, Any], authorization: str | None) -> dict[str, Any]:
+    def _record(
+        self, method: str, body: Mapping[str, Any], authorization: str | None, raw: bytes = b""
+    ) -> dict[str, Any]:
         with self._changed:
             answer = self.answer(method, body, authorization)
-            self._calls.append(SlackCall(method, body, answer))
+            self._calls.append(SlackCall(method, body, answer, raw))
             self._changed.notify_all()
             return answer
 
@@ -252,7 +255,7 @@ class SlackStandIn:
                 else:
                     fields.update(parse_qsl(body.decode("utf-8")))
                 answer = standin._record(
-                    url.path.removeprefix("/api/"), fields, self.headers.get("Authorization")
+                    url.path.removeprefix("/api/"), fields, self.headers.get("Authorization"), body
                 )
                 self._reply(200, json.dumps(answer).encode(), "application/json; charset=utf-8")
 

@@ -84,6 +84,7 @@ class ConnectorCall:
     body: Mapping[str, Any]
     status: int
     answer: Mapping[str, Any]
+    raw: bytes = b""  # the request body exactly as it arrived
 
     @property
     def card(self) -> dict[str, Any]:
@@ -297,11 +298,11 @@ class BotConnectorStandIn:
         return 404, {"error": "not found"}
 
     def _record(
-        self, method: str, path: str, body: Mapping[str, Any], authorization: str | None
+        self, method: str, path: str, body: Mapping[str, Any], authorization: str | None, raw: bytes = b""
     ) -> tuple[int, bytes]:
         with self._changed:
             status, answer = self.answer(method, path, body, authorization)
-            self._calls.append(ConnectorCall(method, unquote(path), body, status, answer))
+            self._calls.append(ConnectorCall(method, unquote(path), body, status, answer, raw))
             self._changed.notify_all()
         return status, json.dumps(answer).encode()
 
@@ -321,7 +322,7 @@ class BotConnectorStandIn:
                 elif raw:
                     body = dict(parse_qsl(raw.decode("utf-8")))
                 path = urlsplit(self.path).path
-                status, data = standin._record(method, path, body, self.headers.get("Authorization"))
+                status, data = standin._record(method, path, body, self.headers.get("Authorization"), raw)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))

@@ -12,6 +12,15 @@ A rule's ``notify`` targets name an instance — ``slack:#data-approvals``, ``sl
 Delivery runs on a small thread pool with retries, so a slow or failing chat service never
 delays or fails the API call that opened or decided the gate; failures are logged, and every
 attempt's outcome is told to the hub's ``observer`` (the service's metrics) by instance name.
+
+Alerts are coalesced per (gate, target, event): the first finding is sent at once and opens a
+window of ``alert_interval_s``; findings within it are held, and when it ends (``flush_alerts``,
+each sweep) the newest is sent with ``more_findings`` — how many others it stands for — and a
+new window opens. A pipeline sending a thousand findings for one gate thus makes one alert and,
+an interval later, one summary per target instead of a thousand. Every finding is still stored,
+audited and counted by its sender before the hub hears of it; only the messages are coalesced.
+The windows live in this process: a restart forgets them (the next finding is sent at once), a
+clean shutdown sends what it holds, and each replica coalesces on its own.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol
 
@@ -41,6 +51,16 @@ class DeliveryObserver(Protocol):
         failed for good (its last attempt)."""
 
 
+@dataclass
+class _AlertWindow:
+    """Alerts to one target about one gate: none sent until ``until`` (the hub's clock) but the
+    first; ``held`` counts the findings since, ``latest`` is the newest of them."""
+
+    until: float
+    held: int = 0
+    latest: tuple[Gate, dict[str, Any]] | None = None
+
+
 class NotificationHub:
     """Delivers on a small thread pool, in order per gate.
 
@@ -58,8 +78,12 @@ class NotificationHub:
         workers: int = 4,
         attempts: int = 3,
         backoff_s: float = 0.5,
+        alert_interval_s: float = 300.0,
     ) -> None:
         self.gatekeeper = gatekeeper
+        self.alert_interval_s = alert_interval_s  # 0: every finding is its own alert
+        self.clock: Callable[[], float] = time.monotonic  # the alert windows' clock (tests move it)
+        self._windows: dict[tuple[str, str, str], _AlertWindow] = {}  # (gate id, target, event)
         self.notifiers = dict(notifiers)
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -179,20 +203,57 @@ class NotificationHub:
     def alert(self, gate: Gate, event: str, details: Mapping[str, Any]) -> None:
         """An after-the-fact finding about ``gate`` (lineage's ``out_of_scope``) to the gate's
         notify targets, through each notifier's optional ``post_alert(gate, target, event,
-        details)``; a notifier without it is skipped (logged)."""
+        details)``; a notifier without it is skipped (logged). At most one alert per target and
+        gate each ``alert_interval_s``: the rest are held for the summary ``flush_alerts`` sends."""
+        now = self.clock()
         for text in gate.notify:
-            found = self._notifier_for(text, gate)
-            if found is None:
-                continue
-            notifier, target = found
-            post_alert = getattr(notifier, "post_alert", None)
-            if post_alert is None:
-                log.warning("gate %s: notifier for %r does not send alerts (%s)", gate.id, text, event)
-                continue
-            call = partial(post_alert, gate, target, event, dict(details))
-            # retried and counted per instance like every other delivery: a Teams bot or webhook
-            # that keeps refusing alerts shows in gatehouse_notifier_deliveries_total{outcome="failed"}
-            self.deliver(gate.id, f"alert {target} of {event} on {gate.id}", call, instance=target.instance)
+            key = (gate.id, text, event)
+            with self._lock:
+                window = self._windows.get(key)
+                if window is not None and now < window.until:
+                    window.held += 1
+                    window.latest = (gate, dict(details))
+                    continue
+                # a window that ended before the sweep summarised it: this alert carries its count
+                more = window.held if window is not None else 0
+                if self.alert_interval_s > 0:
+                    self._windows[key] = _AlertWindow(until=now + self.alert_interval_s)
+                elif window is not None:
+                    del self._windows[key]
+            self._send_alert(gate, text, event, {**details, "more_findings": more} if more else details)
+
+    def flush_alerts(self, *, everything: bool = False) -> None:
+        """Send the summary of every window that has ended (every window: ``everything``, at
+        shutdown) and held findings: its newest finding, with ``more_findings`` the others. A
+        summary opens the next window, so a steady stream is one message per interval."""
+        now = self.clock()
+        due: list[tuple[str, str, Gate, dict[str, Any]]] = []
+        with self._lock:
+            for key, window in list(self._windows.items()):
+                if now < window.until and not everything:
+                    continue
+                if window.latest is None:
+                    del self._windows[key]
+                    continue
+                gate, details = window.latest
+                due.append((key[1], key[2], gate, {**details, "more_findings": window.held - 1}))
+                self._windows[key] = _AlertWindow(until=now + self.alert_interval_s)
+        for text, event, gate, details in due:
+            self._send_alert(gate, text, event, details)
+
+    def _send_alert(self, gate: Gate, text: str, event: str, details: Mapping[str, Any]) -> None:
+        found = self._notifier_for(text, gate)
+        if found is None:
+            return
+        notifier, target = found
+        post_alert = getattr(notifier, "post_alert", None)
+        if post_alert is None:
+            log.warning("gate %s: notifier for %r does not send alerts (%s)", gate.id, text, event)
+            return
+        call = partial(post_alert, gate, target, event, dict(details))
+        # retried and counted per instance like every other delivery: a Teams bot or webhook
+        # that keeps refusing alerts shows in gatehouse_notifier_deliveries_total{outcome="failed"}
+        self.deliver(gate.id, f"alert {target} of {event} on {gate.id}", call, instance=target.instance)
 
     def _notifier_for(
         self, text: str, gate: Gate, *, quiet: bool = False
@@ -227,6 +288,7 @@ class NotificationHub:
             wait(pending, timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
+        self.flush_alerts(everything=True)  # what a window still holds is told before shutting down
         self.drain()
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -30,9 +30,9 @@ from gate_core._models import Gate, Principal
 from gate_core._notify_target import NotifyTarget
 from gate_core._ports import NotificationRef
 from gate_core.service._slack_card import (
+    alert_text,
     card_blocks,
     fallback_text,
-    mrkdwn_escape,
     reminder_text,
     slack_channel,
 )
@@ -142,22 +142,20 @@ class SlackNotifier:
     def post_alert(self, gate: Gate, target: NotifyTarget, event: str, details: Mapping[str, Any]) -> None:
         """An after-the-fact finding (``lineage.out_of_scope``), threaded under the gate's card when
         there is one, else in the target channel. Names and kinds only: never contents."""
-        said = {
-            k: mrkdwn_escape(str(details.get(k, "?"))) for k in ("operation", "dataset", "kind", "detail")
-        }
-        text = (
-            f":warning: Out of scope for gate {gate.id} ({mrkdwn_escape(gate.request.action)}): "
-            f"{said['operation']} of `{said['dataset']}` — {said['kind']}. {said['detail']} "
-            f"<{self.console_url(gate)}|Open the gate>"
-        )
+        text = alert_text(gate, details, self.console_url(gate))
         refs = self._gatekeeper.notifications_for(gate.id)
         card = next((r for r in refs if r.target == str(target)), None)
-        if card is not None:
-            self.client.chat_postMessage(channel=card.channel, thread_ts=card.message_ref, text=text)
+        channel = card.channel if card is not None else slack_channel(target)
+        if channel is None:
             return
-        channel = slack_channel(target)
-        if channel is not None:
-            self.client.chat_postMessage(channel=channel, text=text)
+        self.client.chat_postMessage(
+            channel=channel,
+            thread_ts=card.message_ref if card is not None else None,
+            text=text,
+            # a pipeline names the datasets: Slack must not fetch or preview what they point to
+            unfurl_links=False,
+            unfurl_media=False,
+        )
 
 
 def _create(config: SlackConfig, context: NotifierContext) -> SlackNotifier:

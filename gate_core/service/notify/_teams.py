@@ -380,6 +380,7 @@ def alert_card(gate: Gate, details: Mapping[str, Any], public_url: str) -> Adapt
     Names, kinds and times only — never contents. The dataset name, the run and the detail come
     from events a pipeline sent, so every value is escaped like a requester's text."""
     operation, dataset = _said(details, "operation"), _said(details, "dataset")
+    more = int(details.get("more_findings") or 0)
     body: list[CardElement] = [
         _text(
             "Out of scope: a run touched more than its approval covers",
@@ -407,6 +408,17 @@ def alert_card(gate: Gate, details: Mapping[str, Any], public_url: str) -> Adapt
             color="Warning",
         ),
     ]
+    if more:  # a summary: the findings held back since the last alert, the newest shown above
+        noun = "finding" if more == 1 else "findings"
+        body.insert(
+            2,
+            _text(
+                f"and {more:,} more {noun} on this gate since the last alert, not sent one by one: "
+                f"gatehouse lineage violations --gate {gate.id}, or the gate in Gatehouse",
+                weight="Bolder",
+                color="Attention",
+            ),
+        )
     return _card(body, _links(gate, public_url, "Open the gate in Gatehouse"))
 
 

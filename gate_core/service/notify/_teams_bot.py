@@ -128,7 +128,9 @@ def summary(gate: Gate) -> str:
 def alert_summary(gate: Gate, details: Mapping[str, Any]) -> str:
     """The notification text beside an alert card (toast, activity feed)."""
     said = f"{details.get('operation', '?')} of {details.get('dataset', '?')}"
-    return clip(" ".join(f"Out of scope on gate {gate.id}: {said}".split()), 250)
+    more = int(details.get("more_findings") or 0)
+    head = f"Out of scope on gate {gate.id}" + (f" ({more + 1:,} findings)" if more else "")
+    return clip(" ".join(f"{head}: {said}".split()), 250)
 
 
 def reminder_text(gate: Gate) -> str:
