@@ -64,8 +64,16 @@ def _fit(mrkdwn: str, limit: int) -> str:
     return _PARTIAL_ENTITY.sub("", mrkdwn[: limit - 1]) + "…"
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _code(text: str, limit: int = 300) -> str:
-    # a backtick inside would end the code span early
+    """Text someone else wrote (a requester's target, a pipeline's dataset name) as inline code:
+    in a code span Slack links no bare URL and renders no *bold*. A backtick or a newline would end
+    the span and let the rest speak as a line (or a ``>`` quote) of its own — a forged "Approved by
+    security" inside the card — so backticks are replaced and whitespace is flattened first."""
+    text = _one_line(text)
     return "`" + _fit(mrkdwn_escape(text), limit).replace("`", "'") + "`" if text else "—"
 
 
@@ -114,7 +122,7 @@ def approvals_line(gate: Gate) -> str:
 
 
 def _headline(gate: Gate) -> str:
-    text = f"{_HEADLINE[gate.status]}: {gate.request.action} {gate.request.target}".strip()
+    text = _one_line(f"{_HEADLINE[gate.status]}: {gate.request.action} {gate.request.target}")
     return text if len(text) <= 150 else text[:149] + "…"
 
 
@@ -257,7 +265,7 @@ def card_blocks(gate: Gate, *, console_url: str, requester: Principal | None) ->
 def fallback_text(gate: Gate) -> str:
     """The ``text`` shown in notifications and by clients that cannot render blocks."""
     request = gate.request
-    what = f"{request.action} {request.target}".strip()
+    what = _one_line(f"{request.action} {request.target}")
     return mrkdwn_escape(
         f"{_HEADLINE[gate.status]}: {request.requester} asks to {what} "
         f"(rule {gate.rule}; {approvals_line(gate)}) — gate {gate.id}"
@@ -272,13 +280,6 @@ def reminder_text(gate: Gate) -> str:
     )
 
 
-def _one_line(text: str, limit: int) -> str:
-    """A pipeline's text as inline code on one line: in a code span Slack links no bare URL and
-    renders no *bold*; a newline would end the span and let the rest speak as a line (or a
-    ``>`` quote) of its own, so whitespace is flattened first."""
-    return _code(" ".join(text.split()), limit)
-
-
 def alert_text(gate: Gate, details: Mapping[str, Any], console_url: str) -> str:
     """An approval-scope finding (``lineage.out_of_scope``) in four lines of mrkdwn.
 
@@ -290,7 +291,7 @@ def alert_text(gate: Gate, details: Mapping[str, Any], console_url: str) -> str:
     more = int(details.get("more_findings") or 0)
     command = f"gatehouse lineage violations --gate {gate.id}"
     operation, dataset, kind = (
-        _one_line(said[k], n) for k, n in (("operation", 40), ("dataset", 700), ("kind", 40))
+        _code(said[k], n) for k, n in (("operation", 40), ("dataset", 700), ("kind", 40))
     )
     action = _code(gate.request.action)
     headline = (
@@ -301,8 +302,8 @@ def alert_text(gate: Gate, details: Mapping[str, Any], console_url: str) -> str:
     return "\n".join(
         [
             headline,
-            f"Why: {_one_line(said['detail'], 700)}",
-            f"Run: {_one_line(str(details.get('orchestrator') or '') + ': ' + run, 400)}",
+            f"Why: {_code(said['detail'], 700)}",
+            f"Run: {_code(str(details.get('orchestrator') or '') + ': ' + run, 400)}",
             f"{_link(console_url, 'Open the gate')} · every finding: `{command}`",
         ]
     )
