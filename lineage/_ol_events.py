@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass, field
@@ -580,7 +579,7 @@ def _reduce(event: Mapping[str, Any], kind: str) -> SeenEvent:
         kind,
         str(event.get("eventType") or "OTHER"),
         at,
-        str(uuid.UUID(run["runId"])),
+        run["runId"].lower(),  # the schema's pattern admits only the canonical 8-4-4-4-12 form
         job["namespace"],
         job["name"],
         _run_ids(run),
