@@ -21,19 +21,26 @@ a busy machine (the result records the load average).
 
     python -m bench.openlineage_receiver            # 40,000 events, batches of 250, 300 singles
     python -m bench.openlineage_receiver --quick    # 4,000 events, 60 singles
+    python -m bench.openlineage_receiver --quick --profile /tmp/ol.txt
+        # also: py-spy (--gil) the server during the timed batches, and its CPU per event
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -275,12 +282,70 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     return max(0.0, with_check - without) * 1000 / len(seen)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def profiling(pid: int, output: Path | None, events: int) -> Iterator[None]:
+    """py-spy the server (only the thread holding the GIL: where its Python CPU goes) while the
+    block runs; then print its CPU per event and the receiver's heaviest frames."""
+    if output is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy (a dev dependency)")
+    command = [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking"]
+    proc = subprocess.Popen(
+        [*command, "--gil", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    time.sleep(1.0)  # let py-spy attach before the load starts
+    cpu = _cpu_seconds(pid)
+    try:
+        yield
+    finally:
+        cpu = _cpu_seconds(pid) - cpu
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    print(f"server CPU: {cpu / events * 1e6:.1f} us per batched event")
+    if not output.exists():
+        print(f"{output}: missing (py-spy could not attach? it needs ptrace permission)")
+        return
+    frames: Counter[str] = Counter()
+    total = 0
+    for line in output.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for frame in set(stack.split(";")):
+            if "lineage/" in frame:
+                frames[frame] += int(count)
+    print(f"{output}: {total} samples holding the GIL; lineage frames, inclusive:")
+    for frame, n in frames.most_common(20):
+        print(f"  {n / max(total, 1) * 100:5.1f}%  {frame}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.openlineage_receiver", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the server's batches into this file"
+    )
     args = parser.parse_args()
     count = args.events or (4_000 if args.quick else 40_000)
     single_count = 60 if args.quick else 300
@@ -293,7 +358,8 @@ def main() -> None:
         try:
             batches(base, token, events(500), args.batch, args.clients)  # warm-up
             payload = events(count)
-            elapsed = batches(base, token, payload, args.batch, args.clients)
+            with profiling(proc.pid, args.profile, count):
+                elapsed = batches(base, token, payload, args.batch, args.clients)
             figures.append(
                 at_least(
                     "batched events/s (PostgreSQL, 1 server)",

@@ -37,6 +37,21 @@ def columns_json(columns: tuple[ColumnInfo, ...]) -> str:
     return text
 
 
+_tag_lists: dict[frozenset[str], str] = {}
+
+
+def tags_json(tags: frozenset[str]) -> str:
+    """A dataset's tags as stored, remembered like ``columns_json`` (a batch repeats a few sets)."""
+    if not tags:
+        return "[]"
+    text = _tag_lists.get(tags)
+    if text is None:
+        if len(_tag_lists) >= 4096:
+            _tag_lists.clear()
+        text = _tag_lists[tags] = json.dumps(sorted(tags))
+    return text
+
+
 def event_values(e: AccessEvent) -> tuple[Any, ...]:
     """One events row, in ``EVENT_COLUMNS`` order (COPY takes tuples; SQLite gets dicts)."""
     run, ds = e.run, e.dataset
@@ -46,7 +61,7 @@ def event_values(e: AccessEvent) -> tuple[Any, ...]:
         ds.qualified_name,
         ds.namespace,
         ds.name,
-        json.dumps(sorted(ds.tags)) if ds.tags else "[]",
+        tags_json(ds.tags),
         e.operation.value,
         columns_json(e.columns),
         e.row_count,

@@ -68,15 +68,17 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
 # LATERAL: one index probe per (run, task), whatever the planner's statistics say (right after a
 # bulk load they say little, and a plain "= ANY(array)" then turns into a scan of the whole table).
 # The probe matches the index's task prefix (migration 0003), so it reads that task's rows only,
-# not the whole run's (a 20-task DAG run's every row, once per task, before).
+# not the whole run's (a 20-task DAG run's every row, once per task, before). Each task's rows are
+# grouped inside the probe, by dataset and operation only: one sort of all the batch's tasks' rows
+# by five wide text columns cost as much as reading them (EXPLAIN ANALYZE, 60 tasks of 333 rows:
+# 30 ms before, 18 ms after).
 _PG_RUN_DATASETS = text(
-    "SELECT e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation, max(e.at) AS at "
+    "SELECT k.r, k.o, k.t, e.dataset, e.operation, e.at "
     "FROM unnest(CAST(:runs AS text[]), CAST(:orchestrators AS text[]), CAST(:tasks AS text[])) "
     "AS k(r, o, t) "
-    "CROSS JOIN LATERAL (SELECT * FROM gh_lineage_events "
+    "CROSS JOIN LATERAL (SELECT dataset, operation, max(at) AS at FROM gh_lineage_events "
     "WHERE run_id = k.r AND orchestrator = k.o AND substr(task_id, 1, 40) = substr(k.t, 1, 40) "
-    "AND task_id = k.t) AS e "
-    "GROUP BY e.run_id, e.orchestrator, e.task_id, e.dataset, e.operation"
+    "AND task_id = k.t GROUP BY dataset, operation) AS e"
 ).columns(at=UtcDateTime)
 
 _PG_KNOWN = text(

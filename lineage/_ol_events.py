@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -439,12 +438,20 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
 
 
-def _flat_fields(fields: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+def _flat_fields(
+    fields: Any, prefix: str = "", out: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str]]:
+    """Schema fields, nested ones as ``parent.child``, in order (one list, no generator chain:
+    this runs for every field of every dataset of every event)."""
+    out = [] if out is None else out
     for item in fields if isinstance(fields, list) else ():
-        name = f"{prefix}{item['name']}"
-        yield name, str(item.get("type") or "")[:200]
-        if item.get("fields"):
-            yield from _flat_fields(item["fields"], f"{name}.")
+        name = prefix + item["name"]
+        kind = item.get("type") or ""
+        out.append((name, kind[:200] if isinstance(kind, str) else str(kind)[:200]))
+        nested = item.get("fields")
+        if nested:
+            _flat_fields(nested, name + ".", out)
+    return out
 
 
 def _tag(key: str, value: str) -> str | None:
@@ -572,7 +579,7 @@ def _reduce(event: Mapping[str, Any], kind: str) -> SeenEvent:
         kind,
         str(event.get("eventType") or "OTHER"),
         at,
-        str(uuid.UUID(run["runId"])),
+        run["runId"].lower(),  # the schema's pattern admits only the canonical 8-4-4-4-12 form
         job["namespace"],
         job["name"],
         _run_ids(run),

@@ -267,8 +267,20 @@ class OpenLineageIngest:
                 cache[shape] = classified
         phase = "end" if seen.event_type in _END else "start"
         key = (seen.ol_run_id or seen.event_time.isoformat(), seen.job_namespace, seen.job_name)
-        return AccessEvent(
-            id=_access_id(*key, ds.qualified_name, operation.value, phase),
+        access_id = _access_id(*key, ds.qualified_name, operation.value, phase)
+        gate_id = gate.id if gate is not None else None
+        # A batch repeats a few (dataset, run, operation, gate) combinations many times. The first
+        # of each is validated in full; the others copy it and change only what differs per event,
+        # each valid by construction: the id (hex digest), the time (``_time``: aware, UTC) and the
+        # counts (``_int``: 0 ≤ n < 2**63). Per-field validation of the rest would re-check the
+        # very same dataset, columns and run objects that the first one checked.
+        template_key = ("template", shape, run, operation, gate_id, actor)
+        template: AccessEvent | None = cache.get(template_key) if cache is not None else None
+        if template is not None:
+            update = {"id": access_id, "at": seen.event_time, "row_count": ds.row_count, "bytes": ds.bytes}
+            return template.model_copy(update=update)
+        access = AccessEvent(
+            id=access_id,
             at=seen.event_time,
             dataset=classified.dataset,
             operation=operation,
@@ -277,8 +289,11 @@ class OpenLineageIngest:
             bytes=ds.bytes,
             run=run,
             actor=actor,
-            gate_id=gate.id if gate is not None else None,
+            gate_id=gate_id,
         )
+        if cache is not None:
+            cache[template_key] = access
+        return access
 
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
         result = Ingested(received=len(batch))
@@ -287,7 +302,8 @@ class OpenLineageIngest:
             gate_ids = self._gate_ids(runs.values(), conn)  # one scan of the gates a batch
         gates_by_run = self._load_gates(runs.values(), gate_ids)
         scopes = {key: RunScope.of(gates) for key, gates in gates_by_run.items() if gates}
-        classified: dict[Any, Any] = {}  # one catalog lookup per distinct dataset shape in a batch
+        # one catalog lookup per distinct dataset shape, one validated access per combination
+        classified: dict[Any, Any] = {}
         relevant = self.relevant_tags()
         accesses: list[AccessEvent] = []
         findings: dict[str, tuple[Finding, AccessEvent]] = {}

@@ -69,4 +69,9 @@ def serve_app(app: FastAPI, *, host: str, port: int, log_level: str, log_format:
     # Measured on the OpenLineage receiver's batches: about a third less time per event.
     gc.collect()
     gc.freeze()
+    # A request allocates containers by the ten thousand (a receiver batch of 250 events parses to
+    # about 25,000 dicts and lists, all alive until it is answered): at the default 700 the young
+    # generation is collected dozens of times a batch, each pass walking what is still alive.
+    # Measured on decoding and checking such batches: 67-75 -> 59-66 us per event.
+    gc.set_threshold(10_000, 10, 10)
     DrainingServer(config, state.bus).run()
