@@ -22,6 +22,9 @@ the cores to ourselves (an estimate, valid while the run is CPU-bound).
     python -m bench.service_http            # 5,000 gates, 2 procs × 32 in flight, 200 wake samples
     python -m bench.service_http --quick    # CI-sized: 400 gates, 30 wake samples
     python -m bench.service_http --profile /tmp/prof   # also py-spy the servers during the decisions
+    python -m bench.service_http --count-statements    # also SQL statements per decision (servers
+                                                       # run as bench._counting_serve: a listener
+                                                       # on the engine, so a little more server CPU)
 """
 
 from __future__ import annotations
@@ -232,6 +235,13 @@ class Server:
     base_url: str
     process: subprocess.Popen[bytes]
     log: Path
+    statements: Path | None = None  # bench._counting_serve's counts file, when counting
+
+    def statement_counts(self) -> Counter[str]:
+        """SQL statements this server's store has sent so far, by kind (published twice a second)."""
+        if self.statements is None or not self.statements.exists():
+            return Counter()
+        return Counter(json.loads(self.statements.read_text(encoding="utf-8")))
 
     @property
     def pid(self) -> int:
@@ -244,23 +254,33 @@ class Server:
             return "(no log)"
 
 
-def start_servers(home: Home, count: int, stack: contextlib.ExitStack) -> list[Server]:
+def start_servers(
+    home: Home, count: int, stack: contextlib.ExitStack, *, count_statements: bool = False
+) -> list[Server]:
     """Start ``count`` servers at once, each stopped (SIGTERM, then SIGKILL) when ``stack`` closes,
-    and wait until every one answers /healthz."""
+    and wait until every one answers /healthz. With ``count_statements`` each runs as
+    bench._counting_serve (the same app, counting its store's SQL statements into a file)."""
     servers = []
     for index in range(count):
         port = free_port()
         name = "AB"[index] if count <= 2 else str(index)
         log = home.path.parent / f"serve-{name}-{port}.log"
+        command = [*SERVE_COMMAND, "--port", str(port), "--log-level", "warning"]
+        env = home.env
+        counts = None
+        if count_statements:
+            counts = home.path.parent / f"statements-{name}.json"
+            command = [sys.executable, "-m", "bench._counting_serve", "--port", str(port)]
+            env = {**home.env, "GATEHOUSE_BENCH_COUNTS": str(counts)}
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [*SERVE_COMMAND, "--port", str(port), "--log-level", "warning"],
-                env=home.env,
+                command,
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the bench only; it stops the servers in order
             )
-        server = Server(name, f"http://127.0.0.1:{port}", proc, log)
+        server = Server(name, f"http://127.0.0.1:{port}", proc, log, counts)
         stack.callback(stop_popen, proc)
         servers.append(server)
     for server in servers:
@@ -689,11 +709,13 @@ def throughput(
         gate_ids = opened.gate_ids
         names = "/".join(s.name for s in servers)
         say(f"  approving {len(gate_ids):,} gates as bob, alternating servers {names} …")
+        statements_before = count_statements(servers)
         with profiling(servers, args.profile, "decide"):
             decided = run_load(
                 split_jobs("decide", servers, home.tokens["bob"], args.workers, args.concurrency, gate_ids),
                 meter,
             )
+        statements = count_statements(servers) - statements_before
         profiles = {}
         if args.profile is not None:
             for server in servers:
@@ -756,6 +778,14 @@ def throughput(
             "decisions/s",
         ),
     ]
+    if args.count_statements:
+        figures.append(
+            info(
+                "PG decide run: SQL statements per decision (servers' stores)",
+                statements.total() / n,
+                "statements",
+            )
+        )
     if batches:
         figures += [
             info("PG decide run: group-commit transactions", len(batches), "tx"),
@@ -770,8 +800,22 @@ def throughput(
         "gate_statuses": statuses,
         "batch_sizes": dict(sorted(Counter(batches).items())),
         "server_profiles": profiles,
+        "statements_per_decision": {kind: round(c / n, 3) for kind, c in statements.most_common()},
     }
     return figures, extra
+
+
+def count_statements(servers: Sequence[Server]) -> Counter[str]:
+    """Every server's statements so far; waits out one publication (0.5 s) so that the count
+    includes every statement sent before the call. Around the decide run this also counts the
+    load generators' warm-up (one GET /v1/me per lane, answered from the token cache mostly)."""
+    if all(server.statements is None for server in servers):
+        return Counter()
+    time.sleep(1.2)
+    total: Counter[str] = Counter()
+    for server in servers:
+        total += server.statement_counts()
+    return total
 
 
 def ms_percentile(seconds: Sequence[float], pct: float) -> float:
@@ -960,7 +1004,7 @@ def run_postgres(
     """Sections 1 and 2: two servers on the scratch PostgreSQL database ``home`` points at."""
     with contextlib.ExitStack() as stack:
         say("PostgreSQL: starting 2 servers …")
-        a, b = start_servers(home, 2, stack)
+        a, b = start_servers(home, 2, stack, count_statements=args.count_statements)
         figures, extra = throughput((a, b), home, args, problems)
         wake: dict[str, Any] = {}
         for label, decide_at in (("PG same server (A←A)", a), ("PG across replicas (A←B, NOTIFY)", b)):
@@ -1017,6 +1061,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy the servers during the decision run into this dir"
+    )
+    parser.add_argument(
+        "--count-statements",
+        action="store_true",
+        help="count the servers' SQL statements during the decisions (bench._counting_serve)",
     )
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True)

@@ -70,6 +70,7 @@ from gate_core._policy import Outcome, Policy, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
 from gate_core.identity import AuthMethod, IdentitySource, has_departed, identity_key
+from gate_core.identity._source import pinned
 
 log = logging.getLogger("gatehouse")
 
@@ -193,7 +194,8 @@ class Gatekeeper:
                     )
                 ]
             )
-        directory_hash = self.directory.content_hash
+        directory = pinned(self.directory)  # the hash and the content audited are of one version
+        directory_hash = directory.content_hash
         if self.store.record_config("directory", directory_hash, "directory", "", now):
             self.store.append_audit(
                 [
@@ -203,7 +205,7 @@ class Gatekeeper:
                         SYSTEM_ACTOR,
                         payload={
                             "hash": directory_hash,
-                            "principals": sorted(p.id for p in self.directory),
+                            "principals": sorted(p.id for p in directory),
                             # the version's full content, so an auditor can tell who was in
                             # which group from the trail alone (not just that something changed)
                             "content": [
@@ -213,7 +215,7 @@ class Gatekeeper:
                                     "kind": p.kind.value,
                                     "groups": sorted(p.groups),
                                 }
-                                for p in sorted(self.directory, key=lambda p: p.id)
+                                for p in sorted(directory, key=lambda p: p.id)
                             ],
                         },
                     )
@@ -230,8 +232,9 @@ class Gatekeeper:
     def open_or_find(self, request: GateRequest, *, submitted_by: Actor) -> tuple[Gate, bool]:
         """Like ``open``, also saying whether the gate is new (False: found by idempotency key)."""
         enforce_limits(request)  # before anything is written: every reader must read it back
-        submitter = self.directory.get(submitted_by.principal_id)
-        requester = self.directory.get(request.requester)
+        directory = pinned(self.directory)  # every lookup below from one reading of the directory
+        submitter = directory.get(submitted_by.principal_id)
+        requester = directory.get(request.requester)
         if not submitter.is_same_person(requester) and submitter.kind is not PrincipalKind.SERVICE:
             raise SubmitterNotAllowed(
                 f"{submitter.id} may not open a gate on behalf of {requester.id}; "
@@ -245,7 +248,7 @@ class Gatekeeper:
         decision = evaluate(request, requester, self.policy, now)
         involved = self._involved(request, requester, submitter, submitted_by)
         identities = tuple(
-            dict.fromkeys(key for person in involved for key in self._keys_of(person.principal))
+            dict.fromkeys(key for person in involved for key in self._keys_of(person.principal, directory))
         )
         status = GateStatus.PENDING
         decided_at = None
@@ -341,7 +344,7 @@ class Gatekeeper:
         ]
         return tuple(dict.fromkeys(people))
 
-    def _directory_person(self, verified: Principal) -> Principal:
+    def _directory_person(self, verified: Principal, directory: IdentitySource) -> Principal:
         """A principal proven by another channel (an IdP's subject and e-mail) is the directory's
         person when it shares a canonical identity with one — by id, alias or e-mail — and decides
         as that person, with the directory's groups (a channel may narrow them, never add one).
@@ -349,8 +352,8 @@ class Gatekeeper:
         another sharing his (look-alike) id would each be bob yet not each other, and meet a
         two-person rule. An identity naming two people is refused."""
         keys = set(verified.identity_keys)
-        matches = {p.id: p for p in self.directory if keys & set(p.identity_keys)}
-        by_name = self.directory.find(verified.id)
+        matches = {p.id: p for p in directory if keys & set(p.identity_keys)}
+        by_name = directory.find(verified.id)
         if by_name is not None:
             matches[by_name.id] = by_name
         if not matches:
@@ -365,11 +368,11 @@ class Gatekeeper:
             return known.model_copy(update={"groups": known.groups & verified.groups})
         return known  # another identity of the directory's person: the directory's groups, no channel's
 
-    def _keys_of(self, name: str) -> tuple[str, ...]:
+    def _keys_of(self, name: str, directory: IdentitySource) -> tuple[str, ...]:
         """The identity keys a name stands for: the directory principal's when it knows the name
         (id, alias or e-mail), else the name itself as id — and as e-mail when it is one — so an
         unknown name still excludes whoever later turns out to have it."""
-        principal = self.directory.find(name)
+        principal = directory.find(name)
         if principal is not None:
             return principal.identity_keys
         keys = [identity_key("id", name)]
@@ -410,9 +413,12 @@ class Gatekeeper:
         changes: list[tuple[str, Callable[[Gate], Mutation]]] = []
         positions: list[int] = []
         counters: dict[int, tuple[Passkey, int]] = {}  # request index → key and its new counter
+        # One reading of the directory for the whole batch, taken after every request in it
+        # arrived: a departure or group change committed before a request still governs it.
+        directory = pinned(self.directory)
         for index, request in enumerate(requests):
             try:
-                changes.append((request.gate_id, self._decision_change(request, counters, index)))
+                changes.append((request.gate_id, self._decision_change(request, directory, counters, index)))
                 positions.append(index)
             except GatehouseError as refused:
                 results[index] = refused
@@ -467,6 +473,7 @@ class Gatekeeper:
     def _decision_change(
         self,
         request: DecisionRequest,
+        directory: IdentitySource,
         counters: dict[int, tuple[Passkey, int]] | None = None,
         index: int = 0,
     ) -> Callable[[Gate], Mutation]:
@@ -477,13 +484,13 @@ class Gatekeeper:
         names = [request.actor.principal_id, request.actor.email]
         if request.principal is not None:
             names.append(request.principal.email)
-        departed = next((n for n in names if n and has_departed(self.directory, n)), None)
+        departed = next((n for n in names if n and has_departed(directory, n)), None)
         if departed is not None:
             return self._refused_departed(departed, request)
         if request.principal is not None:
-            principal = self._directory_person(request.principal)
+            principal = self._directory_person(request.principal, directory)
         else:
-            principal = self.directory.get(request.actor.principal_id)
+            principal = directory.get(request.actor.principal_id)
         # the audit names the directory's id even when the actor came by alias or e-mail
         actor = request.actor.model_copy(update={"principal_id": principal.id, "email": principal.email})
         verdict, comment = request.verdict, request.comment

@@ -6,12 +6,15 @@ identity source that combines them with the directory file.
     DirectoryChanges      the port the store implements: the changes after a version, in order
     CombinedSource        IdentitySource: the file's principals (service principals, small teams)
                           + every *active* provisioned user, with the groups that hold them
+    PinnedSource          the same as of one read of the log (``CombinedSource.pinned``)
 
 The log is the directory's history: the state at any past moment is the fold of the changes
 made until then (``ProvisionedDirectory.at``), so "who was in data-governance when bob approved?"
 has an answer. ``CombinedSource`` reads the log's new versions before every lookup (one indexed
 query), so a deactivation or a group change takes effect on the very next request on every
-replica — there is no cache to wait out.
+replica — there is no cache to wait out. Work judged as of one moment reads it once
+(``PinnedSource``): a batch of decisions, read after its last request arrived, answers every
+lookup of the batch from that read (it was one query per lookup, three per decision).
 
 Groups map to policy approver groups by display name, or through ``ProvisioningConfig.groups``
 (an explicit IdP-name → policy-group mapping; with a mapping, unmapped IdP groups grant nothing).
@@ -221,6 +224,98 @@ def identity_keys_of_user(user: Mapping[str, Any]) -> set[str]:
     return keys
 
 
+class PinnedSource:
+    """The combined source as one read of the change log left it: every lookup, departure and the
+    content hash answered from that read, without another query. Work judged as of one moment
+    takes one (``CombinedSource.pinned``): a batch of decisions, read after each of them arrived,
+    so a deactivation committed before a request still refuses it. Immutable: a newer read builds
+    a new one."""
+
+    def __init__(self, file: Directory, state: ProvisionedDirectory, config: ProvisioningConfig) -> None:
+        self.file = file
+        self.state = state  # never mutated: CombinedSource applies changes to a copy
+        self.config = config
+        self.merged = _merge(file, state, config)
+        # The keys of every deactivated user, so a departure is one set intersection per name
+        # (the same answer as ``ProvisionedDirectory.departed``, which walks every user).
+        self.departed_keys = frozenset(
+            key
+            for user in state.users.values()
+            if not is_active(user)
+            for key in (
+                identity_key("id", str(user.get("userName"))),
+                *(identity_key("email", str(e["value"])) for e in user.get("emails") or () if e.get("value")),
+            )
+        )
+
+    def departed(self, name: str) -> bool:
+        """Whether ``name`` (a userName or e-mail) was provisioned and is now inactive."""
+        if not self.departed_keys:
+            return False
+        keys = {identity_key("id", name)} | ({identity_key("email", name)} if "@" in name else set())
+        return not keys.isdisjoint(self.departed_keys)
+
+    def __iter__(self) -> Iterator[Principal]:
+        return iter(self.merged)
+
+    def __len__(self) -> int:
+        return len(self.merged)
+
+    @property
+    def content_hash(self) -> str:
+        file_hash = self.file.content_hash
+        if self.state.version == 0:  # nothing provisioned: the file's own version
+            return file_hash
+        provisioned = self.state.content_hash(self.config)
+        return sha256_hex(canonical_json({"file": file_hash, "provisioned": provisioned}))
+
+    def get(self, principal_id: str) -> Principal:
+        return self.merged.get(principal_id)
+
+    def find(self, principal_id: str) -> Principal | None:
+        return self.merged.find(principal_id)
+
+    def by_email(self, email: str) -> Principal:
+        return self.merged.by_email(email)
+
+    def by_subject(self, issuer: str, subject: str) -> Principal | None:
+        return self.merged.by_subject(issuer, subject)
+
+    def subjects_of(self, principal_id: str) -> tuple[IdpSubject, ...]:
+        return self.merged.subjects_of(principal_id)
+
+
+def _merge(file: Directory, state: ProvisionedDirectory, config: ProvisioningConfig) -> Directory:
+    taken = {key for p in file for key in p.identity_keys}
+    taken |= {identity_key("id", alias) for alias in file.aliases}
+    people = [p for p in state.principals(config) if not taken & set(p.identity_keys)]
+    return Directory([*file, *people], file.aliases, _subject_links(file, state, people, config))
+
+
+def _subject_links(
+    file: Directory, state: ProvisionedDirectory, people: list[Principal], config: ProvisioningConfig
+) -> dict[str, tuple[IdpSubject, ...]]:
+    """The file's links plus, with ``subject_issuer`` configured, each provisioned person's
+    externalId as their subject there. A subject the file links already, or that two
+    provisioned people carry, links nobody new: one IdP identity is never two people, and a
+    SCIM client cannot take over a link the file holds."""
+    links = file.subject_links
+    issuer = config.subject_issuer
+    if issuer is None:
+        return links
+    held = {subject for subjects in links.values() for subject in subjects}
+    present = {p.id for p in people}
+    claims: dict[IdpSubject, list[str]] = {}
+    for user in state.users.values():
+        external, name = user.get("externalId"), str(user.get("userName"))
+        if isinstance(external, str) and external.strip() and name in present:
+            claims.setdefault(IdpSubject.of(issuer, external.strip()), []).append(name)
+    for subject, names in claims.items():
+        if len(names) == 1 and subject not in held:
+            links[names[0]] = (*links.get(names[0], ()), subject)
+    return links
+
+
 class CombinedSource:
     """The file's principals plus the active provisioned people, refreshed from the change log
     before every lookup (``IdentitySource``)."""
@@ -230,60 +325,34 @@ class CombinedSource:
         self.changes = changes
         self.config = config
         self._lock = threading.Lock()
-        self._state = ProvisionedDirectory()
-        self._merged = file
+        self._pinned = PinnedSource(file, ProvisionedDirectory(), config)
         self._refresh()
 
     # -- the log ---------------------------------------------------------------------------
-    def _refresh(self) -> Directory:
+    def _refresh(self) -> PinnedSource:
         with self._lock:
-            new = self.changes.changes_after(self._state.version)
+            current = self._pinned
+            new = self.changes.changes_after(current.state.version)
             if new:
-                self._state.apply(new)
-                self._merged = self._merge(self._state)
-            return self._merged
+                state = current.state.copy()  # a PinnedSource handed out keeps the state it was read with
+                state.apply(new)
+                self._pinned = PinnedSource(self.file, state, self.config)
+            return self._pinned
+
+    def pinned(self) -> PinnedSource:
+        """The source as of one read of the change log, now: for work judged as of one moment."""
+        return self._refresh()
 
     def replace_file(self, file: Directory) -> None:
         """Put a new version of the directory file in force (the service re-reads an edited file),
         keeping the provisioned people: SCIM and the file are two sources of one directory."""
         with self._lock:
             self.file = file
-            self._merged = self._merge(self._state)
+            self._pinned = PinnedSource(file, self._pinned.state, self.config)
 
     def snapshot(self) -> ProvisionedDirectory:
         """The provisioned directory as of now (a copy)."""
-        self._refresh()
-        with self._lock:
-            return self._state.copy()
-
-    def _merge(self, state: ProvisionedDirectory) -> Directory:
-        taken = {key for p in self.file for key in p.identity_keys}
-        taken |= {identity_key("id", alias) for alias in self.file.aliases}
-        people = [p for p in state.principals(self.config) if not taken & set(p.identity_keys)]
-        return Directory([*self.file, *people], self.file.aliases, self._subject_links(state, people))
-
-    def _subject_links(
-        self, state: ProvisionedDirectory, people: list[Principal]
-    ) -> dict[str, tuple[IdpSubject, ...]]:
-        """The file's links plus, with ``subject_issuer`` configured, each provisioned person's
-        externalId as their subject there. A subject the file links already, or that two
-        provisioned people carry, links nobody new: one IdP identity is never two people, and a
-        SCIM client cannot take over a link the file holds."""
-        links = self.file.subject_links
-        issuer = self.config.subject_issuer
-        if issuer is None:
-            return links
-        held = {subject for subjects in links.values() for subject in subjects}
-        present = {p.id for p in people}
-        claims: dict[IdpSubject, list[str]] = {}
-        for user in state.users.values():
-            external, name = user.get("externalId"), str(user.get("userName"))
-            if isinstance(external, str) and external.strip() and name in present:
-                claims.setdefault(IdpSubject.of(issuer, external.strip()), []).append(name)
-        for subject, names in claims.items():
-            if len(names) == 1 and subject not in held:
-                links[names[0]] = (*links.get(names[0], ()), subject)
-        return links
+        return self._refresh().state.copy()
 
     def file_claims(self, keys: set[str]) -> str | None:
         """The file principal (id) holding any of these canonical keys, if one does."""
@@ -296,9 +365,7 @@ class CombinedSource:
         return None
 
     def departed(self, name: str) -> bool:
-        self._refresh()
-        with self._lock:
-            return self._state.departed(name)
+        return self._refresh().departed(name)
 
     # -- IdentitySource --------------------------------------------------------------------
     def __iter__(self) -> Iterator[Principal]:
@@ -309,13 +376,7 @@ class CombinedSource:
 
     @property
     def content_hash(self) -> str:
-        file_hash = self.file.content_hash
-        self._refresh()
-        with self._lock:
-            if self._state.version == 0:  # nothing provisioned: the file's own version
-                return file_hash
-            provisioned = self._state.content_hash(self.config)
-        return sha256_hex(canonical_json({"file": file_hash, "provisioned": provisioned}))
+        return self._refresh().content_hash
 
     def get(self, principal_id: str) -> Principal:
         return self._refresh().get(principal_id)
@@ -337,6 +398,7 @@ __all__: Sequence[str] = (
     "CombinedSource",
     "DirectoryChange",
     "DirectoryChanges",
+    "PinnedSource",
     "ProvisionedDirectory",
     "ProvisioningConfig",
     "directory_view",

@@ -15,7 +15,7 @@ for a principal that names other subjects at the same IdP.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import yaml
 from pydantic import ValidationError
@@ -67,6 +67,14 @@ def has_departed(source: IdentitySource, name: str) -> bool:
     capability of a source (``departed(name)``): sources without it know no departures."""
     departed = getattr(source, "departed", None)
     return bool(departed(name)) if callable(departed) else False
+
+
+def pinned(source: IdentitySource) -> IdentitySource:
+    """``source`` as of one reading, for work judged as of one moment (a batch of decisions, one
+    gate's opening): a source that reads a change log before every lookup (``CombinedSource``)
+    gives a view answering from one read; any other source is already fixed and is returned."""
+    pin = getattr(source, "pinned", None)
+    return cast(IdentitySource, pin()) if callable(pin) else source
 
 
 def load_source(settings: Settings, provisioned: DirectoryChanges | None = None) -> IdentitySource:
