@@ -193,6 +193,15 @@ def write_result(
 # ------------------------------------------------------------------ PostgreSQL
 
 
+def collapsed_stacks(path: Path) -> Iterator[tuple[str, int]]:
+    """``(stack, samples)`` from a py-spy ``--format raw`` file (collapsed stacks: frames joined
+    by ``;``, then a space and the count); lines that are not samples are skipped."""
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            yield stack, int(count)
+
+
 def postgres_backends(store: SqlStore) -> list[int]:
     """Process ids of the server backends serving this store's pool (serial use: usually one)."""
     if store.dialect != "postgresql":

@@ -51,6 +51,7 @@ from bench._common import (
     Figure,
     at_least,
     at_most,
+    collapsed_stacks,
     info,
     percentile,
     postgres_base_url,
@@ -324,14 +325,11 @@ def profiling(pid: int, output: Path | None, events: int) -> Iterator[None]:
         return
     frames: Counter[str] = Counter()
     total = 0
-    for line in output.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
+    for stack, count in collapsed_stacks(output):
+        total += count
         for frame in set(stack.split(";")):
             if "lineage/" in frame:
-                frames[frame] += int(count)
+                frames[frame] += count
     print(f"{output}: {total} samples holding the GIL; lineage frames, inclusive:")
     for frame, n in frames.most_common(20):
         print(f"  {n / max(total, 1) * 100:5.1f}%  {frame}")

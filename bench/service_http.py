@@ -60,6 +60,7 @@ from bench._common import (
     Figure,
     at_least,
     at_most,
+    collapsed_stacks,
     info,
     libpq_url,
     percentile,
@@ -517,16 +518,13 @@ def profile_summary(path: Path) -> str:
         return f"  {path.name}: missing (py-spy could not attach? it needs ptrace permission)"
     buckets: Counter[str] = Counter()
     total = 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
+    for stack, count in collapsed_stacks(path):
+        total += count
         label = next(
             (lb for lb, marks in PROFILE_BUCKETS if any(m in stack for m in marks)),
             "other (truncated stacks)",
         )
-        buckets[label] += int(count)
+        buckets[label] += count
     lines = [f"  {path.name}: {total} samples holding the GIL"]
     lines += [f"    {n / max(total, 1) * 100:5.1f}%  {label}" for label, n in buckets.most_common()]
     return "\n".join(lines)
