@@ -54,6 +54,15 @@ class CountingLog:
         self.add("Group", resource_id, {"displayName": name, "members": [{"value": m} for m in members]})
 
 
+def _two_governors() -> CountingLog:
+    """gina and hugo, provisioned by SCIM into data-governance (the pii-export rule's approvers)."""
+    log = CountingLog()
+    log.user("u1", "gina")
+    log.user("u2", "hugo")
+    log.group("g1", "data-governance", ["u1", "u2"])
+    return log
+
+
 def _gatekeeper(store: SqlStore, log: CountingLog) -> Gatekeeper:
     source = CombinedSource(example_directory(), log, ProvisioningConfig())
     signer = CheckpointSigner(Ed25519PrivateKey.generate())
@@ -63,10 +72,7 @@ def _gatekeeper(store: SqlStore, log: CountingLog) -> Gatekeeper:
 
 
 def test_a_batch_of_decisions_reads_the_change_log_once(store: SqlStore) -> None:
-    log = CountingLog()
-    log.user("u1", "gina")
-    log.user("u2", "hugo")
-    log.group("g1", "data-governance", ["u1", "u2"])
+    log = _two_governors()
     gk = _gatekeeper(store, log)
     gates = [gk.open(pii_export(), submitted_by=actor("alice")).id for _ in range(6)]
     deciders = ["gina", "hugo", "bob", "carol", "gina", "hugo"]
@@ -81,10 +87,7 @@ def test_a_batch_of_decisions_reads_the_change_log_once(store: SqlStore) -> None
 
 
 def test_a_deactivation_before_the_batch_refuses_that_person_in_it(store: SqlStore) -> None:
-    log = CountingLog()
-    log.user("u1", "gina")
-    log.user("u2", "hugo")
-    log.group("g1", "data-governance", ["u1", "u2"])
+    log = _two_governors()
     gk = _gatekeeper(store, log)
     first, second, third = (gk.open(pii_export(), submitted_by=actor("alice")).id for _ in range(3))
     [approved] = gk.decide_many([DecisionRequest(first, actor("gina"), Verdict.APPROVE)])
