@@ -182,19 +182,17 @@ class ProvisionedDirectory:
     def content_hash(self, config: ProvisioningConfig) -> str:
         return sha256_hex(canonical_json(self.content(config)))
 
-    def departed(self, name: str) -> bool:
-        """Whether ``name`` (a userName or e-mail) was provisioned and is now inactive."""
-        keys = {identity_key("id", name)} | ({identity_key("email", name)} if "@" in name else set())
-        for user in self.users.values():
-            if is_active(user):
-                continue
-            own = {identity_key("id", str(user.get("userName")))}
-            own |= {
-                identity_key("email", str(e["value"])) for e in user.get("emails") or () if e.get("value")
-            }
-            if keys & own:
-                return True
-        return False
+    def departed_keys(self) -> frozenset[str]:
+        """The identity keys (userName, every e-mail) of every provisioned user now inactive."""
+        return frozenset(
+            key
+            for user in self.users.values()
+            if not is_active(user)
+            for key in (
+                identity_key("id", str(user.get("userName"))),
+                *(identity_key("email", str(e["value"])) for e in user.get("emails") or () if e.get("value")),
+            )
+        )
 
 
 def is_active(user: Mapping[str, Any]) -> bool:
@@ -236,17 +234,8 @@ class PinnedSource:
         self.state = state  # never mutated: CombinedSource applies changes to a copy
         self.config = config
         self.merged = _merge(file, state, config)
-        # The keys of every deactivated user, so a departure is one set intersection per name
-        # (the same answer as ``ProvisionedDirectory.departed``, which walks every user).
-        self.departed_keys = frozenset(
-            key
-            for user in state.users.values()
-            if not is_active(user)
-            for key in (
-                identity_key("id", str(user.get("userName"))),
-                *(identity_key("email", str(e["value"])) for e in user.get("emails") or () if e.get("value")),
-            )
-        )
+        # Computed once per read, so a departure is one set intersection per name.
+        self.departed_keys = state.departed_keys()
 
     def departed(self, name: str) -> bool:
         """Whether ``name`` (a userName or e-mail) was provisioned and is now inactive."""
