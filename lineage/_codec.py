@@ -3,6 +3,7 @@ there is no field a value could travel in."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -21,35 +22,18 @@ TAG_PG_TYPES = ("text", "text", "text", "timestamptz")
 Row = tuple[Any, ...]
 
 
-_schemas: dict[tuple[ColumnInfo, ...], str] = {}
-
-
+# Remembered per value: a batch repeats a handful of schemas and tag sets, and hashing frozen
+# values costs far less than encoding them again; bounded, so a stream of ever-new ones never grows it.
+@functools.lru_cache(maxsize=4096)
 def columns_json(columns: tuple[ColumnInfo, ...]) -> str:
-    """The columns as stored. Remembered per schema: a batch repeats a handful of schemas, and
-    hashing frozen columns costs far less than encoding them again."""
-    text = _schemas.get(columns)
-    if text is None:
-        if len(_schemas) >= 4096:  # bounded: a stream of ever-new schemas never grows it further
-            _schemas.clear()
-        text = _schemas[columns] = json.dumps(
-            [{"name": c.name, "type": c.type, "tags": sorted(c.tags)} for c in columns]
-        )
-    return text
+    """The columns as stored."""
+    return json.dumps([{"name": c.name, "type": c.type, "tags": sorted(c.tags)} for c in columns])
 
 
-_tag_lists: dict[frozenset[str], str] = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def tags_json(tags: frozenset[str]) -> str:
-    """A dataset's tags as stored, remembered like ``columns_json`` (a batch repeats a few sets)."""
-    if not tags:
-        return "[]"
-    text = _tag_lists.get(tags)
-    if text is None:
-        if len(_tag_lists) >= 4096:
-            _tag_lists.clear()
-        text = _tag_lists[tags] = json.dumps(sorted(tags))
-    return text
+    """A dataset's tags as stored."""
+    return json.dumps(sorted(tags)) if tags else "[]"
 
 
 def event_values(e: AccessEvent) -> tuple[Any, ...]:

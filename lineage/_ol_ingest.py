@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gate_core import Actor, DatasetRef, Gate, Gatekeeper, RunContext
 from gate_core.sql import UtcDateTime
-from lineage._catalog import Catalog
+from lineage._catalog import Catalog, Classification
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._ol_events import SeenDataset, SeenEvent
 from lineage._schema import column_edges, ol_runs, violations
@@ -130,6 +130,15 @@ def _inserted_ids(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> 
         return set()
     stmt = _on_conflict_nothing(conn, target).values(rows).returning(target.c.id)
     return set(conn.execute(stmt).scalars())
+
+
+@dataclass
+class _BatchMemo:
+    """What one batch works out once per distinct case: the catalog's classification of each
+    dataset shape, and the first validated access of each (shape, run, operation, gate, actor)."""
+
+    classified: dict[tuple[Any, ...], Classification] = field(default_factory=dict)
+    accesses: dict[tuple[Any, ...], AccessEvent] = field(default_factory=dict)
 
 
 class OpenLineageIngest:
@@ -246,7 +255,7 @@ class OpenLineageIngest:
         run: RunContext,
         gates: list[Gate],
         actor: str,
-        cache: dict[Any, Any] | None = None,
+        memo: _BatchMemo,
     ) -> AccessEvent:
         gate = governing_gate(gates, seen.event_time) if gates else None
         if ds.role == "output":
@@ -255,16 +264,14 @@ class OpenLineageIngest:
         else:
             operation = Operation.READ
         shape = (ds.namespace, ds.name, ds.tags, ds.fields, tuple(sorted(ds.column_tags.items())))
-        classified = cache.get(shape) if cache is not None else None
+        classified = memo.classified.get(shape)
         if classified is None:
             columns = tuple(
                 ColumnInfo(name=name, type=kind, tags=ds.column_tags.get(name, frozenset()))
                 for name, kind in ds.fields
             )
             dataset = DatasetRef(namespace=ds.namespace, name=ds.name, tags=ds.tags)
-            classified = self.catalog.classify(dataset, columns)
-            if cache is not None:
-                cache[shape] = classified
+            classified = memo.classified[shape] = self.catalog.classify(dataset, columns)
         phase = "end" if seen.event_type in _END else "start"
         key = (seen.ol_run_id or seen.event_time.isoformat(), seen.job_namespace, seen.job_name)
         access_id = _access_id(*key, ds.qualified_name, operation.value, phase)
@@ -274,8 +281,8 @@ class OpenLineageIngest:
         # each valid by construction: the id (hex digest), the time (``_time``: aware, UTC) and the
         # counts (``_int``: 0 ≤ n < 2**63). Per-field validation of the rest would re-check the
         # very same dataset, columns and run objects that the first one checked.
-        template_key = ("template", shape, run, operation, gate_id, actor)
-        template: AccessEvent | None = cache.get(template_key) if cache is not None else None
+        template_key = (shape, run, operation, gate_id, actor)
+        template = memo.accesses.get(template_key)
         if template is not None:
             update = {"id": access_id, "at": seen.event_time, "row_count": ds.row_count, "bytes": ds.bytes}
             return template.model_copy(update=update)
@@ -291,8 +298,7 @@ class OpenLineageIngest:
             actor=actor,
             gate_id=gate_id,
         )
-        if cache is not None:
-            cache[template_key] = access
+        memo.accesses[template_key] = access
         return access
 
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
@@ -302,8 +308,7 @@ class OpenLineageIngest:
             gate_ids = self._gate_ids(runs.values(), conn)  # one scan of the gates a batch
         gates_by_run = self._load_gates(runs.values(), gate_ids)
         scopes = {key: RunScope.of(gates) for key, gates in gates_by_run.items() if gates}
-        # one catalog lookup per distinct dataset shape, one validated access per combination
-        classified: dict[Any, Any] = {}
+        memo = _BatchMemo()
         relevant = self.relevant_tags()
         accesses: list[AccessEvent] = []
         findings: dict[str, tuple[Finding, AccessEvent]] = {}
@@ -316,7 +321,7 @@ class OpenLineageIngest:
             key = _run_key(run)
             gates = gates_by_run.get(key, [])
             for ds in seen.datasets:
-                access = self._access(seen, ds, run, gates, sender.principal_id, classified)
+                access = self._access(seen, ds, run, gates, sender.principal_id, memo)
                 accesses.append(access)
                 finding = check(access, scopes[key], relevant) if gates else None
                 if finding is not None:
