@@ -91,7 +91,7 @@ def _link(url: str, label: str) -> str:
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 # ---------------------------------------------------------------- the card
@@ -298,7 +298,7 @@ def alert_text(gate: Gate, details: Mapping[str, Any], console_url: str) -> str:
         f":warning: Out of scope for gate {_code(gate.id)} ({action}): {operation} of {dataset} — {kind}"
     )
     if more:
-        headline += f", and {more:,} more {'finding' if more == 1 else 'findings'} since the last alert"
+        headline += f", and {_plural(more, 'more finding')} since the last alert"
     return "\n".join(
         [
             headline,
