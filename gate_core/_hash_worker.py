@@ -43,9 +43,8 @@ def first_mismatch(rows: Iterable[tuple[int, str, str, str]]) -> dict[str, Any]:
     """Hash every row ``(seq, body, prev_hash, hash)``; the answer names the first whose stored
     hash is not the hash of its own content (links and order are the caller's to check)."""
     checked, last_seq = 0, 0
-    sha256 = hashlib.sha256
     for seq, body, prev_hash, digest in rows:
-        if sha256(f"{prev_hash}\n{body}".encode()).hexdigest() != digest:
+        if entry_hash(prev_hash, body) != digest:
             return {"checked": checked, "last_seq": seq, "bad_seq": seq, "bad_prev": prev_hash}
         checked += 1
         last_seq = seq
