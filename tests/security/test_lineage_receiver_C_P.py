@@ -211,6 +211,18 @@ HOSTILE: list[tuple[str, Callable[[], tuple[bytes, dict[str, str]]]]] = [
         ),
     ),
     ("runId not a UUID", lambda: (json.dumps(_with(["run", "runId"], "1; DROP TABLE")).encode(), {})),
+    # Other spellings of one UUID: the receiver stores the runId as sent (lower-cased), so each
+    # would be a second run for the same one — refused by the spec's canonical form instead.
+    *(
+        (f"runId {how}", lambda spelled=spelled: (json.dumps(_with(["run", "runId"], spelled)).encode(), {}))
+        for how, spelled in (
+            ("in braces", "{0176a8c2-fe01-7439-87e6-56a1a1b4029f}"),
+            ("without hyphens", "0176a8c2fe01743987e656a1a1b4029f"),
+            ("with a trailing newline", "0176a8c2-fe01-7439-87e6-56a1a1b4029f\n"),
+            ("with a leading space", " 0176a8c2-fe01-7439-87e6-56a1a1b4029f"),
+            ("as a URN", "urn:uuid:0176a8c2-fe01-7439-87e6-56a1a1b4029f"),
+        )
+    ),
     ("unknown eventType", lambda: (json.dumps(_with(["eventType"], "EXPLODE")).encode(), {})),
     ("eventTime not a time", lambda: (json.dumps(_with(["eventTime"], "yesterday")).encode(), {})),
     ("naive eventTime", lambda: (json.dumps(_with(["eventTime"], "2026-01-01T00:00:00")).encode(), {})),
