@@ -1,7 +1,8 @@
 """BaseGateOperator: what every gated task does, whatever runs after the gate.
 
     open_gate(context)      open (or, on a retry, find) this task's gate; PENDING → defer to a
-                            GateTrigger; already decided → conclude at once
+                            GateTrigger (or, ``deferrable=False``, wait for it in this worker);
+                            already decided → conclude at once
     resume_gate(context, e) the trigger's typed GateEvent → conclude
     conclude                APPROVED → consume (the service checks the approval covers exactly
                             this request, within its expiry) · REJECTED → fail with the reason,
@@ -14,6 +15,7 @@ runs its function.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -25,7 +27,7 @@ from airflow_provider._decision import decision_of
 from airflow_provider.exceptions import GateUnavailable, OnReject, stop
 from airflow_provider.hooks.gatehouse import DEFAULT_CONN_ID, GatehouseHook
 from airflow_provider.triggers.events import GateEvent, GateOutcome, MalformedEvent
-from airflow_provider.triggers.gate import DEFAULT_POLL_TIMEOUT, GateTrigger
+from airflow_provider.triggers.gate import DEFAULT_POLL_TIMEOUT, GateTrigger, wait_in_worker
 from gate_core import DatasetRef, Gate, GatehouseError, GateRequest, GateStatus
 from gate_core.session import GateSession, GateSpec, RequesterClaim, StepRun
 
@@ -41,11 +43,21 @@ GATE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "requester",
 )
 OUTCOME_XCOM_KEY = "gatehouse_outcome"  # the GateEvent payload when a gate did not pass
-DEFER_MARGIN = timedelta(seconds=60)  # the service reports expiry itself; Airflow's timeout is a backstop
+# The service reports a gate's expiry itself; a wait that outlives it by this much (Airflow's
+# deferral timeout, or the in-worker wait's own) is a backstop that fails the task, never passes it.
+DEFER_MARGIN = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitPlan:
+    """How long one wait for a PENDING gate may last, deferred or in the worker."""
+
+    deadline: str | None  # the task's own ``timeout`` (ISO): then TIMED_OUT, and the gate withdrawn
+    backstop: timedelta  # past the gate's expiry (or the deadline) by DEFER_MARGIN: then the task fails
 
 
 class BaseGateOperator(BaseOperator):
-    """Open a Gatehouse gate for this task and wait for it without holding a worker slot.
+    """Open a Gatehouse gate for this task and wait for it, by default without holding a worker slot.
 
     :param action: what the step does (``export``, ``redeploy``…); policy rules match on it.
     :param target: what it acts on (``s3://exports/customers.csv``, ``models/churn``). Templated.
@@ -57,8 +69,15 @@ class BaseGateOperator(BaseOperator):
     :param requester: who asks; default the run's triggering user, else the DAG owner. Templated.
     :param on_reject: ``"fail"`` (default) or ``"skip"`` (the task and what depends on it skip).
     :param timeout: give up waiting after this long: the gate is withdrawn and the task fails.
+    :param deferrable: ``True`` (default): defer to a GateTrigger, holding no worker slot while
+        people decide — thousands of waiting gates share one long-poll in the triggerer.
+        ``False``: wait inside this task with the same long-poll and conclude the moment the
+        decision lands, without the triggerer's report, the scheduler pass that queues the resumed
+        task and that task's start-up. It holds a worker slot for the whole wait: for short waits,
+        where a slot is cheap and resuming fast matters. Both end the same way (consume, reject,
+        expiry, ``timeout`` withdraws the gate); a killed worker leaves the gate for the retry.
     :param gatehouse_conn_id: the ``gatehouse`` connection (default falls back to the environment).
-    :param poll_timeout: seconds per shared long-poll in the triggerer.
+    :param poll_timeout: seconds each long-poll stays open (shared by all gates in the triggerer).
     :param record_lineage: record the step's dataset accesses under the gate when it passes.
     """
 
@@ -78,6 +97,7 @@ class BaseGateOperator(BaseOperator):
         requester: str | None = None,
         on_reject: OnReject = "fail",
         timeout: timedelta | None = None,
+        deferrable: bool = True,
         gatehouse_conn_id: str | None = DEFAULT_CONN_ID,
         poll_timeout: float = DEFAULT_POLL_TIMEOUT,
         record_lineage: bool = True,
@@ -95,6 +115,7 @@ class BaseGateOperator(BaseOperator):
         self.requester = requester
         self.on_reject: OnReject = on_reject
         self.timeout = timeout
+        self.deferrable = deferrable
         self.gatehouse_conn_id = gatehouse_conn_id
         self.poll_timeout = poll_timeout
         self.record_lineage = record_lineage
@@ -149,7 +170,7 @@ class BaseGateOperator(BaseOperator):
     # ------------------------------------------------------------------ waiting
 
     def open_gate(self, context: Context) -> Gate:
-        """Open this task's gate (a retry finds the same one); defer while it is PENDING."""
+        """Open this task's gate (a retry finds the same one); wait while it is PENDING."""
         request, requester = self._ask(context)
         try:
             opened = self.session.adopt(request, self.hook.client.open(request), requester)
@@ -167,29 +188,51 @@ class BaseGateOperator(BaseOperator):
             gate.explanation,
             self.hook.console_url(gate.id),
         )
-        if gate.status is GateStatus.PENDING:
+        if gate.status is not GateStatus.PENDING:
+            return self._conclude(request, GateEvent.from_gate(gate), context)
+        if self.deferrable:
             self._defer_on(gate)
-        return self._conclude(request, GateEvent.from_gate(gate), context)
+        return self._conclude(request, self._wait_in_worker(gate), context)
 
-    def _defer_on(self, gate: Gate) -> NoReturn:
+    def _plan_wait(self, gate: Gate) -> _WaitPlan:
         now = datetime.now(UTC)
         deadline = now + self.timeout if self.timeout is not None else None
         until = min(gate.expires_at, deadline) if deadline is not None else gate.expires_at
         self.log.info(
-            "gatehouse: waiting for %d approval(s) from %s until %s",
+            "gatehouse: waiting %s for gate %s: %d approval(s) from %s until %s",
+            "in the triggerer" if self.deferrable else "in this worker",
+            gate.id,
             gate.approvals_missing(),
             ", ".join(gate.approver_groups) or "the policy's approvers",
             until.isoformat(timespec="seconds"),
         )
+        return _WaitPlan(
+            deadline=deadline.isoformat() if deadline is not None else None,
+            backstop=max(until - now, timedelta(0)) + DEFER_MARGIN,
+        )
+
+    def _defer_on(self, gate: Gate) -> NoReturn:
+        plan = self._plan_wait(gate)
         self.defer(
             trigger=GateTrigger(
                 gate_id=gate.id,
                 gatehouse_conn_id=self.gatehouse_conn_id,
                 poll_timeout=self.poll_timeout,
-                deadline=deadline.isoformat() if deadline is not None else None,
+                deadline=plan.deadline,
             ),
             method_name="execute_complete",
-            timeout=max(until - now, timedelta(0)) + DEFER_MARGIN,
+            timeout=plan.backstop,
+        )
+
+    def _wait_in_worker(self, gate: Gate) -> GateEvent:
+        """The trigger's wait (``wait_for_decision``), run in this task: same event, same retries."""
+        plan = self._plan_wait(gate)
+        return wait_in_worker(
+            self.hook.credentials,
+            gate.id,
+            deadline=plan.deadline,
+            give_up_after=plan.backstop.total_seconds(),
+            poll_timeout=self.poll_timeout,
         )
 
     def resume_gate(self, context: Context, event: Mapping[str, Any] | None) -> Gate:

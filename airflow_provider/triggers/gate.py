@@ -4,6 +4,10 @@ Every GateTrigger on one triggerer shares one ``SharedGateWaiter`` per connectio
 of deferred gate tasks cost one batched long-poll per cycle. The event it yields is a
 ``GateEvent`` payload (see ``airflow_provider.triggers.events``); it never says "approved" unless
 the service reported the gate APPROVED — errors keep it waiting or fail it.
+
+``wait_for_decision`` is that wait, whoever runs it: the trigger in the triggerer, and a gate
+operator with ``deferrable=False`` in its own worker (``wait_in_worker``, a waiter of its own on
+a private event loop) — one deadline rule, one retry policy, one mapping to a GateEvent.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider.hooks.gatehouse import DEFAULT_CONN_ID, GatehouseHook
+from airflow_provider.hooks.gatehouse import DEFAULT_CONN_ID, Credentials, GatehouseHook
 from airflow_provider.triggers._waiter import AsyncWaitClient, SharedGateWaiter, WaitRefused
 from airflow_provider.triggers.events import GateEvent, GateOutcome
 from gate_core import HttpGateClient
@@ -34,6 +38,65 @@ def waiter_for(conn_id: str | None, poll_timeout: float = DEFAULT_POLL_TIMEOUT) 
     return SharedGateWaiter.for_loop(
         conn_id or "", lambda: SharedGateWaiter(connect, poll_timeout=poll_timeout)
     )
+
+
+def seconds_until(deadline: str | None) -> float | None:
+    """Seconds from now to the ISO time ``deadline`` (naive means UTC); None without one."""
+    if deadline is None:
+        return None
+    moment = datetime.fromisoformat(deadline)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
+async def wait_for_decision(waiter: SharedGateWaiter, gate_id: str, deadline: str | None) -> GateEvent:
+    """How waiting for ``gate_id`` ended: the service's decision, ``TIMED_OUT`` once ``deadline``
+    (the task's own ``timeout``) passes, or ``ERROR`` when the service refused the wait. Failures
+    to reach the service are retried inside ``waiter``; none of them ever reads as approval."""
+    try:
+        resolution = await asyncio.wait_for(waiter.wait(gate_id), timeout=seconds_until(deadline))
+    except TimeoutError:
+        return GateEvent.failure(
+            gate_id, GateOutcome.TIMED_OUT, f"no decision before the task's timeout ({deadline})"
+        )
+    if isinstance(resolution, WaitRefused):
+        return GateEvent.failure(gate_id, GateOutcome.ERROR, resolution.message)
+    return GateEvent.from_gate(resolution)
+
+
+def wait_in_worker(
+    credentials: Credentials,
+    gate_id: str,
+    *,
+    deadline: str | None,
+    give_up_after: float,
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT,
+) -> GateEvent:
+    """``wait_for_decision`` inside a task (``deferrable=False``): a waiter of its own with one
+    long-poll in flight, on an event loop of its own, returning the moment the decision lands.
+
+    ``give_up_after`` seconds is the backstop Airflow's deferral timeout is for a deferred task:
+    the service reports a gate's expiry itself, so reaching it means no decision could be had —
+    an ``ERROR`` event, which fails the task (never passes it)."""
+
+    async def connect() -> AsyncWaitClient:
+        # a client of its own: httpx's async connections belong to the loop that opened them
+        return HttpGateClient(credentials.base_url, credentials.token)
+
+    async def wait() -> GateEvent:
+        waiter = SharedGateWaiter(connect, poll_timeout=poll_timeout)
+        try:
+            return await asyncio.wait_for(
+                wait_for_decision(waiter, gate_id, deadline), timeout=max(give_up_after, 0.0)
+            )
+        except TimeoutError:
+            return GateEvent.failure(
+                gate_id,
+                GateOutcome.ERROR,
+                f"the gate service reported no decision or expiry within {give_up_after:.0f} s",
+            )
+
+    return asyncio.run(wait())
 
 
 class GateTrigger(BaseTrigger):
@@ -72,27 +135,8 @@ class GateTrigger(BaseTrigger):
             },
         )
 
-    def _seconds_left(self) -> float | None:
-        if self.deadline is None:
-            return None
-        moment = datetime.fromisoformat(self.deadline)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return (moment - datetime.now(UTC)).total_seconds()
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         waiter = waiter_for(self.gatehouse_conn_id, self.poll_timeout)
-        try:
-            resolution = await asyncio.wait_for(waiter.wait(self.gate_id), timeout=self._seconds_left())
-        except TimeoutError:
-            event = GateEvent.failure(
-                self.gate_id,
-                GateOutcome.TIMED_OUT,
-                f"no decision before the task's timeout ({self.deadline})",
-            )
-        else:
-            if isinstance(resolution, WaitRefused):
-                event = GateEvent.failure(self.gate_id, GateOutcome.ERROR, resolution.message)
-            else:
-                event = GateEvent.from_gate(resolution)
+        event = await wait_for_decision(waiter, self.gate_id, self.deadline)
         self.log.info("gatehouse: %s", event.describe())
         yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]  # unannotated in Airflow

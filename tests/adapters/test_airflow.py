@@ -4,8 +4,9 @@ Airflow gets its own AIRFLOW_HOME (SQLite, migrated once for the module) and a d
 holding tests/adapters/airflow_dags/gatehouse_test_dags.py and the example DAG. DAG runs are
 ``dag.test()`` — deferral and triggers run in-process — inside one long-lived runner process
 (tests/adapters/airflow_dags/_run.py), so Airflow's start-up is paid once. Every adapter contract
-scenario runs here (the star import below), plus what is specific to Airflow: provider metadata,
-the trigger's serialisation and shared waiter, the sensor, ``@gated`` with a real retry,
+scenario runs here (the star import below), in both of GateOperator's wait modes (deferred to the
+trigger, and ``deferrable=False`` in the worker), plus what is specific to Airflow: provider
+metadata, the trigger's serialisation and shared waiter, the sensor, ``@gated`` with a real retry,
 ``on_reject="skip"``, ``timeout``, the connection type, lineage and OpenLineage.
 
 Airflow is imported only inside tests, after the ``airflow_home`` fixture pointed AIRFLOW_HOME
@@ -213,14 +214,19 @@ def runner(
     started.close()
 
 
+WAIT_MODES = {"deferred": True, "in_worker": False}  # GateOperator(deferrable=...)
+
+
 @dataclass
 class AirflowHarness:
     """The contract's Harness: GateOperator → downstream, one DAG per run key (the dag id holds it,
     so the gate's idempotency key does too). The DAG owner is the requester (dag.test() names no
-    person as the run's trigger); ``attempt`` > 1 re-runs the same run id."""
+    person as the run's trigger); ``attempt`` > 1 re-runs the same run id. ``deferrable`` is the
+    operator's: every scenario runs deferred to the trigger and waiting in the worker."""
 
     runner: AirflowRunner
     live: Live
+    deferrable: bool = True
     name: str = "airflow"
     started: list[str] = field(default_factory=list)
     runs: list[AirflowRun] = field(default_factory=list)
@@ -236,6 +242,7 @@ class AirflowHarness:
             "requester": spec.requester,
             "reason": spec.reason,
             "parameters": spec.parameter_map,
+            "deferrable": self.deferrable,
         } | extra
         self.started.append(spec.run_key)
         run = self.runner.submit(job)
@@ -253,9 +260,9 @@ class AirflowHarness:
             run.report(timeout=RUN_TIMEOUT)
 
 
-@pytest.fixture
-def harness(runner: AirflowRunner, live: Live) -> Iterator[AirflowHarness]:
-    made = AirflowHarness(runner, live)
+@pytest.fixture(params=list(WAIT_MODES))
+def harness(runner: AirflowRunner, live: Live, request: pytest.FixtureRequest) -> Iterator[AirflowHarness]:
+    made = AirflowHarness(runner, live, deferrable=WAIT_MODES[request.param])
     yield made
     made.withdraw_leftovers()
 
@@ -516,10 +523,57 @@ def test_timeout_withdraws_the_gate_and_fails_the_task(harness: AirflowHarness, 
     assert gate["status"] == "CANCELLED"
 
 
+def test_the_gate_waits_where_deferrable_says(harness: AirflowHarness, live: Live) -> None:
+    """Deferred: the trigger waits and the task resumes from its event. ``deferrable=False``: the
+    task itself waits and concludes — no trigger ever runs for its gate."""
+    spec = StepSpec(run_key=unique("where"))
+    run = harness.start(spec)
+    gate = live.gate_for(spec.run_key)
+    live.decide("bob", gate["id"], "approve")
+    assert run.report().state("downstream") == "success", harness.runner.log_tail()
+    lines = [
+        line for line in harness.runner.log.read_text(errors="replace").splitlines() if gate["id"] in line
+    ]
+    waited_in = "the triggerer" if harness.deferrable else "this worker"
+    assert any(f"waiting in {waited_in} for gate {gate['id']}" in line for line in lines), lines
+    assert any("triggers.gate.GateTrigger" in line for line in lines) == harness.deferrable, lines
+
+
+def test_the_in_worker_wait_fails_closed(airflow_home: AirflowHome, live: Live) -> None:
+    """The in-worker wait is the trigger's: an unreachable service is retried until the backstop,
+    then fails (ERROR); a refused token fails at once; the task's deadline ends it TIMED_OUT.
+    Nothing but the service's APPROVED passes, and the gate stays PENDING."""
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_provider.hooks.gatehouse import Credentials
+    from airflow_provider.triggers.events import GateOutcome
+    from airflow_provider.triggers.gate import wait_in_worker
+    from tests.service.conftest import free_port
+
+    [gate_id] = open_gates(live, 1, unique("worker-closed"))
+    started = time.monotonic()
+    unreachable = wait_in_worker(
+        Credentials(f"http://127.0.0.1:{free_port()}", "gh_x_y"), gate_id, deadline=None, give_up_after=3.0
+    )
+    assert unreachable.outcome is GateOutcome.ERROR and "no decision or expiry" in unreachable.message
+    assert 3.0 <= time.monotonic() - started < 15.0
+    refused = wait_in_worker(
+        Credentials(live.base_url, "gh_nosuch_token"), gate_id, deadline=None, give_up_after=30
+    )
+    assert refused.outcome is GateOutcome.ERROR and "AuthenticationFailed" in refused.message
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    bot = Credentials(live.base_url, live.gate_requester_token)
+    timed_out = wait_in_worker(bot, gate_id, deadline=soon, give_up_after=30, poll_timeout=5.0)
+    assert timed_out.outcome is GateOutcome.TIMED_OUT
+    with live.client("bot") as client:
+        assert client.get(f"/v1/gates/{gate_id}").json()["status"] == "PENDING"
+
+
+@pytest.mark.parametrize("mode", list(WAIT_MODES))
 def test_gated_task_runs_after_approval_and_its_retry_reuses_the_gate(
-    runner: AirflowRunner, live: Live
+    runner: AirflowRunner, live: Live, mode: str
 ) -> None:
-    run_key = unique("gated")
+    run_key = unique(f"gated-{mode}")
     spec = {
         "kind": "gated",
         "run_key": run_key,
@@ -528,6 +582,7 @@ def test_gated_task_runs_after_approval_and_its_retry_reuses_the_gate(
         "datasets": ["warehouse/customers#pii"],
         "requester": "alice",
         "fail_first_try": True,
+        "deferrable": WAIT_MODES[mode],
     }
     run = runner.submit(spec)
     gate = live.gate_for(run_key)

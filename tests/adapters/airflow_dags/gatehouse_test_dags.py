@@ -6,7 +6,8 @@ report what happened as JSON lines in GATEHOUSE_TEST_OUT: each task's failure or
 (the exception Airflow hands its callbacks), the downstream task's run and the decision it saw.
 
 Kinds:
-    operator   GateOperator → downstream            (the adapter contract, on_reject, timeout, conn)
+    operator   GateOperator → downstream            (the adapter contract, on_reject, timeout, conn;
+                                                     deferred or, "deferrable": false, in the worker)
     gated      @gated @task, failing its first try  (a real Airflow retry finds the same gate)
     sensor     a task opens a gate → GateSensor → downstream
     warmup     downstream alone (starts Airflow's in-process machinery before the timed tests)
@@ -68,6 +69,8 @@ def gate_arguments(spec: dict[str, Any]) -> dict[str, Any]:
         arguments["timeout"] = timedelta(seconds=float(spec["timeout_s"]))
     if "conn_id" in spec:
         arguments["gatehouse_conn_id"] = spec["conn_id"]
+    if "deferrable" in spec:
+        arguments["deferrable"] = spec["deferrable"]
     return arguments
 
 
