@@ -4,7 +4,8 @@ The deployment: a scratch PostgreSQL metadata database and, as separate processe
 ``airflow api-server`` (REST and execution API), ``airflow scheduler`` (LocalExecutor: the tasks
 run in its worker processes), ``airflow dag-processor`` and ``airflow triggerer``, all on
 Airflow's default loop settings (reported with the result). Every sample is one DAG run of
-``[gate] >> downstream`` triggered through the REST API, the two systems alternating:
+``[gate] >> downstream`` triggered through the REST API, the systems taking turns (each round
+starting with the next one):
 
   gatehouse   GateOperator (deferred to GateTrigger in the triggerer, long-polling a real
               `gatehouse serve` through the ``gatehouse_default`` connection); answered by bob's
@@ -12,12 +13,16 @@ Airflow's default loop settings (reported with the result). Every sample is one 
   airflow     Airflow 3.3's ApprovalOperator (parked AWAITING_INPUT); answered by
               ``PATCH …/taskInstances/gate/-1/hitlDetails`` on the api-server, as the Required
               Actions UI does.
+  gatehouse_inworker
+              GateOperator(deferrable=False): the gate task keeps its LocalExecutor worker and
+              waits there on the same long-poll; answered like ``gatehouse``.
 
 The clock starts when the decision's HTTP response arrives and stops when the downstream task's
 Python starts (it writes ``time.time()``; one machine, one clock), as in bench/airflow_resume.py.
-A decision is sent once the gate really waits (Gatehouse: the trigger's long-poll is open at the
-service; Airflow: the task is AWAITING_INPUT) and the scheduler has handled the end of the run that
-parked it, after a random 0–1 s (see DECIDE_AFTER_S).
+A decision is sent once the gate really waits (Gatehouse: the trigger's — or in the worker, the
+task's — long-poll is open at the service; Airflow: the task is AWAITING_INPUT) and the scheduler
+has handled the end of the run that parked it (the in-worker gate parks nowhere: its task is
+running), after a random 0–1 s (see DECIDE_AFTER_S).
 
 Where the time goes, from the task instance rows (timestamps Airflow's processes wrote):
 
@@ -27,6 +32,28 @@ Where the time goes, from the task instance rows (timestamps Airflow's processes
   gate resumed       → the gate task finished in a LocalExecutor worker (execute_complete)
   downstream queued  gate finished → downstream queued                (a scheduler pass)
   downstream start   → the downstream task's Python runs               (worker, task process)
+
+The in-worker gate skips the first three — no trigger event, no re-queue, no second task start:
+
+  gate concluded     decision → the gate task finished in the worker it never left
+
+What the scheduler's share is, and why Gatehouse cannot remove it from outside: on Airflow 3.3
+only the scheduler moves a downstream task to SCHEDULED and QUEUED — ``DagRun.schedule_tis`` has
+one caller, ``SchedulerJobRunner._schedule_dag_run`` (airflow/jobs/scheduler_job_runner.py:2962
+in 3.3.2), reached from ``_do_scheduling`` once per loop; when a pass finds nothing to do the loop
+sleeps up to ``[scheduler] scheduler_idle_sleep_time`` (1 s) before the next (same file, lines
+1870–1874). A task's end reaches the database through the execution API's ``ti_update_state``
+(airflow/api_fastapi/execution_api/routes/task_instances.py:345), which writes the state and
+schedules nothing. Airflow 2's "mini scheduler" — ``[scheduler] schedule_after_task_execution``,
+the finished task's own process queueing its downstream tasks — was removed for 3.0 with no
+replacement (apache/airflow#43741, Nov 2024: with task isolation the worker has no database to
+do it with); only stale mentions remain (``[core] task_success_overtime`` in
+airflow/config_templates/config.yml:382, a comment in airflow/models/dagrun.py:1586). So
+"downstream queued" — up to one idle sleep, then a pass — bounds every system here, the in-worker
+gate included. What removes it: no downstream task — ``@gated`` puts the gate and the
+work in one task, so with ``deferrable=False`` the function runs the moment the decision lands,
+with no scheduler pass in between; or a shorter ``scheduler_idle_sleep_time`` (``--scheduler-idle-
+sleep``), which shortens it for every DAG alike at the cost of an idle scheduler's CPU.
 
     python -m bench.airflow_real_stack                   # 20 samples each
     python -m bench.airflow_real_stack --quick           # 4 each
@@ -60,6 +87,8 @@ import psycopg
 
 from bench._airflow import (
     BIN,
+    IN_WORKER,
+    KINDS,
     AirflowApi,
     GateService,
     Started,
@@ -93,7 +122,10 @@ from bench._common import (
 NAME = "airflow_real_stack"
 START_TIMEOUT_S = 600.0  # a cold Airflow on a busy 2-core machine
 RUN_TIMEOUT_S = 300.0
-PHASES = ("resume signal", "gate queued", "gate resumed", "downstream queued", "downstream start")
+DEFERRED_PHASES = ("resume signal", "gate queued", "gate resumed", "downstream queued", "downstream start")
+IN_WORKER_PHASES = ("gate concluded", "downstream queued", "downstream start")
+PHASES = {"gatehouse": DEFERRED_PHASES, "airflow": DEFERRED_PHASES, IN_WORKER: IN_WORKER_PHASES}
+LABELS = {"gatehouse": "Gatehouse", "airflow": "Airflow's approval", IN_WORKER: "Gatehouse in the worker"}
 SCHEDULER_PHASES = ("gate queued", "downstream queued")
 # A decision comes once the scheduler has handled the executor's event for the run that parked
 # the gate task, then after a random 0 to 1 s (anywhere in the scheduler's 1 s loop). Not sooner: on
@@ -137,12 +169,13 @@ def downstream():
         out.write(json.dumps({"run_id": run_id, "downstream_started": started}) + "\\n")
 
 
-for kind in ("gatehouse", "airflow"):
+for kind in ("gatehouse", "airflow", "gatehouse_inworker"):
     with DAG(f"bench_stack_{kind}", schedule=None, start_date=datetime(2026, 1, 1),
              catchup=False, default_args={"owner": "alice"}) as dag:
-        if kind == "gatehouse":
+        if kind.startswith("gatehouse"):
             gate = GateOperator(task_id="gate", action="export", target="s3://exports/bench.csv",
-                                datasets=["warehouse/customers#pii"], reason="benchmark")
+                                datasets=["warehouse/customers#pii"], reason="benchmark",
+                                deferrable=kind != "gatehouse_inworker")
         else:
             gate = ApprovalOperator(task_id="gate", subject="Export customers?", body="benchmark")
         gate >> downstream()
@@ -215,7 +248,7 @@ class Stack:
         cleanup.callback(stop, api.process)
         stack = cls(root, database_url, service, api, api.sign_in("bob", passwords["bob"]), processes)
         with api.client() as client:
-            for kind in ("gatehouse", "airflow"):
+            for kind in KINDS:
                 stack.wait(
                     f"DAG {dag_id(kind)} parsed", partial(answers, client, f"/api/v2/dags/{dag_id(kind)}")
                 )
@@ -258,10 +291,14 @@ class Bench:
         self.airflow_bob = stack.api.client(stack.bob_token)
         self.out = stack.root / "downstream.jsonl"
         self.runs = 0
-        self.phases: dict[str, dict[str, list[float]]] = {
-            kind: {phase: [] for phase in PHASES} for kind in ("gatehouse", "airflow")
-        }
+        self.phases: dict[str, dict[str, list[float]]] = {}
         self.load: list[float] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the warm-up's samples."""
+        self.phases = {kind: {phase: [] for phase in PHASES[kind]} for kind in KINDS}
+        self.load.clear()
 
     def sample(self, kind: str) -> float:
         """One DAG run: the seconds from the decision's response to the downstream task starting."""
@@ -275,17 +312,20 @@ class Bench:
                 f"benchmark: triggering {kind} answered {response.status_code}: {response.text[:300]}"
             )
         path = AirflowApi.ti_path(dag_id(kind), run_id, "gate")
-        if kind == "gatehouse":
-            gate_id = self.stack.wait("the gate", lambda: gate_of_run(self.bot, run_id), RUN_TIMEOUT_S, 0.1)
-            self.stack.wait("the trigger's long-poll", lambda: self.stack.service.waiting_gates() >= 1)
-            decide: Callable[[], float] = lambda: approve_gate(self.bob, gate_id)  # noqa: E731
-        else:
+        if kind == "airflow":
             self.stack.wait(
                 "the task awaiting input", lambda: hitl_parked(self.airflow, path), RUN_TIMEOUT_S, 0.1
             )
-            decide = lambda: approve_hitl(self.airflow_bob, path)  # noqa: E731
-        parked = PARKED_EVENT.format(dag_id=dag_id(kind), run_id=run_id)
-        self.stack.wait("the parking run's end", lambda: self.stack.scheduler_saw(parked), RUN_TIMEOUT_S, 0.1)
+            decide: Callable[[], float] = lambda: approve_hitl(self.airflow_bob, path)  # noqa: E731
+        else:
+            gate_id = self.stack.wait("the gate", lambda: gate_of_run(self.bot, run_id), RUN_TIMEOUT_S, 0.1)
+            self.stack.wait("the gate's long-poll", lambda: self.stack.service.waiting_gates() >= 1)
+            decide = lambda: approve_gate(self.bob, gate_id)  # noqa: E731
+        if kind != IN_WORKER:  # its task never ended to park: it is still running, waiting
+            parked = PARKED_EVENT.format(dag_id=dag_id(kind), run_id=run_id)
+            self.stack.wait(
+                "the parking run's end", lambda: self.stack.scheduler_saw(parked), RUN_TIMEOUT_S, 0.1
+            )
         time.sleep(random.uniform(*DECIDE_AFTER_S))
         decided_at = decide()
         started: float = self.stack.wait(
@@ -316,27 +356,21 @@ class Bench:
     def _phases(self, kind: str, run_id: str, decided_at: float, started: float) -> None:
         rows = self.stack.rows(run_id)
         gate, after = rows["gate"], rows["downstream"]
-        marks = [
-            decided_at,
-            epoch(gate["scheduled"]),
-            epoch(gate["queued"]),
-            epoch(gate["end"]),
-            epoch(after["queued"]),
-            started,
-        ]
-        for phase, (begin, end) in zip(PHASES, pairwise(marks), strict=True):
+        resumed = [] if kind == IN_WORKER else [epoch(gate["scheduled"]), epoch(gate["queued"])]
+        marks = [decided_at, *resumed, epoch(gate["end"]), epoch(after["queued"]), started]
+        for phase, (begin, end) in zip(PHASES[kind], pairwise(marks), strict=True):
             self.phases[kind][phase].append(end - begin)
 
 
 def breakdown(phases: Mapping[str, Mapping[str, Sequence[float]]]) -> list[Figure]:
     """Each phase's p50 per system, and how much of it is waiting for the scheduler's passes."""
     figures = []
-    for kind, label in (("gatehouse", "Gatehouse"), ("airflow", "Airflow's approval")):
-        by_phase = phases[kind]
-        figures += [info(f"{label}: {phase} p50", percentile(by_phase[phase], 50), "s") for phase in PHASES]
-        rounds = range(len(by_phase[PHASES[0]]))
-        waits = [sum(by_phase[p][i] for p in SCHEDULER_PHASES) for i in rounds]
-        totals = [sum(by_phase[p][i] for p in PHASES) for i in rounds]
+    for kind, by_phase in phases.items():
+        label, names = LABELS[kind], PHASES[kind]
+        figures += [info(f"{label}: {phase} p50", percentile(by_phase[phase], 50), "s") for phase in names]
+        rounds = range(len(by_phase[names[0]]))
+        waits = [sum(by_phase[p][i] for p in SCHEDULER_PHASES if p in by_phase) for i in rounds]
+        totals = [sum(by_phase[p][i] for p in names) for i in rounds]
         figures += [
             info(f"{label}: waiting for scheduler passes p50", percentile(waits, 50), "s"),
             info(
@@ -372,10 +406,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         stack = Stack.start(root, database_url, settings, cleanup)
         bench = Bench(stack)
         print("warming up (the first task of each DAG starts cold)…", flush=True)
-        for kind in ("gatehouse", "airflow"):
+        for kind in KINDS:
             bench.sample(kind)
-        bench.phases = {kind: {phase: [] for phase in PHASES} for kind in bench.phases}
-        bench.load.clear()
+        bench.reset()
         measured = alternate(samples, bench.sample)
     figures = compare(measured) + breakdown(bench.phases)
     print_figures("Airflow: decision → downstream task running (real deployment)", figures)

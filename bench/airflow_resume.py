@@ -10,11 +10,15 @@ the same machine load:
   airflow     Airflow 3.3's own ApprovalOperator (AWAITING_INPUT, no trigger); answered the way its
               users answer it — ``PATCH …/taskInstances/gate/-1/hitlDetails`` on a real
               `airflow api-server` sharing the metadata database (what the Required Actions UI calls).
+  gatehouse_inworker
+              GateOperator(deferrable=False): the gate task waits in its own worker on the same
+              long-poll and concludes there; answered like ``gatehouse``.
 
 The clock starts when the decision's HTTP response arrives (the decision is committed) and stops
 when the downstream task's Python starts (it writes ``time.time()``; one machine, one clock). A
-decision is sent only once the gate is really waiting (Gatehouse: the trigger's long-poll is open
-at the service; Airflow: the task is AWAITING_INPUT/DEFERRED), after a random 0–0.5 s.
+decision is sent only once the gate is really waiting (Gatehouse: the trigger's — or in the worker,
+the task's — long-poll is open at the service; Airflow: the task is AWAITING_INPUT/DEFERRED), after a
+random 0–0.5 s. The systems take turns, each round starting with the next one.
 
 On Airflow 3.1/3.2 the same ApprovalOperator deferred to HITLTrigger, which polls every 5 s; that
 path cannot run under 3.3's ``dag.test()`` (its in-process supervisor does not answer the trigger's
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._airflow import (
+    KINDS,
     AirflowApi,
     DagRunner,
     GateService,
@@ -86,9 +91,10 @@ def downstream():
 if KIND:
     with DAG("bench_" + KIND.replace("-", "_").replace(".", ""), schedule=None,
              start_date=datetime(2026, 1, 1), default_args={"owner": "alice"}) as dag:
-        if KIND == "gatehouse":
+        if KIND.startswith("gatehouse"):
             gate = GateOperator(task_id="gate", action="export", target="s3://exports/bench.csv",
-                                datasets=["warehouse/customers#pii"], reason="benchmark")
+                                datasets=["warehouse/customers#pii"], reason="benchmark",
+                                deferrable=KIND != "gatehouse_inworker")
         else:
             gate = ApprovalOperator(task_id="gate", subject="Export customers?", body="benchmark")
         gate >> downstream()
@@ -127,7 +133,7 @@ class Bench:
         run_id = f"manual__{self.when.isoformat()}"
         job = self.runner.submit(DAG_FILE, dag_id(kind), self.when, BENCH_KIND=kind)
         self.job = job
-        decide = self._gatehouse(run_id) if kind == "gatehouse" else self._airflow(kind, run_id)
+        decide = self._airflow(kind, run_id) if kind == "airflow" else self._gatehouse(run_id)
         time.sleep(random.uniform(0.0, 0.5))
         decided_at = decide()
         result = job.wait(RUN_TIMEOUT_S, self.runner)
@@ -148,7 +154,7 @@ class Bench:
 
     def _gatehouse(self, run_id: str) -> Callable[[], float]:
         gate_id = wait_until("gate", self._alive(lambda: gate_of_run(self.bot, run_id)), RUN_TIMEOUT_S, 0.1)
-        wait_until("the trigger's long-poll", lambda: self.service.waiting_gates() >= 1, RUN_TIMEOUT_S, 0.05)
+        wait_until("the gate's long-poll", lambda: self.service.waiting_gates() >= 1, RUN_TIMEOUT_S, 0.05)
         return lambda: approve_gate(self.bob, gate_id)
 
     def _airflow(self, kind: str, run_id: str) -> Callable[[], float]:
@@ -171,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with ExitStack() as stack:
         bench = Bench(scratch_root(stack, args.workdir, "gh-bench-airflow-"), stack)
         print("warming up (Airflow's in-process execution API starts once)…", flush=True)
-        for kind in ("gatehouse", "airflow"):
+        for kind in KINDS:
             bench.sample(kind)
         measured = alternate(samples, bench.sample)
     figures = compare(measured)
