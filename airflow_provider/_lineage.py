@@ -61,6 +61,12 @@ def _sink(credentials: Credentials) -> HttpSink:
         return sink
 
 
+def prepare(credentials: Credentials) -> None:
+    """Import ``lineage`` and open its sink now (about 80 ms in a fresh task process), so a task
+    waiting in its worker pays for it while people decide rather than after the decision."""
+    _sink(credentials)
+
+
 @contextmanager
 def scope(*, run: RunContext, actor: str, gate_id: str, credentials: Credentials) -> Iterator[None]:
     """Inside: ``lineage.record_access``/``track_dataframe`` calls carry this run, the requester

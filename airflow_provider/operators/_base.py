@@ -227,6 +227,8 @@ class BaseGateOperator(BaseOperator):
     def _wait_in_worker(self, gate: Gate) -> GateEvent:
         """The trigger's wait (``wait_for_decision``), run in this task: same event, same retries."""
         plan = self._plan_wait(gate)
+        if self.record_lineage:
+            _lineage.prepare(self.hook.credentials)
         return wait_in_worker(
             self.hook.credentials,
             gate.id,
