@@ -283,7 +283,18 @@ def hitl_parked(airflow: httpx.Client, ti_path: str) -> bool:
 
 
 IN_WORKER = "gatehouse_inworker"  # GateOperator(deferrable=False): the task itself waits
-KINDS = ("gatehouse", "airflow", IN_WORKER)
+# @gated(deferrable=False): gate and step are one task, so the clock stops in that task's own
+# function, not in a downstream task — no scheduler pass and no task start-up in between.
+GATED = "gatehouse_gated"
+KINDS = ("gatehouse", "airflow", IN_WORKER, GATED)
+# What each system's sample writes when its clock stops: the downstream task's first statement,
+# or, for @gated, the gated function's own first statement.
+CLOCK_STOP = {
+    "gatehouse": "downstream_started",
+    "airflow": "downstream_started",
+    IN_WORKER: "downstream_started",
+    GATED: "step_started",
+}
 TARGET_P50_S = 0.25
 TARGET_RATIO = 10.0
 
@@ -308,7 +319,9 @@ def alternate(
 
 def compare(measured: Mapping[str, Sequence[float]]) -> list[Figure]:
     """p50/p99 of each system and the ratios to Airflow's approval, against the targets (Gatehouse
-    p50, ratio p50) — the deferred GateOperator, then the in-worker one when it was measured."""
+    p50, ratio p50) — the deferred GateOperator, then the in-worker one and the ``@gated`` step
+    when they were measured. Airflow's side is always decision → its downstream task running, the
+    step an ApprovalOperator guards; the ``@gated`` rows stop the clock in the gated step itself."""
     ours, anchor = measured["gatehouse"], measured["airflow"]
     label = "Airflow 3.3 ApprovalOperator (REST API): decision → downstream"
     figures = [
@@ -341,6 +354,18 @@ def compare(measured: Mapping[str, Sequence[float]]) -> list[Figure]:
                 percentile(anchor, 99) / percentile(in_worker, 99),
                 "×",
             ),
+        ]
+    gated = measured.get(GATED)
+    if gated:
+        name = "Gatehouse @gated step (waits in its worker): decision → the gated step's code running"
+        versus = "ApprovalOperator decision → downstream ÷ @gated decision → step code"
+        figures += [
+            at_most(f"{name} p50", percentile(gated, 50), "s", TARGET_P50_S),
+            info(f"{name} p99", percentile(gated, 99), "s"),
+            at_least(
+                f"ratio p50 ({versus})", percentile(anchor, 50) / percentile(gated, 50), "×", TARGET_RATIO
+            ),
+            info(f"ratio p99 ({versus})", percentile(anchor, 99) / percentile(gated, 99), "×"),
         ]
     return figures
 

@@ -1,11 +1,11 @@
-"""Decision → downstream task running on a real Airflow deployment: Gatehouse vs Airflow's own approval.
+"""Decision → the step running on a real Airflow deployment: Gatehouse vs Airflow's own approval.
 
 The deployment: a scratch PostgreSQL metadata database and, as separate processes,
 ``airflow api-server`` (REST and execution API), ``airflow scheduler`` (LocalExecutor: the tasks
 run in its worker processes), ``airflow dag-processor`` and ``airflow triggerer``, all on
 Airflow's default loop settings (reported with the result). Every sample is one DAG run of
-``[gate] >> downstream`` triggered through the REST API, the systems taking turns (each round
-starting with the next one):
+``[gate] >> downstream`` (for ``@gated``, the one gated task) triggered through the REST API, the
+systems taking turns (each round starting with the next one):
 
   gatehouse   GateOperator (deferred to GateTrigger in the triggerer, long-polling a real
               `gatehouse serve` through the ``gatehouse_default`` connection); answered by bob's
@@ -16,13 +16,18 @@ starting with the next one):
   gatehouse_inworker
               GateOperator(deferrable=False): the gate task keeps its LocalExecutor worker and
               waits there on the same long-poll; answered like ``gatehouse``.
+  gatehouse_gated
+              ``@gated(..., deferrable=False)``: the gate and the step are one task, which waits in
+              its LocalExecutor worker, consumes the approval and runs its own function right
+              there; no downstream task. Answered like ``gatehouse``.
 
-The clock starts when the decision's HTTP response arrives and stops when the downstream task's
-Python starts (it writes ``time.time()``; one machine, one clock), as in bench/airflow_resume.py.
+The clock starts when the decision's HTTP response arrives and stops when the step's Python
+starts — the downstream task's, or for ``gatehouse_gated`` the gated function's own first
+statement (each writes ``time.time()``; one machine, one clock), as in bench/airflow_resume.py.
 A decision is sent once the gate really waits (Gatehouse: the trigger's — or in the worker, the
 task's — long-poll is open at the service; Airflow: the task is AWAITING_INPUT) and the scheduler
-has handled the end of the run that parked it (the in-worker gate parks nowhere: its task is
-running), after a random 0–1 s (see DECIDE_AFTER_S).
+has handled the end of the run that parked it (a gate waiting in its worker parks nowhere: its
+task is running), after a random 0–1 s (see DECIDE_AFTER_S).
 
 Where the time goes, from the task instance rows (timestamps Airflow's processes wrote):
 
@@ -36,6 +41,13 @@ Where the time goes, from the task instance rows (timestamps Airflow's processes
 The in-worker gate skips the first three — no trigger event, no re-queue, no second task start:
 
   gate concluded     decision → the gate task finished in the worker it never left
+
+The ``@gated`` step has no downstream task; its two phases come from the gate's ``consumed_at``
+(the service's clock, the same machine's) and the function's own first statement:
+
+  gate consumed      decision → the service committed the step's consumption of the approval
+  step code running  → the gated function's first statement (the consume's answer, the decision
+                     pushed to XCom, the lineage scope opened)
 
 What the scheduler's share is, and why Gatehouse cannot remove it from outside: on Airflow 3.3
 only the scheduler moves a downstream task to SCHEDULED and QUEUED — ``DagRun.schedule_tis`` has
@@ -52,8 +64,9 @@ airflow/config_templates/config.yml:382, a comment in airflow/models/dagrun.py:1
 "downstream queued" — up to one idle sleep, then a pass — bounds every system here, the in-worker
 gate included. What removes it: no downstream task — ``@gated`` puts the gate and the
 work in one task, so with ``deferrable=False`` the function runs the moment the decision lands,
-with no scheduler pass in between; or a shorter ``scheduler_idle_sleep_time`` (``--scheduler-idle-
-sleep``), which shortens it for every DAG alike at the cost of an idle scheduler's CPU.
+with no scheduler pass in between (measured here as ``gatehouse_gated``); or a shorter
+``scheduler_idle_sleep_time`` (``--scheduler-idle-sleep``), which shortens it for every DAG
+alike at the cost of an idle scheduler's CPU.
 
     python -m bench.airflow_real_stack                   # 20 samples each
     python -m bench.airflow_real_stack --quick           # 4 each
@@ -76,7 +89,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
@@ -87,6 +100,8 @@ import psycopg
 
 from bench._airflow import (
     BIN,
+    CLOCK_STOP,
+    GATED,
     IN_WORKER,
     KINDS,
     AirflowApi,
@@ -124,8 +139,20 @@ START_TIMEOUT_S = 600.0  # a cold Airflow on a busy 2-core machine
 RUN_TIMEOUT_S = 300.0
 DEFERRED_PHASES = ("resume signal", "gate queued", "gate resumed", "downstream queued", "downstream start")
 IN_WORKER_PHASES = ("gate concluded", "downstream queued", "downstream start")
-PHASES = {"gatehouse": DEFERRED_PHASES, "airflow": DEFERRED_PHASES, IN_WORKER: IN_WORKER_PHASES}
-LABELS = {"gatehouse": "Gatehouse", "airflow": "Airflow's approval", IN_WORKER: "Gatehouse in the worker"}
+GATED_PHASES = ("gate consumed", "step code running")
+PHASES = {
+    "gatehouse": DEFERRED_PHASES,
+    "airflow": DEFERRED_PHASES,
+    IN_WORKER: IN_WORKER_PHASES,
+    GATED: GATED_PHASES,
+}
+LABELS = {
+    "gatehouse": "Gatehouse",
+    "airflow": "Airflow's approval",
+    IN_WORKER: "Gatehouse in the worker",
+    GATED: "Gatehouse @gated step",
+}
+WAITS_IN_WORKER = (IN_WORKER, GATED)  # their task never ends to park: it runs, waiting
 SCHEDULER_PHASES = ("gate queued", "downstream queued")
 # A decision comes once the scheduler has handled the executor's event for the run that parked
 # the gate task, then after a random 0 to 1 s (anywhere in the scheduler's 1 s loop). Not sooner: on
@@ -149,7 +176,7 @@ SETTINGS = {
 
 DAG_FILE = "gatehouse_real_stack_dags.py"
 DAG_TEXT = '''\
-"""Benchmark DAGs (bench/airflow_real_stack.py): [gate] >> downstream, one DAG per system."""
+"""Benchmark DAGs (bench/airflow_real_stack.py), one per system: [gate] >> downstream, or @gated."""
 import json
 import os
 import time
@@ -158,7 +185,7 @@ from datetime import datetime
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, get_current_context, task
 
-from airflow_provider import GateOperator
+from airflow_provider import GateOperator, gated
 
 
 @task
@@ -169,16 +196,29 @@ def downstream():
         out.write(json.dumps({"run_id": run_id, "downstream_started": started}) + "\\n")
 
 
-for kind in ("gatehouse", "airflow", "gatehouse_inworker"):
+@gated(action="export", target="s3://exports/bench.csv", datasets=["warehouse/customers#pii"],
+       reason="benchmark", deferrable=False)
+@task
+def gated_step():
+    started = time.time()
+    run_id = get_current_context()["run_id"]
+    with open(os.environ["BENCH_OUT"], "a", encoding="utf-8") as out:
+        out.write(json.dumps({"run_id": run_id, "step_started": started}) + "\\n")
+
+
+for kind in ("gatehouse", "airflow", "gatehouse_inworker", "gatehouse_gated"):
     with DAG(f"bench_stack_{kind}", schedule=None, start_date=datetime(2026, 1, 1),
              catchup=False, default_args={"owner": "alice"}) as dag:
-        if kind.startswith("gatehouse"):
+        if kind == "gatehouse_gated":
+            gated_step()
+        elif kind.startswith("gatehouse"):
             gate = GateOperator(task_id="gate", action="export", target="s3://exports/bench.csv",
                                 datasets=["warehouse/customers#pii"], reason="benchmark",
                                 deferrable=kind != "gatehouse_inworker")
         else:
             gate = ApprovalOperator(task_id="gate", subject="Export customers?", body="benchmark")
-        gate >> downstream()
+        if kind != "gatehouse_gated":
+            gate >> downstream()
     globals()[dag.dag_id] = dag
 '''
 
@@ -301,7 +341,8 @@ class Bench:
         self.load.clear()
 
     def sample(self, kind: str) -> float:
-        """One DAG run: the seconds from the decision's response to the downstream task starting."""
+        """One DAG run: the seconds from the decision's response to the step starting (the
+        downstream task, or the ``@gated`` task's function)."""
         self.runs += 1
         run_id = f"bench_{kind}_{self.runs}"
         response = self.airflow.post(
@@ -312,39 +353,42 @@ class Bench:
                 f"benchmark: triggering {kind} answered {response.status_code}: {response.text[:300]}"
             )
         path = AirflowApi.ti_path(dag_id(kind), run_id, "gate")
+        gate_id: str | None = None
         if kind == "airflow":
             self.stack.wait(
                 "the task awaiting input", lambda: hitl_parked(self.airflow, path), RUN_TIMEOUT_S, 0.1
             )
             decide: Callable[[], float] = lambda: approve_hitl(self.airflow_bob, path)  # noqa: E731
         else:
-            gate_id = self.stack.wait("the gate", lambda: gate_of_run(self.bot, run_id), RUN_TIMEOUT_S, 0.1)
+            opened: str = self.stack.wait(
+                "the gate", lambda: gate_of_run(self.bot, run_id), RUN_TIMEOUT_S, 0.1
+            )
             self.stack.wait("the gate's long-poll", lambda: self.stack.service.waiting_gates() >= 1)
-            decide = lambda: approve_gate(self.bob, gate_id)  # noqa: E731
-        if kind != IN_WORKER:  # its task never ended to park: it is still running, waiting
+            decide = lambda: approve_gate(self.bob, opened)  # noqa: E731
+            gate_id = opened
+        if kind not in WAITS_IN_WORKER:
             parked = PARKED_EVENT.format(dag_id=dag_id(kind), run_id=run_id)
             self.stack.wait(
                 "the parking run's end", lambda: self.stack.scheduler_saw(parked), RUN_TIMEOUT_S, 0.1
             )
         time.sleep(random.uniform(*DECIDE_AFTER_S))
         decided_at = decide()
-        started: float = self.stack.wait(
-            "the downstream task", lambda: self._downstream_started(run_id), RUN_TIMEOUT_S
-        )
+        started: float = self.stack.wait("the step", lambda: self._clock_stopped(kind, run_id), RUN_TIMEOUT_S)
         self.stack.wait(
             "the DAG run's end", lambda: self._run_state(kind, run_id) == "success", RUN_TIMEOUT_S, 0.1
         )
-        self._phases(kind, run_id, decided_at, started)
+        self._phases(kind, run_id, gate_id, decided_at, started)
         self.load.append(os.getloadavg()[0])
         return started - decided_at
 
-    def _downstream_started(self, run_id: str) -> float | None:
+    def _clock_stopped(self, kind: str, run_id: str) -> float | None:
+        """When the step of ``run_id`` started, as it wrote it (CLOCK_STOP), once it has."""
         if not self.out.exists():
             return None
         for line in self.out.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             if record["run_id"] == run_id:
-                return float(record["downstream_started"])
+                return float(record[CLOCK_STOP[kind]])
         return None
 
     def _run_state(self, kind: str, run_id: str) -> str:
@@ -353,13 +397,26 @@ class Bench:
             raise SystemExit(f"benchmark invalid: {kind} run {run_id} failed; see {self.stack.root}")
         return state
 
-    def _phases(self, kind: str, run_id: str, decided_at: float, started: float) -> None:
-        rows = self.stack.rows(run_id)
-        gate, after = rows["gate"], rows["downstream"]
-        resumed = [] if kind == IN_WORKER else [epoch(gate["scheduled"]), epoch(gate["queued"])]
-        marks = [decided_at, *resumed, epoch(gate["end"]), epoch(after["queued"]), started]
+    def _phases(self, kind: str, run_id: str, gate_id: str | None, decided_at: float, started: float) -> None:
+        if kind == GATED:  # one task: nothing between the decision and the step but the consume
+            if gate_id is None:
+                raise SystemExit(f"benchmark: {kind} run {run_id} has no gate")
+            marks = [decided_at, self._consumed_at(gate_id), started]
+        else:
+            rows = self.stack.rows(run_id)
+            gate, after = rows["gate"], rows["downstream"]
+            resumed = [] if kind == IN_WORKER else [epoch(gate["scheduled"]), epoch(gate["queued"])]
+            marks = [decided_at, *resumed, epoch(gate["end"]), epoch(after["queued"]), started]
         for phase, (begin, end) in zip(PHASES[kind], pairwise(marks), strict=True):
             self.phases[kind][phase].append(end - begin)
+
+    def _consumed_at(self, gate_id: str) -> float:
+        """When the service committed the gated step's consumption (its own clock, this machine's)."""
+        consumed = self.bot.get(f"/v1/gates/{gate_id}").json().get("consumed_at")
+        if consumed is None:
+            raise SystemExit(f"benchmark invalid: gate {gate_id} ran its step but was never consumed")
+        moment = datetime.fromisoformat(consumed)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def breakdown(phases: Mapping[str, Mapping[str, Sequence[float]]]) -> list[Figure]:

@@ -1,8 +1,8 @@
-"""Decision → downstream task running, in one Airflow install: Gatehouse vs Airflow's own approval.
+"""Decision → the step running, in one Airflow install: Gatehouse vs Airflow's own approval.
 
-Every sample is one DAG run of ``[gate] → downstream`` under ``dag.test()`` (deferral and triggers
-in-process), all in one long-lived Airflow process, alternating between the systems so both see
-the same machine load:
+Every sample is one DAG run of ``[gate] → downstream`` (for ``@gated``, the one gated task) under
+``dag.test()`` (deferral and triggers in-process), all in one long-lived Airflow process,
+alternating between the systems so all see the same machine load:
 
   gatehouse   GateOperator (deferred to GateTrigger and its shared long-poll) against a real
               `gatehouse serve`; answered the way its users answer it — bob's
@@ -13,9 +13,14 @@ the same machine load:
   gatehouse_inworker
               GateOperator(deferrable=False): the gate task waits in its own worker on the same
               long-poll and concludes there; answered like ``gatehouse``.
+  gatehouse_gated
+              ``@gated(..., deferrable=False)``: the gate and the step are one task — it waits in
+              its worker, consumes the approval, then runs its own function; no downstream task.
+              Answered like ``gatehouse``.
 
 The clock starts when the decision's HTTP response arrives (the decision is committed) and stops
-when the downstream task's Python starts (it writes ``time.time()``; one machine, one clock). A
+when the step's Python starts — the downstream task's, or for ``gatehouse_gated`` the gated
+function's own first statement (each writes ``time.time()``; one machine, one clock). A
 decision is sent only once the gate is really waiting (Gatehouse: the trigger's — or in the worker,
 the task's — long-poll is open at the service; Airflow: the task is AWAITING_INPUT/DEFERRED), after a
 random 0–0.5 s. The systems take turns, each round starting with the next one.
@@ -43,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._airflow import (
+    CLOCK_STOP,
+    GATED,
     KINDS,
     AirflowApi,
     DagRunner,
@@ -76,7 +83,7 @@ from datetime import datetime
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, task
 
-from airflow_provider import GateOperator
+from airflow_provider import GateOperator, gated
 
 KIND = os.environ.get("BENCH_KIND", "")
 
@@ -88,16 +95,28 @@ def downstream():
         out.write(json.dumps({"downstream_started": started}) + "\\n")
 
 
+@gated(action="export", target="s3://exports/bench.csv", datasets=["warehouse/customers#pii"],
+       reason="benchmark", deferrable=False)
+@task
+def gated_step():
+    started = time.time()
+    with open(os.environ["BENCH_OUT"], "a", encoding="utf-8") as out:
+        out.write(json.dumps({"step_started": started}) + "\\n")
+
+
 if KIND:
     with DAG("bench_" + KIND.replace("-", "_").replace(".", ""), schedule=None,
              start_date=datetime(2026, 1, 1), default_args={"owner": "alice"}) as dag:
-        if KIND.startswith("gatehouse"):
+        if KIND == "gatehouse_gated":
+            gated_step()
+        elif KIND.startswith("gatehouse"):
             gate = GateOperator(task_id="gate", action="export", target="s3://exports/bench.csv",
                                 datasets=["warehouse/customers#pii"], reason="benchmark",
                                 deferrable=KIND != "gatehouse_inworker")
         else:
             gate = ApprovalOperator(task_id="gate", subject="Export customers?", body="benchmark")
-        gate >> downstream()
+        if KIND != "gatehouse_gated":
+            gate >> downstream()
 '''
 
 
@@ -128,7 +147,8 @@ class Bench:
         self.job: Job | None = None
 
     def sample(self, kind: str) -> float:
-        """One DAG run: the seconds from the decision's response to the downstream task starting."""
+        """One DAG run: the seconds from the decision's response to the step starting (the
+        downstream task, or the ``@gated`` task's function)."""
         self.when += timedelta(minutes=1)  # a new logical date: a new run id, so a new gate
         run_id = f"manual__{self.when.isoformat()}"
         job = self.runner.submit(DAG_FILE, dag_id(kind), self.when, BENCH_KIND=kind)
@@ -137,10 +157,13 @@ class Bench:
         time.sleep(random.uniform(0.0, 0.5))
         decided_at = decide()
         result = job.wait(RUN_TIMEOUT_S, self.runner)
-        if result["states"] != {"gate": "success", "downstream": "success"}:
+        expected = (
+            {"gated_step": "success"} if kind == GATED else {"gate": "success", "downstream": "success"}
+        )
+        if result["states"] != expected:
             raise SystemExit(f"benchmark invalid: {kind} run ended {result['states']}")
         [record] = job.records_now()
-        return float(record["downstream_started"]) - decided_at
+        return float(record[CLOCK_STOP[kind]]) - decided_at
 
     def _alive(self, check: Callable[[], Any]) -> Callable[[], Any]:
         """``check``, failing at once if the DAG run already ended (it should be waiting)."""
@@ -181,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench.sample(kind)
         measured = alternate(samples, bench.sample)
     figures = compare(measured)
-    print_figures("Airflow: decision → downstream task running (dag.test, same install)", figures)
+    print_figures("Airflow: decision → the step running (dag.test, same install)", figures)
     path = write_result(
         NAME,
         figures,
