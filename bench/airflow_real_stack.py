@@ -468,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench.reset()
         measured = alternate(samples, bench.sample)
     figures = compare(measured) + breakdown(bench.phases)
-    print_figures("Airflow: decision → downstream task running (real deployment)", figures)
+    print_figures("Airflow: decision → the step running (real deployment)", figures)
     path = write_result(
         name,
         figures,
