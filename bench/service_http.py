@@ -1176,7 +1176,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "wake_samples_per_setting": args.samples,
         "wake_warmup_samples": WAKE_WARMUP,
         "settle_ms": args.settle_ms,
-        "client": f"httpx {httpx.__version__}: one AsyncClient + HTTP/1.1 keep-alive connection per lane",
+        "client": "decisions: Lane, one hand-spoken HTTP/1.1 keep-alive connection per request in flight; "
+        f"wake-ups: httpx {httpx.__version__} AsyncClient",
         "client_keepalive_expiry_s": CLIENT_KEEPALIVE_S,
         "request": "pii export for alice opened by etl-bot, approved by bob (1 approval)",
         "total_seconds": round(time.monotonic() - started, 1),
