@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema_rs
+import orjson
 
 from lineage._errors import LineageInputError
 
@@ -250,6 +251,19 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_
         raise InvalidOpenLineageEvent(f"Content-Encoding {encoding[:40]!r} is not supported (gzip is)")
     if len(body) > max_bytes:
         raise InvalidOpenLineageEvent(f"the body is more than {max_bytes} bytes of JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # the standard library decides: see _decode_slowly
+    return _decode_slowly(body)
+
+
+def _decode_slowly(body: bytes) -> Any:
+    """What orjson refused, as the receiver always read it: orjson is the fast path for the JSON
+    every producer sends, but it refuses what ``json.loads`` takes (NaN and Infinity, which
+    openlineage-python's ``json.dumps`` writes for a float metric in a facet; UTF-16/32 bodies;
+    lone surrogate escapes, which ``validate`` refuses with its own message; nesting past 1024),
+    and only the standard library's verdict and messages are the receiver's contract."""
     try:
         return json.loads(body)
     except RecursionError:
