@@ -33,7 +33,7 @@ from lineage._codec import (
 from lineage._db import Database
 from lineage._edges import link_runs
 from lineage._models import AccessEvent, Operation
-from lineage._schema import edges, event_tags, events, purge
+from lineage._schema import edges, event_tags, events, purge, task_datasets
 
 if TYPE_CHECKING:
     from gate_core import Gatekeeper
@@ -240,6 +240,9 @@ class LineageStore:
                 break
         with self.db.begin() as conn:
             conn.execute(delete(edges).where(edges.c.last_seen_at < before))
+            # a task's dataset whose newest event went: the events left would not give it either
+            # (no index on last_at: a purge is rare, the table far smaller than the events)
+            conn.execute(delete(task_datasets).where(task_datasets.c.last_at < before))
         log.info("lineage retention: purged %d events before %s", deleted, before.isoformat())
         return deleted
 
