@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, select, text, tuple_
 
 from gate_core.sql import UtcDateTime
+from lineage._db import json_rows
 from lineage._models import AccessEvent, Operation
 from lineage._schema import edges, task_datasets
 
@@ -78,14 +79,15 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
     return len(stale)
 
 
-# PostgreSQL gets whole arrays as single parameters: one plan, however long the batch (a long
-# IN list or row-value list costs more to plan than to run). Sorted rows: concurrent batches of
-# one task take the row locks in one order and cannot deadlock. A row is rewritten only when the
-# batch saw it later than stored (no dead row version for an older, retried or late event).
+# PostgreSQL gets a batch's rows as one JSON parameter (lineage._db.json_rows): one plan, however
+# long the batch (a long IN list or row-value list costs more to plan than to run). Sorted rows:
+# concurrent batches of one task take the row locks in one order and cannot deadlock. A row is
+# rewritten only when the batch saw it later than stored (no dead row version for an older,
+# retried or late event).
 _PG_REMEMBER = text(
     "INSERT INTO gh_lineage_task_datasets (task_key, dataset, operation, last_at) "
-    "SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:datasets AS text[]), "
-    "CAST(:operations AS text[]), CAST(:ats AS timestamptz[])) "
+    "SELECT k, d, o, t FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS r(k text, d text, o text, t timestamptz) "
     "ON CONFLICT (task_key, dataset, operation) DO UPDATE SET last_at = excluded.last_at "
     "WHERE gh_lineage_task_datasets.last_at < excluded.last_at"
 )
@@ -93,7 +95,7 @@ _PG_REMEMBER = text(
 # bulk load they say little, and a plain "= ANY(array)" can turn into a scan of the whole table).
 _PG_TASK_DATASETS = text(
     "SELECT t.task_key, t.dataset, t.operation, t.last_at "
-    "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL "
+    "FROM json_array_elements_text(CAST(:keys AS json)) AS k(key) CROSS JOIN LATERAL "
     "(SELECT * FROM gh_lineage_task_datasets WHERE task_key = k.key) AS t"
 ).columns(last_at=UtcDateTime)
 
@@ -101,14 +103,14 @@ _PG_TASK_DATASETS = text(
 # The edges this batch found that are stored already, and the upsert of the stale ones.
 _PG_KNOWN = text(
     "SELECT e.upstream, e.downstream, e.last_seen_at "
-    "FROM unnest(CAST(:ups AS text[]), CAST(:downs AS text[])) AS p(u, d) "
+    "FROM json_to_recordset(CAST(:pairs AS json)) AS p(u text, d text) "
     "CROSS JOIN LATERAL (SELECT * FROM gh_lineage_edges WHERE upstream = p.u AND downstream = p.d) AS e"
 )
 
 _PG_UPSERT = text(
     "INSERT INTO gh_lineage_edges (upstream, downstream, first_seen_at, last_seen_at) "
-    "SELECT u, d, t, t FROM unnest(CAST(:ups AS text[]), CAST(:downs AS text[]), "
-    "CAST(:ats AS timestamptz[])) AS p(u, d, t) ON CONFLICT (upstream, downstream) DO UPDATE SET "
+    "SELECT u, d, t, t FROM json_to_recordset(CAST(:rows AS json)) AS p(u text, d text, t timestamptz) "
+    "ON CONFLICT (upstream, downstream) DO UPDATE SET "
     "first_seen_at = LEAST(gh_lineage_edges.first_seen_at, excluded.first_seen_at), "
     "last_seen_at = GREATEST(gh_lineage_edges.last_seen_at, excluded.last_seen_at)"
 )
@@ -118,15 +120,8 @@ def _remember(conn: Connection, latest: dict[TaskDataset, datetime]) -> None:
     """Move each (task, dataset, operation)'s last time forward to the batch's, or add it."""
     ordered = sorted(latest.items())
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            _PG_REMEMBER,
-            {
-                "keys": [k for (k, _, _), _ in ordered],
-                "datasets": [d for (_, d, _), _ in ordered],
-                "operations": [o for (_, _, o), _ in ordered],
-                "ats": [at for _, at in ordered],
-            },
-        )
+        rows = [{"k": k, "d": d, "o": o, "t": at} for (k, d, o), at in ordered]
+        conn.execute(_PG_REMEMBER, {"rows": json_rows(rows)})
         return
     from sqlalchemy.dialects import sqlite  # SQLite's own INSERT … ON CONFLICT
 
@@ -143,7 +138,7 @@ def _remember(conn: Connection, latest: dict[TaskDataset, datetime]) -> None:
 def _task_datasets(conn: Connection, keys: list[str]) -> list[tuple[str, str, str, datetime]]:
     """Every dataset each of these tasks read, wrote or exported so far, and when last."""
     if conn.dialect.name == "postgresql":
-        return [(k, d, o, at) for k, d, o, at in conn.execute(_PG_TASK_DATASETS, {"keys": keys})]
+        return [(k, d, o, at) for k, d, o, at in conn.execute(_PG_TASK_DATASETS, {"keys": json_rows(keys)})]
     found: list[tuple[str, str, str, datetime]] = []
     columns = (task_datasets.c.task_key, task_datasets.c.dataset, task_datasets.c.operation)
     for start in range(0, len(keys), _CHUNK):
@@ -162,7 +157,7 @@ def _not_fresh(conn: Connection, found: dict[tuple[str, str], datetime]) -> dict
     pairs = sorted(found)
     known: dict[tuple[str, str], datetime] = {}
     if conn.dialect.name == "postgresql":
-        params = {"ups": [u for u, _ in pairs], "downs": [d for _, d in pairs]}
+        params = {"pairs": json_rows([{"u": u, "d": d} for u, d in pairs])}
         known.update(((up, down), last) for up, down, last in conn.execute(_PG_KNOWN, params))
     else:
         for start in range(0, len(pairs), _CHUNK):
@@ -177,14 +172,8 @@ def _upsert(conn: Connection, found: dict[tuple[str, str], datetime]) -> None:
     # Sorted: concurrent batches take row locks in the same order and cannot deadlock each other.
     ordered = sorted(found.items())
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            _PG_UPSERT,
-            {
-                "ups": [u for (u, _), _ in ordered],
-                "downs": [d for (_, d), _ in ordered],
-                "ats": [a for _, a in ordered],
-            },
-        )
+        rows = [{"u": u, "d": d, "t": a} for (u, d), a in ordered]
+        conn.execute(_PG_UPSERT, {"rows": json_rows(rows)})
         return
     from sqlalchemy.dialects import sqlite  # SQLite's own INSERT … ON CONFLICT
 
