@@ -27,7 +27,7 @@ from lineage._codec import (
     TAG_PG_TYPES,
     Row,
     event_from_row,
-    event_values,
+    rows_of_events,
     tag_values,
 )
 from lineage._db import Database
@@ -107,7 +107,7 @@ class LineageStore:
             if also is not None:
                 self.db.retrying(lambda: self._also(also))
             return 0
-        event_rows = [event_values(e) for e in batch]
+        event_rows = rows_of_events(batch)
         tag_rows = [t for e in batch for t in tag_values(e)]
         if self.db.dialect == "postgresql":
             try:
