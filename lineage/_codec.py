@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gate_core import DatasetRef, RunContext
@@ -36,8 +37,19 @@ def tags_json(tags: frozenset[str]) -> str:
     return json.dumps(sorted(tags)) if tags else "[]"
 
 
-def event_values(e: AccessEvent) -> tuple[Any, ...]:
-    """One events row, in ``EVENT_COLUMNS`` order (COPY takes tuples; SQLite gets dicts)."""
+def _stored_json(value: Any, encode: Callable[[Any], str], memo: dict[int, str] | None) -> str:
+    if memo is None:
+        return encode(value)
+    text = memo.get(id(value))
+    if text is None:
+        text = memo[id(value)] = encode(value)
+    return text
+
+
+def event_values(e: AccessEvent, memo: dict[int, str] | None = None) -> tuple[Any, ...]:
+    """One events row, in ``EVENT_COLUMNS`` order (COPY takes tuples; SQLite gets dicts).
+    ``memo``: the stored JSON by ``id()`` of columns tuples and tag sets that stay alive while it
+    is used (``rows_of_events``)."""
     run, ds = e.run, e.dataset
     return (
         e.id,
@@ -45,9 +57,9 @@ def event_values(e: AccessEvent) -> tuple[Any, ...]:
         ds.qualified_name,
         ds.namespace,
         ds.name,
-        tags_json(ds.tags),
+        _stored_json(ds.tags, tags_json, memo),
         e.operation.value,
-        columns_json(e.columns),
+        _stored_json(e.columns, columns_json, memo),
         e.row_count,
         e.bytes,
         e.fingerprint,
@@ -61,6 +73,15 @@ def event_values(e: AccessEvent) -> tuple[Any, ...]:
         e.submitted_by,
         e.gate_id,
     )
+
+
+def rows_of_events(batch: Sequence[AccessEvent]) -> list[Row]:
+    """``event_values`` of each event of ``batch``. The stored JSON of its columns and tags is
+    looked up once per distinct object (accesses the receiver copies from one template share
+    theirs): the bounded caches behind it hash and compare pydantic models, which cost more than
+    the rest of a row. The batch keeps every such object alive, so no ``id()`` is reused."""
+    memo: dict[int, str] = {}
+    return [event_values(e, memo) for e in batch]
 
 
 def tag_values(e: AccessEvent) -> list[tuple[Any, ...]]:

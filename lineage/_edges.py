@@ -7,12 +7,15 @@ writes staging, task B reads staging — as a path of length two, which graph qu
 without a run id (nothing to tie them together) make no edges.
 
 Edges are kept distinct in a small table (first and last seen), so graph queries never scan
-events. Recording a batch looks up only the runs that batch touched (index on run id), and
-writes only edges that are new or whose last-seen time is more than an hour behind.
+events. What each task read, wrote and exported, and when last, is kept as events arrive
+(``gh_lineage_task_datasets``, one row per task, dataset and operation): recording a batch reads
+those rows of the tasks it touched — not their events, so its cost does not grow with a task's
+history — and writes only edges that are new or whose last-seen time is more than an hour behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -20,10 +23,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, select, text, tuple_
 
 from gate_core.sql import UtcDateTime
+from lineage._db import json_rows
 from lineage._models import AccessEvent, Operation
-from lineage._schema import edges
+from lineage._schema import edges, task_datasets
 
 RunKey = tuple[str, str, str]  # run_id, orchestrator, task_id
+TaskDataset = tuple[str, str, str]  # task key, dataset, operation
 _READ = Operation.READ.value
 _OUTPUTS = (Operation.WRITE.value, Operation.EXPORT.value)
 TOUCH_EVERY = timedelta(hours=1)  # how stale an edge's last_seen_at may get before it is refreshed
@@ -34,22 +39,33 @@ def _key(event: AccessEvent) -> RunKey:
     return (event.run.run_id, event.run.orchestrator, event.run.task_id)
 
 
+def task_key(run_id: str, orchestrator: str, task_id: str) -> str:
+    """A task of a run as one fixed-width key (migration 0004 computes the same for the events it
+    found; none of the three can hold NUL)."""
+    return hashlib.sha256(f"{run_id}\x00{orchestrator}\x00{task_id}".encode()).hexdigest()
+
+
 def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
     """Upsert the edges this batch creates (its events are already inserted). Returns how many."""
-    touched: dict[RunKey, set[str]] = defaultdict(set)
+    touched: dict[str, set[str]] = defaultdict(set)  # task key → the datasets the batch touched
+    latest: dict[TaskDataset, datetime] = {}
     for event in batch:
         if event.run.run_id and event.operation is not Operation.DELETE:
-            touched[_key(event)].add(event.dataset.qualified_name)
+            key = task_key(*_key(event))
+            name = event.dataset.qualified_name
+            touched[key].add(name)
+            seen = (key, name, event.operation.value)
+            latest[seen] = max(event.at, latest.get(seen, event.at))
     if not touched:
         return 0
-    reads: dict[RunKey, dict[str, datetime]] = defaultdict(dict)
-    outputs: dict[RunKey, dict[str, datetime]] = defaultdict(dict)
-    for run_id, orchestrator, task_id, dataset, operation, at in _run_datasets(conn, set(touched)):
-        key = (run_id, orchestrator, task_id)
+    _remember(conn, latest)
+    reads: dict[str, dict[str, datetime]] = defaultdict(dict)
+    outputs: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for key, dataset, operation, at in _task_datasets(conn, sorted(touched)):
         side = reads if operation == _READ else outputs if operation in _OUTPUTS else None
-        if side is not None and key in touched:
-            seen = side[key]
-            seen[dataset] = max(at, seen.get(dataset, at))
+        if side is not None:
+            seen_at = side[key]
+            seen_at[dataset] = max(at, seen_at.get(dataset, at))
     found: dict[tuple[str, str], datetime] = {}
     for key, names in touched.items():
         for up, up_at in reads[key].items():
@@ -63,64 +79,73 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
     return len(stale)
 
 
-# PostgreSQL gets whole arrays as single parameters: one plan, however long the batch (a long
-# IN list or row-value list costs more to plan than to run).
-# LATERAL: one index probe per (run, task), whatever the planner's statistics say (right after a
-# bulk load they say little, and a plain "= ANY(array)" then turns into a scan of the whole table).
-# The probe matches the index's task prefix (migration 0003), so it reads that task's rows only,
-# not the whole run's (a 20-task DAG run's every row, once per task, before). Each task's rows are
-# grouped inside the probe, by dataset and operation only: one sort of all the batch's tasks' rows
-# by five wide text columns cost as much as reading them (EXPLAIN ANALYZE, 60 tasks of 333 rows:
-# 30 ms before, 18 ms after).
-_PG_RUN_DATASETS = text(
-    "SELECT k.r, k.o, k.t, e.dataset, e.operation, e.at "
-    "FROM unnest(CAST(:runs AS text[]), CAST(:orchestrators AS text[]), CAST(:tasks AS text[])) "
-    "AS k(r, o, t) "
-    "CROSS JOIN LATERAL (SELECT dataset, operation, max(at) AS at FROM gh_lineage_events "
-    "WHERE run_id = k.r AND orchestrator = k.o AND substr(task_id, 1, 40) = substr(k.t, 1, 40) "
-    "AND task_id = k.t GROUP BY dataset, operation) AS e"
-).columns(at=UtcDateTime)
+# PostgreSQL gets a batch's rows as one JSON parameter (lineage._db.json_rows): one plan, however
+# long the batch (a long IN list or row-value list costs more to plan than to run). Sorted rows:
+# concurrent batches of one task take the row locks in one order and cannot deadlock. A row is
+# rewritten only when the batch saw it later than stored (no dead row version for an older,
+# retried or late event).
+_PG_REMEMBER = text(
+    "INSERT INTO gh_lineage_task_datasets (task_key, dataset, operation, last_at) "
+    "SELECT k, d, o, t FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS r(k text, d text, o text, t timestamptz) "
+    "ON CONFLICT (task_key, dataset, operation) DO UPDATE SET last_at = excluded.last_at "
+    "WHERE gh_lineage_task_datasets.last_at < excluded.last_at"
+)
+# LATERAL: one primary-key probe per task, whatever the planner's statistics say (right after a
+# bulk load they say little, and a plain "= ANY(array)" can turn into a scan of the whole table).
+_PG_TASK_DATASETS = text(
+    "SELECT t.task_key, t.dataset, t.operation, t.last_at "
+    "FROM json_array_elements_text(CAST(:keys AS json)) AS k(key) CROSS JOIN LATERAL "
+    "(SELECT * FROM gh_lineage_task_datasets WHERE task_key = k.key) AS t"
+).columns(last_at=UtcDateTime)
 
+
+# The edges this batch found that are stored already, and the upsert of the stale ones.
 _PG_KNOWN = text(
     "SELECT e.upstream, e.downstream, e.last_seen_at "
-    "FROM unnest(CAST(:ups AS text[]), CAST(:downs AS text[])) AS p(u, d) "
+    "FROM json_to_recordset(CAST(:pairs AS json)) AS p(u text, d text) "
     "CROSS JOIN LATERAL (SELECT * FROM gh_lineage_edges WHERE upstream = p.u AND downstream = p.d) AS e"
 )
+
 _PG_UPSERT = text(
     "INSERT INTO gh_lineage_edges (upstream, downstream, first_seen_at, last_seen_at) "
-    "SELECT u, d, t, t FROM unnest(CAST(:ups AS text[]), CAST(:downs AS text[]), "
-    "CAST(:ats AS timestamptz[])) AS p(u, d, t) ON CONFLICT (upstream, downstream) DO UPDATE SET "
+    "SELECT u, d, t, t FROM json_to_recordset(CAST(:rows AS json)) AS p(u text, d text, t timestamptz) "
+    "ON CONFLICT (upstream, downstream) DO UPDATE SET "
     "first_seen_at = LEAST(gh_lineage_edges.first_seen_at, excluded.first_seen_at), "
     "last_seen_at = GREATEST(gh_lineage_edges.last_seen_at, excluded.last_seen_at)"
 )
 
 
-# "+task_id": a plain "task_id = :t" lets SQLite substitute :t into substr(task_id, 1, 40), which
-# then no longer matches the index's expression (the probe would read the whole run again).
-_LITE_RUN_DATASETS = text(
-    "SELECT run_id, orchestrator, task_id, dataset, operation, max(at) AS at FROM gh_lineage_events "
-    "WHERE run_id = :r AND orchestrator = :o AND substr(task_id, 1, 40) = :p AND +task_id = :t "
-    "GROUP BY run_id, orchestrator, task_id, dataset, operation"
-).columns(at=UtcDateTime)
-
-
-def _run_datasets(conn: Connection, keys: set[RunKey]) -> list[tuple[str, str, str, str, str, datetime]]:
-    """What each of these (run, orchestrator, task) read and wrote so far, through the run index."""
+def _remember(conn: Connection, latest: dict[TaskDataset, datetime]) -> None:
+    """Move each (task, dataset, operation)'s last time forward to the batch's, or add it."""
+    ordered = sorted(latest.items())
     if conn.dialect.name == "postgresql":
-        ordered = sorted(keys)
-        params = {
-            "runs": [k[0] for k in ordered],
-            "orchestrators": [k[1] for k in ordered],
-            "tasks": [k[2] for k in ordered],
-        }
-        return [tuple(r) for r in conn.execute(_PG_RUN_DATASETS, params)]
-    # SQLite: the same per-task probe, one execution per key of one cached statement (in-process,
-    # each costs microseconds; an OR of many keys cost more to build and compile than to run)
-    found = []
-    for r, o, t in sorted(keys):
-        found += [
-            tuple(row) for row in conn.execute(_LITE_RUN_DATASETS, {"r": r, "o": o, "p": t[:40], "t": t})
-        ]
+        rows = [{"k": k, "d": d, "o": o, "t": at} for (k, d, o), at in ordered]
+        conn.execute(_PG_REMEMBER, {"rows": json_rows(rows)})
+        return
+    from sqlalchemy.dialects import sqlite  # SQLite's own INSERT … ON CONFLICT
+
+    lite = sqlite.insert(task_datasets)
+    conn.execute(
+        lite.on_conflict_do_update(
+            index_elements=[task_datasets.c.task_key, task_datasets.c.dataset, task_datasets.c.operation],
+            set_={"last_at": func.max(task_datasets.c.last_at, lite.excluded.last_at)},
+        ),
+        [{"task_key": k, "dataset": d, "operation": o, "last_at": at} for (k, d, o), at in ordered],
+    )
+
+
+def _task_datasets(conn: Connection, keys: list[str]) -> list[tuple[str, str, str, datetime]]:
+    """Every dataset each of these tasks read, wrote or exported so far, and when last."""
+    if conn.dialect.name == "postgresql":
+        return [(k, d, o, at) for k, d, o, at in conn.execute(_PG_TASK_DATASETS, {"keys": json_rows(keys)})]
+    found: list[tuple[str, str, str, datetime]] = []
+    columns = (task_datasets.c.task_key, task_datasets.c.dataset, task_datasets.c.operation)
+    for start in range(0, len(keys), _CHUNK):
+        stmt = select(*columns, task_datasets.c.last_at).where(
+            task_datasets.c.task_key.in_(keys[start : start + _CHUNK])
+        )
+        found += [(k, d, o, at) for k, d, o, at in conn.execute(stmt)]
     return found
 
 
@@ -132,7 +157,7 @@ def _not_fresh(conn: Connection, found: dict[tuple[str, str], datetime]) -> dict
     pairs = sorted(found)
     known: dict[tuple[str, str], datetime] = {}
     if conn.dialect.name == "postgresql":
-        params = {"ups": [u for u, _ in pairs], "downs": [d for _, d in pairs]}
+        params = {"pairs": json_rows([{"u": u, "d": d} for u, d in pairs])}
         known.update(((up, down), last) for up, down, last in conn.execute(_PG_KNOWN, params))
     else:
         for start in range(0, len(pairs), _CHUNK):
@@ -147,14 +172,8 @@ def _upsert(conn: Connection, found: dict[tuple[str, str], datetime]) -> None:
     # Sorted: concurrent batches take row locks in the same order and cannot deadlock each other.
     ordered = sorted(found.items())
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            _PG_UPSERT,
-            {
-                "ups": [u for (u, _), _ in ordered],
-                "downs": [d for (_, d), _ in ordered],
-                "ats": [a for _, a in ordered],
-            },
-        )
+        rows = [{"u": u, "d": d, "t": a} for (u, d), a in ordered]
+        conn.execute(_PG_UPSERT, {"rows": json_rows(rows)})
         return
     from sqlalchemy.dialects import sqlite  # SQLite's own INSERT … ON CONFLICT
 

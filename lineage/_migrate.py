@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gate_core.sql import SchemaMigrations
 
-HEAD = "0003_events_run_task_index"
+HEAD = "0004_task_datasets"
 VERSION_TABLE = "gh_lineage_alembic_version"
 
 MIGRATIONS = SchemaMigrations(

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema_rs
+import orjson
 
 from lineage._errors import LineageInputError
 
@@ -251,6 +252,19 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_
     if len(body) > max_bytes:
         raise InvalidOpenLineageEvent(f"the body is more than {max_bytes} bytes of JSON")
     try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # the standard library decides: see _decode_slowly
+    return _decode_slowly(body)
+
+
+def _decode_slowly(body: bytes) -> Any:
+    """What orjson refused, as the receiver always read it: orjson is the fast path for the JSON
+    every producer sends, but it refuses what ``json.loads`` takes (NaN and Infinity, which
+    openlineage-python's ``json.dumps`` writes for a float metric in a facet; UTF-16/32 bodies;
+    lone surrogate escapes, which ``validate`` refuses with its own message; nesting past 1024),
+    and only the standard library's verdict and messages are the receiver's contract."""
+    try:
         return json.loads(body)
     except RecursionError:
         raise InvalidOpenLineageEvent(f"JSON nested deeper than {MAX_DEPTH} levels") from None
@@ -260,7 +274,7 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
-_INNERMOST = re.compile(rb"[\[{][\]}]")
+_OPEN_CLOSE = bytes.maketrans(b"[{]}", b"(())")  # in valid JSON, which of the two never matters
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,17 +288,19 @@ class BodyFacts:
 def body_facts(body: bytes) -> BodyFacts:
     """Nesting depth from the brackets outside string literals, and whether any backslash-u
     escape appears. All at C speed: the body is valid JSON (decoded already), so its brackets
-    nest properly, and each pass that deletes every innermost pair ("[]" or "{}", left to right,
-    not rescanning what a deletion joins) peels exactly one level. Counted up to MAX_DEPTH + 2:
+    nest properly, and each pass that deletes every innermost pair (left to right, not rescanning
+    what a deletion joins: ``bytes.replace``) peels exactly one level. Counted up to MAX_DEPTH + 2:
     deeper is refused all the same, and a hostile body never costs more than that many passes."""
     # Escapes go first, whole (backslash and the character after it: \" \\ \n \u…), so that every
     # quote left delimits a string; keep only quotes and brackets (bytes.translate); then what
-    # lies outside the strings is every other piece between quotes.
+    # lies outside the strings is every other piece between quotes. Brackets become "(" and ")"
+    # in the same pass, so a peel is one bytes.replace, not a regex substitution (a third of the
+    # time of the whole function).
     unescaped = _ESCAPE.sub(b"", body) if b"\\" in body else body
-    brackets = b"".join(unescaped.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+    brackets = b"".join(unescaped.translate(_OPEN_CLOSE, _NOT_STRUCTURE).split(b'"')[::2])
     depth = 0
     while brackets and depth <= MAX_DEPTH + 1:
-        brackets = _INNERMOST.sub(b"", brackets)
+        brackets = brackets.replace(b"()", b"")
         depth += 1
     return BodyFacts(depth, b"\\u" in body)
 

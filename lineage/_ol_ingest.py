@@ -37,8 +37,8 @@ from sqlalchemy import Connection, column, or_, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gate_core import Actor, DatasetRef, Gate, Gatekeeper, RunContext
-from gate_core.sql import UtcDateTime
 from lineage._catalog import Catalog, Classification
+from lineage._db import json_rows
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._ol_events import SeenDataset, SeenEvent
 from lineage._schema import column_edges, ol_runs, violations
@@ -104,23 +104,19 @@ def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
 
 def _insert_new(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> None:
     """Insert the rows whose primary key is new, in one statement: on PostgreSQL the whole batch
-    as one array a column (``unnest``: one plan, one round trip, where an executemany of a batch's
-    run mappings cost more than the COPY of its accesses); on SQLite one executemany."""
+    as one JSON parameter turned into the table's row type (one plan, one round trip, where an
+    executemany of a batch's run mappings cost more than the COPY of its accesses); on SQLite one
+    executemany."""
     if not rows:
         return
     if conn.dialect.name != "postgresql":
         conn.execute(_on_conflict_nothing(conn, target), rows)
         return
-    names = [c.name for c in target.columns]
-    arrays = ", ".join(
-        f"CAST(:{n} AS {'timestamptz' if isinstance(c.type, UtcDateTime) else 'text'}[])"
-        for n, c in zip(names, target.columns, strict=True)
-    )
     sql = (
-        f"INSERT INTO {target.name} ({', '.join(names)}) "  # noqa: S608 - our own table and columns
-        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
+        f"INSERT INTO {target.name} SELECT * FROM "  # noqa: S608 - our own table
+        f"json_populate_recordset(NULL::{target.name}, CAST(:rows AS json)) ON CONFLICT DO NOTHING"
     )
-    conn.execute(text(sql), {n: [r[n] for r in rows] for n in names})
+    conn.execute(text(sql), {"rows": json_rows(rows)})
 
 
 def _inserted_ids(conn: Connection, target: Any, rows: list[dict[str, Any]]) -> set[str]:

@@ -7,6 +7,10 @@
     gh_lineage_edges        dataset → dataset, derived from runs (what a task read is upstream of
                             what it wrote or exported); a small table, so a depth-5 graph is a
                             recursive CTE over a few index lookups, however many events there are
+    gh_lineage_task_datasets  per task of a run: each dataset it read, wrote or exported, and when
+                            last; what deriving edges reads, so that recording a batch costs the
+                            same however many events its tasks recorded before (a derived index
+                            of the events, upserted like the edges)
     gh_lineage_purge        empty except inside a retention purge's own transaction: the
                             append-only triggers let DELETE through only for rows older than the
                             cutoff written there (nothing else ever sees the row: it is removed
@@ -100,6 +104,18 @@ edges = Table(
     PrimaryKeyConstraint("upstream", "downstream"),
     Index("ix_gh_lineage_edges_downstream", "downstream", "upstream"),
     Index("ix_gh_lineage_edges_last_seen_at", "last_seen_at"),
+)
+
+task_datasets = Table(
+    "gh_lineage_task_datasets",
+    metadata,
+    # The task as one fixed-width key (lineage._edges.task_key): run id, orchestrator and task id
+    # whole would not fit a PostgreSQL btree entry next to the dataset (see migration 0003).
+    Column("task_key", String(64), nullable=False, doc="sha256 hex of run id, orchestrator, task id"),
+    Column("dataset", String(1600), nullable=False, doc="qualified name NAMESPACE/NAME"),
+    Column("operation", String(16), nullable=False, doc="read, write or export"),
+    Column("last_at", UtcDateTime, nullable=False, doc="the newest access of the three"),
+    PrimaryKeyConstraint("task_key", "dataset", "operation"),
 )
 
 purge = Table(

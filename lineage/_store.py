@@ -27,13 +27,13 @@ from lineage._codec import (
     TAG_PG_TYPES,
     Row,
     event_from_row,
-    event_values,
+    rows_of_events,
     tag_values,
 )
 from lineage._db import Database
 from lineage._edges import link_runs
 from lineage._models import AccessEvent, Operation
-from lineage._schema import edges, event_tags, events, purge
+from lineage._schema import edges, event_tags, events, purge, task_datasets
 
 if TYPE_CHECKING:
     from gate_core import Gatekeeper
@@ -107,7 +107,7 @@ class LineageStore:
             if also is not None:
                 self.db.retrying(lambda: self._also(also))
             return 0
-        event_rows = [event_values(e) for e in batch]
+        event_rows = rows_of_events(batch)
         tag_rows = [t for e in batch for t in tag_values(e)]
         if self.db.dialect == "postgresql":
             try:
@@ -240,6 +240,9 @@ class LineageStore:
                 break
         with self.db.begin() as conn:
             conn.execute(delete(edges).where(edges.c.last_seen_at < before))
+            # a task's dataset whose newest event went: the events left would not give it either
+            # (no index on last_at: a purge is rare, the table far smaller than the events)
+            conn.execute(delete(task_datasets).where(task_datasets.c.last_at < before))
         log.info("lineage retention: purged %d events before %s", deleted, before.isoformat())
         return deleted
 

@@ -41,6 +41,11 @@ SERVICE_GRANTS: Mapping[str, tuple[str, ...]] = {
     "gh_lineage_events": ("SELECT", "INSERT", "DELETE"),
     "gh_lineage_event_tags": ("SELECT", "INSERT", "DELETE"),
     "gh_lineage_edges": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "gh_lineage_task_datasets": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # upserted, like the edges
+    # the OpenLineage receiver's: inserted once (ON CONFLICT DO NOTHING) and read
+    "gh_lineage_ol_runs": ("SELECT", "INSERT"),
+    "gh_lineage_column_edges": ("SELECT", "INSERT"),
+    "gh_lineage_violations": ("SELECT", "INSERT"),
     "gh_lineage_purge": ("SELECT", "INSERT", "DELETE"),
     "gh_lineage_alembic_version": ("SELECT",),
 }

@@ -6,10 +6,14 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+import sqlalchemy
+from alembic import command
+from sqlalchemy import select, text
 
 from gate_core import Actor, AuthMethod, DatasetRef, Gatekeeper, NotFound, RunContext, StoreError
 from lineage import AccessEvent, LineageInputError, LineageStore, MalformedDataset, Operation
+from lineage._migrate import MIGRATIONS, VERSION_TABLE
+from lineage._schema import task_datasets
 from tests.lineage.seed import Seeded, seed
 
 
@@ -144,6 +148,81 @@ def test_edges_need_a_shared_run_and_task(lstore: LineageStore) -> None:
     assert [(e.upstream, e.downstream) for e in lstore.graph("a/in").edges] == [("a/in", "a/late")]
 
 
+def _task_datasets(lstore: LineageStore) -> set[tuple[str, str, str, datetime]]:
+    with lstore.engine.connect() as conn:
+        rows = conn.execute(select(task_datasets)).all()
+    return {(r.task_key, r.dataset, r.operation, r.last_at) for r in rows}
+
+
+def test_edges_are_derived_without_reading_earlier_events(lstore: LineageStore) -> None:
+    """A task's history is its rows in gh_lineage_task_datasets (one per dataset and operation),
+    not its events: recording a batch reads the events table only to skip ids it already holds."""
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    lstore.record_many([_event("h/in", Operation.READ, at=t0 + timedelta(minutes=i)) for i in range(50)])
+    statements: list[str] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sqlalchemy.event.listen(lstore.engine, "before_cursor_execute", remember)
+    try:
+        lstore.record_many([_event("h/out", Operation.WRITE, at=t0 + timedelta(hours=1))])
+    finally:
+        sqlalchemy.event.remove(lstore.engine, "before_cursor_execute", remember)
+    reads_of_events = [s for s in statements if "FROM gh_lineage_events" in s]
+    assert all("gh_lineage_events.id IN" in s for s in reads_of_events), reads_of_events
+    assert any("gh_lineage_task_datasets" in s for s in statements)
+    [edge] = lstore.graph("h/in").edges
+    assert (edge.upstream, edge.downstream, edge.last_seen_at) == ("h/in", "h/out", t0 + timedelta(hours=1))
+    # fifty reads of one dataset are one row, at the newest of them
+    assert {(d, o, at) for _, d, o, at in _task_datasets(lstore)} == {
+        ("h/in", "read", t0 + timedelta(minutes=49)),
+        ("h/out", "write", t0 + timedelta(hours=1)),
+    }
+
+
+def test_the_task_table_is_filled_from_the_events_recorded_before_it(lstore: LineageStore) -> None:
+    """Migration 0004 fills gh_lineage_task_datasets from the events already stored, exactly as
+    recording them would have: an edge from a read before the upgrade to a write after it shows."""
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    lstore.record_many(
+        [
+            _event("m/in", Operation.READ, at=t0),
+            _event("m/in", Operation.READ, at=t0 + timedelta(minutes=5)),
+            _event("m/other", Operation.EXPORT, "r2", "t9", at=t0),
+            _event("m/gone", Operation.DELETE, at=t0),  # deletes make no edges, and no rows
+            _event("m/norun", Operation.READ, "", at=t0),  # nor do events without a run
+        ]
+    )
+    recorded = _task_datasets(lstore)
+    assert len(recorded) == 2
+    with lstore.engine.begin() as conn:
+        config = MIGRATIONS.config()
+        config.attributes["connection"] = conn
+        config.attributes["version_table"] = VERSION_TABLE
+        command.downgrade(config, "0003_events_run_task_index")
+        assert "gh_lineage_task_datasets" not in sqlalchemy.inspect(conn).get_table_names()
+    lstore.migrate()
+    assert _task_datasets(lstore) == recorded
+    lstore.record(_event("m/out", Operation.WRITE, at=t0 + timedelta(hours=1)))
+    assert [(e.upstream, e.downstream) for e in lstore.graph("m/in").edges] == [("m/in", "m/out")]
+
+
+def test_a_purged_tasks_datasets_link_no_more(
+    seeded: Seeded, gatekeeper: Gatekeeper, lstore: LineageStore
+) -> None:
+    """What a purge removed from the events no longer makes edges: the task's rows older than the
+    cutoff go with them, and a newer access keeps its row."""
+    t0 = seeded.now - timedelta(days=90)
+    old_read = _event("p/old_in", Operation.READ, "long", "t", at=t0)
+    lstore.record_many([old_read, _event("p/kept_in", Operation.READ, "long", "t", at=seeded.now)])
+    carol = Actor(principal_id="carol", via=AuthMethod.LOCAL_OS_USER)
+    lstore.purge(before=seeded.now - timedelta(days=30), gatekeeper=gatekeeper, actor=carol)
+    assert "p/old_in" not in {d for _, d, _, _ in _task_datasets(lstore)}
+    lstore.record(_event("p/out", Operation.WRITE, "long", "t", at=seeded.now))
+    assert {e.upstream for e in lstore.graph("p/out", direction="upstream").edges} == {"p/kept_in"}
+
+
 def test_record_many_is_idempotent_per_event_id(lstore: LineageStore) -> None:
     batch = [_event("w/x", Operation.READ), _event("w/y", Operation.WRITE)]
     assert lstore.record_many(batch) == 2
@@ -254,7 +333,7 @@ def test_purge_is_refused_unless_it_can_be_audited(
     with pytest.raises(StoreError):
         lstore.purge(
             before=datetime.now(UTC),
-            gatekeeper=Broken(),
-            actor=Actor(principal_id="c", via=AuthMethod.SYSTEM),  # type: ignore[arg-type]
+            gatekeeper=Broken(),  # type: ignore[arg-type]
+            actor=Actor(principal_id="c", via=AuthMethod.SYSTEM),
         )
     assert lstore.count() == before  # nothing deleted without its audit entry

@@ -113,6 +113,48 @@ def test_the_service_works_as_its_role(service_role: ServiceRole, report: Report
     )
 
 
+def test_lineage_is_recorded_as_the_service_role(service_role: ServiceRole, report: Report) -> None:
+    """Recording accesses (events, tags, edges, each task's datasets) and the OpenLineage
+    receiver's run mappings work with exactly the granted privileges."""
+    from openlineage.client.event_v2 import RunState
+
+    from gate_core import Actor, AuthMethod
+    from lineage import LineageStore
+    from lineage._catalog import Catalog
+    from lineage._ol_events import reduce, validate
+    from lineage._ol_ingest import OpenLineageIngest
+    from tests.lineage import ol_shapes as ol
+
+    LineageStore.open(service_role.owner_url).close()  # the owner migrates the lineage tables
+    granted = _db(service_role.owner_url, "grant-service-role", service_role.name)  # then grants again
+    assert granted.returncode == 0, granted.stderr
+    store = SqlStore.open(service_role.url)
+    try:
+        gk = Gatekeeper(store, example_directory(), example_policy())
+        lineage = LineageStore.for_gate_store(store, migrate=False)
+        ingest = OpenLineageIngest(lineage, gk, Catalog(), None)
+        sender = Actor(principal_id="etl-bot", via=AuthMethod.API_TOKEN)
+        raw = [
+            ol.airflow_task(
+                "nightly",
+                "scheduled__1",
+                "load",
+                state=state,
+                inputs=[ol.table("core.customers", ("id", "integer"), rows=3)],
+                outputs=[ol.table("marts.customers", ("id", "integer"), rows=3, role="output")],
+            )
+            for state in (RunState.START, RunState.COMPLETE)
+        ]
+        first = ingest.ingest([reduce(e, validate(e)[1]) for e in raw], sender)
+        again = ingest.ingest([reduce(e, validate(e)[1]) for e in raw], sender)  # a retried batch
+        assert (first.recorded, again.recorded) == (4, 0)
+        [edge] = lineage.graph(f"{ol.PG}/core.customers").edges
+        assert edge.downstream == f"{ol.PG}/marts.customers"
+    finally:
+        store.close()
+    report("Tamper O (postgresql): service role records lineage and OpenLineage events", "works", "", "works")
+
+
 ATTACKS = [
     *(f"ALTER TABLE {t} DISABLE TRIGGER USER" for t in AUDIT_TABLES),
     *(f"ALTER TABLE {t} DISABLE TRIGGER ALL" for t in AUDIT_TABLES),
