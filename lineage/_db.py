@@ -9,10 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import orjson
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -28,20 +26,6 @@ def _first_line(exc: DBAPIError) -> str:
 
 def _is_retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES or bool(exc.connection_invalidated)
-
-
-def _isoformat(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()  # with its offset: PostgreSQL reads it as that instant
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def json_rows(rows: Any) -> str:
-    """Rows as one JSON text parameter for PostgreSQL (``json_to_recordset``,
-    ``json_populate_recordset``, ``json_array_elements_text``): orjson encodes a batch in C,
-    where psycopg dumps each element of an array parameter in Python (the arrays of a 250-event
-    batch's statements cost more of the receiver's CPU than the COPY of its accesses)."""
-    return orjson.dumps(rows, default=_isoformat, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
 
 
 class Database:

@@ -22,8 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, select, text, tuple_
 
-from gate_core.sql import UtcDateTime
-from lineage._db import json_rows
+from gate_core.sql import UtcDateTime, json_rows
 from lineage._models import AccessEvent, Operation
 from lineage._schema import edges, task_datasets
 
@@ -79,7 +78,7 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
     return len(stale)
 
 
-# PostgreSQL gets a batch's rows as one JSON parameter (lineage._db.json_rows): one plan, however
+# PostgreSQL gets a batch's rows as one JSON parameter (gate_core.sql.json_rows): one plan, however
 # long the batch (a long IN list or row-value list costs more to plan than to run). Sorted rows:
 # concurrent batches of one task take the row locks in one order and cannot deadlock. A row is
 # rewritten only when the batch saw it later than stored (no dead row version for an older,

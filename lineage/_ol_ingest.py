@@ -37,8 +37,8 @@ from sqlalchemy import Connection, column, or_, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gate_core import Actor, DatasetRef, Gate, Gatekeeper, RunContext
+from gate_core.sql import json_rows
 from lineage._catalog import Catalog, Classification
-from lineage._db import json_rows
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._ol_events import SeenDataset, SeenEvent
 from lineage._schema import column_edges, ol_runs, violations

@@ -9,6 +9,7 @@ write lock up front (``BEGIN IMMEDIATE``) and waits up to ``busy_timeout`` for i
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import sqlite3
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    Table,
     and_,
     bindparam,
     create_engine,
@@ -39,6 +41,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import TextClause
 
 from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, chain
 from gate_core._cosign import StoredCosignature
@@ -81,6 +84,7 @@ from gate_core._store._schema import (
 )
 from gate_core._tokens import ApiToken
 from gate_core.identity import canonical_identity
+from gate_core.sql import json_rows
 
 _IDS_PER_QUERY = 10_000
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -308,8 +312,7 @@ class SqlStore:
                     drafts.extend(mutation.events)
                     current[gate_id] = _applied(gate, mutation)
                     results.append(mutation.raise_after or current[gate_id])
-                if decision_rows:
-                    conn.execute(insert(decisions), decision_rows)
+                _insert_rows(conn, decisions, decision_rows)
                 self._update_gates(conn, gate_values, locked_status)
                 self._append(conn, drafts)
                 return results
@@ -330,13 +333,17 @@ class SqlStore:
                 by_columns.setdefault(tuple(sorted(values)), []).append(row)
         changed_status: list[str] = []
         for columns, rows in by_columns.items():
-            stmt = (
-                update(gates)
-                .where(and_(gates.c.id == bindparam("b_id"), gates.c.status == bindparam("b_status")))
-                .values({c: bindparam(f"new_{c}") for c in columns})
-            )
-            result = conn.execute(stmt, rows)
-            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):
+            if conn.dialect.name == "postgresql":
+                updated = conn.execute(_pg_update_gates(columns), {"rows": json_rows(rows)}).rowcount
+            else:
+                stmt = (
+                    update(gates)
+                    .where(and_(gates.c.id == bindparam("b_id"), gates.c.status == bindparam("b_status")))
+                    .values({c: bindparam(f"new_{c}") for c in columns})
+                )
+                result = conn.execute(stmt, rows)
+                updated = result.rowcount if conn.dialect.supports_sane_multi_rowcount else len(rows)
+            if updated != len(rows):
                 raise StoreError(
                     "a gate changed underneath a locked update"
                 )  # row locks make this unreachable
@@ -351,8 +358,11 @@ class SqlStore:
         commit, so a waiter never sees a change that was rolled back."""
         if conn.dialect.name == "postgresql":
             conn.execute(
-                text("SELECT pg_notify(:channel, gate_id) FROM unnest(CAST(:ids AS text[])) AS gate_id"),
-                {"channel": CHANGE_CHANNEL, "ids": list(gate_ids)},
+                text(
+                    "SELECT pg_notify(:channel, gate_id) "
+                    "FROM json_array_elements_text(CAST(:ids AS json)) AS gate_id"
+                ),
+                {"channel": CHANGE_CHANNEL, "ids": json_rows(list(gate_ids))},
             )
 
     def get_gate(self, gate_id: str) -> Gate:
@@ -527,8 +537,9 @@ class SqlStore:
             select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
         ).one()
         entries = chain(head.seq, head.hash, events)
-        conn.execute(
-            insert(audit_log),
+        _insert_rows(
+            conn,
+            audit_log,
             [
                 {
                     "seq": e.seq,
@@ -1007,6 +1018,42 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
         "decided_by": canonical_json(list(gate.decided_by)),
         "consumed_at": gate.consumed_at,
     }
+
+
+def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (the same keys in each). On PostgreSQL a batch is one statement over one
+    JSON parameter turned into the table's row type (``gate_core.sql.json_rows``); elsewhere,
+    and for one row, an executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql" or len(rows) == 1:
+        conn.execute(insert(table), rows)
+        return
+    conn.execute(_pg_insert(table.name, tuple(rows[0])), {"rows": json_rows(rows)})
+
+
+@functools.cache
+def _pg_insert(table: str, columns: tuple[str, ...]) -> TextClause:
+    names = ", ".join(columns)
+    return text(
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM "  # noqa: S608 - our own table and columns
+        f"json_populate_recordset(CAST(NULL AS {table}), CAST(:rows AS json))"
+    )
+
+
+@functools.cache
+def _pg_update_gates(columns: tuple[str, ...]) -> TextClause:
+    """Compare-and-set of many gates in one statement: each JSON row holds ``b_id``, ``b_status``
+    (the status it was locked in) and ``new_<column>`` values, as the executemany form binds them."""
+    assignments = ", ".join(f"{c} = r.{c}" for c in columns)
+    values = ", ".join(f"'{c}', j -> 'new_{c}'" for c in columns)
+    return text(
+        f"UPDATE {gates.name} AS g SET {assignments} "  # noqa: S608 - our own table and columns
+        "FROM json_array_elements(CAST(:rows AS json)) AS j, "
+        f"json_populate_record(CAST(NULL AS {gates.name}), "
+        f"json_build_object('id', j -> 'b_id', {values})) AS r "
+        "WHERE g.id = r.id AND g.status = j ->> 'b_status'"
+    )
 
 
 def _gate_from_row(row: Row[Any], gate_decisions: Sequence[Decision]) -> Gate:
