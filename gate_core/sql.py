@@ -63,7 +63,11 @@ def json_rows(rows: Any) -> str:
     encoded by orjson in C. An executemany costs psycopg a Python round of binding and pipelining
     per row, and an array parameter a Python dump per element — either costs more than the
     database's own work on a batch."""
-    return orjson.dumps(rows, default=_aware_isoformat, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    try:
+        encoded = orjson.dumps(rows, default=_aware_isoformat, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError as exc:  # say what _aware_isoformat refused, not orjson's wrapper
+        raise ValueError(f"rows cannot be sent as JSON: {exc.__cause__ or exc}") from exc
+    return encoded.decode()
 
 
 @dataclass(frozen=True)
