@@ -322,51 +322,40 @@ def compare(measured: Mapping[str, Sequence[float]]) -> list[Figure]:
     p50, ratio p50) — the deferred GateOperator, then the in-worker one and the ``@gated`` step
     when they were measured. Airflow's side is always decision → its downstream task running, the
     step an ApprovalOperator guards; the ``@gated`` rows stop the clock in the gated step itself."""
-    ours, anchor = measured["gatehouse"], measured["airflow"]
+    anchor = measured["airflow"]
     label = "Airflow 3.3 ApprovalOperator (REST API): decision → downstream"
+
+    def versus_anchor(name: str, versus: str, ours: Sequence[float]) -> list[Figure]:
+        return [
+            at_most(f"{name} p50", percentile(ours, 50), "s", TARGET_P50_S),
+            info(f"{name} p99", percentile(ours, 99), "s"),
+            at_least(
+                f"ratio p50 ({versus})", percentile(anchor, 50) / percentile(ours, 50), "×", TARGET_RATIO
+            ),
+            info(f"ratio p99 ({versus})", percentile(anchor, 99) / percentile(ours, 99), "×"),
+        ]
+
+    deferred = versus_anchor(
+        "Gatehouse GateOperator: decision → downstream", "ApprovalOperator ÷ Gatehouse", measured["gatehouse"]
+    )
     figures = [
-        at_most("Gatehouse GateOperator: decision → downstream p50", percentile(ours, 50), "s", TARGET_P50_S),
-        info("Gatehouse GateOperator: decision → downstream p99", percentile(ours, 99), "s"),
+        *deferred[:2],
         info(f"{label} p50", percentile(anchor, 50), "s"),
         info(f"{label} p99", percentile(anchor, 99), "s"),
-        at_least(
-            "ratio p50 (ApprovalOperator ÷ Gatehouse)",
-            percentile(anchor, 50) / percentile(ours, 50),
-            "×",
-            TARGET_RATIO,
-        ),
-        info("ratio p99 (ApprovalOperator ÷ Gatehouse)", percentile(anchor, 99) / percentile(ours, 99), "×"),
+        *deferred[2:],
     ]
-    in_worker = measured.get(IN_WORKER)
-    if in_worker:
-        name = "Gatehouse GateOperator in the worker (deferrable=False): decision → downstream"
-        figures += [
-            at_most(f"{name} p50", percentile(in_worker, 50), "s", TARGET_P50_S),
-            info(f"{name} p99", percentile(in_worker, 99), "s"),
-            at_least(
-                "ratio p50 (ApprovalOperator ÷ Gatehouse in the worker)",
-                percentile(anchor, 50) / percentile(in_worker, 50),
-                "×",
-                TARGET_RATIO,
-            ),
-            info(
-                "ratio p99 (ApprovalOperator ÷ Gatehouse in the worker)",
-                percentile(anchor, 99) / percentile(in_worker, 99),
-                "×",
-            ),
-        ]
-    gated = measured.get(GATED)
-    if gated:
-        name = "Gatehouse @gated step (waits in its worker): decision → the gated step's code running"
-        versus = "ApprovalOperator decision → downstream ÷ @gated decision → step code"
-        figures += [
-            at_most(f"{name} p50", percentile(gated, 50), "s", TARGET_P50_S),
-            info(f"{name} p99", percentile(gated, 99), "s"),
-            at_least(
-                f"ratio p50 ({versus})", percentile(anchor, 50) / percentile(gated, 50), "×", TARGET_RATIO
-            ),
-            info(f"ratio p99 ({versus})", percentile(anchor, 99) / percentile(gated, 99), "×"),
-        ]
+    if in_worker := measured.get(IN_WORKER):
+        figures += versus_anchor(
+            "Gatehouse GateOperator in the worker (deferrable=False): decision → downstream",
+            "ApprovalOperator ÷ Gatehouse in the worker",
+            in_worker,
+        )
+    if gated := measured.get(GATED):
+        figures += versus_anchor(
+            "Gatehouse @gated step (waits in its worker): decision → the gated step's code running",
+            "ApprovalOperator decision → downstream ÷ @gated decision → step code",
+            gated,
+        )
     return figures
 
 
