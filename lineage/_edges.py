@@ -7,17 +7,28 @@ writes staging, task B reads staging — as a path of length two, which graph qu
 without a run id (nothing to tie them together) make no edges.
 
 Edges are kept distinct in a small table (first and last seen), so graph queries never scan
-events. What each task read, wrote and exported, and when last, is kept as events arrive
-(``gh_lineage_task_datasets``, one row per task, dataset and operation): recording a batch reads
-those rows of the tasks it touched — not their events, so its cost does not grow with a task's
-history — and writes only edges that are new or whose last-seen time is more than an hour behind.
+events. Recording a batch writes only edges that are new or whose last-seen time is more than an
+hour behind. What each task touched so far comes from one of two places:
+
+    a short task (at most TRACK_AFTER events: nearly every task of a batch pipeline) — its events,
+        through the events' (run, task) index: a few rows, and nothing more to write per event;
+    a long task (a streaming job, a receiver's long-running Spark task) — its rows in
+        ``gh_lineage_task_datasets``, one per dataset and operation with the newest time, kept as
+        its events arrive, so a batch's cost does not grow with the task's history.
+
+A task moves from the first to the second once, right after the batch that took it past
+TRACK_AFTER commits (``track``). On PostgreSQL that step takes an advisory lock exclusively and
+every recording transaction takes it shared first: it runs only when no batch that read the task's
+events (and so wrote no rows for it) is still uncommitted, and reads their events too. A task with
+any row in the table has rows for everything it touched (migration 0004 filled it for every task
+recorded before; retention deletes rows and events by the same cutoff).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, select, text, tuple_
@@ -30,8 +41,11 @@ RunKey = tuple[str, str, str]  # run_id, orchestrator, task_id
 TaskDataset = tuple[str, str, str]  # task key, dataset, operation
 _READ = Operation.READ.value
 _OUTPUTS = (Operation.WRITE.value, Operation.EXPORT.value)
+_LINKED = (_READ, *_OUTPUTS)
 TOUCH_EVERY = timedelta(hours=1)  # how stale an edge's last_seen_at may get before it is refreshed
+TRACK_AFTER = 64  # events of one task read from the events table before it gets its own rows
 _CHUNK = 900  # ids per IN list or pair lookup: far below SQLite's bound-parameter limit
+_HISTORY_LOCK = 0x6C696E6574  # "linet": recording (shared) against starting to track a task
 
 
 def _key(event: AccessEvent) -> RunKey:
@@ -44,23 +58,41 @@ def task_key(run_id: str, orchestrator: str, task_id: str) -> str:
     return hashlib.sha256(f"{run_id}\x00{orchestrator}\x00{task_id}".encode()).hexdigest()
 
 
-def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
-    """Upsert the edges this batch creates (its events are already inserted). Returns how many."""
-    touched: dict[str, set[str]] = defaultdict(set)  # task key → the datasets the batch touched
-    latest: dict[TaskDataset, datetime] = {}
+def hold_history(conn: Connection) -> None:
+    """First statement of every recording transaction on PostgreSQL (see the module docstring);
+    taken before any row lock, so waiting for it can close no cycle of waits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _HISTORY_LOCK})
+
+
+def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> set[RunKey]:
+    """Upsert the edges this batch creates (its events are already inserted). Returns the tasks
+    that this batch took past TRACK_AFTER events: ``track`` them once it has committed."""
+    touched: dict[RunKey, set[str]] = defaultdict(set)  # task → the datasets the batch touched
+    latest: dict[tuple[RunKey, str, str], datetime] = {}
     for event in batch:
         if event.run.run_id and event.operation is not Operation.DELETE:
-            key = task_key(*_key(event))
+            key = _key(event)
             name = event.dataset.qualified_name
             touched[key].add(name)
             seen = (key, name, event.operation.value)
             latest[seen] = max(event.at, latest.get(seen, event.at))
     if not touched:
-        return 0
-    _remember(conn, latest)
-    reads: dict[str, dict[str, datetime]] = defaultdict(dict)
-    outputs: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for key, dataset, operation, at in _task_datasets(conn, sorted(touched)):
+        return set()
+    by_hash = {task_key(*key): key for key in touched}
+    history: list[tuple[RunKey, str, str, datetime]] = []
+    for hashed, dataset, operation, at in _task_datasets(conn, sorted(by_hash)):
+        history.append((by_hash[hashed], dataset, operation, at))
+    tracked = {key for key, _, _, _ in history}
+    _remember(conn, {(task_key(*k), d, o): at for (k, d, o), at in latest.items() if k in tracked})
+    history += [(k, d, o, at) for (k, d, o), at in latest.items() if k in tracked]
+    counts: dict[RunKey, int] = defaultdict(int)
+    for key, dataset, operation, at, n in _run_datasets(conn, [k for k in touched if k not in tracked]):
+        history.append((key, dataset, operation, at))
+        counts[key] += n
+    reads: dict[RunKey, dict[str, datetime]] = defaultdict(dict)
+    outputs: dict[RunKey, dict[str, datetime]] = defaultdict(dict)
+    for key, dataset, operation, at in history:
         side = reads if operation == _READ else outputs if operation in _OUTPUTS else None
         if side is not None:
             seen_at = side[key]
@@ -75,7 +107,20 @@ def link_runs(conn: Connection, batch: Sequence[AccessEvent]) -> int:
     stale = _not_fresh(conn, found)
     if stale:
         _upsert(conn, stale)
-    return len(stale)
+    return {key for key, n in counts.items() if n > TRACK_AFTER}
+
+
+def track(conn: Connection, keys: Iterable[RunKey]) -> None:
+    """Give these tasks their rows, from all their events committed so far (its own transaction,
+    after the batch that took them past TRACK_AFTER committed)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _HISTORY_LOCK})
+    rows = {
+        (task_key(*key), dataset, operation): at
+        for key, dataset, operation, at, _ in _run_datasets(conn, sorted(set(keys)))
+        if operation in _LINKED
+    }
+    _remember(conn, rows)
 
 
 # PostgreSQL gets a batch's rows as one JSON parameter (gate_core.sql.json_rows): one plan, however
@@ -99,6 +144,26 @@ _PG_TASK_DATASETS = text(
 ).columns(last_at=UtcDateTime)
 
 
+# A short task's history from its events. LATERAL: one probe of the (run, orchestrator, task
+# prefix) index per task (migration 0003), whatever the planner's statistics say; each task's rows
+# grouped inside the probe, by dataset and operation only (one sort of all the tasks' rows by five
+# wide text columns cost as much as reading them).
+_PG_RUN_DATASETS = text(
+    "SELECT k.r, k.o, k.t, e.dataset, e.operation, e.at, e.n "
+    "FROM json_to_recordset(CAST(:keys AS json)) AS k(r text, o text, t text) "
+    "CROSS JOIN LATERAL (SELECT dataset, operation, max(at) AS at, count(*) AS n FROM gh_lineage_events "
+    "WHERE run_id = k.r AND orchestrator = k.o AND substr(task_id, 1, 40) = substr(k.t, 1, 40) "
+    "AND task_id = k.t GROUP BY dataset, operation) AS e"
+).columns(at=UtcDateTime)
+
+# "+task_id": a plain "task_id = :t" lets SQLite substitute :t into substr(task_id, 1, 40), which
+# then no longer matches the index's expression (the probe would read the whole run).
+_LITE_RUN_DATASETS = text(
+    "SELECT dataset, operation, max(at) AS at, count(*) AS n FROM gh_lineage_events "
+    "WHERE run_id = :r AND orchestrator = :o AND substr(task_id, 1, 40) = :p AND +task_id = :t "
+    "GROUP BY dataset, operation"
+).columns(at=UtcDateTime)
+
 # The edges this batch found that are stored already, and the upsert of the stale ones.
 _PG_KNOWN = text(
     "SELECT e.upstream, e.downstream, e.last_seen_at "
@@ -117,6 +182,8 @@ _PG_UPSERT = text(
 
 def _remember(conn: Connection, latest: dict[TaskDataset, datetime]) -> None:
     """Move each (task, dataset, operation)'s last time forward to the batch's, or add it."""
+    if not latest:
+        return
     ordered = sorted(latest.items())
     if conn.dialect.name == "postgresql":
         rows = [{"k": k, "d": d, "o": o, "t": at} for (k, d, o), at in ordered]
@@ -145,6 +212,23 @@ def _task_datasets(conn: Connection, keys: list[str]) -> list[tuple[str, str, st
             task_datasets.c.task_key.in_(keys[start : start + _CHUNK])
         )
         found += [(k, d, o, at) for k, d, o, at in conn.execute(stmt)]
+    return found
+
+
+def _run_datasets(conn: Connection, keys: list[RunKey]) -> list[tuple[RunKey, str, str, datetime, int]]:
+    """Each dataset these tasks touched, by operation: the newest time and how many events."""
+    if not keys:
+        return []
+    if conn.dialect.name == "postgresql":
+        params = {"keys": json_rows([{"r": r, "o": o, "t": t} for r, o, t in keys])}
+        return [((r, o, t), d, op, at, n) for r, o, t, d, op, at, n in conn.execute(_PG_RUN_DATASETS, params)]
+    # SQLite: one execution per task of one cached statement (in-process, each costs microseconds;
+    # an OR of many keys cost more to build and compile than to run)
+    found: list[tuple[RunKey, str, str, datetime, int]] = []
+    for key in keys:
+        r, o, t = key
+        params = {"r": r, "o": o, "p": t[:40], "t": t}
+        found += [(key, d, op, at, n) for d, op, at, n in conn.execute(_LITE_RUN_DATASETS, params)]
     return found
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gate_core import Actor, DatasetRef, NotFound, SqlStore, StoreError, StoreUnavailable
 from lineage import _migrate, _queries
@@ -31,7 +32,7 @@ from lineage._codec import (
     tag_values,
 )
 from lineage._db import Database
-from lineage._edges import link_runs
+from lineage._edges import RunKey, hold_history, link_runs, track
 from lineage._models import AccessEvent, Operation
 from lineage._schema import edges, event_tags, events, purge, task_datasets
 
@@ -47,6 +48,12 @@ Also = Callable[[Connection], None]
 def _older(before: datetime) -> ColumnElement[bool]:
     """Events older than ``before``, through the (operation, at) index: one range per operation."""
     return and_(events.c.operation.in_([op.value for op in Operation]), events.c.at < before)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    count: int  # new events
+    long_tasks: set[RunKey]  # tasks the batch took past lineage._edges.TRACK_AFTER events
 
 
 class _KnownIds(Exception):
@@ -109,6 +116,23 @@ class LineageStore:
             return 0
         event_rows = rows_of_events(batch)
         tag_rows = [t for e in batch for t in tag_values(e)]
+        recorded = self._record(batch, event_rows, tag_rows, also)
+        if recorded.long_tasks:
+            # after the commit, in a transaction of its own (lineage._edges); if it fails the
+            # tasks stay short, and the next batch of each tries again
+            try:
+                self.db.retrying(lambda: self._track(recorded.long_tasks))
+            except (StoreError, SQLAlchemyError):
+                log.warning(
+                    "could not start keeping %d tasks' datasets; retried on their next batch",
+                    len(recorded.long_tasks),
+                    exc_info=True,
+                )
+        return recorded.count
+
+    def _record(
+        self, batch: Sequence[AccessEvent], event_rows: list[Row], tag_rows: list[Row], also: Also | None
+    ) -> _Recorded:
         if self.db.dialect == "postgresql":
             try:
                 return self.db.retrying(lambda: self._copy(batch, event_rows, tag_rows, also))
@@ -121,17 +145,22 @@ class LineageStore:
                 "access events with these ids were being recorded concurrently; send again"
             ) from exc
 
+    def _track(self, tasks: set[RunKey]) -> None:
+        with self.db.begin() as conn:
+            track(conn, tasks)
+
     def _also(self, also: Also) -> None:
         with self.db.begin() as conn:
             also(conn)
 
     def _copy(
         self, batch: Sequence[AccessEvent], event_rows: list[Row], tag_rows: list[Row], also: Also | None
-    ) -> int:
+    ) -> _Recorded:
         """PostgreSQL: COPY both tables (the raw psycopg connection of this very transaction)."""
         import psycopg  # only PostgreSQL users pay for the import
 
         with self.db.begin() as conn:
+            hold_history(conn)
             raw = conn.connection.driver_connection
             assert raw is not None
             try:
@@ -153,16 +182,18 @@ class LineageStore:
                 raise StoreUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
             except psycopg.Error as exc:
                 raise StoreError(f"database error: {str(exc).strip().splitlines()[0]}") from exc
-            link_runs(conn, batch)
+            long_tasks = link_runs(conn, batch)
             if also is not None:
                 also(conn)
-        return len(batch)
+        return _Recorded(len(batch), long_tasks)
 
     def _insert(
         self, batch: Sequence[AccessEvent], event_rows: list[Row], tag_rows: list[Row], also: Also | None
-    ) -> int:
+    ) -> _Recorded:
         """SQLite, and PostgreSQL for a batch that repeats ids: skip the ids already recorded."""
+        long_tasks: set[RunKey] = set()
         with self.db.begin() as conn:
+            hold_history(conn)
             known = set(
                 conn.execute(select(events.c.id).where(events.c.id.in_([r[0] for r in event_rows]))).scalars()
             )
@@ -172,10 +203,10 @@ class LineageStore:
                 fresh = [dict(zip(TAG_COLUMNS, r, strict=True)) for r in tag_rows if r[0] not in known]
                 if fresh:
                     conn.execute(insert(event_tags), fresh)
-                link_runs(conn, [e for e in batch if e.id not in known])
+                long_tasks = link_runs(conn, [e for e in batch if e.id not in known])
             if also is not None:
                 also(conn)
-        return len(new_rows)
+        return _Recorded(len(new_rows), long_tasks)
 
     # ------------------------------------------------------------ reading events back
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from sqlalchemy import select, text
 
 from gate_core import Actor, AuthMethod, DatasetRef, Gatekeeper, NotFound, RunContext, StoreError
 from lineage import AccessEvent, LineageInputError, LineageStore, MalformedDataset, Operation
+from lineage._edges import TRACK_AFTER, task_key
 from lineage._migrate import MIGRATIONS, VERSION_TABLE
 from lineage._schema import task_datasets
 from tests.lineage.seed import Seeded, seed
@@ -154,11 +157,7 @@ def _task_datasets(lstore: LineageStore) -> set[tuple[str, str, str, datetime]]:
     return {(r.task_key, r.dataset, r.operation, r.last_at) for r in rows}
 
 
-def test_edges_are_derived_without_reading_earlier_events(lstore: LineageStore) -> None:
-    """A task's history is its rows in gh_lineage_task_datasets (one per dataset and operation),
-    not its events: recording a batch reads the events table only to skip ids it already holds."""
-    t0 = datetime(2026, 3, 1, tzinfo=UTC)
-    lstore.record_many([_event("h/in", Operation.READ, at=t0 + timedelta(minutes=i)) for i in range(50)])
+def _statements_of(lstore: LineageStore, work: Callable[[], object]) -> list[str]:
     statements: list[str] = []
 
     def remember(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -166,24 +165,91 @@ def test_edges_are_derived_without_reading_earlier_events(lstore: LineageStore) 
 
     sqlalchemy.event.listen(lstore.engine, "before_cursor_execute", remember)
     try:
-        lstore.record_many([_event("h/out", Operation.WRITE, at=t0 + timedelta(hours=1))])
+        work()
     finally:
         sqlalchemy.event.remove(lstore.engine, "before_cursor_execute", remember)
+    return statements
+
+
+def test_a_long_tasks_edges_are_derived_without_reading_its_events(lstore: LineageStore) -> None:
+    """A task past TRACK_AFTER events has its rows in gh_lineage_task_datasets (one per dataset and
+    operation): recording its next batch reads those, and the events table only to skip ids."""
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    reads = [_event("h/in", Operation.READ, at=t0 + timedelta(minutes=i)) for i in range(TRACK_AFTER + 1)]
+    lstore.record_many(reads)
+    statements = _statements_of(
+        lstore, lambda: lstore.record_many([_event("h/out", Operation.WRITE, at=t0 + timedelta(hours=2))])
+    )
     reads_of_events = [s for s in statements if "FROM gh_lineage_events" in s]
     assert all("gh_lineage_events.id IN" in s for s in reads_of_events), reads_of_events
-    assert any("gh_lineage_task_datasets" in s for s in statements)
     [edge] = lstore.graph("h/in").edges
-    assert (edge.upstream, edge.downstream, edge.last_seen_at) == ("h/in", "h/out", t0 + timedelta(hours=1))
-    # fifty reads of one dataset are one row, at the newest of them
+    assert (edge.upstream, edge.downstream, edge.last_seen_at) == ("h/in", "h/out", t0 + timedelta(hours=2))
+    # sixty-five reads of one dataset are one row, at the newest of them
     assert {(d, o, at) for _, d, o, at in _task_datasets(lstore)} == {
-        ("h/in", "read", t0 + timedelta(minutes=49)),
-        ("h/out", "write", t0 + timedelta(hours=1)),
+        ("h/in", "read", t0 + timedelta(minutes=TRACK_AFTER)),
+        ("h/out", "write", t0 + timedelta(hours=2)),
     }
 
 
+def test_a_short_task_writes_no_rows_and_still_links_across_batches(lstore: LineageStore) -> None:
+    lstore.record_many([_event("s/a", Operation.READ), _event("s/b", Operation.READ)])
+    lstore.record(_event("s/out", Operation.EXPORT))
+    assert _task_datasets(lstore) == set()
+    assert {(e.upstream, e.downstream) for e in lstore.graph("s/out").edges} == {
+        ("s/a", "s/out"),
+        ("s/b", "s/out"),
+    }
+
+
+def test_a_task_growing_long_over_batches_gets_rows_for_all_it_touched(lstore: LineageStore) -> None:
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    half = TRACK_AFTER // 2 + 1
+    lstore.record_many([_event("g/a", Operation.READ, at=t0 + timedelta(seconds=i)) for i in range(half)])
+    assert _task_datasets(lstore) == set()
+    lstore.record_many([_event("g/b", Operation.READ, at=t0 + timedelta(minutes=i)) for i in range(half)])
+    assert {(d, o) for _, d, o, _ in _task_datasets(lstore)} == {("g/a", "read"), ("g/b", "read")}
+    lstore.record(_event("g/out", Operation.WRITE, at=t0 + timedelta(hours=2)))
+    assert {e.upstream for e in lstore.graph("g/out", direction="upstream").edges} == {"g/a", "g/b"}
+
+
+def test_a_task_gets_its_rows_only_after_every_batch_reading_its_events_committed(
+    lstore: LineageStore,
+) -> None:
+    """Batch A takes a task past TRACK_AFTER while batch B of the same task is still uncommitted
+    (B read the task's events, so it wrote no rows): A's rows must include what B recorded, or
+    B's dataset would be lost to every later edge. On PostgreSQL an advisory lock orders the two;
+    on SQLite the database's write lock does."""
+    in_b = threading.Event()
+    release_b = threading.Event()
+
+    def slow(_conn: object) -> None:
+        in_b.set()
+        assert release_b.wait(30)
+
+    b = threading.Thread(
+        target=lstore.record_many, args=([_event("x/slow", Operation.READ)],), kwargs={"also": slow}
+    )
+    b.start()
+    try:
+        assert in_b.wait(30)
+        fast = [_event("x/fast", Operation.READ) for _ in range(TRACK_AFTER + 1)]
+        a = threading.Thread(target=lstore.record_many, args=(fast,))
+        a.start()
+        a.join(1.0)
+        assert a.is_alive()  # A committed its events, and waits for B before giving the task rows
+    finally:
+        release_b.set()
+        b.join(30)
+    a.join(30)
+    assert {d for _, d, _, _ in _task_datasets(lstore)} == {"x/slow", "x/fast"}
+    lstore.record(_event("x/out", Operation.WRITE))
+    assert {e.upstream for e in lstore.graph("x/out", direction="upstream").edges} == {"x/slow", "x/fast"}
+
+
 def test_the_task_table_is_filled_from_the_events_recorded_before_it(lstore: LineageStore) -> None:
-    """Migration 0004 fills gh_lineage_task_datasets from the events already stored, exactly as
-    recording them would have: an edge from a read before the upgrade to a write after it shows."""
+    """Migration 0004 fills gh_lineage_task_datasets from the events already stored, for every
+    task, short or long (a task with rows has rows for all it touched): an edge from a read before
+    the upgrade to a write after it shows."""
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     lstore.record_many(
         [
@@ -194,8 +260,7 @@ def test_the_task_table_is_filled_from_the_events_recorded_before_it(lstore: Lin
             _event("m/norun", Operation.READ, "", at=t0),  # nor do events without a run
         ]
     )
-    recorded = _task_datasets(lstore)
-    assert len(recorded) == 2
+    assert _task_datasets(lstore) == set()  # short tasks
     with lstore.engine.begin() as conn:
         config = MIGRATIONS.config()
         config.attributes["connection"] = conn
@@ -203,7 +268,10 @@ def test_the_task_table_is_filled_from_the_events_recorded_before_it(lstore: Lin
         command.downgrade(config, "0003_events_run_task_index")
         assert "gh_lineage_task_datasets" not in sqlalchemy.inspect(conn).get_table_names()
     lstore.migrate()
-    assert _task_datasets(lstore) == recorded
+    assert _task_datasets(lstore) == {
+        (task_key("r", "airflow", "t"), "m/in", "read", t0 + timedelta(minutes=5)),
+        (task_key("r2", "airflow", "t9"), "m/other", "export", t0),
+    }
     lstore.record(_event("m/out", Operation.WRITE, at=t0 + timedelta(hours=1)))
     assert [(e.upstream, e.downstream) for e in lstore.graph("m/in").edges] == [("m/in", "m/out")]
 
