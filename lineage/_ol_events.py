@@ -261,11 +261,19 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int = MAX_
 def _decode_slowly(body: bytes) -> Any:
     """What orjson refused, as the receiver always read it: orjson is the fast path for the JSON
     every producer sends, but it refuses what ``json.loads`` takes (NaN and Infinity, which
-    openlineage-python's ``json.dumps`` writes for a float metric in a facet; UTF-16/32 bodies;
-    lone surrogate escapes, which ``validate`` refuses with its own message; nesting past 1024),
-    and only the standard library's verdict and messages are the receiver's contract."""
+    openlineage-python's ``json.dumps`` writes for a float metric in a facet; lone surrogate
+    escapes, which ``validate`` refuses with its own message; nesting past 1024), and only the
+    standard library's verdict and messages are the receiver's contract.
+
+    UTF-8 only (RFC 8259 8.1; every OpenLineage client sends it): ``json.loads`` would also take
+    UTF-16 and UTF-32, in which a character's bytes can hold a quote, and the depth count reads
+    the body's bytes (``body_facts``) — such a body could hide its nesting from it."""
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidOpenLineageEvent(f"the body is not UTF-8 JSON (RFC 8259): {exc.reason}") from None
+    try:
+        return json.loads(text)
     except RecursionError:
         raise InvalidOpenLineageEvent(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, ValueError) as exc:

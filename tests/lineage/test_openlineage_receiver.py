@@ -243,17 +243,18 @@ def test_dataset_and_job_events_are_taken_in(svc: Service) -> None:
 def test_bodies_only_the_standard_library_reads_are_taken_as_before(svc: Service) -> None:
     """orjson reads the bodies producers send; what it refuses and ``json.loads`` takes is still
     taken: openlineage-python's ``json.dumps`` writes NaN and Infinity for float metrics in a
-    facet, and a body may come in UTF-16."""
+    facet. A body in UTF-16, which ``json.loads`` would also read, is refused: JSON between
+    systems is UTF-8 (RFC 8259), and the depth count reads UTF-8 bytes."""
     run = run_id()
     with_nan = sql_task("nan_dag", run, CUSTOMERS)
     with_nan["run"]["facets"]["metrics"] = {"mean": float("nan"), "max": float("inf")}
     utf16 = sql_task("utf16_dag", run_id(), PAYMENTS)
     with svc.client("lineage") as client:
-        for body in (json.dumps(with_nan).encode(), json.dumps(utf16).encode("utf-16")):
-            response = client.post(
-                "/api/v1/lineage", content=body, headers={"Content-Type": "application/json"}
-            )
-            assert response.json() == {"received": 1, "recorded": 2, "violations": 0}, response.text
+        headers = {"Content-Type": "application/json"}
+        response = client.post("/api/v1/lineage", content=json.dumps(with_nan).encode(), headers=headers)
+        assert response.json() == {"received": 1, "recorded": 2, "violations": 0}, response.text
+        refused = client.post("/api/v1/lineage", content=json.dumps(utf16).encode("utf-16"), headers=headers)
+        assert refused.status_code == 422 and "not UTF-8" in refused.json()["detail"]
     assert {r.dataset for r in store_of(svc).run(run, orchestrator="airflow").rows} == {
         f"{ol.PG}/{CUSTOMERS}",
         f"{ol.PG}/{EXPORT}",

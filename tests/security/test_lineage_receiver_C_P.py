@@ -185,6 +185,11 @@ def _with(path: list[str], value: Any) -> dict[str, Any]:
     return event
 
 
+def _utf16_hiding(value: Any) -> bytes:
+    event = _with(["run", "facets", "custom"], {"a": "\u4e22", "n": value, "b": "\u4e22"})
+    return json.dumps(event, ensure_ascii=False).encode("utf-16-le")
+
+
 def _bomb() -> bytes:
     return gzip.compress(b"[" + b" " * (40 * 1024 * 1024) + b"]")
 
@@ -245,6 +250,10 @@ HOSTILE: list[tuple[str, Callable[[], tuple[bytes, dict[str, str]]]]] = [
         lambda: (json.dumps(_with(["run", "facets", "custom"], _nested(40))).encode(), {}),
     ),
     ("nested 30000 deep", lambda: (b'{"a":' * 30_000 + b"1" + b"}" * 30_000, {})),
+    # In UTF-16 a character such as U+4E22 is a quote byte and another: two of them around a
+    # deep object once made the depth count (which reads the bytes) see it as text, 8 levels deep.
+    ("UTF-16 body hiding 40 levels", lambda: (_utf16_hiding(_nested(40)), {})),
+    ("UTF-16 body", lambda: (json.dumps(valid_event()).encode("utf-16"), {})),
     (
         "600 inputs",
         lambda: (
