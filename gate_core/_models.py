@@ -128,6 +128,13 @@ class RunContext(_Frozen):
     try_number: int = 1
     url: str | None = None
 
+    def key(self) -> str | None:
+        """The run as one fixed-width key — orchestrator, pipeline and run id, NUL-joined (none can
+        hold NUL), SHA-256 hex — by which the gates of a run are found; None outside any run."""
+        if not self.run_id:
+            return None
+        return sha256_hex(f"{self.orchestrator}\x00{self.pipeline}\x00{self.run_id}")
+
 
 class Involved(_Frozen):
     """A person involved in a request, and the source of that claim (issue 14). Nobody involved

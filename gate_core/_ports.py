@@ -66,6 +66,7 @@ class GateFilter:
     requester: str | None = None
     limit: int = 200
     ids: tuple[str, ...] = field(default=())
+    runs: tuple[str, ...] = field(default=())  # RunContext.key() of each run: the gates of these runs
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, column, or_, select, table, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gate_core import Actor, DatasetRef, Gate, Gatekeeper, RunContext
+from gate_core import Actor, DatasetRef, Gate, GateFilter, Gatekeeper, RunContext, StoreError
 from gate_core.sql import json_rows
 from lineage._catalog import Catalog, Classification
 from lineage._models import AccessEvent, ColumnInfo, Operation
@@ -49,7 +49,6 @@ log = logging.getLogger("gatehouse.lineage.openlineage")
 OUT_OF_SCOPE = "lineage.out_of_scope"
 _END = frozenset({"COMPLETE", "FAIL", "ABORT"})
 _OUTPUT_ACTIONS = {"export": Operation.EXPORT, "delete": Operation.DELETE}
-_gates = table("gh_gates", column("id"), column("request"))
 Alert = Callable[[Gate, str, Mapping[str, Any]], None]
 
 
@@ -83,18 +82,13 @@ def _airflow_run(seen: SeenEvent) -> RunContext | None:
 
 
 RunKey = tuple[str, str, str]  # orchestrator, pipeline, run id
-_RUNS_PER_SCAN = 100  # run ids per scan of the gates (LIKE patterns OR-ed in one statement)
+_RUNS_PER_LOOKUP = 500  # run keys per lookup of the gates' run index
+_GATES_PER_LOOKUP = 50_000  # more in one lookup's runs is refused, not half-checked
 _ROWS_PER_INSERT = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
 
 
 def _run_key(run: RunContext) -> RunKey:
     return (run.orchestrator, run.pipeline, run.run_id)
-
-
-def _needle(run_id: str) -> str:
-    """A LIKE pattern for the canonical request JSON of a gate opened in run ``run_id``."""
-    needle = '"run_id":' + json.dumps(run_id, ensure_ascii=False)
-    return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
@@ -207,34 +201,24 @@ class OpenLineageIngest:
 
     def gates_of_runs(self, runs: Iterable[RunContext]) -> dict[RunKey, list[Gate]]:
         """The gates opened in each of these orchestrator runs (any task), keyed by
-        ``(orchestrator, pipeline, run id)``."""
+        ``(orchestrator, pipeline, run id)``: probes of the gates' run index (``RunContext.key``),
+        never a search of request text, which any gate's free-form parameters could also match."""
         runs = list(runs)
-        return self._load_gates(runs, self._gate_ids(runs))
-
-    def _gate_ids(self, runs: Iterable[RunContext], conn: Connection | None = None) -> list[str]:
-        """Ids of gates that may belong to these runs: one scan of the gates per chunk of run ids
-        (not one per run: a batch spans dozens of runs)."""
-        run_ids = sorted({r.run_id for r in runs if r.run_id})
-        ids: list[str] = []
-        for start in range(0, len(run_ids), _RUNS_PER_SCAN):
-            needles = [_needle(run_id) for run_id in run_ids[start : start + _RUNS_PER_SCAN]]
-            stmt = (
-                select(_gates.c.id)
-                .where(or_(*(_gates.c.request.like(n, escape="\\") for n in needles)))
-                .limit(200 * len(needles))
-            )
-            with self._reading(conn) as reading:
-                ids += reading.execute(stmt).scalars()
-        return list(dict.fromkeys(ids))
-
-    def _load_gates(self, runs: Iterable[RunContext], ids: list[str]) -> dict[RunKey, list[Gate]]:
-        """The gates among ``ids`` opened in each run (same orchestrator, pipeline and run id)."""
         found: dict[RunKey, list[Gate]] = {_run_key(r): [] for r in runs if r.run_id}
-        for gate_id in ids:
-            gate = self.gatekeeper.get(gate_id)
-            key = _run_key(gate.request.run)
-            if key in found:
-                found[key].append(gate)
+        keys = sorted({k for r in runs if (k := r.key()) is not None})
+        for start in range(0, len(keys), _RUNS_PER_LOOKUP):
+            chunk = tuple(keys[start : start + _RUNS_PER_LOOKUP])
+            listed = self.gatekeeper.list(GateFilter(runs=chunk, limit=_GATES_PER_LOOKUP + 1))
+            if len(listed) > _GATES_PER_LOOKUP:
+                # fail closed: a scope check against some of a run's approvals could miss findings
+                raise StoreError(
+                    f"the runs of this batch have more than {_GATES_PER_LOOKUP} gates; "
+                    "refusing to check their scope against part of them"
+                )
+            for gate in listed:
+                key = _run_key(gate.request.run)
+                if key in found:  # the key's run, not a hash neighbour's
+                    found[key].append(gate)
         return found
 
     def relevant_tags(self) -> frozenset[str]:
@@ -299,10 +283,8 @@ class OpenLineageIngest:
 
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
         result = Ingested(received=len(batch))
-        with self.store.db.read() as conn:  # one connection for the batch's reads
-            runs = self._runs(batch, conn)
-            gate_ids = self._gate_ids(runs.values(), conn)  # one scan of the gates a batch
-        gates_by_run = self._load_gates(runs.values(), gate_ids)
+        runs = self._runs(batch)
+        gates_by_run = self.gates_of_runs(runs.values())
         scopes = {key: RunScope.of(gates) for key, gates in gates_by_run.items() if gates}
         memo = _BatchMemo()
         relevant = self.relevant_tags()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gate_core.sql import SchemaMigrations
 
-HEAD = "0009_i15_decision_subject"
+HEAD = "0010_i22_gate_run_key"
 VERSION_TABLE = "gh_alembic_version"  # not Airflow's or Prefect's alembic_version, should they share a DB
 
 MIGRATIONS = SchemaMigrations(

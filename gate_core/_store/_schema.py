@@ -56,7 +56,9 @@ gates = Table(
     Column("consumed_at", UtcDateTime),
     Column("remind_at", UtcDateTime),
     Column("reminded_at", UtcDateTime, doc="set once, by whichever replica sends the reminder"),
+    Column("run_key", String(64), doc="RunContext.key() of the request's run; NULL outside any run"),
     Index("ix_gh_gates_pending_expiry", "status", "expires_at"),
+    Index("ix_gh_gates_run_key", "run_key"),
     Index("ix_gh_gates_reminder", "status", "remind_at"),
     Index("ix_gh_gates_action_target", "action", "target", "decided_at"),
 )

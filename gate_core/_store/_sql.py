@@ -379,6 +379,8 @@ class SqlStore:
             stmt = stmt.where(gates.c.requester == query.requester)
         if query.ids:
             stmt = stmt.where(gates.c.id.in_(query.ids))
+        if query.runs:
+            stmt = stmt.where(gates.c.run_key.in_(query.runs))
         if query.dataset:
             stmt = stmt.where(
                 gates.c.id.in_(
@@ -995,6 +997,7 @@ def _gate_row(gate: Gate) -> dict[str, Any]:
         "rule": gate.rule,
         "required_approvals": gate.required_approvals,
         "request": canonical_json(req.model_dump(mode="json")),
+        "run_key": req.run.key(),
         "context": canonical_json(
             {
                 "matched_rules": list(gate.matched_rules),

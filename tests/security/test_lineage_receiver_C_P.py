@@ -412,3 +412,40 @@ def test_every_escape_is_read_whole_by_the_depth_count(svc: Service) -> None:
     assert post(svc, shallow).status_code == 201
     deep = _with(["run", "facets", "deep"], {"x": escapes, "n": _nested(31)})
     assert post(svc, deep).status_code == 422
+
+
+def test_gates_that_name_a_run_elsewhere_do_not_hide_that_runs_own_gate(svc: Service, report: Any) -> None:
+    """P opens, with its own pipeline token and in its own DAG's run, 250 gates whose parameters
+    say ``{"run_id": <a run id of another DAG>}`` (scheduled run ids are predictable, so this can
+    come first). The receiver once found a run's gates by searching the gates' request JSON for
+    ``"run_id":"…"``, at most 200 hits per run: the flood filled them, the run's real gate went
+    unseen, and its unapproved pii read made no violation."""
+    run = run_id()
+    flood = {
+        "action": "refresh",
+        "requester": "alice",
+        "parameters": {"run_id": run},
+        "run": {"orchestrator": "airflow", "pipeline": "p_own_dag", "run_id": "p_own_run"},
+    }
+    with svc.client("bot") as bot:
+        for _ in range(250):
+            opened = bot.post("/v1/gates", json=flood)
+            assert opened.status_code == 200, opened.text
+    gate_id = approved_gate(svc, "victim_dag", run)
+    event = ol.airflow_task(
+        "victim_dag",
+        run,
+        "export_customers",
+        inputs=[
+            ol.table(CUSTOMERS, ("id", "integer"), rows=3),
+            ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3),
+        ],
+    )
+    assert post(svc, event).json()["violations"] == 1
+    [found] = store_of(svc).violations().rows
+    assert (found.gate_id, found.dataset) == (gate_id, f"{ol.PG}/{PAYMENTS}")
+    backend = "SQLite" if svc.settings.database_url.startswith("sqlite") else "PostgreSQL"
+    report(
+        f"Lineage receiver (P): 250 gates naming another DAG's run hide its gate ({backend})",
+        "no: 1 violation",
+    )
