@@ -9,21 +9,24 @@ OpenLineage provider sends (``airflow`` and ``parent`` run facets, ``jobType`` a
 facets, one input and one output dataset with schema, dataSource and statistics facets): half in
 the gated DAG run — so every one of them goes through the scope check — half in ungated runs.
 
-  (a) batches: C client threads post N events in batches of B to ``/api/v1/lineage/batch``;
-      events/s = N / wall time, every response must be 201 and every access recorded;
-  (b) single events: S sequential posts to ``/api/v1/lineage``; p50/p99 of the round trip;
+  (a) batches: C client threads post N events in batches of B to ``/api/v1/lineage/batch`` of
+      S servers (replicas: ``gatehouse serve`` processes on one database, thread i to server
+      i mod S); events/s = N / wall time, every response must be 201 and the responses must
+      count every access recorded; the CPU per event of the servers and of the PostgreSQL
+      backends is reported beside it;
+  (b) single events: sequential posts to ``/api/v1/lineage``; p50/p99 of the round trip;
   (c) scope check: in the benchmark process, over the same database, the time the receiver spends
       on the scope check — looking up the gates of each run of a batch and ``lineage._scope.check``
       for every access — divided by the events of the batch.
 
-The load generator shares the 2 cores with the server and PostgreSQL; figures are pessimistic on
+The load generator shares the 2 cores with the servers and PostgreSQL; figures are pessimistic on
 a busy machine (the result records the load average).
 
-    python -m bench.openlineage_receiver            # 40,000 events, batches of 250, 300 singles
+    python -m bench.openlineage_receiver            # 40,000 events, batches of 250, 2 servers, 300 singles
+    python -m bench.openlineage_receiver --servers 1 --clients 2   # one process
     python -m bench.openlineage_receiver --quick    # 4,000 events, 60 singles
     python -m bench.openlineage_receiver --quick --profile /tmp/ol.txt
-        # also: py-spy (--gil) the server during the timed batches, and the CPU per event of the
-        # server and of the PostgreSQL backends serving the scratch database
+        # also: py-spy (--gil) the first server during the timed batches
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -206,22 +210,29 @@ def serve(home: Path, database_url: str, log: Path) -> tuple[subprocess.Popen[by
     raise SystemExit(f"gatehouse serve did not start:\n{log.read_text()[-3000:]}")
 
 
-def batches(base: str, token: str, payload: list[dict[str, Any]], size: int, clients: int) -> float:
+def batches(bases: list[str], token: str, payload: list[dict[str, Any]], size: int, clients: int) -> float:
+    """Post ``payload`` in batches of ``size`` from ``clients`` threads, thread i to server i mod N."""
     bodies = [json.dumps(payload[i : i + size]).encode() for i in range(0, len(payload), size)]
     failures: list[str] = []
+    recorded: list[int] = []
     lock = threading.Lock()
 
-    def work(mine: list[bytes]) -> None:
+    def work(base: str, mine: list[bytes]) -> None:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
             for body in mine:
                 response = client.post(
                     "/api/v1/lineage/batch", content=body, headers={"Content-Type": "application/json"}
                 )
-                if response.status_code != 201:
-                    with lock:
+                with lock:
+                    if response.status_code != 201:
                         failures.append(f"{response.status_code} {response.text[:200]}")
+                    else:
+                        recorded.append(response.json()["recorded"])
 
-    threads = [threading.Thread(target=work, args=(bodies[i::clients],)) for i in range(clients)]
+    threads = [
+        threading.Thread(target=work, args=(bases[i % len(bases)], bodies[i::clients]))
+        for i in range(clients)
+    ]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -230,6 +241,9 @@ def batches(base: str, token: str, payload: list[dict[str, Any]], size: int, cli
     elapsed = time.perf_counter() - started
     if failures:
         raise SystemExit(f"{len(failures)} batch(es) refused, first: {failures[0]}")
+    accesses = sum(len(e["inputs"]) + len(e["outputs"]) for e in payload)  # every one is new
+    if sum(recorded) != accesses:
+        raise SystemExit(f"benchmark invalid: {sum(recorded)} accesses recorded of {accesses} sent")
     return elapsed
 
 
@@ -316,41 +330,48 @@ def _backend_cpu(database_url: str) -> dict[int, float]:
     return {pid: _cpu_seconds(pid) for (pid,) in pids}
 
 
+@dataclass
+class CpuUse:
+    """CPU seconds of the servers and of the PostgreSQL backends serving the scratch database."""
+
+    servers_s: float = 0.0
+    database_s: float = 0.0
+
+
 @contextlib.contextmanager
-def profiling(pid: int, output: Path | None, events: int, database_url: str) -> Iterator[None]:
-    """py-spy the server (only the thread holding the GIL: where its Python CPU goes) while the
-    block runs; then print its CPU per event and the receiver's heaviest frames."""
-    if output is None:
-        yield
-        return
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
-        raise SystemExit("--profile needs py-spy (a dev dependency)")
-    command = [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking"]
-    proc = subprocess.Popen(
-        [*command, "--gil", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    time.sleep(1.0)  # let py-spy attach before the load starts
-    cpu = _cpu_seconds(pid)
+def measured(pids: list[int], database_url: str, output: Path | None) -> Iterator[CpuUse]:
+    """The servers' and the database backends' CPU while the block runs; with ``output``, also
+    py-spy the first server (only the thread holding the GIL: where its Python CPU goes) and
+    print the receiver's heaviest frames."""
+    proc = None
+    if output is not None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            raise SystemExit("--profile needs py-spy (a dev dependency)")
+        command = [spy, "record", "--pid", str(pids[0]), "--rate", "250", "--format", "raw", "--nonblocking"]
+        proc = subprocess.Popen(
+            [*command, "--gil", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(1.0)  # let py-spy attach before the load starts
+    use = CpuUse()
+    cpu = sum(_cpu_seconds(pid) for pid in pids)
     backends = _backend_cpu(database_url)
     try:
-        yield
+        yield use
     finally:
-        cpu = _cpu_seconds(pid) - cpu
+        use.servers_s = sum(_cpu_seconds(pid) for pid in pids) - cpu
         # a backend that started during the load counts from zero
-        database_cpu = sum(t - backends.get(p, 0.0) for p, t in _backend_cpu(database_url).items())
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    print(f"server CPU: {cpu / events * 1e6:.1f} us per batched event")
-    print(
-        f"PostgreSQL CPU: {database_cpu / events * 1e6:.1f} us per batched event "
-        "(the backends serving the scratch database)"
-    )
+        use.database_s = sum(t - backends.get(p, 0.0) for p, t in _backend_cpu(database_url).items())
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if output is None:
+        return
     if not output.exists():
         print(f"{output}: missing (py-spy could not attach? it needs ptrace permission)")
         return
@@ -371,9 +392,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--batch", type=int, default=250)
-    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--servers", type=int, default=2, help="gatehouse serve processes (replicas)")
+    parser.add_argument("--clients", type=int, default=4, help="client threads, spread over the servers")
     parser.add_argument(
-        "--profile", type=Path, default=None, help="py-spy the server's batches into this file"
+        "--profile", type=Path, default=None, help="py-spy the first server's batches into this file"
     )
     args = parser.parse_args()
     count = args.events or (4_000 if args.quick else 40_000)
@@ -383,21 +405,25 @@ def main() -> None:
     with scratch_postgres(postgres_base_url()) as url, tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         gatekeeper, token = setup(url, home)
-        proc, base = serve(home, url, Path(tmp) / "serve.log")
+        started = [serve(home, url, Path(tmp) / f"serve-{i}.log") for i in range(args.servers)]
+        procs, bases = [p for p, _ in started], [b for _, b in started]
         try:
-            batches(base, token, events(500), args.batch, args.clients)  # warm-up
+            batches(bases, token, events(500), args.batch, args.clients)  # warm-up
             payload = events(count)
-            with profiling(proc.pid, args.profile, count, url):
-                elapsed = batches(base, token, payload, args.batch, args.clients)
-            figures.append(
+            with measured([p.pid for p in procs], url, args.profile) as cpu:
+                elapsed = batches(bases, token, payload, args.batch, args.clients)
+            servers = f"{args.servers} server{'s' if args.servers > 1 else ''}"
+            figures += [
                 at_least(
-                    "batched events/s (PostgreSQL, 1 server)",
+                    f"batched events/s (PostgreSQL, {servers})",
                     count / elapsed,
                     "events/s",
                     TARGET_EVENTS_PER_S,
-                )
-            )
-            samples = singles(base, token, single_count)
+                ),
+                info("batched: servers' CPU per event", cpu.servers_s / count * 1e6, "µs"),
+                info("batched: PostgreSQL CPU per event", cpu.database_s / count * 1e6, "µs"),
+            ]
+            samples = singles(bases[0], token, single_count)
             figures.append(info("single event p50", percentile(samples, 50), "ms"))
             figures.append(at_most("single event p99", percentile(samples, 99), "ms", TARGET_SINGLE_P99_MS))
             figures.append(
@@ -408,17 +434,23 @@ def main() -> None:
                     TARGET_SCOPE_MS_PER_EVENT,
                 )
             )
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
-                client.get("/healthz")
         finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=15)
             gatekeeper.store.close()
     print_figures("OpenLineage receiver", figures)
     write_result(
         NAME,
         figures,
-        {"events": count, "batch": args.batch, "clients": args.clients, "singles": single_count},
+        {
+            "events": count,
+            "batch": args.batch,
+            "servers": args.servers,
+            "clients": args.clients,
+            "singles": single_count,
+        },
     )
 
 
