@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gate_core.sql import SchemaMigrations
 
-HEAD = "0004_task_datasets"
+HEAD = "0005_ol_run_claims"
 VERSION_TABLE = "gh_lineage_alembic_version"
 
 MIGRATIONS = SchemaMigrations(

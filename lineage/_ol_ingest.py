@@ -10,11 +10,15 @@ Runs are joined to Gatehouse runs (``RunContext``: orchestrator, pipeline, run i
     otherwise        ``openlineage`` runs: pipeline = the parent job (dbt's ``dbt-run-…``) or the
                      job itself, run id = the parent's or own OpenLineage runId
 
-Every OpenLineage runId's mapping is kept (``gh_lineage_ol_runs``) so a child arriving in a later
-request still finds its parent. The gates of a run are those opened with the same orchestrator,
-pipeline and run id (any task: a gate task and the SQL task after it share the DAG run). Each
-access is recorded under the run's governing gate (``lineage._scope.governing_gate``) and checked
-against what the run's approvals cover (``lineage._scope.check``).
+Every run an OpenLineage runId is claimed for is kept (``gh_lineage_ol_runs``, one row per
+claim) so a child arriving in a later request still finds its parent. Airflow's runIds can be
+computed in advance, so a runId may be claimed for a decoy run before the real one: an event's own
+orchestrator facets decide its own run, and a child is checked against every run its parent was
+claimed for (recorded once, under a gated one). The gates of a run are those opened with the
+same orchestrator, pipeline and run id (any task: a gate task and the SQL task after it share the
+DAG run). Each access is recorded under the run's governing gate
+(``lineage._scope.governing_gate``) and checked against what the run's approvals cover
+(``lineage._scope.check``).
 
 Idempotency: an access's id is a hash of (OpenLineage runId, job, dataset, operation, phase) —
 phase ``start`` for START/RUNNING/OTHER, ``end`` for COMPLETE/FAIL/ABORT — so a retried event is
@@ -91,6 +95,20 @@ def _run_key(run: RunContext) -> RunKey:
     return (run.orchestrator, run.pipeline, run.run_id)
 
 
+def claim_key(run: RunContext) -> str:
+    """A claimed run as one fixed-width key (migration 0005 computes the same; none of the four
+    can hold NUL)."""
+    joined = f"{run.orchestrator}\x00{run.pipeline}\x00{run.run_id}\x00{run.task_id}"
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def _claim(claimed: list[RunContext], run: RunContext) -> None:
+    """Add ``run`` to a runId's claims unless it is one already (try numbers aside)."""
+    key = claim_key(run)
+    if all(claim_key(c) != key for c in claimed):
+        claimed.append(run)
+
+
 def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(target).on_conflict_do_nothing()
@@ -153,51 +171,79 @@ class OpenLineageIngest:
         with self.store.db.read() as own:
             yield own
 
-    def _known_runs(self, ids: set[str], conn: Connection | None = None) -> dict[str, RunContext]:
+    def _known_runs(self, ids: set[str], conn: Connection | None = None) -> dict[str, list[RunContext]]:
+        """Every run each of these runIds was claimed for so far, first claimed first."""
         if not ids:
             return {}
-        stmt = select(ol_runs).where(ol_runs.c.ol_run_id.in_(sorted(ids)))
+        stmt = (
+            select(ol_runs)
+            .where(ol_runs.c.ol_run_id.in_(sorted(ids)))
+            .order_by(ol_runs.c.ol_run_id, ol_runs.c.seen_at, ol_runs.c.run_key)
+        )
+        found: dict[str, list[RunContext]] = {}
         with self._reading(conn) as conn:
-            return {
-                r.ol_run_id: RunContext(
-                    orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
+            for r in conn.execute(stmt):
+                found.setdefault(r.ol_run_id, []).append(
+                    RunContext(
+                        orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
+                    )
                 )
-                for r in conn.execute(stmt)
-            }
+        return found
 
-    def _runs(self, batch: Sequence[SeenEvent], conn: Connection | None = None) -> dict[str, RunContext]:
-        """The orchestrator run of every OpenLineage runId in the batch (in order: a parent met
-        earlier in the same batch counts)."""
-        wanted = {i for s in batch for i in (s.run.parent_run_id, s.run.root_run_id) if i}
+    def _runs(
+        self, batch: Sequence[SeenEvent], conn: Connection | None = None
+    ) -> dict[str, list[RunContext]]:
+        """The orchestrator runs each OpenLineage runId of the batch is claimed for (in order: a
+        parent met earlier in the same batch counts). An event's own orchestrator facets decide its
+        own run, whatever was claimed before; a child (Spark, dbt) takes every run its parent was
+        claimed for — never just the first claim, which anyone who can compute a runId in advance
+        could have made (see migration 0005)."""
+        wanted = {i for s in batch for i in (s.ol_run_id, s.run.parent_run_id, s.run.root_run_id) if i}
         known = self._known_runs(wanted, conn)
         for seen in batch:
-            if seen.ol_run_id is None or seen.ol_run_id in known:
+            if seen.ol_run_id is None:
                 continue
-            ids = seen.run
-            run = _airflow_run(seen)
-            if run is None:
-                parent = known.get(ids.parent_run_id or "") or known.get(ids.root_run_id or "")
-                if parent is not None:
-                    # an orchestrator's task keeps its name (Spark/dbt ran inside it); a bare
-                    # OpenLineage parent (dbt's run) is the run, and each child job its own task
-                    own_task = parent.orchestrator == "openlineage"
-                    run = parent.model_copy(update={"task_id": seen.job_name[:500]}) if own_task else parent
-                elif ids.parent_run_id:
-                    run = RunContext(
-                        orchestrator="openlineage",
-                        pipeline=(ids.parent_job or "")[:500],
-                        run_id=ids.parent_run_id,
-                        task_id=seen.job_name[:500],
-                    )
-                else:
-                    run = RunContext(
-                        orchestrator="openlineage",
-                        pipeline=f"{seen.job_namespace}/{seen.job_name}"[:500],
-                        run_id=seen.ol_run_id,
-                        task_id=seen.job_name[:500],
-                    )
-            known[seen.ol_run_id] = run
+            claimed = known.setdefault(seen.ol_run_id, [])
+            own = _airflow_run(seen)
+            if own is not None:
+                _claim(claimed, own)
+            elif not claimed:
+                for run in self._derived(seen, known):
+                    _claim(claimed, run)
         return known
+
+    @staticmethod
+    def _derived(seen: SeenEvent, known: Mapping[str, list[RunContext]]) -> list[RunContext]:
+        """The runs of an event without orchestrator facets: its parent's (or root's) runs, else
+        a run of its own."""
+        ids = seen.run
+        parents = known.get(ids.parent_run_id or "") or known.get(ids.root_run_id or "") or []
+        if parents:
+            # an orchestrator's task keeps its name (Spark/dbt ran inside it); a bare OpenLineage
+            # parent (dbt's run) is the run, and each child job its own task
+            return [
+                p.model_copy(update={"task_id": seen.job_name[:500]})
+                if p.orchestrator == "openlineage"
+                else p
+                for p in parents
+            ]
+        if ids.parent_run_id:
+            return [
+                RunContext(
+                    orchestrator="openlineage",
+                    pipeline=(ids.parent_job or "")[:500],
+                    run_id=ids.parent_run_id,
+                    task_id=seen.job_name[:500],
+                )
+            ]
+        return [
+            RunContext(
+                orchestrator="openlineage",
+                pipeline=f"{seen.job_namespace}/{seen.job_name}"[:500],
+                run_id=seen.ol_run_id or "",
+                task_id=seen.job_name[:500],
+            )
+        ]
 
     def gates_of_runs(self, runs: Iterable[RunContext]) -> dict[RunKey, list[Gate]]:
         """The gates opened in each of these orchestrator runs (any task), keyed by
@@ -283,8 +329,8 @@ class OpenLineageIngest:
 
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
         result = Ingested(received=len(batch))
-        runs = self._runs(batch)
-        gates_by_run = self.gates_of_runs(runs.values())
+        claims = self._runs(batch)
+        gates_by_run = self.gates_of_runs(r for runs in claims.values() for r in runs)
         scopes = {key: RunScope.of(gates) for key, gates in gates_by_run.items() if gates}
         memo = _BatchMemo()
         relevant = self.relevant_tags()
@@ -293,17 +339,28 @@ class OpenLineageIngest:
         edges: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         now = datetime.now(UTC)
         for seen in batch:
-            run = runs.get(seen.ol_run_id or "") or RunContext(
-                orchestrator="openlineage", pipeline=seen.job_name[:500]
-            )
-            key = _run_key(run)
-            gates = gates_by_run.get(key, [])
+            candidates = claims.get(seen.ol_run_id or "") or [
+                RunContext(orchestrator="openlineage", pipeline=seen.job_name[:500])
+            ]
+            # recorded once, under a gated claim if any (governance queries then show it there);
+            # checked against the approvals of every gated claim
+            run = next((c for c in candidates if _run_key(c) in scopes), candidates[0])
+            gates = gates_by_run.get(_run_key(run), [])
             for ds in seen.datasets:
                 access = self._access(seen, ds, run, gates, sender.principal_id, memo)
                 accesses.append(access)
-                finding = check(access, scopes[key], relevant) if gates else None
-                if finding is not None:
-                    findings.setdefault(finding.id, (finding, access))
+                for claim in candidates:
+                    key = _run_key(claim)
+                    if key not in scopes:
+                        continue
+                    checked = (
+                        access
+                        if claim == run
+                        else self._access(seen, ds, claim, gates_by_run[key], sender.principal_id, memo)
+                    )
+                    finding = check(checked, scopes[key], relevant)
+                    if finding is not None:
+                        findings.setdefault(finding.id, (finding, checked))
                 for edge in ds.column_edges:
                     ends = (
                         ds.qualified_name[:1600],
@@ -319,9 +376,11 @@ class OpenLineageIngest:
                 **{k: getattr(r, k) for k in ("orchestrator", "pipeline", "run_id", "task_id")},
                 "ol_run_id": i,
                 "seen_at": now,
+                "run_key": claim_key(r),
             }
-            for i, r in sorted(runs.items())  # sorted: concurrent batches lock rows in one order
+            for i, runs in sorted(claims.items())  # sorted: concurrent batches lock rows in one order
             if i in in_batch
+            for r in sorted(runs, key=claim_key)
         ]
         edge_rows = [edges[k] for k in sorted(edges)]
 

@@ -136,7 +136,13 @@ ol_runs = Table(
     Column("run_id", String(500), nullable=False),
     Column("task_id", String(500), nullable=False),
     Column("seen_at", UtcDateTime, nullable=False),
-    PrimaryKeyConstraint("ol_run_id"),
+    # one row per claim: runIds can be computed in advance, so a runId may come with several runs
+    # (lineage._ol_ingest); the claimed run as one fixed-width key (the four whole would not fit
+    # a PostgreSQL btree entry next to the runId)
+    Column(
+        "run_key", String(64), nullable=False, doc="sha256 hex of orchestrator, pipeline, run id, task id"
+    ),
+    PrimaryKeyConstraint("ol_run_id", "run_key"),
 )
 
 column_edges = Table(

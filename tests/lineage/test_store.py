@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from gate_core import Actor, AuthMethod, DatasetRef, Gatekeeper, NotFound, RunContext, StoreError
 from lineage import AccessEvent, LineageInputError, LineageStore, MalformedDataset, Operation
 from lineage._edges import TRACK_AFTER, task_key
 from lineage._migrate import MIGRATIONS, VERSION_TABLE
-from lineage._schema import task_datasets
+from lineage._ol_ingest import claim_key
+from lineage._schema import ol_runs, task_datasets
 from tests.lineage.seed import Seeded, seed
 
 
@@ -274,6 +275,42 @@ def test_the_task_table_is_filled_from_the_events_recorded_before_it(lstore: Lin
     }
     lstore.record(_event("m/out", Operation.WRITE, at=t0 + timedelta(hours=1)))
     assert [(e.upstream, e.downstream) for e in lstore.graph("m/in").edges] == [("m/in", "m/out")]
+
+
+def test_migration_0005_keeps_each_stored_runid_as_one_claim(lstore: LineageStore) -> None:
+    """A runId mapped before 0005 is one claim of it after, keyed as the receiver keys claims; a
+    second claim of the same runId can then be stored beside it."""
+    config = MIGRATIONS.config()
+    config.attributes["version_table"] = VERSION_TABLE
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    with lstore.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004_task_datasets")
+        conn.execute(
+            text(
+                "INSERT INTO gh_lineage_ol_runs "
+                "(ol_run_id, orchestrator, pipeline, run_id, task_id, seen_at) "
+                "VALUES ('0176a8c2-fe01-7439-87e6-56a1a1b4029f', 'airflow', 'dag', 'manual__1', 'load', :at)"
+            ),
+            {"at": now},
+        )
+    lstore.migrate()
+    first = RunContext(orchestrator="airflow", pipeline="dag", run_id="manual__1", task_id="load")
+    second = first.model_copy(update={"pipeline": "decoy"})
+    with lstore.engine.begin() as conn:
+        conn.execute(
+            insert(ol_runs).values(
+                ol_run_id="0176a8c2-fe01-7439-87e6-56a1a1b4029f",
+                orchestrator="airflow",
+                pipeline="decoy",
+                run_id="manual__1",
+                task_id="load",
+                seen_at=now,
+                run_key=claim_key(second),
+            )
+        )
+        keys = set(conn.execute(select(ol_runs.c.run_key)).scalars())
+    assert keys == {claim_key(first), claim_key(second)}
 
 
 def test_a_purged_tasks_datasets_link_no_more(

@@ -18,6 +18,7 @@ import gzip
 import json
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -41,6 +42,8 @@ from tests.lineage.test_openlineage_receiver import (
 from tests.security.conftest import PII_EXPORT
 from tests.service.conftest import Service
 from tests.service.http_receiver import HttpReceiver
+
+LEADS = "test.public.leads"
 
 
 @pytest.fixture
@@ -448,4 +451,56 @@ def test_gates_that_name_a_run_elsewhere_do_not_hide_that_runs_own_gate(svc: Ser
     report(
         f"Lineage receiver (P): 250 gates naming another DAG's run hide its gate ({backend})",
         "no: 1 violation",
+    )
+
+
+def _under(event: dict[str, Any], ol_run_id: str) -> dict[str, Any]:
+    """``event`` posted under another OpenLineage runId (the ``airflow`` facet's taskUuid too)."""
+    event["run"]["runId"] = ol_run_id
+    event["run"]["facets"]["airflow"]["taskUuid"] = ol_run_id
+    return event
+
+
+def test_a_predictable_run_id_claimed_first_for_a_decoy_run_hides_nothing(svc: Service, report: Any) -> None:
+    """Airflow's OpenLineage provider names a task run with a UUID built from dag id, task id,
+    try number, logical date and map index (``build_task_instance_ol_run_id``): for a scheduled
+    run it is known in advance. P posts first, under that runId, an event whose ``airflow`` facet
+    names a decoy DAG run. The receiver kept the first run a runId came with: the real task's
+    events, and the Spark job it launched, were recorded in the decoy run, and the gated run's
+    unapproved pii reads made no violation."""
+    from airflow.providers.openlineage.utils.utils import build_task_instance_ol_run_id
+    from openlineage.client.event_v2 import RunState
+
+    logical = datetime(2026, 12, 7, tzinfo=UTC)
+    run = f"scheduled__{logical.isoformat()}"
+    ol_run = build_task_instance_ol_run_id(
+        dag_id="victim_dag", task_id="export_customers", try_number=1, logical_date=logical, map_index=-1
+    )
+    decoy = _under(ol.airflow_task("decoy_dag", "decoy_run", "noop", state=RunState.START), ol_run)
+    assert post(svc, decoy).status_code == 201
+    gate_id = approved_gate(svc, "victim_dag", run)
+    real = ol.airflow_task(
+        "victim_dag",
+        run,
+        "export_customers",
+        inputs=[
+            ol.table(CUSTOMERS, ("id", "integer"), rows=3),
+            ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3),
+        ],
+    )
+    assert post(svc, _under(real, ol_run)).json()["violations"] == 1
+    spark = ol.spark(
+        ol_run, "victim_dag.export_customers", inputs=[ol.table(LEADS, ("email", "text"), rows=9)], outputs=[]
+    )
+    assert post(svc, spark).json()["violations"] == 1
+    found = store_of(svc).violations().rows
+    assert sorted((v.gate_id, v.dataset) for v in found) == [
+        (gate_id, f"{ol.PG}/{LEADS}"),
+        (gate_id, f"{ol.PG}/{PAYMENTS}"),
+    ]
+    assert {r.run_id for r in store_of(svc).accessed(f"{ol.PG}/{PAYMENTS}").rows} == {run}
+    backend = "SQLite" if svc.settings.database_url.startswith("sqlite") else "PostgreSQL"
+    report(
+        f"Lineage receiver (P): a task's runId claimed first for a decoy run hides its reads ({backend})",
+        "no: 2 of 2 violations",
     )
