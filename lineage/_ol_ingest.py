@@ -20,9 +20,10 @@ DAG run). Each access is recorded under the run's governing gate
 (``lineage._scope.governing_gate``) and checked against what the run's approvals cover
 (``lineage._scope.check``).
 
-Idempotency: an access's id is a hash of (OpenLineage runId, job, dataset, operation, phase) —
-phase ``start`` for START/RUNNING/OTHER, ``end`` for COMPLETE/FAIL/ABORT — so a retried event is
-stored once and a run's START and COMPLETE make at most two records per dataset. A finding's id is
+Idempotency: an access's id is a hash of (OpenLineage runId, job, dataset, operation, phase, the
+run it is recorded in) — phase ``start`` for START/RUNNING/OTHER, ``end`` for COMPLETE/FAIL/ABORT —
+so a retried event is stored once and a run's START and COMPLETE make at most two records per
+dataset. A finding's id is
 a hash of (gate, kind, dataset, operation): one violation, one audit event, one notification.
 """
 
@@ -300,7 +301,10 @@ class OpenLineageIngest:
             classified = memo.classified[shape] = self.catalog.classify(dataset, columns)
         phase = "end" if seen.event_type in _END else "start"
         key = (seen.ol_run_id or seen.event_time.isoformat(), seen.job_namespace, seen.job_name)
-        access_id = _access_id(*key, ds.qualified_name, operation.value, phase)
+        # the run it is recorded in is part of the id: a runId anyone could compute, claimed first
+        # for a decoy run, must not make the real run's access look recorded already
+        claimed = (run.orchestrator, run.pipeline, run.run_id, run.task_id)
+        access_id = _access_id(*key, ds.qualified_name, operation.value, phase, *claimed)
         gate_id = gate.id if gate is not None else None
         # A batch repeats a few (dataset, run, operation, gate) combinations many times. The first
         # of each is validated in full; the others copy it and change only what differs per event,

@@ -504,3 +504,27 @@ def test_a_predictable_run_id_claimed_first_for_a_decoy_run_hides_nothing(svc: S
         f"Lineage receiver (P): a task's runId claimed first for a decoy run hides its reads ({backend})",
         "no: 2 of 2 violations",
     )
+
+
+def test_an_access_posted_first_under_a_decoy_run_does_not_replace_the_real_runs_record(svc: Service) -> None:
+    """P pre-posts, under the victim task's predictable runId and with its job name, the very read
+    the task will make — but in a decoy DAG run. An access's id hashed runId, job, dataset,
+    operation and phase only, so the real read was "already recorded": governance queries showed
+    the payments read in the decoy run, and never in the gated one."""
+    from airflow.providers.openlineage.utils.utils import build_task_instance_ol_run_id
+
+    logical = datetime(2026, 12, 8, tzinfo=UTC)
+    run = f"scheduled__{logical.isoformat()}"
+    ol_run = build_task_instance_ol_run_id(
+        dag_id="victim_dag", task_id="export_customers", try_number=1, logical_date=logical, map_index=-1
+    )
+    payments = ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3)
+    decoy = _under(ol.airflow_task("decoy_dag", "decoy_run", "export_customers", inputs=[payments]), ol_run)
+    decoy["job"]["name"] = "victim_dag.export_customers"
+    assert post(svc, decoy).json()["recorded"] == 1
+    approved_gate(svc, "victim_dag", run)
+    real = _under(ol.airflow_task("victim_dag", run, "export_customers", inputs=[payments]), ol_run)
+    assert post(svc, real).json() == {"received": 1, "recorded": 1, "violations": 1}
+    rows = store_of(svc).accessed(f"{ol.PG}/{PAYMENTS}").rows
+    assert sorted(r.run_id for r in rows) == sorted(["decoy_run", run])
+    assert post(svc, real).json()["recorded"] == 0  # a retried event is still stored once
