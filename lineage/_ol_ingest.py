@@ -47,7 +47,7 @@ from lineage._catalog import Catalog, Classification
 from lineage._models import AccessEvent, ColumnInfo, Operation
 from lineage._ol_events import SeenDataset, SeenEvent
 from lineage._schema import column_edges, ol_runs, violations
-from lineage._scope import Finding, RunScope, check, governing_gate
+from lineage._scope import CONTESTED_RUN, Finding, RunScope, check, finding_id, governing_gate
 from lineage._store import LineageStore
 
 log = logging.getLogger("gatehouse.lineage.openlineage")
@@ -108,6 +108,40 @@ def _claim(claimed: list[RunContext], run: RunContext) -> None:
     key = claim_key(run)
     if all(claim_key(c) != key for c in claimed):
         claimed.append(run)
+
+
+def contested(
+    seen: SeenEvent, claims: Sequence[RunContext], gates_by_run: Mapping[RunKey, list[Gate]]
+) -> list[tuple[Finding, RunContext]]:
+    """A ``contested_run`` finding for each gated run among several that claim one runId: an
+    Airflow runId has one task run, so another claim means someone posted under a runId that is
+    not theirs (or a misconfigured producer) — said to the gate's targets, not only defended.
+    Only an event that claims its runId itself (orchestrator facets) can contest it; its Spark or
+    dbt children inherit the claims and are checked against each, not reported again."""
+    if len(claims) < 2 or _airflow_run(seen) is None:
+        return []
+    found = []
+    for claim in claims:
+        gates = gates_by_run.get(_run_key(claim))
+        if not gates:
+            continue
+        gate = governing_gate(gates, seen.event_time)
+        others = "; ".join(
+            f"{c.orchestrator} {c.pipeline} run {c.run_id} task {c.task_id}" for c in claims if c != claim
+        )
+        subject = f"openlineage run {seen.ol_run_id}"
+        finding = Finding(
+            finding_id(gate.id, CONTESTED_RUN, subject, "claim"),
+            gate.id,
+            CONTESTED_RUN,
+            subject,
+            "claim",
+            (),
+            seen.event_time,
+            f"OpenLineage runId {seen.ol_run_id} of this run was also claimed for {others}"[:1000],
+        )
+        found.append((finding, claim))
+    return found
 
 
 def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
@@ -339,10 +373,12 @@ class OpenLineageIngest:
         memo = _BatchMemo()
         relevant = self.relevant_tags()
         accesses: list[AccessEvent] = []
-        findings: dict[str, tuple[Finding, AccessEvent]] = {}
+        findings: dict[str, tuple[Finding, RunContext]] = {}
         edges: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         now = datetime.now(UTC)
         for seen in batch:
+            for contest, claimant in contested(seen, claims.get(seen.ol_run_id or "", []), gates_by_run):
+                findings.setdefault(contest.id, (contest, claimant))
             candidates = claims.get(seen.ol_run_id or "") or [
                 RunContext(orchestrator="openlineage", pipeline=seen.job_name[:500])
             ]
@@ -364,7 +400,7 @@ class OpenLineageIngest:
                     )
                     finding = check(checked, scopes[key], relevant)
                     if finding is not None:
-                        findings.setdefault(finding.id, (finding, checked))
+                        findings.setdefault(finding.id, (finding, checked.run))
                 for edge in ds.column_edges:
                     ends = (
                         ds.qualified_name[:1600],
@@ -399,7 +435,7 @@ class OpenLineageIngest:
 
     # ------------------------------------------------------------ findings
 
-    def _report(self, found: list[tuple[Finding, AccessEvent]], sender: Actor) -> list[Finding]:
+    def _report(self, found: list[tuple[Finding, RunContext]], sender: Actor) -> list[Finding]:
         """Store each finding once (one statement for the batch's findings); audit and notify the
         new ones only."""
         if not found:
@@ -414,14 +450,14 @@ class OpenLineageIngest:
                 "dataset": finding.dataset,
                 "operation": finding.operation,
                 "tags": json.dumps(list(finding.tags)),
-                "orchestrator": access.run.orchestrator,
-                "pipeline": access.run.pipeline,
-                "run_id": access.run.run_id,
-                "task_id": access.run.task_id,
+                "orchestrator": run.orchestrator,
+                "pipeline": run.pipeline,
+                "run_id": run.run_id,
+                "task_id": run.task_id,
                 "accessed_at": finding.accessed_at,
                 "detail": finding.detail,
             }
-            for finding, access in found
+            for finding, run in found
         }
         ordered = [rows[i] for i in sorted(rows)]
         fresh: set[str] = set()
@@ -429,7 +465,7 @@ class OpenLineageIngest:
             for start in range(0, len(ordered), _ROWS_PER_INSERT):
                 fresh |= _inserted_ids(conn, violations, ordered[start : start + _ROWS_PER_INSERT])
         new: list[Finding] = []
-        for finding, _access in found:
+        for finding, _run in found:
             if finding.id not in fresh:
                 continue
             new.append(finding)

@@ -13,6 +13,9 @@ the time the event arrives the access happened. What it finds, per access of a r
     unapproved_dataset  a dataset carrying a tag the policy matches on (pii, …), after server-side
                         classification with the catalog, that no approval of the run names
 
+The receiver adds one more, about runs rather than accesses: ``contested_run``, an OpenLineage
+runId of a gated run also claimed for another run (``lineage._ol_ingest.contested``).
+
 A dataset is covered when an approved gate of the run names it (``datasets``) or it is the gate's
 ``target``. One access yields at most one finding (the first that applies, in the order above);
 a finding is keyed on (gate, kind, dataset, operation), so START and COMPLETE of one task, or a
@@ -32,7 +35,8 @@ from lineage._models import AccessEvent, Operation
 
 _APPROVED = (GateStatus.APPROVED, GateStatus.CONSUMED)
 _OUTPUTS = frozenset({Operation.WRITE, Operation.EXPORT, Operation.DELETE})
-KINDS = ("not_approved", "after_approval", "unapproved_target", "unapproved_dataset")
+CONTESTED_RUN = "contested_run"  # found by the receiver, not per access: see lineage._ol_ingest
+KINDS = ("not_approved", "after_approval", "unapproved_target", "unapproved_dataset", CONTESTED_RUN)
 
 
 @dataclass(frozen=True, slots=True)

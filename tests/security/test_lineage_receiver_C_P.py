@@ -488,21 +488,24 @@ def test_a_predictable_run_id_claimed_first_for_a_decoy_run_hides_nothing(svc: S
             ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3),
         ],
     )
-    assert post(svc, _under(real, ol_run)).json()["violations"] == 1
+    assert post(svc, _under(real, ol_run)).json()["violations"] == 2  # the pii read, and the contest
     spark = ol.spark(
         ol_run, "victim_dag.export_customers", inputs=[ol.table(LEADS, ("email", "text"), rows=9)], outputs=[]
     )
     assert post(svc, spark).json()["violations"] == 1
     found = store_of(svc).violations().rows
-    assert sorted((v.gate_id, v.dataset) for v in found) == [
-        (gate_id, f"{ol.PG}/{LEADS}"),
-        (gate_id, f"{ol.PG}/{PAYMENTS}"),
+    assert sorted((v.gate_id, v.kind, v.dataset) for v in found) == [
+        (gate_id, "contested_run", f"openlineage run {ol_run}"),
+        (gate_id, "unapproved_dataset", f"{ol.PG}/{LEADS}"),
+        (gate_id, "unapproved_dataset", f"{ol.PG}/{PAYMENTS}"),
     ]
+    [contest] = [v for v in found if v.kind == "contested_run"]
+    assert "decoy_dag run decoy_run" in contest.detail
     assert {r.run_id for r in store_of(svc).accessed(f"{ol.PG}/{PAYMENTS}").rows} == {run}
     backend = "SQLite" if svc.settings.database_url.startswith("sqlite") else "PostgreSQL"
     report(
         f"Lineage receiver (P): a task's runId claimed first for a decoy run hides its reads ({backend})",
-        "no: 2 of 2 violations",
+        "no: 2 of 2 reads found, and the contest itself",
     )
 
 
@@ -524,7 +527,7 @@ def test_an_access_posted_first_under_a_decoy_run_does_not_replace_the_real_runs
     assert post(svc, decoy).json()["recorded"] == 1
     approved_gate(svc, "victim_dag", run)
     real = _under(ol.airflow_task("victim_dag", run, "export_customers", inputs=[payments]), ol_run)
-    assert post(svc, real).json() == {"received": 1, "recorded": 1, "violations": 1}
+    assert post(svc, real).json() == {"received": 1, "recorded": 1, "violations": 2}  # pii read, contest
     rows = store_of(svc).accessed(f"{ol.PG}/{PAYMENTS}").rows
     assert sorted(r.run_id for r in rows) == sorted(["decoy_run", run])
     assert post(svc, real).json()["recorded"] == 0  # a retried event is still stored once
