@@ -150,12 +150,12 @@ def test_lineage_tokens_are_pipeline_credentials_minted_by_admins(svc: Service) 
     assert not Scope.LINEAGE.allows(Scope.REQUEST)
 
 
-def test_an_under_declared_pii_read_is_still_one_violation(svc: Service) -> None:
-    """The pipeline declares no tags and spells the column oddly: the server's catalog finds it."""
-    run = run_id()
-    gate_id = approved_gate(svc, "export_dag", run)
-    event = ol.airflow_task(
-        "export_dag",
+def export_also_reading_payments(dag_id: str, run: str) -> dict[str, Any]:
+    """The gated export task's event: it reads customers (approved) and payments, which no approval
+    names; the pipeline declares no tags and spells the column oddly, and the server's catalog
+    still finds payments pii."""
+    return ol.airflow_task(
+        dag_id,
         run,
         "export_customers",
         inputs=[
@@ -163,6 +163,13 @@ def test_an_under_declared_pii_read_is_still_one_violation(svc: Service) -> None
             ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3),
         ],
     )
+
+
+def test_an_under_declared_pii_read_is_still_one_violation(svc: Service) -> None:
+    """The pipeline declares no tags and spells the column oddly: the server's catalog finds it."""
+    run = run_id()
+    gate_id = approved_gate(svc, "export_dag", run)
+    event = export_also_reading_payments("export_dag", run)
     assert post(svc, event).json()["violations"] == 1
     assert post(svc, event).json()["violations"] == 0
     [found] = store_of(svc).violations().rows
@@ -435,15 +442,7 @@ def test_gates_that_name_a_run_elsewhere_do_not_hide_that_runs_own_gate(svc: Ser
             opened = bot.post("/v1/gates", json=flood)
             assert opened.status_code == 200, opened.text
     gate_id = approved_gate(svc, "victim_dag", run)
-    event = ol.airflow_task(
-        "victim_dag",
-        run,
-        "export_customers",
-        inputs=[
-            ol.table(CUSTOMERS, ("id", "integer"), rows=3),
-            ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3),
-        ],
-    )
+    event = export_also_reading_payments("victim_dag", run)
     assert post(svc, event).json()["violations"] == 1
     [found] = store_of(svc).violations().rows
     assert (found.gate_id, found.dataset) == (gate_id, f"{ol.PG}/{PAYMENTS}")
@@ -479,15 +478,7 @@ def test_a_predictable_run_id_claimed_first_for_a_decoy_run_hides_nothing(svc: S
     decoy = _under(ol.airflow_task("decoy_dag", "decoy_run", "noop", state=RunState.START), ol_run)
     assert post(svc, decoy).status_code == 201
     gate_id = approved_gate(svc, "victim_dag", run)
-    real = ol.airflow_task(
-        "victim_dag",
-        run,
-        "export_customers",
-        inputs=[
-            ol.table(CUSTOMERS, ("id", "integer"), rows=3),
-            ol.table(PAYMENTS, ("id", "integer"), ("Customer-EMail", "text"), rows=3),
-        ],
-    )
+    real = export_also_reading_payments("victim_dag", run)
     assert post(svc, _under(real, ol_run)).json()["violations"] == 2  # the pii read, and the contest
     spark = ol.spark(
         ol_run, "victim_dag.export_customers", inputs=[ol.table(LEADS, ("email", "text"), rows=9)], outputs=[]
