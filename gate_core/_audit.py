@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gate_core._errors import AuditError
 from gate_core._hash_worker import entry_hash
 from gate_core._merkle import EMPTY_ROOT, NODE_LEVEL, fold
-from gate_core._models import Actor, canonical_json
+from gate_core._models import Actor, canonical_json, run_key
 from gate_core._passkeys import PasskeyLedger
 
 GENESIS_HASH = "0" * 64
@@ -447,6 +447,7 @@ class StoredState:
     statuses: Mapping[str, str]
     decisions: Mapping[tuple[str, str], int]
     moving: frozenset[str] = frozenset()  # gates that changed while the log was read: not judged
+    runs: Mapping[str, str | None] | None = None  # gate id → stored run key (None: not checked)
 
 
 def settle(before: StoredState, after: StoredState) -> StoredState:
@@ -463,11 +464,14 @@ def settle(before: StoredState, after: StoredState) -> StoredState:
         for key in set(before.decisions) | set(after.decisions)
         if before.decisions.get(key) != after.decisions.get(key)
     }
-    return StoredState(after.statuses, after.decisions, frozenset(changed))
+    return StoredState(after.statuses, after.decisions, frozenset(changed), after.runs)
 
 
 def check_state(
-    replayed: Mapping[str, str], decided: Mapping[tuple[str, str], int], stored: StoredState
+    replayed: Mapping[str, str],
+    decided: Mapping[tuple[str, str], int],
+    stored: StoredState,
+    logged_runs: Mapping[str, str | None] | None = None,
 ) -> tuple[str, str] | None:
     """The first gate whose stored status or decisions disagree with the replayed log, and why:
     ``replayed`` is the status each gate's entries lead to, ``decided`` its ``decision.recorded``
@@ -492,6 +496,15 @@ def check_state(
             f"gate {gate_id} is {status} in the database but {logged} by its log entries "
             f"(no audited decision made it {status})"
         )
+    if logged_runs is not None and stored.runs is not None:
+        runs = stored.runs
+        moved = [g for g, key in logged_runs.items() if runs.get(g, key) != key and g not in moving]
+        if moved:
+            gate_id = min(moved)
+            return gate_id, (
+                f"gate {gate_id} is stored in another run than its logged request names (run_key "
+                "edited: the lineage scope check finds a run's gates by it)"
+            )
     if decided == stored_decisions:
         return None
     differ = [
@@ -506,6 +519,25 @@ def check_state(
             f"but {decided.get(key, 0)} in the log"
         )
     return None
+
+
+_LOGGED_RUN = '"run":{"orchestrator":'
+_DECODER = json.JSONDecoder()
+
+
+def _logged_run_key(body: str) -> str | None:
+    """The run key of a ``gate.requested`` entry's request. Found without parsing the body: in
+    its canonical layout the request's ``run`` is the last key but ``target`` (a string, which
+    cannot hold an unescaped quote), so the last ``"run":{"orchestrator":`` is the request's own,
+    whatever its ``parameters`` hold. A body not in that layout gives None (nothing to compare)."""
+    at = body.rfind(_LOGGED_RUN)
+    if at < 0:
+        return None
+    try:
+        run, _ = _DECODER.raw_decode(body, at + 6)
+        return run_key(run["orchestrator"], run["pipeline"], run["run_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def verify_chain(
@@ -546,6 +578,8 @@ def verify_chain(
     # collector to walk): each gate's status, and its decision entries counted by verdict.
     replayed: dict[str, str] = {}
     decided: dict[tuple[str, str], int] = {}
+    logged_runs: dict[str, str | None] = {}  # each gate's run key, from its gate.requested entry
+    requested = Event.GATE_REQUESTED
     expected_seq = 1
     prev = GENESIS_HASH
     sha256 = hashlib.sha256
@@ -627,6 +661,8 @@ def verify_chain(
                 completed[level] += node
         push(node)
         if gate_id is not None:
+            if event == requested:
+                logged_runs[gate_id] = _logged_run_key(body)
             after = status_after.get(event)
             if after is not None:
                 logged = replayed.get(gate_id)
@@ -698,7 +734,7 @@ def verify_chain(
         if wrong_node is not None:
             return VerifyReport(False, size, prev, checked, wrong_node[0], wrong_node[1])
     if state is not None:
-        wrong = check_state(replayed, decided, state())
+        wrong = check_state(replayed, decided, state(), logged_runs)
         if wrong is not None:
             return VerifyReport(False, size, prev, checked, None, wrong[1], gate=wrong[0])
     return VerifyReport(True, size, prev, checked, signed_decisions=passkeys.signed_decisions, roots=root_at)

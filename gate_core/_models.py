@@ -129,11 +129,17 @@ class RunContext(_Frozen):
     url: str | None = None
 
     def key(self) -> str | None:
-        """The run as one fixed-width key — orchestrator, pipeline and run id, NUL-joined (none can
-        hold NUL), SHA-256 hex — by which the gates of a run are found; None outside any run."""
-        if not self.run_id:
-            return None
-        return sha256_hex(f"{self.orchestrator}\x00{self.pipeline}\x00{self.run_id}")
+        """The run as one fixed-width key (``run_key``), by which the gates of a run are found."""
+        return run_key(self.orchestrator, self.pipeline, self.run_id)
+
+
+def run_key(orchestrator: str, pipeline: str, run_id: str) -> str | None:
+    """Orchestrator, pipeline and run id NUL-joined (none can hold NUL), SHA-256 hex; None outside
+    any run. ``gh_gates.run_key`` holds it; audit verify recomputes it from each gate's logged
+    request."""
+    if not run_id:
+        return None
+    return sha256_hex(f"{orchestrator}\x00{pipeline}\x00{run_id}")
 
 
 class Involved(_Frozen):

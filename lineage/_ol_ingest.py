@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, column, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gate_core import Actor, DatasetRef, Gate, GateFilter, Gatekeeper, RunContext, StoreError
@@ -87,6 +87,7 @@ def _airflow_run(seen: SeenEvent) -> RunContext | None:
 
 
 RunKey = tuple[str, str, str]  # orchestrator, pipeline, run id
+_gates = table("gh_gates", column("id"), column("run_key"))  # the gate store's run index (same database)
 _RUNS_PER_LOOKUP = 500  # run keys per lookup of the gates' run index
 _GATES_PER_LOOKUP = 50_000  # more in one lookup's runs is refused, not half-checked
 _ROWS_PER_INSERT = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
@@ -283,23 +284,35 @@ class OpenLineageIngest:
     def gates_of_runs(self, runs: Iterable[RunContext]) -> dict[RunKey, list[Gate]]:
         """The gates opened in each of these orchestrator runs (any task), keyed by
         ``(orchestrator, pipeline, run id)``: probes of the gates' run index (``RunContext.key``),
-        never a search of request text, which any gate's free-form parameters could also match."""
-        runs = list(runs)
-        found: dict[RunKey, list[Gate]] = {_run_key(r): [] for r in runs if r.run_id}
-        keys = sorted({k for r in runs if (k := r.key()) is not None})
+        never a search of request text, which any gate's free-form parameters could also match.
+        A gate belongs to the run its stored key names — the key audit verify checks against the
+        gate's logged request — not to whatever its stored request JSON says now."""
+        by_key: dict[str, RunKey] = {}
+        found: dict[RunKey, list[Gate]] = {}
+        for run in runs:
+            if (key := run.key()) is not None:
+                by_key[key] = _run_key(run)
+                found.setdefault(by_key[key], [])
+        keys = sorted(by_key)
         for start in range(0, len(keys), _RUNS_PER_LOOKUP):
-            chunk = tuple(keys[start : start + _RUNS_PER_LOOKUP])
-            listed = self.gatekeeper.list(GateFilter(runs=chunk, limit=_GATES_PER_LOOKUP + 1))
-            if len(listed) > _GATES_PER_LOOKUP:
+            chunk = keys[start : start + _RUNS_PER_LOOKUP]
+            with self.store.db.read() as conn:
+                pairs = dict(
+                    conn.execute(
+                        select(_gates.c.id, _gates.c.run_key)
+                        .where(_gates.c.run_key.in_(chunk))
+                        .limit(_GATES_PER_LOOKUP + 1)
+                    ).all()
+                )
+            if len(pairs) > _GATES_PER_LOOKUP:
                 # fail closed: a scope check against some of a run's approvals could miss findings
                 raise StoreError(
                     f"the runs of this batch have more than {_GATES_PER_LOOKUP} gates; "
                     "refusing to check their scope against part of them"
                 )
-            for gate in listed:
-                key = _run_key(gate.request.run)
-                if key in found:  # the key's run, not a hash neighbour's
-                    found[key].append(gate)
+            if pairs:
+                for gate in self.gatekeeper.list(GateFilter(ids=tuple(sorted(pairs)), limit=len(pairs))):
+                    found[by_key[pairs[gate.id]]].append(gate)
         return found
 
     def relevant_tags(self) -> frozenset[str]:

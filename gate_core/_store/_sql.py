@@ -640,8 +640,12 @@ class SqlStore:
             dbapi: Any = conn.connection.dbapi_connection
             cursor = dbapi.cursor()
             try:
-                cursor.execute("SELECT id, status FROM gh_gates")
-                statuses: dict[str, str] = dict(cursor.fetchall())
+                cursor.execute("SELECT id, status, run_key FROM gh_gates")
+                statuses: dict[str, str] = {}
+                runs: dict[str, str | None] = {}
+                for gate_id, status, key in cursor.fetchall():
+                    statuses[gate_id] = status
+                    runs[gate_id] = key
                 cursor.execute(
                     "SELECT gate_id, verdict, count(*) FROM gh_decisions GROUP BY gate_id, verdict"
                 )
@@ -650,7 +654,7 @@ class SqlStore:
                 raise _unavailable(exc) from exc
             finally:
                 cursor.close()
-        return StoredState(statuses, counted)
+        return StoredState(statuses, counted, runs=runs)
 
     def figures(self, expiring_before: datetime) -> StoreFigures:
         """One read-only snapshot: gates by status and rule (a GROUP BY over the status index),

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from gate_core import Gatekeeper, SqlStore
+from gate_core import GateFilter, Gatekeeper, RunContext, SqlStore
 from gate_core._errors import AuditError
 from gate_core.testing import actor, example_directory, example_policy
 from tests.conftest import Report
@@ -284,3 +284,53 @@ def test_verify_without_a_trust_root_is_an_error(store: SqlStore, report: Report
     report(
         f"Tamper O ({store.engine.dialect.name}): verify with no trust root (library)", "error", "", "error"
     )
+
+
+def test_a_gate_moved_out_of_its_run_is_detected(gatekeeper: Gatekeeper, report: Report) -> None:
+    """The OpenLineage receiver finds a run's gates by ``gh_gates.run_key``: O, setting a gate's
+    key to NULL or to another run's, would take the gate's run out of the approval scope check
+    (its out-of-scope reads found nothing). The log's ``gate.requested`` entry holds the request's
+    run: verify recomputes the key from it and names the gate."""
+    run = RunContext(orchestrator="airflow", pipeline="nightly", run_id="scheduled__1", task_id="approve")
+    gate = gatekeeper.open(prod_redeploy(run=run), submitted_by=actor("alice"))
+    gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))  # outside any run: NULL, rightly
+    assert gatekeeper.audit.verify().ok
+    elsewhere = run.model_copy(update={"run_id": "scheduled__2"}).key()
+    for key in (None, elsewhere):
+        with gatekeeper.store.engine.begin() as conn:
+            conn.execute(text("UPDATE gh_gates SET run_key = :k WHERE id = :g"), {"k": key, "g": gate.id})
+        assert gatekeeper.list(GateFilter(runs=(run.key() or "",))) == []  # what the edit achieves
+        verdict = gatekeeper.audit.verify()
+        assert not verdict.ok
+        assert verdict.gate == gate.id
+        assert "run" in verdict.problem, verdict.problem
+    report(
+        f"Tamper O ({gatekeeper.store.engine.dialect.name}): gate's run key edited (hidden from its run)",
+        "detected (names the gate)",
+        "",
+        "detected",
+    )
+
+
+def test_a_gate_whose_stored_request_names_another_run_stays_in_its_run(gatekeeper: Gatekeeper) -> None:
+    """The other half: O rewrites the run inside the gate's stored request JSON (which verify does
+    not compare with the log) and leaves the key. The receiver places gates by the verified key,
+    so the gate still governs its run's accesses."""
+    from lineage import LineageStore
+    from lineage._catalog import Catalog
+    from lineage._ol_ingest import OpenLineageIngest
+
+    run = RunContext(orchestrator="airflow", pipeline="nightly", run_id="scheduled__1", task_id="approve")
+    gate = gatekeeper.open(prod_redeploy(run=run), submitted_by=actor("alice"))
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE gh_gates SET request = replace(request, 'scheduled__1', 'scheduled__9') WHERE id = :g"
+            ),
+            {"g": gate.id},
+        )
+    assert gatekeeper.get(gate.id).request.run.run_id == "scheduled__9"
+    assert isinstance(gatekeeper.store, SqlStore)
+    ingest = OpenLineageIngest(LineageStore.for_gate_store(gatekeeper.store), gatekeeper, Catalog(), None)
+    found = ingest.gates_of_runs([run])
+    assert [g.id for g in found[("airflow", "nightly", "scheduled__1")]] == [gate.id]
