@@ -114,6 +114,9 @@ def track(conn: Connection, keys: Iterable[RunKey]) -> None:
     """Give these tasks their rows, from all their events committed so far (its own transaction,
     after the batch that took them past TRACK_AFTER committed)."""
     if conn.dialect.name == "postgresql":
+        # bounded: every recording transaction queues behind this request while it waits; past
+        # the bound it fails, the tasks stay short, and their next batch asks again
+        conn.execute(text("SET LOCAL lock_timeout = '5s'"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _HISTORY_LOCK})
     rows = {
         (task_key(*key), dataset, operation): at

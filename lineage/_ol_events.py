@@ -533,6 +533,10 @@ def _str(value: Any, limit: int = 500) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
 
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
 def _obj(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -553,9 +557,10 @@ def _run_ids(run: Mapping[str, Any]) -> RunIds:
         task_id=_str(task.get("task_id")),
         try_number=_int(ti.get("try_number")),
         map_index=_int(ti.get("map_index")),
-        parent_run_id=_str(parent.get("run", {}).get("runId"), 64),
+        # lower-cased as the event's own runId is: a parent named in capitals is the same run
+        parent_run_id=_lower(_str(parent.get("run", {}).get("runId"), 64)),
         parent_job=f"{parent_job['namespace']}/{parent_job['name']}" if parent_job else None,
-        root_run_id=_str((root.get("run") or {}).get("runId"), 64),
+        root_run_id=_lower(_str((root.get("run") or {}).get("runId"), 64)),
     )
 
 

@@ -38,16 +38,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, column, select, table, text
+from sqlalchemy import Connection, column, func, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gate_core import Actor, DatasetRef, Gate, GateFilter, Gatekeeper, RunContext, StoreError
+from gate_core import Actor, DatasetRef, Gate, GateFilter, Gatekeeper, RunContext
 from gate_core.sql import json_rows
 from lineage._catalog import Catalog, Classification
 from lineage._models import AccessEvent, ColumnInfo, Operation
+from lineage._ol_claims import (
+    Claim,
+    RunKey,
+    add_claim,
+    airflow_run,
+    claim_key,
+    contested,
+    derived,
+    preferred,
+    run_key,
+)
 from lineage._ol_events import SeenDataset, SeenEvent
 from lineage._schema import column_edges, ol_runs, violations
-from lineage._scope import CONTESTED_RUN, Finding, RunScope, check, finding_id, governing_gate
+from lineage._scope import Finding, RunScope, check, governing_gate
 from lineage._store import LineageStore
 
 log = logging.getLogger("gatehouse.lineage.openlineage")
@@ -68,81 +79,26 @@ def _access_id(*parts: str) -> str:
     return "o" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
-def _airflow_run(seen: SeenEvent) -> RunContext | None:
-    ids = seen.run
-    if not (ids.dag_id and ids.dag_run_id):
-        return None
-    task = ids.task_id
-    if task is None and seen.job_name.startswith(f"{ids.dag_id}."):
-        task = seen.job_name[len(ids.dag_id) + 1 :]
-    if task and ids.map_index is not None:
-        task = f"{task}[{ids.map_index}]"
-    return RunContext(
-        orchestrator="airflow",
-        pipeline=ids.dag_id,
-        run_id=ids.dag_run_id,
-        task_id=task or "",
-        try_number=max(1, min(ids.try_number or 1, 1_000_000)),
-    )
-
-
-RunKey = tuple[str, str, str]  # orchestrator, pipeline, run id
-_gates = table("gh_gates", column("id"), column("run_key"))  # the gate store's run index (same database)
+_gates = table(
+    "gh_gates", column("id"), column("run_key"), column("created_at")
+)  # the gate store's run index (same database)
 _RUNS_PER_LOOKUP = 500  # run keys per lookup of the gates' run index
-_GATES_PER_LOOKUP = 50_000  # more in one lookup's runs is refused, not half-checked
+# A run has a gate or a few. Past this many, only its newest are checked against: fewer approvals
+# can only add findings, and no run's flood of gates can make a batch of other runs fail.
+GATES_PER_RUN = 1000
+_IDS_PER_LOAD = 1000  # gates loaded by id at a time: SQLite caps bound parameters per statement
 _ROWS_PER_INSERT = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
 
 
-def _run_key(run: RunContext) -> RunKey:
-    return (run.orchestrator, run.pipeline, run.run_id)
-
-
-def claim_key(run: RunContext) -> str:
-    """A claimed run as one fixed-width key (migration 0005 computes the same; none of the four
-    can hold NUL)."""
-    joined = f"{run.orchestrator}\x00{run.pipeline}\x00{run.run_id}\x00{run.task_id}"
-    return hashlib.sha256(joined.encode()).hexdigest()
-
-
-def _claim(claimed: list[RunContext], run: RunContext) -> None:
-    """Add ``run`` to a runId's claims unless it is one already (try numbers aside)."""
-    key = claim_key(run)
-    if all(claim_key(c) != key for c in claimed):
-        claimed.append(run)
-
-
-def contested(
-    seen: SeenEvent, claims: Sequence[RunContext], gates_by_run: Mapping[RunKey, list[Gate]]
-) -> list[tuple[Finding, RunContext]]:
-    """A ``contested_run`` finding for each gated run among several that claim one runId: an
-    Airflow runId has one task run, so another claim means someone posted under a runId that is
-    not theirs (or a misconfigured producer) — said to the gate's targets, not only defended.
-    Only an event that claims its runId itself (orchestrator facets) can contest it; its Spark or
-    dbt children inherit the claims and are checked against each, not reported again."""
-    if len(claims) < 2 or _airflow_run(seen) is None:
-        return []
-    found = []
-    for claim in claims:
-        gates = gates_by_run.get(_run_key(claim))
-        if not gates:
-            continue
-        gate = governing_gate(gates, seen.event_time)
-        others = "; ".join(
-            f"{c.orchestrator} {c.pipeline} run {c.run_id} task {c.task_id}" for c in claims if c != claim
-        )
-        subject = f"openlineage run {seen.ol_run_id}"
-        finding = Finding(
-            finding_id(gate.id, CONTESTED_RUN, subject, "claim"),
-            gate.id,
-            CONTESTED_RUN,
-            subject,
-            "claim",
-            (),
-            seen.event_time,
-            f"OpenLineage runId {seen.ol_run_id} of this run was also claimed for {others}"[:1000],
-        )
-        found.append((finding, claim))
-    return found
+def _checked_claims(seen: SeenEvent, claims: Sequence[Claim], by: str) -> list[Claim]:
+    """The claims an event's accesses are recorded under and checked against: its own run when
+    its facets name one (never another claim of its runId), else its claims — those ``by`` made
+    if any (``lineage._ol_claims``)."""
+    own = airflow_run(seen)
+    if own is not None:
+        key = claim_key(own)
+        return [c for c in claims if c.key == key] or [Claim(own, by, key)]
+    return preferred(claims, by)
 
 
 def _on_conflict_nothing(conn: Connection, target: Any) -> Any:
@@ -207,8 +163,8 @@ class OpenLineageIngest:
         with self.store.db.read() as own:
             yield own
 
-    def _known_runs(self, ids: set[str], conn: Connection | None = None) -> dict[str, list[RunContext]]:
-        """Every run each of these runIds was claimed for so far, first claimed first."""
+    def _known_runs(self, ids: set[str], conn: Connection | None = None) -> dict[str, list[Claim]]:
+        """Every claim of each of these runIds so far, first claimed first."""
         if not ids:
             return {}
         stmt = (
@@ -216,103 +172,66 @@ class OpenLineageIngest:
             .where(ol_runs.c.ol_run_id.in_(sorted(ids)))
             .order_by(ol_runs.c.ol_run_id, ol_runs.c.seen_at, ol_runs.c.run_key)
         )
-        found: dict[str, list[RunContext]] = {}
+        found: dict[str, list[Claim]] = {}
         with self._reading(conn) as conn:
             for r in conn.execute(stmt):
-                found.setdefault(r.ol_run_id, []).append(
-                    RunContext(
-                        orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
-                    )
+                run = RunContext(
+                    orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
                 )
+                found.setdefault(r.ol_run_id, []).append(Claim(run, r.claimed_by, r.run_key))
         return found
 
-    def _runs(
-        self, batch: Sequence[SeenEvent], conn: Connection | None = None
-    ) -> dict[str, list[RunContext]]:
-        """The orchestrator runs each OpenLineage runId of the batch is claimed for (in order: a
-        parent met earlier in the same batch counts). An event's own orchestrator facets decide its
-        own run, whatever was claimed before; a child (Spark, dbt) takes every run its parent was
-        claimed for — never just the first claim, which anyone who can compute a runId in advance
-        could have made (see migration 0005)."""
+    def _runs(self, batch: Sequence[SeenEvent], sender: str) -> dict[str, list[Claim]]:
+        """The claims of each OpenLineage runId of the batch, stored and new (``lineage._ol_claims``;
+        in order: a parent met earlier in the same batch counts)."""
         wanted = {i for s in batch for i in (s.ol_run_id, s.run.parent_run_id, s.run.root_run_id) if i}
-        known = self._known_runs(wanted, conn)
+        known = self._known_runs(wanted)
         for seen in batch:
             if seen.ol_run_id is None:
                 continue
             claimed = known.setdefault(seen.ol_run_id, [])
-            own = _airflow_run(seen)
+            own = airflow_run(seen)
             if own is not None:
-                _claim(claimed, own)
+                add_claim(claimed, own, sender, seen.ol_run_id)
             elif not claimed:
-                for run in self._derived(seen, known):
-                    _claim(claimed, run)
+                for run in derived(seen, known, sender):
+                    add_claim(claimed, run, sender, seen.ol_run_id)
         return known
 
-    @staticmethod
-    def _derived(seen: SeenEvent, known: Mapping[str, list[RunContext]]) -> list[RunContext]:
-        """The runs of an event without orchestrator facets: its parent's (or root's) runs, else
-        a run of its own."""
-        ids = seen.run
-        parents = known.get(ids.parent_run_id or "") or known.get(ids.root_run_id or "") or []
-        if parents:
-            # an orchestrator's task keeps its name (Spark/dbt ran inside it); a bare OpenLineage
-            # parent (dbt's run) is the run, and each child job its own task
-            return [
-                p.model_copy(update={"task_id": seen.job_name[:500]})
-                if p.orchestrator == "openlineage"
-                else p
-                for p in parents
-            ]
-        if ids.parent_run_id:
-            return [
-                RunContext(
-                    orchestrator="openlineage",
-                    pipeline=(ids.parent_job or "")[:500],
-                    run_id=ids.parent_run_id,
-                    task_id=seen.job_name[:500],
-                )
-            ]
-        return [
-            RunContext(
-                orchestrator="openlineage",
-                pipeline=f"{seen.job_namespace}/{seen.job_name}"[:500],
-                run_id=seen.ol_run_id or "",
-                task_id=seen.job_name[:500],
-            )
-        ]
-
     def gates_of_runs(self, runs: Iterable[RunContext]) -> dict[RunKey, list[Gate]]:
-        """The gates opened in each of these orchestrator runs (any task), keyed by
-        ``(orchestrator, pipeline, run id)``: probes of the gates' run index (``RunContext.key``),
-        never a search of request text, which any gate's free-form parameters could also match.
-        A gate belongs to the run its stored key names — the key audit verify checks against the
-        gate's logged request — not to whatever its stored request JSON says now."""
+        """The gates opened in each of these orchestrator runs (any task; the newest GATES_PER_RUN),
+        keyed by ``(orchestrator, pipeline, run id)``: probes of the gates' run index
+        (``RunContext.key``), never a search of request text, which any gate's free-form parameters
+        could also match. A gate belongs to the run its stored key names — the key audit verify
+        checks against the gate's logged request — not to whatever its stored request JSON says."""
         by_key: dict[str, RunKey] = {}
         found: dict[RunKey, list[Gate]] = {}
         for run in runs:
             if (key := run.key()) is not None:
-                by_key[key] = _run_key(run)
+                by_key[key] = run_key(run)
                 found.setdefault(by_key[key], [])
         keys = sorted(by_key)
+        pairs: dict[str, str] = {}
         for start in range(0, len(keys), _RUNS_PER_LOOKUP):
-            chunk = keys[start : start + _RUNS_PER_LOOKUP]
+            newest = func.row_number().over(
+                partition_by=_gates.c.run_key, order_by=_gates.c.created_at.desc()
+            )
+            ranked = (
+                select(_gates.c.id, _gates.c.run_key, newest.label("n"))
+                .where(_gates.c.run_key.in_(keys[start : start + _RUNS_PER_LOOKUP]))
+                .subquery()
+            )
             with self.store.db.read() as conn:
-                pairs = dict(
+                pairs.update(
                     conn.execute(
-                        select(_gates.c.id, _gates.c.run_key)
-                        .where(_gates.c.run_key.in_(chunk))
-                        .limit(_GATES_PER_LOOKUP + 1)
+                        select(ranked.c.id, ranked.c.run_key).where(ranked.c.n <= GATES_PER_RUN)
                     ).all()
                 )
-            if len(pairs) > _GATES_PER_LOOKUP:
-                # fail closed: a scope check against some of a run's approvals could miss findings
-                raise StoreError(
-                    f"the runs of this batch have more than {_GATES_PER_LOOKUP} gates; "
-                    "refusing to check their scope against part of them"
-                )
-            if pairs:
-                for gate in self.gatekeeper.list(GateFilter(ids=tuple(sorted(pairs)), limit=len(pairs))):
-                    found[by_key[pairs[gate.id]]].append(gate)
+        ids = sorted(pairs)
+        for start in range(0, len(ids), _IDS_PER_LOAD):
+            chunk = tuple(ids[start : start + _IDS_PER_LOAD])
+            for gate in self.gatekeeper.list(GateFilter(ids=chunk, limit=len(chunk))):
+                found[by_key[pairs[gate.id]]].append(gate)
         return found
 
     def relevant_tags(self) -> frozenset[str]:
@@ -380,8 +299,15 @@ class OpenLineageIngest:
 
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
         result = Ingested(received=len(batch))
-        claims = self._runs(batch)
-        gates_by_run = self.gates_of_runs(r for runs in claims.values() for r in runs)
+        by = sender.principal_id
+        claims = self._runs(batch, by)
+        # per event: the claims it is checked against (its own run, or its parent's claims)
+        checked = {s.ol_run_id: _checked_claims(s, claims.get(s.ol_run_id or "", []), by) for s in batch}
+        contests = {s.ol_run_id for s in batch if len(claims.get(s.ol_run_id or "", [])) > 1}
+        gates_by_run = self.gates_of_runs(
+            [c.run for cs in checked.values() for c in cs]
+            + [c.run for i in contests for c in claims[i or ""]]
+        )
         scopes = {key: RunScope.of(gates) for key, gates in gates_by_run.items() if gates}
         memo = _BatchMemo()
         relevant = self.relevant_tags()
@@ -392,28 +318,26 @@ class OpenLineageIngest:
         for seen in batch:
             for contest, claimant in contested(seen, claims.get(seen.ol_run_id or "", []), gates_by_run):
                 findings.setdefault(contest.id, (contest, claimant))
-            candidates = claims.get(seen.ol_run_id or "") or [
+            candidates = [c.run for c in checked[seen.ol_run_id]] or [
                 RunContext(orchestrator="openlineage", pipeline=seen.job_name[:500])
             ]
             # recorded once, under a gated claim if any (governance queries then show it there);
             # checked against the approvals of every gated claim
-            run = next((c for c in candidates if _run_key(c) in scopes), candidates[0])
-            gates = gates_by_run.get(_run_key(run), [])
+            run = next((c for c in candidates if run_key(c) in scopes), candidates[0])
+            gates = gates_by_run.get(run_key(run), [])
             for ds in seen.datasets:
-                access = self._access(seen, ds, run, gates, sender.principal_id, memo)
+                access = self._access(seen, ds, run, gates, by, memo)
                 accesses.append(access)
                 for claim in candidates:
-                    key = _run_key(claim)
+                    key = run_key(claim)
                     if key not in scopes:
                         continue
-                    checked = (
-                        access
-                        if claim == run
-                        else self._access(seen, ds, claim, gates_by_run[key], sender.principal_id, memo)
+                    against = (
+                        access if claim is run else self._access(seen, ds, claim, gates_by_run[key], by, memo)
                     )
-                    finding = check(checked, scopes[key], relevant)
+                    finding = check(against, scopes[key], relevant)
                     if finding is not None:
-                        findings.setdefault(finding.id, (finding, checked.run))
+                        findings.setdefault(finding.id, (finding, against.run))
                 for edge in ds.column_edges:
                     ends = (
                         ds.qualified_name[:1600],
@@ -426,14 +350,15 @@ class OpenLineageIngest:
         in_batch = {s.ol_run_id for s in batch}
         run_rows = [
             {
-                **{k: getattr(r, k) for k in ("orchestrator", "pipeline", "run_id", "task_id")},
+                **{k: getattr(c.run, k) for k in ("orchestrator", "pipeline", "run_id", "task_id")},
                 "ol_run_id": i,
                 "seen_at": now,
-                "run_key": claim_key(r),
+                "run_key": c.key,
+                "claimed_by": c.by,
             }
-            for i, runs in sorted(claims.items())  # sorted: concurrent batches lock rows in one order
+            for i, cs in sorted(claims.items())  # sorted: concurrent batches lock rows in one order
             if i in in_batch
-            for r in sorted(runs, key=claim_key)
+            for c in sorted(cs, key=lambda c: c.key)
         ]
         edge_rows = [edges[k] for k in sorted(edges)]
 

@@ -142,6 +142,7 @@ ol_runs = Table(
     Column(
         "run_key", String(64), nullable=False, doc="sha256 hex of orchestrator, pipeline, run id, task id"
     ),
+    Column("claimed_by", String(200), nullable=False, server_default="", doc="the sender's principal"),
     PrimaryKeyConstraint("ol_run_id", "run_key"),
 )
 

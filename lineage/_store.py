@@ -270,6 +270,7 @@ class LineageStore:
             if done < batch_size:
                 break
         with self.db.begin() as conn:
+            hold_history(conn)  # no task starts keeping rows from events this purge just deleted
             conn.execute(delete(edges).where(edges.c.last_seen_at < before))
             # a task's dataset whose newest event went: the events left would not give it either
             # (no index on last_at: a purge is rare, the table far smaller than the events)

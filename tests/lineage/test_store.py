@@ -16,7 +16,7 @@ from gate_core import Actor, AuthMethod, DatasetRef, Gatekeeper, NotFound, RunCo
 from lineage import AccessEvent, LineageInputError, LineageStore, MalformedDataset, Operation
 from lineage._edges import TRACK_AFTER, task_key
 from lineage._migrate import MIGRATIONS, VERSION_TABLE
-from lineage._ol_ingest import claim_key
+from lineage._ol_claims import claim_key
 from lineage._schema import ol_runs, task_datasets
 from tests.lineage.seed import Seeded, seed
 

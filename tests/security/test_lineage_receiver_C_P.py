@@ -522,3 +522,60 @@ def test_an_access_posted_first_under_a_decoy_run_does_not_replace_the_real_runs
     rows = store_of(svc).accessed(f"{ol.PG}/{PAYMENTS}").rows
     assert sorted(r.run_id for r in rows) == sorted(["decoy_run", run])
     assert post(svc, real).json()["recorded"] == 0  # a retried event is still stored once
+
+
+def test_a_decoy_claim_with_a_gate_of_its_own_learns_nothing_of_the_real_run(svc: Service) -> None:
+    """P, with its own lineage credential (another principal), opens a gate in a decoy run and
+    claims the victim task's predictable runId for it first. The victim's events — the task's own,
+    and its Spark job's, both posted with the victim pipeline's credential — are recorded and
+    checked in the victim run only: P's gate hears of the contest, never of what the victim read."""
+    from airflow.providers.openlineage.utils.utils import build_task_instance_ol_run_id
+
+    from gate_core import Actor, AuthMethod
+    from lineage._ol_events import reduce, validate
+
+    ingest = svc.app.state.gatehouse_openlineage
+
+    def send(principal: str, event: dict[str, Any]) -> int:
+        seen = [reduce(event, validate(event)[1])]
+        return len(ingest.ingest(seen, Actor(principal_id=principal, via=AuthMethod.API_TOKEN)).violations)
+
+    logical = datetime(2026, 12, 9, tzinfo=UTC)
+    run = f"scheduled__{logical.isoformat()}"
+    ol_run = build_task_instance_ol_run_id(
+        dag_id="victim_dag", task_id="export_customers", try_number=1, logical_date=logical, map_index=-1
+    )
+    decoy_gate = approved_gate(svc, "decoy_dag", "decoy_run")
+    assert send("p-bot", _under(ol.airflow_task("decoy_dag", "decoy_run", "noop"), ol_run)) == 0
+    victim_gate = approved_gate(svc, "victim_dag", run)
+    assert send("etl-bot", _under(export_also_reading_payments("victim_dag", run), ol_run)) == 3
+    spark = ol.spark(
+        ol_run, "victim_dag.export_customers", inputs=[ol.table(LEADS, ("email", "text"), rows=9)], outputs=[]
+    )
+    assert send("etl-bot", spark) == 1
+    found = store_of(svc).violations().rows
+    assert sorted((v.gate_id == victim_gate, v.kind, v.dataset) for v in found) == [
+        (False, "contested_run", f"openlineage run {ol_run}"),
+        (True, "contested_run", f"openlineage run {ol_run}"),
+        (True, "unapproved_dataset", f"{ol.PG}/{LEADS}"),
+        (True, "unapproved_dataset", f"{ol.PG}/{PAYMENTS}"),
+    ]
+    assert {v.gate_id for v in found} == {victim_gate, decoy_gate}
+    for dataset in (PAYMENTS, LEADS):
+        assert {r.run_id for r in store_of(svc).accessed(f"{ol.PG}/{dataset}").rows} == {run}
+
+
+def test_a_parent_run_id_in_capitals_is_the_same_run(svc: Service) -> None:
+    """The event's own runId is kept lower-cased; a Spark job naming its parent in capitals once
+    matched no claim, became a run of its own, and its reads were checked against nothing."""
+    run = run_id()
+    approved_gate(svc, "caps_dag", run)
+    task = ol.airflow_task("caps_dag", run, "submit")
+    assert post(svc, task).status_code == 201
+    spark = ol.spark(
+        task["run"]["runId"].upper(),
+        "caps_dag.submit",
+        inputs=[ol.table(LEADS, ("email", "text"))],
+        outputs=[],
+    )
+    assert post(svc, spark).json()["violations"] == 1

@@ -6,10 +6,11 @@ logical date and map index: for a scheduled run anyone can compute it in advance
 runId, whoever posted it first decided which run it belonged to — and so which run the Spark or
 dbt jobs naming it as their parent belonged to: a decoy posted first took them out of the gated
 run's scope check. Now each claim is a row; an event's own orchestrator facets decide its own
-run, and a child is checked against every run its parent was claimed for.
+run, and a child is checked against its parent's claims (those by its own sender, the
+``claimed_by`` principal, if any; else every one): see ``lineage._ol_claims``.
 
 ``run_key`` is the SHA-256 (hex) of orchestrator, pipeline, run id and task id joined by NUL —
-as ``lineage._ol_ingest.claim_key`` computes it; computed here, not imported: a migration must
+as ``lineage._ol_claims.claim_key`` computes it; computed here, not imported: a migration must
 keep doing what it did when it was written. The rows already stored are one claim each.
 
 Revision ID: 0005_ol_run_claims
@@ -37,6 +38,10 @@ def _key(orchestrator: str, pipeline: str, run_id: str, task_id: str) -> str:
 
 def upgrade() -> None:
     op.add_column("gh_lineage_ol_runs", sa.Column("run_key", sa.String(64), nullable=True))
+    # who posted the claim: a child prefers its parent's claims by its own sender ("" before this)
+    op.add_column(
+        "gh_lineage_ol_runs", sa.Column("claimed_by", sa.String(200), nullable=False, server_default="")
+    )
     runs = sa.table(
         "gh_lineage_ol_runs",
         sa.column("ol_run_id", sa.String),
@@ -74,4 +79,5 @@ def downgrade() -> None:
     with op.batch_alter_table("gh_lineage_ol_runs") as batch:
         batch.drop_constraint("pk_gh_lineage_ol_runs", type_="primary")
         batch.create_primary_key("pk_gh_lineage_ol_runs", ["ol_run_id"])
+        batch.drop_column("claimed_by")
         batch.drop_column("run_key")
