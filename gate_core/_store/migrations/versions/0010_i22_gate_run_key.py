@@ -42,7 +42,6 @@ def _run_key(request: str) -> str | None:
 
 def upgrade() -> None:
     op.add_column("gh_gates", sa.Column("run_key", sa.String(64), nullable=True))
-    op.create_index("ix_gh_gates_run_key", "gh_gates", ["run_key"])
     gates = sa.table("gh_gates", sa.column("id", sa.String), sa.column("request", sa.Text))
     keyed = sa.table("gh_gates", sa.column("id", sa.String), sa.column("run_key", sa.String))
     bind = op.get_bind()
@@ -62,6 +61,7 @@ def upgrade() -> None:
                 found.append({"gate_id": gate_id, "key": key})
         if found:
             bind.execute(update, found)
+    op.create_index("ix_gh_gates_run_key", "gh_gates", ["run_key"])  # after the backfill: built once
 
 
 def downgrade() -> None:
