@@ -108,6 +108,7 @@ GATE_COLUMNS = (
     "created_at",
     "expires_at",
     "decided_by",
+    "run_key",
 )
 DECISION_COLUMNS = (
     "gate_id",
@@ -374,7 +375,7 @@ class SqliteSink:
         self, gate_rows: Sequence[tuple[Any, ...]], decision_rows: Sequence[tuple[Any, ...]]
     ) -> None:
         at = self._at
-        self._insert("gh_gates", GATE_COLUMNS, [(*g[:13], at(g[13]), at(g[14]), g[15]) for g in gate_rows])
+        self._insert("gh_gates", GATE_COLUMNS, [(*g[:13], at(g[13]), at(g[14]), *g[15:]) for g in gate_rows])
         self._insert("gh_decisions", DECISION_COLUMNS, [(*d[:6], at(d[6]), *d[7:]) for d in decision_rows])
 
     def finish(self) -> None:
@@ -456,6 +457,7 @@ class GateStates:
     def __init__(self) -> None:
         self.status: dict[str, str] = {}
         self.created: dict[str, datetime] = {}
+        self.run_keys: dict[str, str | None] = {}
         self.decisions: list[tuple[Any, ...]] = []
 
     def see(self, entries: Sequence[AuditEntry]) -> None:
@@ -465,6 +467,9 @@ class GateStates:
             if e.event in STATUS_AFTER:
                 self.status[e.gate_id] = STATUS_AFTER[e.event]
                 self.created.setdefault(e.gate_id, e.at)
+                if e.event == Event.GATE_REQUESTED:  # the run key the gate store writes with the gate
+                    run = json.loads(e.body)["payload"]["request"]["run"]
+                    self.run_keys[e.gate_id] = RunContext.model_validate(run).key()
             elif e.event == Event.DECISION_RECORDED and e.gate_id in self.status:
                 body = json.loads(e.body)
                 who = body["actor"]["principal_id"]
@@ -490,6 +495,7 @@ class GateStates:
                 self.created[gate_id],
                 self.created[gate_id] + timedelta(days=1),
                 "[]",
+                self.run_keys.get(gate_id),
             )
             for gate_id, status in self.status.items()
         ]
