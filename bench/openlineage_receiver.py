@@ -266,6 +266,7 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     """ms per event the receiver spends on the scope check (gate lookup per run + check per access)."""
     from gate_core import Actor, AuthMethod, SqlStore
     from lineage._catalog import Catalog
+    from lineage._ol_claims import airflow_run
     from lineage._ol_events import reduce, validate
     from lineage._ol_ingest import OpenLineageIngest, _BatchMemo
     from lineage._scope import RunScope, check
@@ -280,7 +281,7 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     )
     seen = [reduce(e, validate(e)[1]) for e in payload]
     sender = Actor(principal_id="etl-bot", via=AuthMethod.API_TOKEN)
-    claims = ingest._runs(seen, sender.principal_id)
+    claims = ingest._runs(seen, sender.principal_id, {id(s): airflow_run(s) for s in seen})
     # the run each event is recorded and checked in (one claim each here: no decoys)
     runs = {i: cs[0].run for i, cs in claims.items()}
     # Each timed loop starts with the collector's work done: a full collection walks this

@@ -131,12 +131,15 @@ def derived(seen: SeenEvent, known: Mapping[str, list[Claim]], by: str) -> list[
 
 
 def contested(
-    seen: SeenEvent, claims: Sequence[Claim], gates_by_run: Mapping[RunKey, list[Gate]]
+    seen: SeenEvent,
+    own: RunContext | None,
+    claims: Sequence[Claim],
+    gates_by_run: Mapping[RunKey, list[Gate]],
 ) -> list[tuple[Finding, RunContext]]:
     """A ``contested_run`` finding for each gated run among several that claim this event's runId,
-    when the event claims it itself (orchestrator facets); children inherit claims and are checked
-    against them, not reported again."""
-    if len(claims) < 2 or airflow_run(seen) is None:
+    when the event claims it itself (``own``: ``airflow_run(seen)``); children inherit claims and
+    are checked against them, not reported again."""
+    if len(claims) < 2 or own is None:
         return []
     found = []
     for claim in claims:

@@ -90,11 +90,10 @@ _IDS_PER_LOAD = 1000  # gates loaded by id at a time: SQLite caps bound paramete
 _ROWS_PER_INSERT = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
 
 
-def _checked_claims(seen: SeenEvent, claims: Sequence[Claim], by: str) -> list[Claim]:
+def _checked_claims(own: RunContext | None, claims: Sequence[Claim], by: str) -> list[Claim]:
     """The claims an event's accesses are recorded under and checked against: its own run when
-    its facets name one (never another claim of its runId), else its claims — those ``by`` made
+    its facets name one (``own``) (never another claim of its runId), else its claims — those ``by`` made
     if any (``lineage._ol_claims``)."""
-    own = airflow_run(seen)
     if own is not None:
         key = claim_key(own)
         return [c for c in claims if c.key == key] or [Claim(own, by, key)]
@@ -181,7 +180,9 @@ class OpenLineageIngest:
                 found.setdefault(r.ol_run_id, []).append(Claim(run, r.claimed_by, r.run_key))
         return found
 
-    def _runs(self, batch: Sequence[SeenEvent], sender: str) -> dict[str, list[Claim]]:
+    def _runs(
+        self, batch: Sequence[SeenEvent], sender: str, owns: Mapping[int, RunContext | None]
+    ) -> dict[str, list[Claim]]:
         """The claims of each OpenLineage runId of the batch, stored and new (``lineage._ol_claims``;
         in order: a parent met earlier in the same batch counts)."""
         wanted = {i for s in batch for i in (s.ol_run_id, s.run.parent_run_id, s.run.root_run_id) if i}
@@ -190,7 +191,7 @@ class OpenLineageIngest:
             if seen.ol_run_id is None:
                 continue
             claimed = known.setdefault(seen.ol_run_id, [])
-            own = airflow_run(seen)
+            own = owns[id(seen)]
             if own is not None:
                 add_claim(claimed, own, sender, seen.ol_run_id)
             elif not claimed:
@@ -300,9 +301,12 @@ class OpenLineageIngest:
     def ingest(self, batch: Sequence[SeenEvent], sender: Actor) -> Ingested:
         result = Ingested(received=len(batch))
         by = sender.principal_id
-        claims = self._runs(batch, by)
+        owns = {id(s): airflow_run(s) for s in batch}  # the run each event's own facets name
+        claims = self._runs(batch, by, owns)
         # per event: the claims it is checked against (its own run, or its parent's claims)
-        checked = {s.ol_run_id: _checked_claims(s, claims.get(s.ol_run_id or "", []), by) for s in batch}
+        checked = {
+            s.ol_run_id: _checked_claims(owns[id(s)], claims.get(s.ol_run_id or "", []), by) for s in batch
+        }
         contests = {s.ol_run_id for s in batch if len(claims.get(s.ol_run_id or "", [])) > 1}
         gates_by_run = self.gates_of_runs(
             [c.run for cs in checked.values() for c in cs]
@@ -316,7 +320,8 @@ class OpenLineageIngest:
         edges: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         now = datetime.now(UTC)
         for seen in batch:
-            for contest, claimant in contested(seen, claims.get(seen.ol_run_id or "", []), gates_by_run):
+            own_claims = claims.get(seen.ol_run_id or "", [])
+            for contest, claimant in contested(seen, owns[id(seen)], own_claims, gates_by_run):
                 findings.setdefault(contest.id, (contest, claimant))
             candidates = [c.run for c in checked[seen.ol_run_id]] or [
                 RunContext(orchestrator="openlineage", pipeline=seen.job_name[:500])
