@@ -42,7 +42,8 @@ def claim_key(run: RunContext) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
-def run_key(run: RunContext) -> RunKey:
+def run_ident(run: RunContext) -> RunKey:
+    """What a run's gates are grouped by (``RunContext.key()`` is its hash, for the index)."""
     return (run.orchestrator, run.pipeline, run.run_id)
 
 
@@ -51,10 +52,6 @@ class Claim:
     run: RunContext
     by: str  # principal of the credential that posted the claiming event ("" before migration 0005)
     key: str  # claim_key(run)
-
-    @classmethod
-    def of(cls, run: RunContext, by: str) -> Claim:
-        return cls(run, by, claim_key(run))
 
 
 def airflow_run(seen: SeenEvent) -> RunContext | None:
@@ -143,7 +140,7 @@ def contested(
         return []
     found = []
     for claim in claims:
-        gates = gates_by_run.get(run_key(claim.run))
+        gates = gates_by_run.get(run_ident(claim.run))
         if not gates:
             continue
         gate = governing_gate(gates, seen.event_time)

@@ -32,8 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,7 +53,7 @@ from lineage._ol_claims import (
     contested,
     derived,
     preferred,
-    run_key,
+    run_ident,
 )
 from lineage._ol_events import SeenDataset, SeenEvent
 from lineage._schema import column_edges, ol_runs, violations
@@ -153,16 +152,7 @@ class OpenLineageIngest:
 
     # ------------------------------------------------------------ runs
 
-    @contextmanager
-    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
-        """``conn`` when the caller has one open (a batch reads runs and gates on one connection)."""
-        if conn is not None:
-            yield conn
-            return
-        with self.store.db.read() as own:
-            yield own
-
-    def _known_runs(self, ids: set[str], conn: Connection | None = None) -> dict[str, list[Claim]]:
+    def _known_runs(self, ids: set[str]) -> dict[str, list[Claim]]:
         """Every claim of each of these runIds so far, first claimed first."""
         if not ids:
             return {}
@@ -172,7 +162,7 @@ class OpenLineageIngest:
             .order_by(ol_runs.c.ol_run_id, ol_runs.c.seen_at, ol_runs.c.run_key)
         )
         found: dict[str, list[Claim]] = {}
-        with self._reading(conn) as conn:
+        with self.store.db.read() as conn:
             for r in conn.execute(stmt):
                 run = RunContext(
                     orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
@@ -209,7 +199,7 @@ class OpenLineageIngest:
         found: dict[RunKey, list[Gate]] = {}
         for run in runs:
             if (key := run.key()) is not None:
-                by_key[key] = run_key(run)
+                by_key[key] = run_ident(run)
                 found.setdefault(by_key[key], [])
         keys = sorted(by_key)
         pairs: dict[str, str] = {}
@@ -328,13 +318,13 @@ class OpenLineageIngest:
             ]
             # recorded once, under a gated claim if any (governance queries then show it there);
             # checked against the approvals of every gated claim
-            run = next((c for c in candidates if run_key(c) in scopes), candidates[0])
-            gates = gates_by_run.get(run_key(run), [])
+            run = next((c for c in candidates if run_ident(c) in scopes), candidates[0])
+            gates = gates_by_run.get(run_ident(run), [])
             for ds in seen.datasets:
                 access = self._access(seen, ds, run, gates, by, memo)
                 accesses.append(access)
                 for claim in candidates:
-                    key = run_key(claim)
+                    key = run_ident(claim)
                     if key not in scopes:
                         continue
                     against = (
