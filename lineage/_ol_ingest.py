@@ -87,6 +87,29 @@ _RUNS_PER_LOOKUP = 500  # run keys per lookup of the gates' run index
 GATES_PER_RUN = 1000
 _IDS_PER_LOAD = 1000  # gates loaded by id at a time: SQLite caps bound parameters per statement
 _ROWS_PER_INSERT = 500  # rows per multi-row INSERT: far below SQLite's bound-parameter limit
+_CLAIM_COLUMNS = (
+    ol_runs.c.ol_run_id,
+    ol_runs.c.orchestrator,
+    ol_runs.c.pipeline,
+    ol_runs.c.run_id,
+    ol_runs.c.task_id,
+    ol_runs.c.claimed_by,
+    ol_runs.c.run_key,
+)
+# PostgreSQL: a batch's keys as one JSON parameter (gate_core.sql.json_rows), as lineage._edges
+# does: one plan and one short statement text however many keys, where an IN list of a batch's
+# 500 runIds cost more to render, convert and plan than to run. LATERAL: one index probe per key.
+_PG_KNOWN_RUNS = text(
+    "SELECT r.ol_run_id, r.orchestrator, r.pipeline, r.run_id, r.task_id, r.claimed_by, r.run_key "
+    "FROM json_array_elements_text(CAST(:ids AS json)) AS k(id) CROSS JOIN LATERAL "
+    "(SELECT * FROM gh_lineage_ol_runs WHERE ol_run_id = k.id) AS r "
+    "ORDER BY r.ol_run_id, r.seen_at, r.run_key"
+)
+# The newest GATES_PER_RUN gates of each run, through the gates' run index (newest first per key).
+_PG_GATES_OF_RUNS = text(
+    "SELECT g.id, k.key FROM json_array_elements_text(CAST(:keys AS json)) AS k(key) CROSS JOIN LATERAL "
+    "(SELECT id FROM gh_gates WHERE run_key = k.key ORDER BY created_at DESC LIMIT :n) AS g"
+)
 
 
 def _checked_claims(own: RunContext | None, claims: Sequence[Claim], by: str) -> list[Claim]:
@@ -156,18 +179,19 @@ class OpenLineageIngest:
         """Every claim of each of these runIds so far, first claimed first."""
         if not ids:
             return {}
-        stmt = (
-            select(ol_runs)
-            .where(ol_runs.c.ol_run_id.in_(sorted(ids)))
-            .order_by(ol_runs.c.ol_run_id, ol_runs.c.seen_at, ol_runs.c.run_key)
-        )
         found: dict[str, list[Claim]] = {}
         with self.store.db.read() as conn:
-            for r in conn.execute(stmt):
-                run = RunContext(
-                    orchestrator=r.orchestrator, pipeline=r.pipeline, run_id=r.run_id, task_id=r.task_id
+            if conn.dialect.name == "postgresql":
+                rows = conn.execute(_PG_KNOWN_RUNS, {"ids": json_rows(sorted(ids))})
+            else:
+                rows = conn.execute(
+                    select(*_CLAIM_COLUMNS)
+                    .where(ol_runs.c.ol_run_id.in_(sorted(ids)))
+                    .order_by(ol_runs.c.ol_run_id, ol_runs.c.seen_at, ol_runs.c.run_key)
                 )
-                found.setdefault(r.ol_run_id, []).append(Claim(run, r.claimed_by, r.run_key))
+            for ol_run_id, orchestrator, pipeline, run_id, task_id, claimed_by, key in rows:
+                run = RunContext(orchestrator=orchestrator, pipeline=pipeline, run_id=run_id, task_id=task_id)
+                found.setdefault(ol_run_id, []).append(Claim(run, claimed_by, key))
         return found
 
     def _runs(
@@ -204,15 +228,20 @@ class OpenLineageIngest:
         keys = sorted(by_key)
         pairs: dict[str, str] = {}
         for start in range(0, len(keys), _RUNS_PER_LOOKUP):
-            newest = func.row_number().over(
-                partition_by=_gates.c.run_key, order_by=_gates.c.created_at.desc()
-            )
-            ranked = (
-                select(_gates.c.id, _gates.c.run_key, newest.label("n"))
-                .where(_gates.c.run_key.in_(keys[start : start + _RUNS_PER_LOOKUP]))
-                .subquery()
-            )
+            chunk = keys[start : start + _RUNS_PER_LOOKUP]
             with self.store.db.read() as conn:
+                if conn.dialect.name == "postgresql":
+                    params = {"keys": json_rows(chunk), "n": GATES_PER_RUN}
+                    pairs.update(conn.execute(_PG_GATES_OF_RUNS, params).all())
+                    continue
+                newest = func.row_number().over(
+                    partition_by=_gates.c.run_key, order_by=_gates.c.created_at.desc()
+                )
+                ranked = (
+                    select(_gates.c.id, _gates.c.run_key, newest.label("n"))
+                    .where(_gates.c.run_key.in_(chunk))
+                    .subquery()
+                )
                 pairs.update(
                     conn.execute(
                         select(ranked.c.id, ranked.c.run_key).where(ranked.c.n <= GATES_PER_RUN)
