@@ -228,10 +228,10 @@ class OpenLineageIngest:
         keys = sorted(by_key)
         pairs: dict[str, str] = {}
         for start in range(0, len(keys), _RUNS_PER_LOOKUP):
-            chunk = keys[start : start + _RUNS_PER_LOOKUP]
+            some = keys[start : start + _RUNS_PER_LOOKUP]
             with self.store.db.read() as conn:
                 if conn.dialect.name == "postgresql":
-                    params = {"keys": json_rows(chunk), "n": GATES_PER_RUN}
+                    params = {"keys": json_rows(some), "n": GATES_PER_RUN}
                     pairs.update(conn.execute(_PG_GATES_OF_RUNS, params).all())
                     continue
                 newest = func.row_number().over(
@@ -239,7 +239,7 @@ class OpenLineageIngest:
                 )
                 ranked = (
                     select(_gates.c.id, _gates.c.run_key, newest.label("n"))
-                    .where(_gates.c.run_key.in_(chunk))
+                    .where(_gates.c.run_key.in_(some))
                     .subquery()
                 )
                 pairs.update(
