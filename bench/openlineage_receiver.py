@@ -268,7 +268,7 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     from lineage._catalog import Catalog
     from lineage._ol_claims import airflow_run
     from lineage._ol_events import reduce, validate
-    from lineage._ol_ingest import OpenLineageIngest, _BatchMemo
+    from lineage._ol_ingest import OpenLineageIngest, _BatchMemo, _claimed
     from lineage._scope import RunScope, check
     from lineage._store import LineageStore
 
@@ -297,7 +297,9 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     for s in seen:
         run_key = s.ol_run_id or ""
         for ds in s.datasets:
-            access = ingest._access(s, ds, runs[run_key], gates[run_key], sender.principal_id, memo)
+            access = ingest._access(
+                s, ds, runs[run_key], gates[run_key], sender.principal_id, memo, _claimed([runs[run_key]])
+            )
             if run_key in scopes:
                 check(access, scopes[run_key], relevant)
     with_check = time.perf_counter() - started
@@ -306,7 +308,8 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     memo = _BatchMemo()
     for s in seen:
         for ds in s.datasets:
-            ingest._access(s, ds, runs[s.ol_run_id or ""], [], sender.principal_id, memo)
+            run = runs[s.ol_run_id or ""]
+            ingest._access(s, ds, run, [], sender.principal_id, memo, _claimed([run]))
     without = time.perf_counter() - started
     return max(0.0, with_check - without) * 1000 / len(seen)
 

@@ -112,6 +112,17 @@ _PG_GATES_OF_RUNS = text(
 )
 
 
+def _claimed(runs: Sequence[RunContext]) -> tuple[str, ...]:
+    """The runs an access is checked in, as part of its id: every one of them, not only the one it
+    is recorded under — that one is the gated run if any, and a gate opening between an event and
+    its retry must not change the id (a retried event is stored once). One run: its four fields."""
+    return tuple(
+        part
+        for fields in sorted((r.orchestrator, r.pipeline, r.run_id, r.task_id) for r in runs)
+        for part in fields
+    )
+
+
 def _checked_claims(own: RunContext | None, claims: Sequence[Claim], by: str) -> list[Claim]:
     """The claims an event's accesses are recorded under and checked against: its own run when
     its facets name one (``own``) (never another claim of its runId), else its claims — those ``by`` made
@@ -269,6 +280,7 @@ class OpenLineageIngest:
         gates: list[Gate],
         actor: str,
         memo: _BatchMemo,
+        claimed: tuple[str, ...],
     ) -> AccessEvent:
         gate = governing_gate(gates, seen.event_time) if gates else None
         if ds.role == "output":
@@ -287,9 +299,8 @@ class OpenLineageIngest:
             classified = memo.classified[shape] = self.catalog.classify(dataset, columns)
         phase = "end" if seen.event_type in _END else "start"
         key = (seen.ol_run_id or seen.event_time.isoformat(), seen.job_namespace, seen.job_name)
-        # the run it is recorded in is part of the id: a runId anyone could compute, claimed first
-        # for a decoy run, must not make the real run's access look recorded already
-        claimed = (run.orchestrator, run.pipeline, run.run_id, run.task_id)
+        # the runs it is checked in are part of the id (``_claimed``): a runId anyone could
+        # compute, claimed first for a decoy run, must not make the real run's access look recorded
         access_id = _access_id(*key, ds.qualified_name, operation.value, phase, *claimed)
         gate_id = gate.id if gate is not None else None
         # A batch repeats a few (dataset, run, operation, gate) combinations many times. The first
@@ -349,15 +360,18 @@ class OpenLineageIngest:
             # checked against the approvals of every gated claim
             run = next((c for c in candidates if run_ident(c) in scopes), candidates[0])
             gates = gates_by_run.get(run_ident(run), [])
+            claimed = _claimed(candidates)
             for ds in seen.datasets:
-                access = self._access(seen, ds, run, gates, by, memo)
+                access = self._access(seen, ds, run, gates, by, memo, claimed)
                 accesses.append(access)
                 for claim in candidates:
                     key = run_ident(claim)
                     if key not in scopes:
                         continue
                     against = (
-                        access if claim is run else self._access(seen, ds, claim, gates_by_run[key], by, memo)
+                        access
+                        if claim is run
+                        else self._access(seen, ds, claim, gates_by_run[key], by, memo, claimed)
                     )
                     finding = check(against, scopes[key], relevant)
                     if finding is not None:

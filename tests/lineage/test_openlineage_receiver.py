@@ -191,6 +191,29 @@ def test_spark_whose_parent_task_was_posted_earlier_still_joins(svc: Service) ->
     assert [r.gate_id for r in store_of(svc).run(run).rows] == [gate_id]
 
 
+def test_a_retried_child_event_is_stored_once_even_after_a_gate_opened_in_its_parents_run(
+    svc: Service,
+) -> None:
+    """A parent runId claimed for two runs by the same sender: its child's access is recorded under
+    a gated claim if there is one. A gate opening between a Spark event and its retry changed that
+    choice, and with it the access's id: the retry was stored a second time."""
+    first, second = run_id(), run_id()
+    task = ol.airflow_task("spark_dag", first, "submit")
+    again = ol.airflow_task("spark_dag", second, "submit")
+    again["run"]["runId"] = again["run"]["facets"]["airflow"]["taskUuid"] = task["run"]["runId"]
+    assert post(svc, [task, again], batch=True).status_code == 201
+    spark = ol.spark(
+        task["run"]["runId"], "spark_dag.submit", inputs=[ol.table(CUSTOMERS, ("id", "integer"))], outputs=[]
+    )
+    assert post(svc, spark).json()["recorded"] == 1
+    approved_gate(svc, "spark_dag", second)
+    retried = post(svc, spark).json()
+    assert retried["recorded"] == 0, retried
+    assert retried["violations"] == 0  # still checked against the new gate: customers is approved
+    reads = store_of(svc).accessed(f"{ol.PG}/{CUSTOMERS}").rows
+    assert len([r for r in reads if r.run_id in (first, second) and r.task_id == "submit"]) == 1
+
+
 def test_dbt_under_airflow_joins_through_two_parents_and_standalone_dbt_is_its_own_run(svc: Service) -> None:
     run = run_id()
     gate_id = approved_gate(svc, "dbt_dag", run)
