@@ -15,6 +15,10 @@ the gated DAG run — so every one of them goes through the scope check — half
       count every access recorded; the CPU per event of the servers and of the PostgreSQL
       backends is reported beside it;
   (b) single events: sequential posts to ``/api/v1/lineage``; p50/p99 of the round trip;
+  (f) the floor, the anchor of (a): PostgreSQL alone storing the very rows (a) makes it store —
+      each event's access rows and their tag rows, and its runId claim — precomputed in the
+      benchmark process and sent with binary COPY from 2 connections, nothing else: no HTTP, no
+      JSON, no lookups. Its PostgreSQL CPU per event bounds (a) from below on this machine;
   (c) scope check: in the benchmark process, over the same database, the time the receiver spends
       on the scope check — looking up the gates of each run of a batch and ``lineage._scope.check``
       for every access — divided by the events of the batch.
@@ -314,6 +318,103 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
     return max(0.0, with_check - without) * 1000 / len(seen)
 
 
+def _floor_rows(gatekeeper: Any, payload: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[Any]]:
+    """The access, tag and claim rows the receiver stores for ``payload``, as the receiver builds
+    them (``_runs``, ``_access``, ``lineage._codec``), not stored."""
+    from gate_core import SqlStore
+    from lineage._catalog import Catalog
+    from lineage._codec import rows_of_events, tag_values
+    from lineage._ol_claims import airflow_run
+    from lineage._ol_events import reduce, validate
+    from lineage._ol_ingest import OpenLineageIngest, _BatchMemo, _claimed
+    from lineage._store import LineageStore
+
+    assert isinstance(gatekeeper.store, SqlStore)
+    ingest = OpenLineageIngest(
+        LineageStore.for_gate_store(gatekeeper.store, migrate=False),
+        gatekeeper,
+        Catalog.from_settings(),
+        None,
+    )
+    seen = [reduce(e, validate(e)[1]) for e in payload]
+    claims = ingest._runs(seen, "etl-bot", {id(s): airflow_run(s) for s in seen})
+    runs = {i: cs[0].run for i, cs in claims.items()}
+    memo = _BatchMemo()
+    accesses = [
+        ingest._access(
+            s, ds, runs[s.ol_run_id or ""], [], "etl-bot", memo, _claimed([runs[s.ol_run_id or ""]])
+        )
+        for s in seen
+        for ds in s.datasets
+    ]
+    now = datetime.now(UTC)
+    claim_rows = [
+        (i, c.run.orchestrator, c.run.pipeline, c.run.run_id, c.run.task_id, now, c.key, c.by)
+        for i, cs in claims.items()
+        for c in cs
+    ]
+    return rows_of_events(accesses), [t for a in accesses for t in tag_values(a)], claim_rows
+
+
+def floor(gatekeeper: Any, database_url: str, count: int, size: int) -> tuple[float, float]:
+    """(events/s, PostgreSQL CPU µs per event) of storing the rows of ``count`` events in batches of
+    ``size`` — one transaction each, binary COPY of the three tables, 2 connections — and nothing
+    else. Each batch's rows are those of real events, with fresh ids and runIds."""
+    import psycopg
+
+    from lineage._codec import EVENT_COLUMNS, EVENT_PG_TYPES, TAG_COLUMNS, TAG_PG_TYPES
+
+    claim_columns = (
+        "ol_run_id",
+        "orchestrator",
+        "pipeline",
+        "run_id",
+        "task_id",
+        "seen_at",
+        "run_key",
+        "claimed_by",
+    )
+    claim_types = ["text", "text", "text", "text", "text", "timestamptz", "text", "text"]
+    work = []
+    for start in range(0, count, size):
+        access_rows, tag_rows, claim_rows = _floor_rows(gatekeeper, events(min(size, count - start)))
+        work.append(
+            (
+                ("gh_lineage_events", EVENT_COLUMNS, EVENT_PG_TYPES, access_rows),
+                ("gh_lineage_event_tags", TAG_COLUMNS, TAG_PG_TYPES, tag_rows),
+                ("gh_lineage_ol_runs", claim_columns, claim_types, claim_rows),
+            )
+        )
+    connections = [psycopg.connect(libpq_url(database_url)) for _ in range(2)]
+    pids = [c.info.backend_pid for c in connections]
+
+    def store(conn: Any, mine: list[Any]) -> None:
+        for tables in mine:
+            with conn.transaction(), conn.cursor() as cursor:
+                for table, columns, types, rows in tables:
+                    with cursor.copy(
+                        f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+                    ) as copy:
+                        copy.set_types(types)
+                        for row in rows:
+                            copy.write_row(row)
+
+    try:
+        threads = [threading.Thread(target=store, args=(c, work[i::2])) for i, c in enumerate(connections)]
+        cpu = sum(_cpu_seconds(pid) for pid in pids)
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu
+    finally:
+        for c in connections:
+            c.close()
+    return count / elapsed, cpu / count * 1e6
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (Linux /proc; 0 elsewhere)."""
     try:
@@ -428,6 +529,11 @@ def main() -> None:
                 ),
                 info("batched: servers' CPU per event", cpu.servers_s / count * 1e6, "µs"),
                 info("batched: PostgreSQL CPU per event", cpu.database_s / count * 1e6, "µs"),
+            ]
+            rate, floor_cpu = floor(gatekeeper, url, count, args.batch)
+            figures += [
+                info("floor: PostgreSQL alone storing the same rows", rate, "events/s"),
+                info("floor: PostgreSQL CPU per event", floor_cpu, "µs"),
             ]
             samples = singles(bases[0], token, single_count)
             figures.append(info("single event p50", percentile(samples, 50), "ms"))
