@@ -76,7 +76,7 @@ from gate_core._audit import GENESIS_HASH, STATUS_AFTER, AuditDraft, AuditEntry,
 from gate_core._gatekeeper import _request_record
 from gate_core._ids import new_gate_id
 from gate_core._merkle import NODE_LEVEL, Frontier, leaf_hash
-from gate_core._models import SYSTEM_ACTOR
+from gate_core._models import SYSTEM_ACTOR, canonical_json
 from gate_core._store._schema import audit_head, audit_log
 from gate_core.testing import ManualClock, example_directory, example_policy
 
@@ -458,6 +458,8 @@ class GateStates:
         self.status: dict[str, str] = {}
         self.created: dict[str, datetime] = {}
         self.run_keys: dict[str, str | None] = {}
+        self.bindings: dict[str, str] = {}
+        self.evaluated: dict[str, dict[str, Any]] = {}  # rule, quorum, groups and expiry, as logged
         self.decisions: list[tuple[Any, ...]] = []
 
     def see(self, entries: Sequence[AuditEntry]) -> None:
@@ -467,9 +469,12 @@ class GateStates:
             if e.event in STATUS_AFTER:
                 self.status[e.gate_id] = STATUS_AFTER[e.event]
                 self.created.setdefault(e.gate_id, e.at)
-                if e.event == Event.GATE_REQUESTED:  # the run key the gate store writes with the gate
-                    run = json.loads(e.body)["payload"]["request"]["run"]
-                    self.run_keys[e.gate_id] = RunContext.model_validate(run).key()
+                if e.event == Event.GATE_REQUESTED:  # the run key and binding the store writes with the gate
+                    payload = json.loads(e.body)["payload"]
+                    self.run_keys[e.gate_id] = RunContext.model_validate(payload["request"]["run"]).key()
+                    self.bindings[e.gate_id] = payload["binding_hash"]
+            elif e.event == Event.POLICY_EVALUATED:
+                self.evaluated[e.gate_id] = json.loads(e.body)["payload"]
             elif e.event == Event.DECISION_RECORDED and e.gate_id in self.status:
                 body = json.loads(e.body)
                 who = body["actor"]["principal_id"]
@@ -477,28 +482,36 @@ class GateStates:
                 self.decisions.append((e.gate_id, who, who, who, verdict, "", e.at, "slack", False))
 
     def gate_rows(self) -> list[tuple[Any, ...]]:
-        return [
-            (
-                gate_id,
-                status,
-                "export",
-                "s3://exports/x.csv",
-                "prod",
-                "alice",
-                "alice",
-                "0" * 64,
-                "0" * 64,
-                "pii-exports",
-                1,
-                "{}",
-                "{}",
-                self.created[gate_id],
-                self.created[gate_id] + timedelta(days=1),
-                "[]",
-                self.run_keys.get(gate_id),
+        """One row per gate, with the terms its log entries record (verify compares them)."""
+        rows = []
+        for gate_id, status in self.status.items():
+            evaluated = self.evaluated.get(gate_id, {})
+            context = canonical_json({"approver_groups": evaluated.get("approver_groups", [])})
+            expires_at = evaluated.get("expires_at")
+            rows.append(
+                (
+                    gate_id,
+                    status,
+                    "export",
+                    "s3://exports/x.csv",
+                    "prod",
+                    "alice",
+                    "alice",
+                    self.bindings.get(gate_id, "0" * 64),
+                    "0" * 64,
+                    evaluated.get("rule", "pii-exports"),
+                    evaluated.get("required_approvals", 1),
+                    "{}",
+                    context,
+                    self.created[gate_id],
+                    datetime.fromisoformat(expires_at)
+                    if expires_at
+                    else self.created[gate_id] + timedelta(days=1),
+                    "[]",
+                    self.run_keys.get(gate_id),
+                )
             )
-            for gate_id, status in self.status.items()
-        ]
+        return rows
 
 
 def build_log(

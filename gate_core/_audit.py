@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -448,6 +449,41 @@ class StoredState:
     decisions: Mapping[tuple[str, str], int]
     moving: frozenset[str] = frozenset()  # gates that changed while the log was read: not judged
     runs: Mapping[str, str | None] | None = None  # gate id → stored run key (None: not checked)
+    terms: Mapping[str, Terms] | None = None  # gate id → what its approval stands on (None: not checked)
+
+
+class Terms(NamedTuple):
+    """What a gate's approval stands on, fixed when it opened: the payload it binds (binding
+    hash), the rule, how many distinct approvals it needs, from which groups, and when it
+    expires. The store reads them on every decision and consumption, and the log recorded them
+    (``gate.requested``, ``policy.evaluated``): a store that disagrees was edited (a quorum
+    lowered, an expiry pushed out, another payload bound to the approval). None: not in the log
+    (nothing to compare). A tuple: ~150,000 gates compare at C speed when they agree."""
+
+    binding_hash: str | None
+    rule: str | None
+    required_approvals: int | None
+    expires_at: datetime | None
+    approver_groups: str | None  # JSON text of the list
+
+    def differs(self, logged: Terms) -> str | None:
+        """The first term this (stored) one has otherwise than ``logged``, named."""
+        if self == logged:
+            return None
+        for name, mine, theirs in zip(self._fields, self, logged, strict=True):
+            if theirs is None or mine == theirs:
+                continue
+            if name == "approver_groups" and _same_json(mine, theirs):
+                continue  # the same list, written another way (SQLite's json_extract re-renders it)
+            return name
+        return None
+
+
+def _same_json(one: object, other: object) -> bool:
+    try:
+        return isinstance(one, str) and isinstance(other, str) and orjson.loads(one) == orjson.loads(other)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def settle(before: StoredState, after: StoredState) -> StoredState:
@@ -464,7 +500,7 @@ def settle(before: StoredState, after: StoredState) -> StoredState:
         for key in set(before.decisions) | set(after.decisions)
         if before.decisions.get(key) != after.decisions.get(key)
     }
-    return StoredState(after.statuses, after.decisions, frozenset(changed), after.runs)
+    return StoredState(after.statuses, after.decisions, frozenset(changed), after.runs, after.terms)
 
 
 def check_state(
@@ -472,6 +508,7 @@ def check_state(
     decided: Mapping[tuple[str, str], int],
     stored: StoredState,
     logged_runs: Mapping[str, str | None] | None = None,
+    logged_terms: Mapping[str, Terms] | None = None,
 ) -> tuple[str, str] | None:
     """The first gate whose stored status or decisions disagree with the replayed log, and why:
     ``replayed`` is the status each gate's entries lead to, ``decided`` its ``decision.recorded``
@@ -504,6 +541,19 @@ def check_state(
             return gate_id, (
                 f"gate {gate_id} is stored in another run than its logged request names (run_key "
                 "edited: the lineage scope check finds a run's gates by it)"
+            )
+    if logged_terms is not None and stored.terms is not None:
+        terms = stored.terms
+        edited = {
+            g: name
+            for g, logged in logged_terms.items()
+            if g in terms and g not in moving and (name := terms[g].differs(logged)) is not None
+        }
+        if edited:
+            gate_id = min(edited)
+            return gate_id, (
+                f"gate {gate_id}'s stored {edited[gate_id]} is not the one its log entries record "
+                "(edited: its approval would stand on other terms)"
             )
     if decided == stored_decisions:
         return None
@@ -538,6 +588,37 @@ def _logged_run_key(body: str) -> str | None:
         return run_key(run["orchestrator"], run["pipeline"], run["run_id"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+_BINDING = '{"binding_hash":"'
+
+
+def _logged_binding(body: str, payload_at: int) -> str | None:
+    """A ``gate.requested`` entry's binding hash: its payload's first key (canonical layout)."""
+    if not body.startswith(_BINDING, payload_at):
+        return None
+    start = payload_at + len(_BINDING)
+    return body[start : body.find('"', start)]
+
+
+def _logged_terms(body: str, payload_at: int, binding_hash: str | None) -> Terms:
+    """A ``policy.evaluated`` entry's rule, quorum and expiry (its payload, parsed: one small
+    object per gate), with the binding hash its ``gate.requested`` entry logged."""
+    try:
+        payload = orjson.loads(body[payload_at : body.rindex(',"seq":')])
+        quorum = payload.get("required_approvals")
+        expires = payload.get("expires_at")
+        rule = payload.get("rule")
+        groups = payload.get("approver_groups")
+        return Terms(
+            binding_hash,
+            rule if isinstance(rule, str) else None,
+            quorum if isinstance(quorum, int) and not isinstance(quorum, bool) else None,
+            datetime.fromisoformat(expires).astimezone(UTC) if isinstance(expires, str) else None,
+            orjson.dumps(groups).decode() if isinstance(groups, list) else None,
+        )
+    except (ValueError, AttributeError, TypeError):
+        return Terms(binding_hash, None, None, None, None)
 
 
 def verify_chain(
@@ -579,6 +660,9 @@ def verify_chain(
     replayed: dict[str, str] = {}
     decided: dict[tuple[str, str], int] = {}
     logged_runs: dict[str, str | None] = {}  # each gate's run key, from its gate.requested entry
+    logged_bindings: dict[str, str | None] = {}  # and its binding hash
+    logged_terms: dict[str, Terms] = {}  # what its approval stands on, from policy.evaluated
+    evaluated = Event.POLICY_EVALUATED
     requested = Event.GATE_REQUESTED
     expected_seq = 1
     prev = GENESIS_HASH
@@ -663,6 +747,9 @@ def verify_chain(
         if gate_id is not None:
             if event == requested:
                 logged_runs[gate_id] = _logged_run_key(body)
+                logged_bindings[gate_id] = _logged_binding(body, payload_at)
+            elif event == evaluated:
+                logged_terms[gate_id] = _logged_terms(body, payload_at, logged_bindings.get(gate_id))
             after = status_after.get(event)
             if after is not None:
                 logged = replayed.get(gate_id)
@@ -734,7 +821,7 @@ def verify_chain(
         if wrong_node is not None:
             return VerifyReport(False, size, prev, checked, wrong_node[0], wrong_node[1])
     if state is not None:
-        wrong = check_state(replayed, decided, state(), logged_runs)
+        wrong = check_state(replayed, decided, state(), logged_runs, logged_terms)
         if wrong is not None:
             return VerifyReport(False, size, prev, checked, None, wrong[1], gate=wrong[0])
     return VerifyReport(True, size, prev, checked, signed_decisions=passkeys.signed_decisions, roots=root_at)

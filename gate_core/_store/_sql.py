@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import TextClause
 
-from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, chain
+from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, Terms, chain
 from gate_core._cosign import StoredCosignature
 from gate_core._errors import (
     GatehouseError,
@@ -156,6 +156,14 @@ def _unavailable(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> StoreUnavai
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     return StoreUnavailable(f"database unavailable: {first_line}")
+
+
+def _utc_text(value: Any) -> datetime | None:
+    """SQLite's stored timestamp (the naive UTC text ``gate_core.sql.UtcDateTime`` wrote), aware."""
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else None
+    except ValueError:
+        return None  # unreadable: the state check names the gate
 
 
 class SqlStore:
@@ -640,12 +648,25 @@ class SqlStore:
             dbapi: Any = conn.connection.dbapi_connection
             cursor = dbapi.cursor()
             try:
-                cursor.execute("SELECT id, status, run_key FROM gh_gates")
+                # each gate's approver groups, as the JSON text of that one key of its context
+                groups = (
+                    "(context::json -> 'approver_groups')::text"
+                    if self.engine.dialect.name == "postgresql"
+                    else "json_extract(context, '$.approver_groups')"
+                )
+                cursor.execute(
+                    "SELECT id, status, run_key, binding_hash, rule, required_approvals, expires_at, "  # noqa: S608
+                    f"{groups} FROM gh_gates"
+                )
                 statuses: dict[str, str] = {}
                 runs: dict[str, str | None] = {}
-                for gate_id, status, key in cursor.fetchall():
+                terms: dict[str, Terms] = {}
+                naive = self.engine.dialect.name == "sqlite"  # naive UTC text there; aware elsewhere
+                for gate_id, status, key, binding, rule, quorum, expires, groups in cursor.fetchall():
                     statuses[gate_id] = status
                     runs[gate_id] = key
+                    at = _utc_text(expires) if naive else expires
+                    terms[gate_id] = Terms(binding, rule, quorum, at, groups)
                 cursor.execute(
                     "SELECT gate_id, verdict, count(*) FROM gh_decisions GROUP BY gate_id, verdict"
                 )
@@ -654,7 +675,7 @@ class SqlStore:
                 raise _unavailable(exc) from exc
             finally:
                 cursor.close()
-        return StoredState(statuses, counted, runs=runs)
+        return StoredState(statuses, counted, runs=runs, terms=terms)
 
     def figures(self, expiring_before: datetime) -> StoreFigures:
         """One read-only snapshot: gates by status and rule (a GROUP BY over the status index),

@@ -334,3 +334,62 @@ def test_a_gate_whose_stored_request_names_another_run_stays_in_its_run(gatekeep
     ingest = OpenLineageIngest(LineageStore.for_gate_store(gatekeeper.store), gatekeeper, Catalog(), None)
     found = ingest.gates_of_runs([run])
     assert [g.id for g in found[("airflow", "nightly", "scheduled__1")]] == [gate.id]
+
+
+def test_a_lowered_quorum_is_detected(gatekeeper: Gatekeeper, report: Report) -> None:
+    """O lowers a two-approver gate's ``required_approvals`` to 1 in SQL; one approver's decision
+    then approves it — a two-person rule met by one person, and verify passed. The log recorded the
+    quorum the policy set (``policy.evaluated``): verify compares it with the stored one."""
+    gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    assert gate.required_approvals == 2
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(text("UPDATE gh_gates SET required_approvals = 1 WHERE id = :g"), {"g": gate.id})
+    approved = gatekeeper.approve(gate.id, actor=actor("bob"))
+    assert approved.status.value == "APPROVED"  # what the edit achieves: one person met a two-person rule
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok, "a gate approved below its logged quorum passed verify"
+    assert verdict.gate == gate.id
+    assert "required_approvals" in verdict.problem, verdict.problem
+    report(
+        f"Tamper O ({gatekeeper.store.engine.dialect.name}): gate's quorum lowered in SQL, then one approval",
+        "detected (names the gate and the term)",
+        "",
+        "detected",
+    )
+
+
+@pytest.mark.parametrize(
+    ("term", "sql"),
+    [
+        # another payload may then consume the approval (consume compares the stored hash)
+        ("binding_hash", "UPDATE gh_gates SET binding_hash = :other WHERE id = :g"),
+        ("expires_at", "UPDATE gh_gates SET expires_at = expires_at + interval '30 days' WHERE id = :g"),
+        ("rule", "UPDATE gh_gates SET rule = 'dev-export' WHERE id = :g"),
+        # alice's own team may then approve her redeploy (the requester herself stays excluded)
+        (
+            "approver_groups",
+            "UPDATE gh_gates SET context = replace(context, '\"approver_groups\":[', "
+            "'\"approver_groups\":[\"data-engineering\",') WHERE id = :g",
+        ),
+    ],
+)
+def test_a_gates_terms_edited_in_sql_are_detected(gatekeeper: Gatekeeper, term: str, sql: str) -> None:
+    """The rest of what an approval stands on, fixed when the gate opened and recorded in the log:
+    O binding another payload to it, pushing its expiry out, or renaming its rule."""
+    request = prod_redeploy()
+    gate = gatekeeper.open(request, submitted_by=actor("alice"))
+    assert gatekeeper.audit.verify().ok
+    other = request.model_copy(update={"target": "models/everything"}).binding_hash()
+    if gatekeeper.store.engine.dialect.name == "sqlite":
+        sql = sql.replace("expires_at + interval '30 days'", "datetime(expires_at, '+30 days')")
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(text(sql), {"g": gate.id, "other": other})
+    if term == "binding_hash":  # what the edit achieves: the approval now covers the other payload
+        gatekeeper.approve(gate.id, actor=actor("bob"))
+        gatekeeper.approve(gate.id, actor=actor("dave"))
+        consumed = gatekeeper.consume(gate.id, actor=actor("alice"), binding_hash=other)
+        assert consumed.status.value == "CONSUMED"
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok, f"an edited {term} passed verify"
+    assert verdict.gate == gate.id
+    assert term in verdict.problem, verdict.problem
