@@ -532,8 +532,8 @@ def main() -> None:
             ]
             rate, floor_cpu = floor(gatekeeper, url, count, args.batch)
             figures += [
-                info("floor: PostgreSQL alone storing the same rows", rate, "events/s"),
-                info("floor: PostgreSQL CPU per event", floor_cpu, "µs"),
+                info("anchor (the floor): PostgreSQL alone storing the same rows", rate, "events/s"),
+                info("anchor (the floor): its PostgreSQL CPU per event", floor_cpu, "µs"),
             ]
             samples = singles(bases[0], token, single_count)
             figures.append(info("single event p50", percentile(samples, 50), "ms"))
