@@ -454,17 +454,19 @@ class StoredState:
 
 class Terms(NamedTuple):
     """What a gate's approval stands on, fixed when it opened: the payload it binds (binding
-    hash), the rule, how many distinct approvals it needs, from which groups, and when it
-    expires. The store reads them on every decision and consumption, and the log recorded them
-    (``gate.requested``, ``policy.evaluated``): a store that disagrees was edited (a quorum
-    lowered, an expiry pushed out, another payload bound to the approval). None: not in the log
-    (nothing to compare). A tuple: ~150,000 gates compare at C speed when they agree."""
+    hash), the rule, how many distinct approvals it needs, from which groups, whether a decision
+    must be signed (a passkey), and when it expires. The store reads them on every decision and
+    consumption, and the log recorded them (``gate.requested``, ``policy.evaluated``): a store
+    that disagrees was edited (a quorum lowered, an expiry pushed out, another payload bound to
+    the approval). None: not in the log (nothing to compare). A tuple: ~150,000 gates compare at
+    C speed when they agree."""
 
     binding_hash: str | None
     rule: str | None
     required_approvals: int | None
     expires_at: datetime | None
     approver_groups: str | None  # JSON text of the list
+    signature: str | None  # the signature rule a decision must satisfy ("" for none)
 
     def differs(self, logged: Terms) -> str | None:
         """The first term this (stored) one has otherwise than ``logged``, named."""
@@ -610,15 +612,17 @@ def _logged_terms(body: str, payload_at: int, binding_hash: str | None) -> Terms
         expires = payload.get("expires_at")
         rule = payload.get("rule")
         groups = payload.get("approver_groups")
+        signature = payload.get("signature")
         return Terms(
             binding_hash,
             rule if isinstance(rule, str) else None,
             quorum if isinstance(quorum, int) and not isinstance(quorum, bool) else None,
             datetime.fromisoformat(expires).astimezone(UTC) if isinstance(expires, str) else None,
             orjson.dumps(groups).decode() if isinstance(groups, list) else None,
+            signature if isinstance(signature, str) else None,  # logged only when the rule has one
         )
-    except (ValueError, AttributeError, TypeError):
-        return Terms(binding_hash, None, None, None, None)
+    except (ValueError, AttributeError, TypeError, OverflowError):
+        return Terms(binding_hash, None, None, None, None, None)
 
 
 def verify_chain(

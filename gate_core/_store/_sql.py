@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy import (
     Connection,
@@ -158,12 +159,51 @@ def _unavailable(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> StoreUnavai
     return StoreUnavailable(f"database unavailable: {first_line}")
 
 
-def _utc_text(value: Any) -> datetime | None:
-    """SQLite's stored timestamp (the naive UTC text ``gate_core.sql.UtcDateTime`` wrote), aware."""
+# verify's state check reads each gate's terms (gate_core._audit.Terms). PostgreSQL extracts the
+# two it needs from the context JSON itself, ~150,000 times faster than Python could parse them
+# (JSON processing there takes a duplicated key's last value, as json.loads does). A context or
+# an expiry the database cannot read (NaN in the JSON, 'infinity') fails that statement: then,
+# and always on SQLite (whose json_extract takes a duplicated key's first value), the raw columns
+# are read and decoded here as the gate store decodes them (json.loads, UtcDateTime).
+_PG_TERMS = (
+    "SELECT id, status, run_key, binding_hash, rule, required_approvals, expires_at, "
+    "(c -> 'approver_groups')::text, c ->> 'signature' "
+    "FROM (SELECT *, context::json AS c FROM gh_gates) AS g"
+)
+_RAW_TERMS = (
+    "SELECT id, status, run_key, binding_hash, rule, required_approvals, CAST(expires_at AS TEXT), "
+    "context FROM gh_gates"
+)
+
+
+def _stored_time(value: Any) -> datetime | None:
+    """A stored expiry as the gate store reads it (``UtcDateTime``: naive means UTC, an offset is
+    converted), or None when it cannot be read (the state check then names the gate)."""
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else None
-    except ValueError:
-        return None  # unreadable: the state check names the gate
+        at = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if not isinstance(at, datetime):
+            return None
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _decoded_terms(binding: str, rule: str, quorum: int, expires: Any, context: Any) -> Terms:
+    """A gate's terms from its raw columns, decoded as ``_gate_from_row`` decodes them."""
+    try:
+        found = orjson.loads(context)
+    except orjson.JSONDecodeError:
+        try:  # what only the standard library reads (NaN, lone surrogates): the store uses it
+            found = json.loads(context)
+        except (TypeError, ValueError):
+            found = None
+    found = found if isinstance(found, dict) else {}
+    groups = found.get("approver_groups")
+    try:
+        groups_text = orjson.dumps(groups).decode() if isinstance(groups, list) else None
+    except orjson.JSONEncodeError:
+        groups_text = None
+    return Terms(binding, rule, quorum, _stored_time(expires), groups_text, str(found.get("signature", "")))
 
 
 class SqlStore:
@@ -648,25 +688,13 @@ class SqlStore:
             dbapi: Any = conn.connection.dbapi_connection
             cursor = dbapi.cursor()
             try:
-                # each gate's approver groups, as the JSON text of that one key of its context
-                groups = (
-                    "(context::json -> 'approver_groups')::text"
-                    if self.engine.dialect.name == "postgresql"
-                    else "json_extract(context, '$.approver_groups')"
-                )
-                cursor.execute(
-                    "SELECT id, status, run_key, binding_hash, rule, required_approvals, expires_at, "  # noqa: S608
-                    f"{groups} FROM gh_gates"
-                )
                 statuses: dict[str, str] = {}
                 runs: dict[str, str | None] = {}
                 terms: dict[str, Terms] = {}
-                naive = self.engine.dialect.name == "sqlite"  # naive UTC text there; aware elsewhere
-                for gate_id, status, key, binding, rule, quorum, expires, groups in cursor.fetchall():
+                for gate_id, status, key, gate_terms in self._gate_terms(dbapi, cursor):
                     statuses[gate_id] = status
                     runs[gate_id] = key
-                    at = _utc_text(expires) if naive else expires
-                    terms[gate_id] = Terms(binding, rule, quorum, at, groups)
+                    terms[gate_id] = gate_terms
                 cursor.execute(
                     "SELECT gate_id, verdict, count(*) FROM gh_decisions GROUP BY gate_id, verdict"
                 )
@@ -676,6 +704,23 @@ class SqlStore:
             finally:
                 cursor.close()
         return StoredState(statuses, counted, runs=runs, terms=terms)
+
+    def _gate_terms(self, dbapi: Any, cursor: Any) -> Iterator[tuple[str, str, str | None, Terms]]:
+        """(id, status, run key, terms) of every gate, for ``stored_state``."""
+        if self.engine.dialect.name == "postgresql":
+            try:
+                cursor.execute(_PG_TERMS)
+                rows = cursor.fetchall()
+            except psycopg.DataError:
+                dbapi.rollback()  # a value the database cannot read: decode the raw columns here
+            else:
+                for gate_id, status, key, binding, rule, quorum, expires, groups, signature in rows:
+                    at = _stored_time(expires)
+                    yield gate_id, status, key, Terms(binding, rule, quorum, at, groups, signature or "")
+                return
+        cursor.execute(_RAW_TERMS)
+        for gate_id, status, key, binding, rule, quorum, expires, context in cursor.fetchall():
+            yield gate_id, status, key, _decoded_terms(binding, rule, quorum, expires, context)
 
     def figures(self, expiring_before: datetime) -> StoreFigures:
         """One read-only snapshot: gates by status and rule (a GROUP BY over the status index),

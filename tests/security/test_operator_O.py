@@ -15,15 +15,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from gate_core import GateFilter, Gatekeeper, RunContext, SqlStore
-from gate_core._errors import AuditError
-from gate_core.testing import actor, example_directory, example_policy
+from gate_core import CheckpointSigner, GateFilter, Gatekeeper, RunContext, SqlStore
+from gate_core._errors import AuditError, GatehouseError
+from gate_core.testing import ManualClock, actor, example_directory, example_policy
 from tests.conftest import Report
 from tests.gate_core.conftest import prod_redeploy
 from tests.gate_core.test_audit import fill
@@ -369,7 +370,7 @@ def test_a_lowered_quorum_is_detected(gatekeeper: Gatekeeper, report: Report) ->
         (
             "approver_groups",
             "UPDATE gh_gates SET context = replace(context, '\"approver_groups\":[', "
-            "'\"approver_groups\":[\"data-engineering\",') WHERE id = :g",
+            '\'"approver_groups":["data-engineering",\') WHERE id = :g',
         ),
     ],
 )
@@ -393,3 +394,97 @@ def test_a_gates_terms_edited_in_sql_are_detected(gatekeeper: Gatekeeper, term: 
     assert not verdict.ok, f"an edited {term} passed verify"
     assert verdict.gate == gate.id
     assert term in verdict.problem, verdict.problem
+
+
+def test_a_signature_requirement_dropped_in_sql_is_detected(
+    store: SqlStore, clock: ManualClock, signer: CheckpointSigner
+) -> None:
+    """A rule with ``signature: passkey`` makes every decision on its gates carry the decider's
+    passkey signature; the store reads that requirement from the gate's context. O blanking it
+    lets a decision through unsigned; the log recorded the requirement (``policy.evaluated``)."""
+    from gate_core._policy import parse_policy
+    from gate_core.testing import _example_text
+
+    marker = "    break_glass_groups: [sre-oncall]\n"
+    text_of_policy = _example_text("policy.yaml").replace(marker, marker + "    signature: passkey\n")
+    policy = parse_policy(text_of_policy)
+    directory = example_directory()
+    gatekeeper = Gatekeeper(store, directory, policy, clock=clock, signer=signer, checkpoint_every=4)
+    gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    assert gate.signature == "passkey"
+    with pytest.raises(GatehouseError):
+        gatekeeper.approve(gate.id, actor=actor("bob"))  # no passkey assertion: refused
+    dropped = 'replace(context, \'"signature":"passkey"\', \'"signature":""\')'
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(text(f"UPDATE gh_gates SET context = {dropped} WHERE id = :g"), {"g": gate.id})
+    verdict = gatekeeper.audit.verify()  # before any decision: only the stored term can tell
+    assert not verdict.ok
+    assert verdict.gate == gate.id
+    assert "signature" in verdict.problem, verdict.problem
+    approved = gatekeeper.approve(gate.id, actor=actor("bob"))  # what the edit achieves: unsigned
+    assert approved.decisions[-1].principal_id == "bob"
+    assert not gatekeeper.audit.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("term", "sql"),
+    [
+        # the gate store reads a stored offset (UtcDateTime converts it); a reading that dropped
+        # it (SQLite keeps the text as written) saw the logged expiry while the gate stayed open
+        # 16 hours longer
+        ("expires_at", "UPDATE gh_gates SET expires_at = :later WHERE id = :g"),
+        # a duplicated key: the gate store's json.loads takes the last value, SQLite's
+        # json_extract the first
+        (
+            "approver_groups",
+            "UPDATE gh_gates SET context = substr(context, 1, length(context) - 1) "
+            '|| \',"approver_groups":["data-engineering"]}\' WHERE id = :g',
+        ),
+    ],
+)
+def test_terms_edited_where_a_database_reading_would_differ_from_the_stores_are_detected(
+    gatekeeper: Gatekeeper, term: str, sql: str
+) -> None:
+    gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    logged = gate.expires_at.astimezone(UTC).replace(tzinfo=None)
+    later = logged.isoformat(sep=" ") + "-15:59"  # the logged expiry's digits, 16 hours later
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(text(sql), {"g": gate.id, "later": later})
+    stored = gatekeeper.get(gate.id)  # what the edit achieves, as the gate store reads it
+    if term == "expires_at":
+        assert stored.expires_at > gate.expires_at + timedelta(hours=15)
+    else:
+        assert "data-engineering" in stored.approver_groups
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok, f"an edited {term} passed verify"
+    assert verdict.gate == gate.id
+    assert term in verdict.problem, verdict.problem
+
+
+def test_values_the_database_cannot_read_make_verify_name_the_gate_not_fail(gatekeeper: Gatekeeper) -> None:
+    """O stores what PostgreSQL's JSON cannot parse (NaN, which the gate store's json.loads reads)
+    beside widened approver groups, or an 'infinity' expiry: extracting the terms in the database
+    fails, and verify must still name the edited gate — not say "database unavailable" for all."""
+    gate = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    widened = ":nan || substr(replace(context, :groups, :wider), 2)"
+    edit = {
+        "g": gate.id,
+        "groups": '"approver_groups":[',
+        "wider": '"approver_groups":["data-engineering",',
+        "nan": '{"x":NaN,',
+    }
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(text(f"UPDATE gh_gates SET context = {widened} WHERE id = :g"), edit)
+    assert "data-engineering" in gatekeeper.get(gate.id).approver_groups  # the gate store reads it
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok and verdict.gate == gate.id, verdict.problem
+    assert "approver_groups" in verdict.problem, verdict.problem
+    if gatekeeper.store.engine.dialect.name != "postgresql":
+        return
+    later = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
+    with gatekeeper.store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM gh_gates WHERE id = :g"), {"g": gate.id})
+        conn.execute(text("UPDATE gh_gates SET expires_at = 'infinity' WHERE id = :g"), {"g": later.id})
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok and verdict.problem is not None
+    assert "database unavailable" not in verdict.problem, verdict.problem
