@@ -196,6 +196,8 @@ def build_scenarios(policy: Policy, directory: Directory, count: int = 32) -> li
                     "explanation": decision.explanation,
                     "required_approvals": decision.required_approvals,
                     "approver_groups": list(decision.approver_groups),
+                    "break_glass_groups": list(decision.break_glass_groups),
+                    "requirements": [r.model_dump(mode="json") for r in decision.requirements],
                 },
                 expiry=decision.expiry,
                 submitter=bot if request.run.orchestrator == "airflow" else alice,
@@ -486,7 +488,9 @@ class GateStates:
         rows = []
         for gate_id, status in self.status.items():
             evaluated = self.evaluated.get(gate_id, {})
-            context = canonical_json({"approver_groups": evaluated.get("approver_groups", [])})
+            context = canonical_json(
+                {k: evaluated.get(k, []) for k in ("approver_groups", "break_glass_groups", "requirements")}
+            )
             expires_at = evaluated.get("expires_at")
             rows.append(
                 (

@@ -454,8 +454,9 @@ class StoredState:
 
 class Terms(NamedTuple):
     """What a gate's approval stands on, fixed when it opened: the payload it binds (binding
-    hash), the rule, how many distinct approvals it needs, from which groups, whether a decision
-    must be signed (a passkey), and when it expires. The store reads them on every decision and
+    hash), the rule, how many distinct approvals it needs, from which groups (and a multi-group
+    rule's requirements), who may break the glass, whether a decision must be signed (a
+    passkey), and when it expires. The store reads them on every decision and
     consumption, and the log recorded them (``gate.requested``, ``policy.evaluated``): a store
     that disagrees was edited (a quorum lowered, an expiry pushed out, another payload bound to
     the approval). None: not in the log (nothing to compare). A tuple: ~150,000 gates compare at
@@ -467,6 +468,8 @@ class Terms(NamedTuple):
     expires_at: datetime | None
     approver_groups: str | None  # JSON text of the list
     signature: str | None  # the signature rule a decision must satisfy ("" for none)
+    break_glass_groups: str | None  # JSON text of the list
+    requirements: str | None  # JSON text of the list: a multi-group rule's groups and counts
 
     def differs(self, logged: Terms) -> str | None:
         """The first term this (stored) one has otherwise than ``logged``, named."""
@@ -475,10 +478,13 @@ class Terms(NamedTuple):
         for name, mine, theirs in zip(self._fields, self, logged, strict=True):
             if theirs is None or mine == theirs:
                 continue
-            if name == "approver_groups" and _same_json(mine, theirs):
-                continue  # the same list, written another way (SQLite's json_extract re-renders it)
+            if name in _JSON_TERMS and _same_json(mine, theirs):
+                continue  # the same list, written another way
             return name
         return None
+
+
+_JSON_TERMS = frozenset({"approver_groups", "break_glass_groups", "requirements"})
 
 
 def _same_json(one: object, other: object) -> bool:
@@ -611,18 +617,24 @@ def _logged_terms(body: str, payload_at: int, binding_hash: str | None) -> Terms
         quorum = payload.get("required_approvals")
         expires = payload.get("expires_at")
         rule = payload.get("rule")
-        groups = payload.get("approver_groups")
         signature = payload.get("signature")
         return Terms(
             binding_hash,
             rule if isinstance(rule, str) else None,
             quorum if isinstance(quorum, int) and not isinstance(quorum, bool) else None,
             datetime.fromisoformat(expires).astimezone(UTC) if isinstance(expires, str) else None,
-            orjson.dumps(groups).decode() if isinstance(groups, list) else None,
+            _json_list(payload.get("approver_groups")),
             signature if isinstance(signature, str) else None,  # logged only when the rule has one
+            _json_list(payload.get("break_glass_groups")),  # logged since these were compared
+            _json_list(payload.get("requirements")),
         )
     except (ValueError, AttributeError, TypeError, OverflowError):
-        return Terms(binding_hash, None, None, None, None, None)
+        return Terms(binding_hash, None, None, None, None, None, None, None)
+
+
+def _json_list(value: object) -> str | None:
+    """A logged list as JSON text (compared with the stored one's), or None if not a list."""
+    return orjson.dumps(value).decode() if isinstance(value, list) else None
 
 
 def verify_chain(

@@ -303,6 +303,9 @@ class Gatekeeper:
                     "explanation": decision.explanation,
                     "required_approvals": decision.required_approvals,
                     "approver_groups": list(decision.approver_groups),
+                    # what else an approval stands on: audit verify compares the stored gate with it
+                    "break_glass_groups": list(decision.break_glass_groups),
+                    "requirements": [r.model_dump(mode="json") for r in decision.requirements],
                     "expires_at": gate.expires_at.isoformat(),
                     # a signed rule names the binding hash every signature must cover (offline verify)
                     **(

@@ -167,7 +167,8 @@ def _unavailable(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> StoreUnavai
 # are read and decoded here as the gate store decodes them (json.loads, UtcDateTime).
 _PG_TERMS = (
     "SELECT id, status, run_key, binding_hash, rule, required_approvals, expires_at, "
-    "(c -> 'approver_groups')::text, c ->> 'signature' "
+    "(c -> 'approver_groups')::text, c ->> 'signature', (c -> 'break_glass_groups')::text, "
+    "(c -> 'requirements')::text "
     "FROM (SELECT *, context::json AS c FROM gh_gates) AS g"
 )
 _RAW_TERMS = (
@@ -198,12 +199,23 @@ def _decoded_terms(binding: str, rule: str, quorum: int, expires: Any, context: 
         except (TypeError, ValueError):
             found = None
     found = found if isinstance(found, dict) else {}
-    groups = found.get("approver_groups")
+    return Terms(
+        binding,
+        rule,
+        quorum,
+        _stored_time(expires),
+        _json_text(found.get("approver_groups")),
+        str(found.get("signature", "")),
+        _json_text(found.get("break_glass_groups")),
+        _json_text(found.get("requirements", [])),  # gates opened before requirements have none
+    )
+
+
+def _json_text(value: Any) -> str | None:
     try:
-        groups_text = orjson.dumps(groups).decode() if isinstance(groups, list) else None
+        return orjson.dumps(value).decode() if isinstance(value, list) else None
     except orjson.JSONEncodeError:
-        groups_text = None
-    return Terms(binding, rule, quorum, _stored_time(expires), groups_text, str(found.get("signature", "")))
+        return None
 
 
 class SqlStore:
@@ -714,9 +726,11 @@ class SqlStore:
             except psycopg.DataError:
                 dbapi.rollback()  # a value the database cannot read: decode the raw columns here
             else:
-                for gate_id, status, key, binding, rule, quorum, expires, groups, signature in rows:
+                for gate_id, status, key, binding, rule, quorum, expires, *context in rows:
+                    groups, signature, glass, requirements = context
                     at = _stored_time(expires)
-                    yield gate_id, status, key, Terms(binding, rule, quorum, at, groups, signature or "")
+                    stored = Terms(binding, rule, quorum, at, groups, signature or "", glass, requirements)
+                    yield gate_id, status, key, stored
                 return
         cursor.execute(_RAW_TERMS)
         for gate_id, status, key, binding, rule, quorum, expires, context in cursor.fetchall():

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from gate_core import CheckpointSigner, GateFilter, Gatekeeper, RunContext, SqlStore
+from gate_core import CheckpointSigner, GateFilter, Gatekeeper, GateRequest, RunContext, SqlStore
 from gate_core._errors import AuditError, GatehouseError
 from gate_core.testing import ManualClock, actor, example_directory, example_policy
 from tests.conftest import Report
@@ -488,3 +488,40 @@ def test_values_the_database_cannot_read_make_verify_name_the_gate_not_fail(gate
     verdict = gatekeeper.audit.verify()
     assert not verdict.ok and verdict.problem is not None
     assert "database unavailable" not in verdict.problem, verdict.problem
+
+
+@pytest.mark.parametrize(
+    ("request_of", "term", "old", "new"),
+    [
+        # bob (data-governance) made a break-glass approver: his one decision approves outright
+        (
+            prod_redeploy,
+            "break_glass_groups",
+            '"break_glass_groups":["sre-oncall"]',
+            '"break_glass_groups":["data-governance"]',
+        ),
+        # a data-governance AND ml-leads rule cut to data-governance alone
+        (
+            lambda: prod_redeploy(action="model_publish", environment="dev"),
+            "requirements",
+            ',{"count":1,"groups":["ml-leads"]}]',
+            "]",
+        ),
+    ],
+)
+def test_a_one_person_approval_made_possible_in_sql_is_detected(
+    gatekeeper: Gatekeeper, request_of: Callable[[], GateRequest], term: str, old: str, new: str
+) -> None:
+    """The other ways to let one person approve a gate that needs more: widening who may break
+    the glass, or cutting a multi-group rule's requirements (which decide such a gate, whatever
+    ``required_approvals`` says). ``policy.evaluated`` now records both."""
+    gate = gatekeeper.open(request_of(), submitted_by=actor("alice"))
+    with gatekeeper.store.engine.begin() as conn:
+        edit = "UPDATE gh_gates SET context = replace(context, :old, :new) WHERE id = :g"
+        assert conn.execute(text(edit), {"g": gate.id, "old": old, "new": new}).rowcount == 1
+    approved = gatekeeper.approve(gate.id, actor=actor("bob"))
+    assert approved.status.value == "APPROVED"  # what the edit achieves: one person approved it
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok, f"an edited {term} passed verify"
+    assert verdict.gate == gate.id
+    assert term in verdict.problem, verdict.problem
