@@ -198,6 +198,7 @@ def build_scenarios(policy: Policy, directory: Directory, count: int = 32) -> li
                     "approver_groups": list(decision.approver_groups),
                     "break_glass_groups": list(decision.break_glass_groups),
                     "requirements": [r.model_dump(mode="json") for r in decision.requirements],
+                    "identified_by": list(decision.identified_by),
                 },
                 expiry=decision.expiry,
                 submitter=bot if request.run.orchestrator == "airflow" else alice,
@@ -452,6 +453,9 @@ class BuildStats:
     load_seconds: dict[str, float] = field(default_factory=dict)
 
 
+LISTED_TERMS = ("approver_groups", "break_glass_groups", "requirements", "identified_by")  # in context
+
+
 class GateStates:
     """The gh_gates and gh_decisions rows a Gatekeeper would have left beside these entries, so
     that verify's state check has a database that agrees with the log to check."""
@@ -488,9 +492,7 @@ class GateStates:
         rows = []
         for gate_id, status in self.status.items():
             evaluated = self.evaluated.get(gate_id, {})
-            context = canonical_json(
-                {k: evaluated.get(k, []) for k in ("approver_groups", "break_glass_groups", "requirements")}
-            )
+            context = canonical_json({k: evaluated.get(k, []) for k in LISTED_TERMS})
             expires_at = evaluated.get("expires_at")
             rows.append(
                 (

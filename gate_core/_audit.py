@@ -455,8 +455,8 @@ class StoredState:
 class Terms(NamedTuple):
     """What a gate's approval stands on, fixed when it opened: the payload it binds (binding
     hash), the rule, how many distinct approvals it needs, from which groups (and a multi-group
-    rule's requirements), who may break the glass, whether a decision must be signed (a
-    passkey), and when it expires. The store reads them on every decision and
+    rule's requirements), who may break the glass, how a decider must have signed in, whether a
+    decision must be signed (a passkey), and when it expires. The store reads them on every decision and
     consumption, and the log recorded them (``gate.requested``, ``policy.evaluated``): a store
     that disagrees was edited (a quorum lowered, an expiry pushed out, another payload bound to
     the approval). None: not in the log (nothing to compare). A tuple: ~150,000 gates compare at
@@ -470,6 +470,7 @@ class Terms(NamedTuple):
     signature: str | None  # the signature rule a decision must satisfy ("" for none)
     break_glass_groups: str | None  # JSON text of the list
     requirements: str | None  # JSON text of the list: a multi-group rule's groups and counts
+    identified_by: str | None  # JSON text of the list: how a decider must have signed in
 
     def differs(self, logged: Terms) -> str | None:
         """The first term this (stored) one has otherwise than ``logged``, named."""
@@ -484,7 +485,7 @@ class Terms(NamedTuple):
         return None
 
 
-_JSON_TERMS = frozenset({"approver_groups", "break_glass_groups", "requirements"})
+_JSON_TERMS = frozenset({"approver_groups", "break_glass_groups", "requirements", "identified_by"})
 
 
 def _same_json(one: object, other: object) -> bool:
@@ -627,9 +628,10 @@ def _logged_terms(body: str, payload_at: int, binding_hash: str | None) -> Terms
             signature if isinstance(signature, str) else None,  # logged only when the rule has one
             _json_list(payload.get("break_glass_groups")),  # logged since these were compared
             _json_list(payload.get("requirements")),
+            _json_list(payload.get("identified_by")),
         )
     except (ValueError, AttributeError, TypeError, OverflowError):
-        return Terms(binding_hash, None, None, None, None, None, None, None)
+        return Terms(binding_hash, None, None, None, None, None, None, None, None)
 
 
 def _json_list(value: object) -> str | None:

@@ -306,6 +306,7 @@ class Gatekeeper:
                     # what else an approval stands on: audit verify compares the stored gate with it
                     "break_glass_groups": list(decision.break_glass_groups),
                     "requirements": [r.model_dump(mode="json") for r in decision.requirements],
+                    "identified_by": list(decision.identified_by),
                     "expires_at": gate.expires_at.isoformat(),
                     # a signed rule names the binding hash every signature must cover (offline verify)
                     **(

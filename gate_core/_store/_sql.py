@@ -168,7 +168,7 @@ def _unavailable(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> StoreUnavai
 _PG_TERMS = (
     "SELECT id, status, run_key, binding_hash, rule, required_approvals, expires_at, "
     "(c -> 'approver_groups')::text, c ->> 'signature', (c -> 'break_glass_groups')::text, "
-    "(c -> 'requirements')::text "
+    "(c -> 'requirements')::text, (c -> 'identified_by')::text "
     "FROM (SELECT *, context::json AS c FROM gh_gates) AS g"
 )
 _RAW_TERMS = (
@@ -208,6 +208,7 @@ def _decoded_terms(binding: str, rule: str, quorum: int, expires: Any, context: 
         str(found.get("signature", "")),
         _json_text(found.get("break_glass_groups")),
         _json_text(found.get("requirements", [])),  # gates opened before requirements have none
+        _json_text(found.get("identified_by", [])),
     )
 
 
@@ -727,9 +728,11 @@ class SqlStore:
                 dbapi.rollback()  # a value the database cannot read: decode the raw columns here
             else:
                 for gate_id, status, key, binding, rule, quorum, expires, *context in rows:
-                    groups, signature, glass, requirements = context
+                    groups, signature, glass, requirements, identified_by = context
                     at = _stored_time(expires)
-                    stored = Terms(binding, rule, quorum, at, groups, signature or "", glass, requirements)
+                    stored = Terms(
+                        binding, rule, quorum, at, groups, signature or "", glass, requirements, identified_by
+                    )
                     yield gate_id, status, key, stored
                 return
         cursor.execute(_RAW_TERMS)

@@ -507,14 +507,22 @@ def test_values_the_database_cannot_read_make_verify_name_the_gate_not_fail(gate
             ',{"count":1,"groups":["ml-leads"]}]',
             "]",
         ),
+        # a rule that takes only a decider the IdP signed in (oidc) opened to a local account
+        (
+            lambda: prod_redeploy(action="billing_change", target="billing/plans"),
+            "identified_by",
+            '"identified_by":["oidc"]',
+            '"identified_by":[]',
+        ),
     ],
 )
 def test_a_one_person_approval_made_possible_in_sql_is_detected(
     gatekeeper: Gatekeeper, request_of: Callable[[], GateRequest], term: str, old: str, new: str
 ) -> None:
-    """The other ways to let one person approve a gate that needs more: widening who may break
-    the glass, or cutting a multi-group rule's requirements (which decide such a gate, whatever
-    ``required_approvals`` says). ``policy.evaluated`` now records both."""
+    """The other ways to let one person approve a gate they may not approve alone: widening who
+    may break the glass, cutting a multi-group rule's requirements (which decide such a gate,
+    whatever ``required_approvals`` says), or dropping how a decider must have signed in (bob
+    here signs in with a local account). ``policy.evaluated`` now records all three."""
     gate = gatekeeper.open(request_of(), submitted_by=actor("alice"))
     with gatekeeper.store.engine.begin() as conn:
         edit = "UPDATE gh_gates SET context = replace(context, :old, :new) WHERE id = :g"
