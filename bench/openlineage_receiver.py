@@ -214,6 +214,16 @@ def serve(home: Path, database_url: str, log: Path) -> tuple[subprocess.Popen[by
     raise SystemExit(f"gatehouse serve did not start:\n{log.read_text()[-3000:]}")
 
 
+def _timed(threads: list[threading.Thread]) -> float:
+    """Seconds from starting ``threads`` to the last one's end."""
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def batches(bases: list[str], token: str, payload: list[dict[str, Any]], size: int, clients: int) -> float:
     """Post ``payload`` in batches of ``size`` from ``clients`` threads, thread i to server i mod N."""
     bodies = [json.dumps(payload[i : i + size]).encode() for i in range(0, len(payload), size)]
@@ -237,12 +247,7 @@ def batches(bases: list[str], token: str, payload: list[dict[str, Any]], size: i
         threading.Thread(target=work, args=(bases[i % len(bases)], bodies[i::clients]))
         for i in range(clients)
     ]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = _timed(threads)
     if failures:
         raise SystemExit(f"{len(failures)} batch(es) refused, first: {failures[0]}")
     accesses = sum(len(e["inputs"]) + len(e["outputs"]) for e in payload)  # every one is new
@@ -266,26 +271,31 @@ def singles(base: str, token: str, count: int) -> list[float]:
     return samples
 
 
-def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
-    """ms per event the receiver spends on the scope check (gate lookup per run + check per access)."""
-    from gate_core import Actor, AuthMethod, SqlStore
+def _in_process(gatekeeper: Any, payload: list[dict[str, Any]]) -> tuple[Any, list[Any], dict[str, Any]]:
+    """The receiver's ingest over the benchmark's database, ``payload`` reduced as the receiver
+    reduces it, and the runId claims the receiver works out for it (etl-bot's; not stored)."""
+    from gate_core import SqlStore
     from lineage._catalog import Catalog
     from lineage._ol_claims import airflow_run
     from lineage._ol_events import reduce, validate
-    from lineage._ol_ingest import OpenLineageIngest, _BatchMemo, _claimed
-    from lineage._scope import RunScope, check
+    from lineage._ol_ingest import OpenLineageIngest
     from lineage._store import LineageStore
 
     assert isinstance(gatekeeper.store, SqlStore)
-    ingest = OpenLineageIngest(
-        LineageStore.for_gate_store(gatekeeper.store, migrate=False),
-        gatekeeper,
-        Catalog.from_settings(),
-        None,
-    )
+    store = LineageStore.for_gate_store(gatekeeper.store, migrate=False)
+    ingest = OpenLineageIngest(store, gatekeeper, Catalog.from_settings(), None)
     seen = [reduce(e, validate(e)[1]) for e in payload]
+    return ingest, seen, ingest._runs(seen, "etl-bot", {id(s): airflow_run(s) for s in seen})
+
+
+def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
+    """ms per event the receiver spends on the scope check (gate lookup per run + check per access)."""
+    from gate_core import Actor, AuthMethod
+    from lineage._ol_ingest import _BatchMemo, _claimed
+    from lineage._scope import RunScope, check
+
+    ingest, seen, claims = _in_process(gatekeeper, payload)
     sender = Actor(principal_id="etl-bot", via=AuthMethod.API_TOKEN)
-    claims = ingest._runs(seen, sender.principal_id, {id(s): airflow_run(s) for s in seen})
     # the run each event is recorded and checked in (one claim each here: no decoys)
     runs = {i: cs[0].run for i, cs in claims.items()}
     # Each timed loop starts with the collector's work done: a full collection walks this
@@ -321,23 +331,10 @@ def scope_cost(gatekeeper: Any, payload: list[dict[str, Any]]) -> float:
 def _floor_rows(gatekeeper: Any, payload: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[Any]]:
     """The access, tag and claim rows the receiver stores for ``payload``, as the receiver builds
     them (``_runs``, ``_access``, ``lineage._codec``), not stored."""
-    from gate_core import SqlStore
-    from lineage._catalog import Catalog
     from lineage._codec import rows_of_events, tag_values
-    from lineage._ol_claims import airflow_run
-    from lineage._ol_events import reduce, validate
-    from lineage._ol_ingest import OpenLineageIngest, _BatchMemo, _claimed
-    from lineage._store import LineageStore
+    from lineage._ol_ingest import _BatchMemo, _claimed
 
-    assert isinstance(gatekeeper.store, SqlStore)
-    ingest = OpenLineageIngest(
-        LineageStore.for_gate_store(gatekeeper.store, migrate=False),
-        gatekeeper,
-        Catalog.from_settings(),
-        None,
-    )
-    seen = [reduce(e, validate(e)[1]) for e in payload]
-    claims = ingest._runs(seen, "etl-bot", {id(s): airflow_run(s) for s in seen})
+    ingest, seen, claims = _in_process(gatekeeper, payload)
     runs = {i: cs[0].run for i, cs in claims.items()}
     memo = _BatchMemo()
     accesses = [
@@ -402,12 +399,7 @@ def floor(gatekeeper: Any, database_url: str, count: int, size: int) -> tuple[fl
     try:
         threads = [threading.Thread(target=store, args=(c, work[i::2])) for i, c in enumerate(connections)]
         cpu = sum(_cpu_seconds(pid) for pid in pids)
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
+        elapsed = _timed(threads)
         cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu
     finally:
         for c in connections:

@@ -287,6 +287,14 @@ def test_verify_without_a_trust_root_is_an_error(store: SqlStore, report: Report
     )
 
 
+def _names(gatekeeper: Gatekeeper, gate_id: str, term: str) -> None:
+    """Verify fails, naming the gate and, in its problem, what was edited."""
+    verdict = gatekeeper.audit.verify()
+    assert not verdict.ok, f"an edited {term} passed verify"
+    assert verdict.gate == gate_id
+    assert term in (verdict.problem or ""), verdict.problem
+
+
 def test_a_gate_moved_out_of_its_run_is_detected(gatekeeper: Gatekeeper, report: Report) -> None:
     """The OpenLineage receiver finds a run's gates by ``gh_gates.run_key``: O, setting a gate's
     key to NULL or to another run's, would take the gate's run out of the approval scope check
@@ -301,10 +309,7 @@ def test_a_gate_moved_out_of_its_run_is_detected(gatekeeper: Gatekeeper, report:
         with gatekeeper.store.engine.begin() as conn:
             conn.execute(text("UPDATE gh_gates SET run_key = :k WHERE id = :g"), {"k": key, "g": gate.id})
         assert gatekeeper.list(GateFilter(runs=(run.key() or "",))) == []  # what the edit achieves
-        verdict = gatekeeper.audit.verify()
-        assert not verdict.ok
-        assert verdict.gate == gate.id
-        assert "run" in verdict.problem, verdict.problem
+        _names(gatekeeper, gate.id, "run")
     report(
         f"Tamper O ({gatekeeper.store.engine.dialect.name}): gate's run key edited (hidden from its run)",
         "detected (names the gate)",
@@ -347,10 +352,7 @@ def test_a_lowered_quorum_is_detected(gatekeeper: Gatekeeper, report: Report) ->
         conn.execute(text("UPDATE gh_gates SET required_approvals = 1 WHERE id = :g"), {"g": gate.id})
     approved = gatekeeper.approve(gate.id, actor=actor("bob"))
     assert approved.status.value == "APPROVED"  # what the edit achieves: one person met a two-person rule
-    verdict = gatekeeper.audit.verify()
-    assert not verdict.ok, "a gate approved below its logged quorum passed verify"
-    assert verdict.gate == gate.id
-    assert "required_approvals" in verdict.problem, verdict.problem
+    _names(gatekeeper, gate.id, "required_approvals")
     report(
         f"Tamper O ({gatekeeper.store.engine.dialect.name}): gate's quorum lowered in SQL, then one approval",
         "detected (names the gate and the term)",
@@ -390,10 +392,7 @@ def test_a_gates_terms_edited_in_sql_are_detected(gatekeeper: Gatekeeper, term: 
         gatekeeper.approve(gate.id, actor=actor("dave"))
         consumed = gatekeeper.consume(gate.id, actor=actor("alice"), binding_hash=other)
         assert consumed.status.value == "CONSUMED"
-    verdict = gatekeeper.audit.verify()
-    assert not verdict.ok, f"an edited {term} passed verify"
-    assert verdict.gate == gate.id
-    assert term in verdict.problem, verdict.problem
+    _names(gatekeeper, gate.id, term)
 
 
 def test_a_signature_requirement_dropped_in_sql_is_detected(
@@ -417,10 +416,7 @@ def test_a_signature_requirement_dropped_in_sql_is_detected(
     dropped = 'replace(context, \'"signature":"passkey"\', \'"signature":""\')'
     with gatekeeper.store.engine.begin() as conn:
         conn.execute(text(f"UPDATE gh_gates SET context = {dropped} WHERE id = :g"), {"g": gate.id})
-    verdict = gatekeeper.audit.verify()  # before any decision: only the stored term can tell
-    assert not verdict.ok
-    assert verdict.gate == gate.id
-    assert "signature" in verdict.problem, verdict.problem
+    _names(gatekeeper, gate.id, "signature")  # before any decision: only the stored term can tell
     approved = gatekeeper.approve(gate.id, actor=actor("bob"))  # what the edit achieves: unsigned
     assert approved.decisions[-1].principal_id == "bob"
     assert not gatekeeper.audit.verify().ok
@@ -455,10 +451,7 @@ def test_terms_edited_where_a_database_reading_would_differ_from_the_stores_are_
         assert stored.expires_at > gate.expires_at + timedelta(hours=15)
     else:
         assert "data-engineering" in stored.approver_groups
-    verdict = gatekeeper.audit.verify()
-    assert not verdict.ok, f"an edited {term} passed verify"
-    assert verdict.gate == gate.id
-    assert term in verdict.problem, verdict.problem
+    _names(gatekeeper, gate.id, term)
 
 
 def test_values_the_database_cannot_read_make_verify_name_the_gate_not_fail(gatekeeper: Gatekeeper) -> None:
@@ -476,9 +469,7 @@ def test_values_the_database_cannot_read_make_verify_name_the_gate_not_fail(gate
     with gatekeeper.store.engine.begin() as conn:
         conn.execute(text(f"UPDATE gh_gates SET context = {widened} WHERE id = :g"), edit)
     assert "data-engineering" in gatekeeper.get(gate.id).approver_groups  # the gate store reads it
-    verdict = gatekeeper.audit.verify()
-    assert not verdict.ok and verdict.gate == gate.id, verdict.problem
-    assert "approver_groups" in verdict.problem, verdict.problem
+    _names(gatekeeper, gate.id, "approver_groups")
     if gatekeeper.store.engine.dialect.name != "postgresql":
         return
     later = gatekeeper.open(prod_redeploy(), submitted_by=actor("alice"))
@@ -529,7 +520,4 @@ def test_a_one_person_approval_made_possible_in_sql_is_detected(
         assert conn.execute(text(edit), {"g": gate.id, "old": old, "new": new}).rowcount == 1
     approved = gatekeeper.approve(gate.id, actor=actor("bob"))
     assert approved.status.value == "APPROVED"  # what the edit achieves: one person approved it
-    verdict = gatekeeper.audit.verify()
-    assert not verdict.ok, f"an edited {term} passed verify"
-    assert verdict.gate == gate.id
-    assert term in verdict.problem, verdict.problem
+    _names(gatekeeper, gate.id, term)
