@@ -73,7 +73,7 @@ from gate_core import (
     verify_chain,
 )
 from gate_core._audit import GENESIS_HASH, STATUS_AFTER, AuditDraft, AuditEntry, chain, read_checkpoints
-from gate_core._gatekeeper import _request_record
+from gate_core._gatekeeper import _evaluation_record, _request_record
 from gate_core._ids import new_gate_id
 from gate_core._merkle import NODE_LEVEL, Frontier, leaf_hash
 from gate_core._models import SYSTEM_ACTOR, canonical_json
@@ -188,18 +188,7 @@ def build_scenarios(policy: Policy, directory: Directory, count: int = 32) -> li
             Scenario(
                 record=_request_record(request),
                 binding_hash=request.binding_hash(),
-                evaluated={
-                    "policy_hash": decision.policy_hash,
-                    "outcome": decision.outcome.value,
-                    "rule": decision.rule,
-                    "matched_rules": list(decision.matched_rules),
-                    "explanation": decision.explanation,
-                    "required_approvals": decision.required_approvals,
-                    "approver_groups": list(decision.approver_groups),
-                    "break_glass_groups": list(decision.break_glass_groups),
-                    "requirements": [r.model_dump(mode="json") for r in decision.requirements],
-                    "identified_by": list(decision.identified_by),
-                },
+                evaluated=_evaluation_record(decision, request.binding_hash()),
                 expiry=decision.expiry,
                 submitter=bot if request.run.orchestrator == "airflow" else alice,
                 approvers=tuple(_actor(directory, p, AuthMethod.SLACK) for p in approvers),

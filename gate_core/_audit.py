@@ -611,8 +611,8 @@ def _logged_binding(body: str, payload_at: int) -> str | None:
 
 
 def _logged_terms(body: str, payload_at: int, binding_hash: str | None) -> Terms:
-    """A ``policy.evaluated`` entry's rule, quorum and expiry (its payload, parsed: one small
-    object per gate), with the binding hash its ``gate.requested`` entry logged."""
+    """A ``policy.evaluated`` entry's terms (its payload, parsed: one small object per gate), with
+    the binding hash its ``gate.requested`` entry logged."""
     try:
         payload = orjson.loads(body[payload_at : body.rindex(',"seq":')])
         quorum = payload.get("required_approvals")
@@ -624,19 +624,23 @@ def _logged_terms(body: str, payload_at: int, binding_hash: str | None) -> Terms
             rule if isinstance(rule, str) else None,
             quorum if isinstance(quorum, int) and not isinstance(quorum, bool) else None,
             datetime.fromisoformat(expires).astimezone(UTC) if isinstance(expires, str) else None,
-            _json_list(payload.get("approver_groups")),
+            terms_json(payload.get("approver_groups")),
             signature if isinstance(signature, str) else None,  # logged only when the rule has one
-            _json_list(payload.get("break_glass_groups")),  # logged since these were compared
-            _json_list(payload.get("requirements")),
-            _json_list(payload.get("identified_by")),
+            terms_json(payload.get("break_glass_groups")),  # logged since these were compared
+            terms_json(payload.get("requirements")),
+            terms_json(payload.get("identified_by")),
         )
     except (ValueError, AttributeError, TypeError, OverflowError):
         return Terms(binding_hash, None, None, None, None, None, None, None, None)
 
 
-def _json_list(value: object) -> str | None:
-    """A logged list as JSON text (compared with the stored one's), or None if not a list."""
-    return orjson.dumps(value).decode() if isinstance(value, list) else None
+def terms_json(value: object) -> str | None:
+    """A list term as the JSON text ``Terms`` compares (the logged and the stored one alike), or
+    None if it is not a list or cannot be written as JSON."""
+    try:
+        return orjson.dumps(value).decode() if isinstance(value, list) else None
+    except orjson.JSONEncodeError:
+        return None
 
 
 def verify_chain(

@@ -66,7 +66,7 @@ from gate_core._passkeys import (
     decision_challenge,
     verify_assertion,
 )
-from gate_core._policy import Outcome, Policy, evaluate
+from gate_core._policy import Outcome, Policy, PolicyDecision, evaluate
 from gate_core._ports import Clock, GateFilter, GateState, GateStore, Mutation, NotificationRef, SystemClock
 from gate_core._token_service import TokenService
 from gate_core.identity import AuthMethod, IdentitySource, has_departed, identity_key
@@ -96,6 +96,26 @@ def _request_record(request: GateRequest) -> dict[str, Any]:
     data = request.model_dump(mode="json")
     data["parameters"] = redact_parameters(request.parameters)
     return data
+
+
+def _evaluation_record(decision: PolicyDecision, binding_hash: str) -> dict[str, Any]:
+    """What the audit trail records of a policy decision (``policy.evaluated``, with the gate's
+    ``expires_at``): among it, everything a gate's approval stands on, which audit verify compares
+    with the stored gate."""
+    return {
+        "policy_hash": decision.policy_hash,
+        "outcome": decision.outcome.value,
+        "rule": decision.rule,
+        "matched_rules": list(decision.matched_rules),
+        "explanation": decision.explanation,
+        "required_approvals": decision.required_approvals,
+        "approver_groups": list(decision.approver_groups),
+        "break_glass_groups": list(decision.break_glass_groups),
+        "requirements": [r.model_dump(mode="json") for r in decision.requirements],
+        "identified_by": list(decision.identified_by),
+        # a signed rule names the binding hash every signature must cover (offline verify)
+        **({"signature": decision.signature, "binding_hash": binding_hash} if decision.signature else {}),
+    }
 
 
 BadRecord = Callable[[str, Exception], None]
@@ -295,26 +315,7 @@ class Gatekeeper:
                 now,
                 SYSTEM_ACTOR,
                 gate.id,
-                {
-                    "policy_hash": decision.policy_hash,
-                    "outcome": decision.outcome.value,
-                    "rule": decision.rule,
-                    "matched_rules": list(decision.matched_rules),
-                    "explanation": decision.explanation,
-                    "required_approvals": decision.required_approvals,
-                    "approver_groups": list(decision.approver_groups),
-                    # what else an approval stands on: audit verify compares the stored gate with it
-                    "break_glass_groups": list(decision.break_glass_groups),
-                    "requirements": [r.model_dump(mode="json") for r in decision.requirements],
-                    "identified_by": list(decision.identified_by),
-                    "expires_at": gate.expires_at.isoformat(),
-                    # a signed rule names the binding hash every signature must cover (offline verify)
-                    **(
-                        {"signature": decision.signature, "binding_hash": binding_hash}
-                        if decision.signature
-                        else {}
-                    ),
-                },
+                {**_evaluation_record(decision, binding_hash), "expires_at": gate.expires_at.isoformat()},
             ),
         ]
         if status is not GateStatus.PENDING:

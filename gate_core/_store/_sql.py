@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import TextClause
 
-from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, Terms, chain
+from gate_core._audit import AuditDraft, AuditEntry, Checkpoint, StoredState, Terms, chain, terms_json
 from gate_core._cosign import StoredCosignature
 from gate_core._errors import (
     GatehouseError,
@@ -160,8 +160,8 @@ def _unavailable(exc: DBAPIError | psycopg.Error | sqlite3.Error) -> StoreUnavai
 
 
 # verify's state check reads each gate's terms (gate_core._audit.Terms). PostgreSQL extracts the
-# two it needs from the context JSON itself, ~150,000 times faster than Python could parse them
-# (JSON processing there takes a duplicated key's last value, as json.loads does). A context or
+# ones kept in the context JSON itself, in C, rather than sending ~150,000 whole contexts to be
+# parsed here (its JSON takes a duplicated key's last value, as json.loads does). A context or
 # an expiry the database cannot read (NaN in the JSON, 'infinity') fails that statement: then,
 # and always on SQLite (whose json_extract takes a duplicated key's first value), the raw columns
 # are read and decoded here as the gate store decodes them (json.loads, UtcDateTime).
@@ -204,19 +204,12 @@ def _decoded_terms(binding: str, rule: str, quorum: int, expires: Any, context: 
         rule,
         quorum,
         _stored_time(expires),
-        _json_text(found.get("approver_groups")),
+        terms_json(found.get("approver_groups")),
         str(found.get("signature", "")),
-        _json_text(found.get("break_glass_groups")),
-        _json_text(found.get("requirements", [])),  # gates opened before requirements have none
-        _json_text(found.get("identified_by", [])),
+        terms_json(found.get("break_glass_groups")),
+        terms_json(found.get("requirements", [])),  # gates opened before requirements have none
+        terms_json(found.get("identified_by", [])),
     )
-
-
-def _json_text(value: Any) -> str | None:
-    try:
-        return orjson.dumps(value).decode() if isinstance(value, list) else None
-    except orjson.JSONEncodeError:
-        return None
 
 
 class SqlStore:
